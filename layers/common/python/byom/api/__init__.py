@@ -1,0 +1,1 @@
+"""HTTP plumbing: resolvers, routers, and the one place errors become OpenAI envelopes."""

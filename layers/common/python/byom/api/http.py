@@ -1,0 +1,108 @@
+"""Resolver construction, request parsing and the OpenAI error envelope, shared by every HTTP function."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, TypeVar
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from pydantic import BaseModel, ValidationError
+
+from byom.errors import ByomError, InvalidRequest, PayloadTooLarge
+from byom.logic.access import Principal
+from byom.observability import logger
+
+Body = TypeVar("Body", bound=BaseModel)
+
+MAX_ADMIN_BODY_BYTES = 64 * 1024
+
+
+def error_response(
+    status: int, message: str, type_: str, *, code: str | None = None, param: str | None = None, source: str = "gateway"
+) -> Response:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body={"error": {"message": message, "type": type_, "param": param, "code": code}},
+        headers={"x-byom-error-source": source},
+    )
+
+
+def _validation_message(error: ValidationError) -> tuple[str, str | None]:
+    """Say what is wrong and where, never echoing the input: it may be a provider key."""
+    first = error.errors(include_input=False, include_url=False)[0]
+    param = ".".join(str(p) for p in first["loc"]) or None
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "Unknown field"
+    return (f"{param}: {message}" if param else message), param
+
+
+def build_resolver() -> APIGatewayRestResolver:
+    app = APIGatewayRestResolver()
+
+    @app.exception_handler(ByomError)
+    def _byom_error(error: ByomError) -> Response:
+        return error_response(error.status, error.message, error.type, code=error.code, param=error.param, source=error.source)
+
+    @app.exception_handler(ValidationError)
+    def _validation_error(error: ValidationError) -> Response:
+        message, param = _validation_message(error)
+        return error_response(400, message, "invalid_request_error", param=param)
+
+    @app.not_found
+    def _not_found(_: NotFoundError) -> Response:
+        event = app.current_event
+        return error_response(404, f"Unknown route: {event.http_method} {event.path}", "not_found_error")
+
+    @app.exception_handler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        # Log the type only: messages of AWS and provider errors can carry request data.
+        logger.error("unhandled error", extra={"error_type": type(error).__name__})
+        request_id = app.current_event.request_context.request_id
+        return error_response(500, f"Internal error (request {request_id})", "api_error")
+
+    return app
+
+
+def serve(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Resolve, then stamp the request id on every answer (SPEC §4)."""
+    response = app.resolve(event, context)
+    request_id = (event.get("requestContext") or {}).get("requestId", "")
+    response.setdefault("headers", {})["x-request-id"] = request_id
+    if response.get("multiValueHeaders") is not None:
+        response["multiValueHeaders"]["x-request-id"] = [request_id]
+    return response
+
+
+def json_body(app: APIGatewayRestResolver, model: type[Body], max_bytes: int = MAX_ADMIN_BODY_BYTES) -> Body:
+    event = app.current_event
+    raw: bytes | str = event.body or ""
+    if event.is_base64_encoded and raw:
+        raw = base64.b64decode(raw)
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > max_bytes:
+        raise PayloadTooLarge(f"Request body is {size} bytes; the limit is {max_bytes}")
+    if not raw:
+        raise InvalidRequest("Request body must be a JSON object")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("Request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("Request body must be a JSON object")
+    return model.model_validate(data)
+
+
+def principal(app: APIGatewayRestResolver) -> Principal:
+    return Principal.from_authorizer(app.current_event.request_context.authorizer.raw_event)
+
+
+def ok(body: Any, status: int = 200) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+def listing(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"object": "list", "data": items}

@@ -1,0 +1,138 @@
+"""DynamoDB repositories for tenants, API keys, credential metadata and model aliases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from byom.dal.aws import error_code, from_item, to_item
+from byom.domain import ApiKey, Credential, ModelAlias, Tenant
+from byom.errors import Conflict
+
+
+def _pages(call: Any, **kwargs: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    while True:
+        page = call(**kwargs)
+        items.extend(from_item(i) for i in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _put_new(table: Any, item: dict[str, Any], key_attr: str, conflict: str) -> None:
+    try:
+        table.put_item(Item=to_item(item), ConditionExpression=f"attribute_not_exists({key_attr})")
+    except ClientError as error:
+        if error_code(error) == "ConditionalCheckFailedException":
+            raise Conflict(conflict) from None
+        raise
+
+
+class TenantRepository:
+    """Items keyed by `tenant_id`; the API calls it `id`."""
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def create(self, tenant: Tenant) -> None:
+        item = tenant.model_dump(exclude={"id"}) | {"tenant_id": tenant.id}
+        _put_new(self._table, item, "tenant_id", "tenant already exists")
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        item = self._table.get_item(Key={"tenant_id": tenant_id}).get("Item")
+        return self._tenant(from_item(item)) if item else None
+
+    def list(self) -> list[Tenant]:
+        tenants = [self._tenant(i) for i in _pages(self._table.scan)]
+        return sorted(tenants, key=lambda t: (t.created_at, t.id))
+
+    def delete(self, tenant_id: str) -> None:
+        self._table.delete_item(Key={"tenant_id": tenant_id})
+
+    @staticmethod
+    def _tenant(item: dict[str, Any]) -> Tenant:
+        return Tenant.model_validate(item | {"id": item["tenant_id"]})
+
+
+class ApiKeyRepository:
+    """Keyed by the key's SHA-256 so the authorizer finds a key in one GetItem."""
+
+    def __init__(self, table: Any, by_tenant_index: str = "by_tenant") -> None:
+        self._table = table
+        self._index = by_tenant_index
+
+    def create(self, key: ApiKey) -> None:
+        item = key.model_dump(exclude={"id"}) | {"key_id": key.id}
+        _put_new(self._table, item, "key_hash", "API key already exists")
+
+    def get_by_hash(self, key_hash: str) -> ApiKey | None:
+        item = self._table.get_item(Key={"key_hash": key_hash}).get("Item")
+        return self._key(from_item(item)) if item else None
+
+    def list(self, tenant_id: str) -> list[ApiKey]:
+        items = _pages(self._table.query, IndexName=self._index, KeyConditionExpression=Key("tenant_id").eq(tenant_id))
+        return sorted((self._key(i) for i in items), key=lambda k: (k.created_at, k.id))
+
+    def get(self, tenant_id: str, key_id: str) -> ApiKey | None:
+        items = _pages(
+            self._table.query,
+            IndexName=self._index,
+            KeyConditionExpression=Key("tenant_id").eq(tenant_id) & Key("key_id").eq(key_id),
+        )
+        return self._key(items[0]) if items else None
+
+    def revoke(self, key: ApiKey, at: int) -> ApiKey:
+        self._table.update_item(
+            Key={"key_hash": key.key_hash},
+            UpdateExpression="SET revoked_at = if_not_exists(revoked_at, :at)",
+            ExpressionAttributeValues={":at": at},
+        )
+        return key.model_copy(update={"revoked_at": key.revoked_at or at})
+
+    def delete(self, key: ApiKey) -> None:
+        self._table.delete_item(Key={"key_hash": key.key_hash})
+
+    @staticmethod
+    def _key(item: dict[str, Any]) -> ApiKey:
+        return ApiKey.model_validate(item | {"id": item["key_id"]})
+
+
+class CredentialRepository:
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def put(self, credential: Credential) -> None:
+        self._table.put_item(Item=to_item(credential.model_dump()))
+
+    def get(self, tenant_id: str, name: str) -> Credential | None:
+        item = self._table.get_item(Key={"tenant_id": tenant_id, "name": name}).get("Item")
+        return Credential.model_validate(from_item(item)) if item else None
+
+    def list(self, tenant_id: str) -> list[Credential]:
+        items = _pages(self._table.query, KeyConditionExpression=Key("tenant_id").eq(tenant_id))
+        return [Credential.model_validate(i) for i in items]
+
+    def delete(self, tenant_id: str, name: str) -> None:
+        self._table.delete_item(Key={"tenant_id": tenant_id, "name": name})
+
+
+class ModelRepository:
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def create(self, model: ModelAlias) -> None:
+        _put_new(self._table, model.model_dump(), "alias", f"model alias '{model.alias}' already exists")
+
+    def get(self, tenant_id: str, alias: str) -> ModelAlias | None:
+        item = self._table.get_item(Key={"tenant_id": tenant_id, "alias": alias}).get("Item")
+        return ModelAlias.model_validate(from_item(item)) if item else None
+
+    def list(self, tenant_id: str) -> list[ModelAlias]:
+        items = _pages(self._table.query, KeyConditionExpression=Key("tenant_id").eq(tenant_id))
+        return [ModelAlias.model_validate(i) for i in items]
+
+    def delete(self, tenant_id: str, alias: str) -> None:
+        self._table.delete_item(Key={"tenant_id": tenant_id, "alias": alias})

@@ -1,0 +1,112 @@
+"""Records and request bodies of the admin API. Requests forbid unknown fields: a typo is a 400."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+Role = Literal["admin", "developer", "viewer"]
+Provider = Literal["openai", "openai_compatible", "bedrock"]
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+Slug = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")]
+Alias = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")]
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+Money = Annotated[float, Field(ge=0), AfterValidator(_finite)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class CreateTenant(_Request):
+    name: Name
+    monthly_budget_usd: Money | None = None
+
+
+class CreateKey(_Request):
+    name: Name
+    role: Role = "developer"
+
+
+class PutCredential(_Request):
+    provider: Provider
+    api_key: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
+    base_url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
+
+
+class Pricing(_Request):
+    input_per_1k_usd: Money
+    output_per_1k_usd: Money
+
+
+class CreateModel(_Request):
+    alias: Alias
+    provider: Provider
+    model_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)]
+    credential: Slug | None = None
+    pricing: Pricing | None = None
+    fallbacks: Annotated[list[Alias], Field(max_length=5)] = []
+
+
+class Tenant(BaseModel):
+    id: str
+    name: str
+    monthly_budget_usd: float | None = None
+    created_at: int
+
+
+class ApiKey(BaseModel):
+    """An API key as stored: the digest, never the key."""
+
+    id: str
+    tenant_id: str
+    name: str
+    role: Role
+    key_hash: str
+    last4: str
+    created_at: int
+    revoked_at: int | None = None
+
+    def public(self) -> dict:
+        return self.model_dump(exclude={"key_hash"}) | {"object": "api_key"}
+
+
+class Credential(BaseModel):
+    """Credential metadata. The key itself lives only in Secrets Manager."""
+
+    tenant_id: str
+    name: str
+    provider: Provider
+    base_url: str | None = None
+    key_last4: str | None = None
+    secret_arn: str | None = None
+    updated_at: int
+
+    def public(self) -> dict:
+        return self.model_dump(include={"name", "provider", "base_url", "key_last4", "updated_at"}) | {
+            "object": "credential"
+        }
+
+
+class ModelAlias(BaseModel):
+    tenant_id: str
+    alias: str
+    provider: Provider
+    model_id: str
+    credential: str | None = None
+    pricing: Pricing | None = None
+    fallbacks: list[str] = []
+    created_at: int
+
+    def public(self) -> dict:
+        return self.model_dump(exclude={"tenant_id"}) | {"object": "model_alias"}

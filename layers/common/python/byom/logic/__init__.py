@@ -1,0 +1,1 @@
+"""Business rules: no HTTP, no boto3; collaborators come in as arguments."""

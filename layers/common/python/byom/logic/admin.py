@@ -1,0 +1,266 @@
+"""Tenants, API keys, provider credentials and model aliases (SPEC §4.2)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from byom import clock
+from byom.domain import (
+    ApiKey,
+    CreateKey,
+    CreateModel,
+    CreateTenant,
+    Credential,
+    ModelAlias,
+    PutCredential,
+    Tenant,
+)
+from byom.errors import Conflict, InvalidRequest, NotFound
+from byom.logic.access import ALL_ROLES, Principal, require_platform_admin, require_tenant_access
+from byom.pricing import catalog_price
+from byom.security import generate_api_key, hash_api_key, validate_base_url
+
+_CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+@dataclass
+class AdminStore:
+    """The collaborators admin logic needs; tests pass in-memory fakes."""
+
+    tenants: Any
+    keys: Any
+    credentials: Any
+    models: Any
+    secrets: Any
+    allow_loopback_http: bool = False
+
+
+def _tenant(store: AdminStore, principal: Principal, tenant_id: str, roles: Sequence[str] = ("admin",)) -> Tenant:
+    require_tenant_access(principal, tenant_id, roles)
+    tenant = store.tenants.get(tenant_id)
+    if tenant is None:
+        raise NotFound(f"No tenant '{tenant_id}'")
+    return tenant
+
+
+# Tenants
+
+
+def create_tenant(store: AdminStore, principal: Principal, body: CreateTenant) -> Tenant:
+    require_platform_admin(principal)
+    tenant = Tenant(id=clock.new_id("tnt"), name=body.name, monthly_budget_usd=body.monthly_budget_usd, created_at=clock.now())
+    store.tenants.create(tenant)
+    return tenant
+
+
+def list_tenants(store: AdminStore, principal: Principal) -> list[Tenant]:
+    require_platform_admin(principal)
+    return store.tenants.list()
+
+
+def get_tenant(store: AdminStore, principal: Principal, tenant_id: str) -> Tenant:
+    return _tenant(store, principal, tenant_id)
+
+
+def delete_tenant(store: AdminStore, principal: Principal, tenant_id: str) -> None:
+    """Children first, the tenant record last: a failure part-way leaves a tenant a retry can finish."""
+    _tenant(store, principal, tenant_id, roles=())
+    for model in store.models.list(tenant_id):
+        store.models.delete(tenant_id, model.alias)
+    for credential in store.credentials.list(tenant_id):
+        store.secrets.delete(tenant_id, credential.name)
+        store.credentials.delete(tenant_id, credential.name)
+    for key in store.keys.list(tenant_id):
+        store.keys.delete(key)
+    store.tenants.delete(tenant_id)
+
+
+# API keys
+
+
+def create_key(store: AdminStore, principal: Principal, tenant_id: str, body: CreateKey) -> tuple[ApiKey, str]:
+    """Return the stored key and the plaintext, which is shown once and never stored."""
+    _tenant(store, principal, tenant_id)
+    plaintext = generate_api_key()
+    key = ApiKey(
+        id=clock.new_id("key"),
+        tenant_id=tenant_id,
+        name=body.name,
+        role=body.role,
+        key_hash=hash_api_key(plaintext),
+        last4=plaintext[-4:],
+        created_at=clock.now(),
+    )
+    store.keys.create(key)
+    return key, plaintext
+
+
+def list_keys(store: AdminStore, principal: Principal, tenant_id: str) -> list[ApiKey]:
+    _tenant(store, principal, tenant_id)
+    return store.keys.list(tenant_id)
+
+
+def revoke_key(store: AdminStore, principal: Principal, tenant_id: str, key_id: str) -> ApiKey:
+    _tenant(store, principal, tenant_id)
+    key = store.keys.get(tenant_id, key_id)
+    if key is None:
+        raise NotFound(f"No API key '{key_id}'")
+    return store.keys.revoke(key, clock.now())
+
+
+# Provider credentials
+
+
+def _credential_name(name: str) -> str:
+    if not _CREDENTIAL_NAME.match(name):
+        raise InvalidRequest(
+            "Credential names are 1-64 letters, digits, '-' or '_', starting with a letter or digit", param="name"
+        )
+    return name
+
+
+def _check_credential_fields(body: PutCredential, allow_loopback_http: bool) -> str | None:
+    if body.provider == "openai" and not body.api_key:
+        raise InvalidRequest("provider 'openai' needs an api_key", param="api_key")
+    if body.provider == "openai_compatible" and not body.base_url:
+        raise InvalidRequest("provider 'openai_compatible' needs a base_url", param="base_url")
+    if body.api_key is not None and (body.api_key != body.api_key.strip() or not body.api_key.isprintable()):
+        raise InvalidRequest("api_key must be printable, without surrounding whitespace", param="api_key")
+    if body.base_url is None:
+        return None
+    return validate_base_url(body.base_url, allow_loopback_http=allow_loopback_http)
+
+
+def put_credential(store: AdminStore, principal: Principal, tenant_id: str, name: str, body: PutCredential) -> Credential:
+    """Write the key to Secrets Manager, then the metadata; undo a newly created secret if that fails."""
+    _tenant(store, principal, tenant_id)
+    _credential_name(name)
+    base_url = _check_credential_fields(body, store.allow_loopback_http)
+    previous = store.credentials.get(tenant_id, name)
+    if previous is not None and previous.provider != body.provider:
+        users = [m.alias for m in store.models.list(tenant_id) if m.credential == name]
+        if users:
+            raise Conflict(f"Credential '{name}' is used by {', '.join(users)}; its provider cannot change", param="provider")
+
+    secret_arn, created = (None, False)
+    if body.api_key is not None:
+        secret_arn, created = store.secrets.put(tenant_id, name, body.api_key)
+    credential = Credential(
+        tenant_id=tenant_id,
+        name=name,
+        provider=body.provider,
+        base_url=base_url,
+        key_last4=body.api_key[-4:] if body.api_key else None,
+        secret_arn=secret_arn,
+        updated_at=clock.now(),
+    )
+    try:
+        store.credentials.put(credential)
+    except Exception:
+        if created:
+            store.secrets.delete(tenant_id, name)
+        raise
+    if body.api_key is None and previous is not None and previous.secret_arn:
+        store.secrets.delete(tenant_id, name)
+    return credential
+
+
+def list_credentials(store: AdminStore, principal: Principal, tenant_id: str) -> list[Credential]:
+    _tenant(store, principal, tenant_id)
+    return store.credentials.list(tenant_id)
+
+
+def delete_credential(store: AdminStore, principal: Principal, tenant_id: str, name: str) -> None:
+    _tenant(store, principal, tenant_id)
+    if store.credentials.get(tenant_id, name) is None:
+        raise NotFound(f"No credential '{name}'")
+    users = [m.alias for m in store.models.list(tenant_id) if m.credential == name]
+    if users:
+        raise Conflict(f"Credential '{name}' is used by {', '.join(users)}; delete those aliases first")
+    store.secrets.delete(tenant_id, name)
+    store.credentials.delete(tenant_id, name)
+
+
+# Model aliases
+
+
+def find_cycle(fallbacks: Mapping[str, Sequence[str]]) -> list[str] | None:
+    """A fallback chain that leads back to itself, as the list of aliases on it, or None."""
+    done: set[str] = set()
+
+    def visit(alias: str, path: list[str]) -> list[str] | None:
+        if alias in path:
+            return [*path[path.index(alias) :], alias]
+        if alias in done:
+            return None
+        for nxt in fallbacks.get(alias, ()):
+            cycle = visit(nxt, [*path, alias])
+            if cycle:
+                return cycle
+        done.add(alias)
+        return None
+
+    for alias in fallbacks:
+        cycle = visit(alias, [])
+        if cycle:
+            return cycle
+    return None
+
+
+def create_model(store: AdminStore, principal: Principal, tenant_id: str, body: CreateModel) -> ModelAlias:
+    _tenant(store, principal, tenant_id)
+    if body.provider in ("openai", "openai_compatible") and body.credential is None:
+        raise InvalidRequest(f"provider '{body.provider}' needs a credential", param="credential")
+    if body.credential is not None:
+        credential = store.credentials.get(tenant_id, body.credential)
+        if credential is None:
+            raise InvalidRequest(f"No credential '{body.credential}'", param="credential")
+        if credential.provider != body.provider:
+            raise InvalidRequest(
+                f"Credential '{body.credential}' is for provider '{credential.provider}', not '{body.provider}'",
+                param="credential",
+            )
+    if len(set(body.fallbacks)) != len(body.fallbacks):
+        raise InvalidRequest("fallbacks must not repeat an alias", param="fallbacks")
+    existing = {m.alias: m for m in store.models.list(tenant_id)}
+    if body.alias in existing:
+        raise Conflict(f"Model alias '{body.alias}' already exists", param="alias")
+    missing = [a for a in body.fallbacks if a not in existing]
+    if missing:
+        raise InvalidRequest(f"Unknown fallback alias: {', '.join(missing)}", param="fallbacks")
+    graph = {alias: model.fallbacks for alias, model in existing.items()} | {body.alias: body.fallbacks}
+    cycle = find_cycle(graph)
+    if cycle:
+        raise InvalidRequest(f"fallbacks form a cycle: {' -> '.join(cycle)}", param="fallbacks")
+
+    model = ModelAlias(
+        tenant_id=tenant_id,
+        alias=body.alias,
+        provider=body.provider,
+        model_id=body.model_id,
+        credential=body.credential,
+        pricing=body.pricing or catalog_price(body.model_id),
+        fallbacks=body.fallbacks,
+        created_at=clock.now(),
+    )
+    store.models.create(model)
+    return model
+
+
+def list_models(store: AdminStore, principal: Principal, tenant_id: str) -> list[ModelAlias]:
+    _tenant(store, principal, tenant_id, roles=ALL_ROLES)
+    return sorted(store.models.list(tenant_id), key=lambda m: m.alias)
+
+
+def delete_model(store: AdminStore, principal: Principal, tenant_id: str, alias: str) -> None:
+    _tenant(store, principal, tenant_id)
+    models = store.models.list(tenant_id)
+    if not any(m.alias == alias for m in models):
+        raise NotFound(f"No model alias '{alias}'")
+    users = [m.alias for m in models if alias in m.fallbacks]
+    if users:
+        raise Conflict(f"Alias '{alias}' is a fallback of {', '.join(users)}; remove it there first")
+    store.models.delete(tenant_id, alias)

@@ -1,0 +1,53 @@
+"""One settings model per function, read from the environment once (never at import time)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    @classmethod
+    def from_env(cls):  # type: ignore[no-untyped-def]
+        values = {name: os.environ.get(name.upper()) for name in cls.model_fields}
+        return cls.model_validate({k: v for k, v in values.items() if v is not None})
+
+
+class AuthorizerSettings(_Settings):
+    api_keys_table: str
+    admin_key_secret_arn: str
+    admin_key_max_age_seconds: int = 300
+
+
+class AdminSettings(_Settings):
+    tenants_table: str
+    api_keys_table: str
+    credentials_table: str
+    models_table: str
+    kms_key_id: str
+    secret_prefix: str
+    allow_loopback_http: bool = False
+
+
+class GatewaySettings(_Settings):
+    models_table: str
+    credentials_table: str
+
+
+@lru_cache(maxsize=1)
+def authorizer_settings() -> AuthorizerSettings:
+    return AuthorizerSettings.from_env()
+
+
+@lru_cache(maxsize=1)
+def admin_settings() -> AdminSettings:
+    return AdminSettings.from_env()
+
+
+@lru_cache(maxsize=1)
+def gateway_settings() -> GatewaySettings:
+    return GatewaySettings.from_env()
