@@ -1,0 +1,103 @@
+"""In-memory stand-ins for the repositories and the secret store, for logic tests."""
+
+from __future__ import annotations
+
+from byom.domain import ApiKey, Credential, ModelAlias, Tenant
+from byom.errors import Conflict
+
+
+class FakeTenants:
+    def __init__(self) -> None:
+        self.items: dict[str, Tenant] = {}
+
+    def create(self, tenant: Tenant) -> None:
+        if tenant.id in self.items:
+            raise Conflict("tenant already exists")
+        self.items[tenant.id] = tenant
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        return self.items.get(tenant_id)
+
+    def list(self) -> list[Tenant]:
+        return list(self.items.values())
+
+    def delete(self, tenant_id: str) -> None:
+        self.items.pop(tenant_id, None)
+
+
+class FakeKeys:
+    def __init__(self) -> None:
+        self.items: dict[str, ApiKey] = {}
+
+    def create(self, key: ApiKey) -> None:
+        self.items[key.key_hash] = key
+
+    def get_by_hash(self, key_hash: str) -> ApiKey | None:
+        return self.items.get(key_hash)
+
+    def list(self, tenant_id: str) -> list[ApiKey]:
+        return [k for k in self.items.values() if k.tenant_id == tenant_id]
+
+    def get(self, tenant_id: str, key_id: str) -> ApiKey | None:
+        return next((k for k in self.list(tenant_id) if k.id == key_id), None)
+
+    def revoke(self, key: ApiKey, at: int) -> ApiKey:
+        revoked = key.model_copy(update={"revoked_at": key.revoked_at or at})
+        self.items[key.key_hash] = revoked
+        return revoked
+
+    def delete(self, key: ApiKey) -> None:
+        self.items.pop(key.key_hash, None)
+
+
+class FakeCredentials:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], Credential] = {}
+        self.fail_next_put = False
+
+    def put(self, credential: Credential) -> None:
+        if self.fail_next_put:
+            self.fail_next_put = False
+            raise RuntimeError("simulated DynamoDB outage")
+        self.items[(credential.tenant_id, credential.name)] = credential
+
+    def get(self, tenant_id: str, name: str) -> Credential | None:
+        return self.items.get((tenant_id, name))
+
+    def list(self, tenant_id: str) -> list[Credential]:
+        return [c for (t, _), c in self.items.items() if t == tenant_id]
+
+    def delete(self, tenant_id: str, name: str) -> None:
+        self.items.pop((tenant_id, name), None)
+
+
+class FakeModels:
+    def __init__(self) -> None:
+        self.items: dict[tuple[str, str], ModelAlias] = {}
+
+    def create(self, model: ModelAlias) -> None:
+        if (model.tenant_id, model.alias) in self.items:
+            raise Conflict("exists")
+        self.items[(model.tenant_id, model.alias)] = model
+
+    def get(self, tenant_id: str, alias: str) -> ModelAlias | None:
+        return self.items.get((tenant_id, alias))
+
+    def list(self, tenant_id: str) -> list[ModelAlias]:
+        return [m for (t, _), m in self.items.items() if t == tenant_id]
+
+    def delete(self, tenant_id: str, alias: str) -> None:
+        self.items.pop((tenant_id, alias), None)
+
+
+class FakeSecrets:
+    def __init__(self) -> None:
+        self.values: dict[tuple[str, str], str] = {}
+
+    def put(self, tenant_id: str, name: str, value: str) -> tuple[str, bool]:
+        created = (tenant_id, name) not in self.values
+        self.values[(tenant_id, name)] = value
+        return f"arn:aws:secretsmanager:us-east-1:123456789012:secret:byom/{tenant_id}/{name}", created
+
+    def delete(self, tenant_id: str, name: str) -> None:
+        self.values.pop((tenant_id, name), None)
