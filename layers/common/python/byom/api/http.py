@@ -71,9 +71,10 @@ def serve(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> d
     """Resolve, then stamp the request id on every answer (SPEC §4)."""
     response = app.resolve(event, context)
     request_id = (event.get("requestContext") or {}).get("requestId", "")
-    response.setdefault("headers", {})["x-request-id"] = request_id
     if response.get("multiValueHeaders") is not None:
         response["multiValueHeaders"]["x-request-id"] = [request_id]
+    else:
+        response.setdefault("headers", {})["x-request-id"] = request_id
     return response
 
 
