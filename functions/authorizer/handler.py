@@ -1,4 +1,4 @@
-"""API Gateway REQUEST authorizer: API keys looked up by SHA-256; the platform admin key from Secrets Manager."""
+"""API Gateway REQUEST authorizer: tenant keys by SHA-256, the admin key from Secrets Manager."""
 
 from byom.api.authorizer import authorize_event
 from byom.observability import logger

@@ -21,11 +21,20 @@ from tests.conftest import LambdaContext, api_event
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "integration-platform-admin-key"
-PLATFORM_ADMIN = {"principal": "platform_admin", "tenant_id": "", "key_id": "platform-admin", "role": "platform_admin"}
+PLATFORM_ADMIN = {
+    "principal": "platform_admin",
+    "tenant_id": "",
+    "key_id": "platform-admin",
+    "role": "platform_admin",
+}
 
 TABLES = {
     "TENANTS_TABLE": ("byom-tenants", [("tenant_id", "HASH")], []),
-    "API_KEYS_TABLE": ("byom-api-keys", [("key_hash", "HASH")], [("by_tenant", [("tenant_id", "HASH"), ("key_id", "RANGE")])]),
+    "API_KEYS_TABLE": (
+        "byom-api-keys",
+        [("key_hash", "HASH")],
+        [("by_tenant", [("tenant_id", "HASH"), ("key_id", "RANGE")])],
+    ),
     "CREDENTIALS_TABLE": ("byom-credentials", [("tenant_id", "HASH"), ("name", "RANGE")], []),
     "MODELS_TABLE": ("byom-models", [("tenant_id", "HASH"), ("alias", "RANGE")], []),
 }
@@ -42,7 +51,11 @@ def _create_tables(kms_key: str) -> None:
         extra: dict[str, Any] = {}
         if indexes:
             extra["GlobalSecondaryIndexes"] = [
-                {"IndexName": index, "KeySchema": _schema(index_keys), "Projection": {"ProjectionType": "ALL"}}
+                {
+                    "IndexName": index,
+                    "KeySchema": _schema(index_keys),
+                    "Projection": {"ProjectionType": "ALL"},
+                }
                 for index, index_keys in indexes
             ]
         dynamodb.create_table(
@@ -56,9 +69,9 @@ def _create_tables(kms_key: str) -> None:
 
 
 def _clear_caches() -> None:
+    from byom import settings
     from byom.api import admin, authorizer, gateway
     from byom.dal import aws
-    from byom import settings
 
     for cached in (
         settings.admin_settings,
@@ -118,7 +131,9 @@ class Api:
     def __init__(self, function: str) -> None:
         self._handler = load_handler(function)
 
-    def __call__(self, method: str, path: str, body: Any = None, *, as_: dict[str, str] | None = PLATFORM_ADMIN):
+    def __call__(
+        self, method: str, path: str, body: Any = None, *, as_: dict[str, str] | None = PLATFORM_ADMIN
+    ):
         response = self._handler(api_event(method, path, body=body, authorizer=as_), LambdaContext())
         # API Gateway merges both header maps into the HTTP answer.
         headers = dict(response.get("headers") or {})

@@ -37,7 +37,9 @@ def test_tenants_are_listed_for_the_platform_admin(admin_api: Api, tenant: dict)
 
 
 def test_a_key_is_shown_once_and_stored_as_its_hash(admin_api: Api, tenant: dict) -> None:
-    status, created, _ = admin_api("POST", f"/admin/tenants/{tenant['id']}/keys", {"name": "ci", "role": "developer"})
+    status, created, _ = admin_api(
+        "POST", f"/admin/tenants/{tenant['id']}/keys", {"name": "ci", "role": "developer"}
+    )
     _, listed, _ = admin_api("GET", f"/admin/tenants/{tenant['id']}/keys")
 
     assert status == 201
@@ -50,7 +52,9 @@ def test_a_credential_goes_to_secrets_manager_encrypted_with_the_stack_key(
     admin_api: Api, tenant: dict, aws: dict
 ) -> None:
     status, body, _ = admin_api(
-        "PUT", f"/admin/tenants/{tenant['id']}/credentials/oai", {"provider": "openai", "api_key": PROVIDER_KEY}
+        "PUT",
+        f"/admin/tenants/{tenant['id']}/credentials/oai",
+        {"provider": "openai", "api_key": PROVIDER_KEY},
     )
 
     secret = boto3.client("secretsmanager").describe_secret(SecretId=f"byom/test/tenants/{tenant['id']}/oai")
@@ -78,7 +82,9 @@ def test_deleting_a_credential_deletes_its_secret(admin_api: Api, tenant: dict) 
     assert not [n for n in names if n.startswith("byom/test/tenants/")]
 
 
-def test_a_failed_metadata_write_leaves_no_secret_and_no_key_in_the_error(admin_api: Api, tenant: dict) -> None:
+def test_a_failed_metadata_write_leaves_no_secret_and_no_key_in_the_error(
+    admin_api: Api, tenant: dict
+) -> None:
     from byom.api.admin import store
 
     credentials_client = store().credentials._table.meta.client
@@ -86,7 +92,9 @@ def test_a_failed_metadata_write_leaves_no_secret_and_no_key_in_the_error(admin_
         stub.add_response("get_item", {})
         stub.add_client_error("put_item", "ProvisionedThroughputExceededException", http_status_code=400)
         status, body, headers = admin_api(
-            "PUT", f"/admin/tenants/{tenant['id']}/credentials/oai", {"provider": "openai", "api_key": PROVIDER_KEY}
+            "PUT",
+            f"/admin/tenants/{tenant['id']}/credentials/oai",
+            {"provider": "openai", "api_key": PROVIDER_KEY},
         )
 
     assert status == 500
@@ -100,7 +108,9 @@ def test_models_list_with_catalog_pricing(admin_api: Api, tenant: dict) -> None:
     base = f"/admin/tenants/{tenant['id']}"
     admin_api("PUT", f"{base}/credentials/oai", {"provider": "openai", "api_key": PROVIDER_KEY})
     status, created, _ = admin_api(
-        "POST", f"{base}/models", {"alias": "fast", "provider": "openai", "model_id": "gpt-4o-mini", "credential": "oai"}
+        "POST",
+        f"{base}/models",
+        {"alias": "fast", "provider": "openai", "model_id": "gpt-4o-mini", "credential": "oai"},
     )
     _, listed, _ = admin_api("GET", f"{base}/models")
 
@@ -134,7 +144,9 @@ def test_bad_tenant_bodies_get_an_openai_error(admin_api: Api, body, status: int
 def test_an_oversized_api_key_is_refused_without_echoing_it(admin_api: Api, tenant: dict) -> None:
     key = "sk-" + "A" * 5000
 
-    status, body, _ = admin_api("PUT", f"/admin/tenants/{tenant['id']}/credentials/oai", {"provider": "openai", "api_key": key})
+    status, body, _ = admin_api(
+        "PUT", f"/admin/tenants/{tenant['id']}/credentials/oai", {"provider": "openai", "api_key": key}
+    )
 
     assert status == 400
     assert body["error"]["param"] == "api_key"
@@ -171,7 +183,9 @@ def test_a_tenant_admin_sees_its_tenant_and_not_another(admin_api: Api, tenant: 
     _, other, _ = admin_api("POST", "/admin/tenants", {"name": "other"})
 
     own, _, _ = admin_api("GET", f"/admin/tenants/{tenant['id']}", as_=tenant_context(tenant["id"], "admin"))
-    foreign, body, _ = admin_api("GET", f"/admin/tenants/{other['id']}", as_=tenant_context(tenant["id"], "admin"))
+    foreign, body, _ = admin_api(
+        "GET", f"/admin/tenants/{other['id']}", as_=tenant_context(tenant["id"], "admin")
+    )
 
     assert (own, foreign, body["error"]["type"]) == (200, 404, "not_found_error")
 
@@ -186,7 +200,11 @@ def test_deleting_a_tenant_removes_its_keys_credentials_and_models(admin_api: Ap
     base = f"/admin/tenants/{tenant['id']}"
     admin_api("POST", f"{base}/keys", {"name": "ci"})
     admin_api("PUT", f"{base}/credentials/oai", {"provider": "openai", "api_key": PROVIDER_KEY})
-    admin_api("POST", f"{base}/models", {"alias": "m", "provider": "openai", "model_id": "gpt-4o", "credential": "oai"})
+    admin_api(
+        "POST",
+        f"{base}/models",
+        {"alias": "m", "provider": "openai", "model_id": "gpt-4o", "credential": "oai"},
+    )
 
     status, _, _ = admin_api("DELETE", base)
 

@@ -8,7 +8,13 @@ METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:api123/prod/GET/v1/mode
 
 def _authorizer_event(authorization: str | None) -> dict:
     headers = {"Authorization": authorization} if authorization else {}
-    return {"type": "REQUEST", "methodArn": METHOD_ARN, "headers": headers, "httpMethod": "GET", "path": "/v1/models"}
+    return {
+        "type": "REQUEST",
+        "methodArn": METHOD_ARN,
+        "headers": headers,
+        "httpMethod": "GET",
+        "path": "/v1/models",
+    }
 
 
 @pytest.fixture
@@ -29,12 +35,17 @@ def test_a_created_key_is_allowed_until_it_is_revoked(authorizer, admin_api: Api
     allowed = authorizer(_authorizer_event(f"Bearer {key['key']}"), LambdaContext())
     admin_api("DELETE", f"/admin/tenants/{tenant['id']}/keys/{key['id']}")
 
-    assert allowed["context"] == {"principal": "tenant", "tenant_id": tenant["id"], "key_id": key["id"], "role": "viewer"}
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    assert allowed["context"] == {
+        "principal": "tenant",
+        "tenant_id": tenant["id"],
+        "key_id": key["id"],
+        "role": "viewer",
+    }
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         authorizer(_authorizer_event(f"Bearer {key['key']}"), LambdaContext())
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Bearer byom-unknown"])
 def test_other_tokens_are_unauthorized(authorizer, authorization: str | None) -> None:
-    with pytest.raises(Exception, match="^Unauthorized$"):
+    with pytest.raises(Exception, match=r"^Unauthorized$"):
         authorizer(_authorizer_event(authorization), LambdaContext())

@@ -1,9 +1,9 @@
 import pytest
-
 from byom.domain import CreateKey, CreateModel, CreateTenant, PutCredential
 from byom.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
 from byom.logic import admin
 from byom.logic.access import Principal
+
 from tests.unit.fakes import FakeCredentials, FakeKeys, FakeModels, FakeSecrets, FakeTenants
 
 PLATFORM = Principal(key_id="platform-admin", role="platform_admin")
@@ -13,7 +13,11 @@ PROVIDER_KEY = "sk-live-provider-key-7f3a"
 @pytest.fixture
 def store() -> admin.AdminStore:
     return admin.AdminStore(
-        tenants=FakeTenants(), keys=FakeKeys(), credentials=FakeCredentials(), models=FakeModels(), secrets=FakeSecrets()
+        tenants=FakeTenants(),
+        keys=FakeKeys(),
+        credentials=FakeCredentials(),
+        models=FakeModels(),
+        secrets=FakeSecrets(),
     )
 
 
@@ -27,11 +31,18 @@ def _tenant_key(tenant_id: str, role: str) -> Principal:
 
 
 def _openai_credential(store: admin.AdminStore, tenant_id: str, name: str = "oai") -> None:
-    admin.put_credential(store, PLATFORM, tenant_id, name, PutCredential(provider="openai", api_key=PROVIDER_KEY))
+    admin.put_credential(
+        store, PLATFORM, tenant_id, name, PutCredential(provider="openai", api_key=PROVIDER_KEY)
+    )
 
 
 def _model(alias: str, fallbacks: list[str] | None = None, **extra) -> CreateModel:
-    fields = {"alias": alias, "provider": "bedrock", "model_id": "amazon.nova-micro-v1:0", "fallbacks": fallbacks or []}
+    fields = {
+        "alias": alias,
+        "provider": "bedrock",
+        "model_id": "amazon.nova-micro-v1:0",
+        "fallbacks": fallbacks or [],
+    }
     return CreateModel.model_validate(fields | extra)
 
 
@@ -56,7 +67,9 @@ def test_another_tenants_resources_are_not_found_whatever_the_role(
 
 
 @pytest.mark.parametrize("role", ["developer", "viewer"])
-def test_non_admin_roles_cannot_manage_their_tenant(store: admin.AdminStore, tenant_id: str, role: str) -> None:
+def test_non_admin_roles_cannot_manage_their_tenant(
+    store: admin.AdminStore, tenant_id: str, role: str
+) -> None:
     with pytest.raises(PermissionDenied):
         admin.create_key(store, _tenant_key(tenant_id, role), tenant_id, CreateKey(name="x"))
 
@@ -93,7 +106,9 @@ def test_revoking_an_unknown_key_is_not_found(store: admin.AdminStore, tenant_id
 def test_a_credential_keeps_only_the_last_four_characters_outside_the_secret_store(
     store: admin.AdminStore, tenant_id: str
 ) -> None:
-    credential = admin.put_credential(store, PLATFORM, tenant_id, "oai", PutCredential(provider="openai", api_key=PROVIDER_KEY))
+    credential = admin.put_credential(
+        store, PLATFORM, tenant_id, "oai", PutCredential(provider="openai", api_key=PROVIDER_KEY)
+    )
 
     assert credential.key_last4 == "7f3a"
     assert PROVIDER_KEY not in repr(credential.public())
@@ -101,7 +116,9 @@ def test_a_credential_keeps_only_the_last_four_characters_outside_the_secret_sto
     assert store.secrets.values[(tenant_id, "oai")] == PROVIDER_KEY
 
 
-def test_a_failed_metadata_write_removes_the_secret_it_created(store: admin.AdminStore, tenant_id: str) -> None:
+def test_a_failed_metadata_write_removes_the_secret_it_created(
+    store: admin.AdminStore, tenant_id: str
+) -> None:
     store.credentials.fail_next_put = True
 
     with pytest.raises(RuntimeError):
@@ -134,11 +151,16 @@ def test_loopback_http_is_accepted_when_the_store_allows_it(store: admin.AdminSt
     store.allow_loopback_http = True
     body = PutCredential(provider="openai_compatible", base_url="http://127.0.0.1:11434/v1")
 
-    assert admin.put_credential(store, PLATFORM, tenant_id, "ollama", body).base_url == "http://127.0.0.1:11434/v1"
+    assert (
+        admin.put_credential(store, PLATFORM, tenant_id, "ollama", body).base_url
+        == "http://127.0.0.1:11434/v1"
+    )
 
 
 def test_clearing_the_api_key_deletes_the_secret(store: admin.AdminStore, tenant_id: str) -> None:
-    body = PutCredential(provider="openai_compatible", base_url="https://vllm.example.com/v1", api_key="k-1234")
+    body = PutCredential(
+        provider="openai_compatible", base_url="https://vllm.example.com/v1", api_key="k-1234"
+    )
     admin.put_credential(store, PLATFORM, tenant_id, "vllm", body)
 
     admin.put_credential(store, PLATFORM, tenant_id, "vllm", body.model_copy(update={"api_key": None}))
@@ -148,7 +170,12 @@ def test_clearing_the_api_key_deletes_the_secret(store: admin.AdminStore, tenant
 
 def test_a_credential_in_use_cannot_be_deleted(store: admin.AdminStore, tenant_id: str) -> None:
     _openai_credential(store, tenant_id)
-    admin.create_model(store, PLATFORM, tenant_id, _model("mini", provider="openai", model_id="gpt-4o-mini", credential="oai"))
+    admin.create_model(
+        store,
+        PLATFORM,
+        tenant_id,
+        _model("mini", provider="openai", model_id="gpt-4o-mini", credential="oai"),
+    )
 
     with pytest.raises(Conflict):
         admin.delete_credential(store, PLATFORM, tenant_id, "oai")
@@ -172,7 +199,9 @@ def test_bad_credential_names_are_refused(store: admin.AdminStore, tenant_id: st
 
 
 def test_pricing_defaults_from_the_catalog(store: admin.AdminStore, tenant_id: str) -> None:
-    model = admin.create_model(store, PLATFORM, tenant_id, _model("nova", model_id="us.amazon.nova-micro-v1:0"))
+    model = admin.create_model(
+        store, PLATFORM, tenant_id, _model("nova", model_id="us.amazon.nova-micro-v1:0")
+    )
 
     assert model.pricing is not None
     assert model.pricing.input_per_1k_usd == pytest.approx(0.000035)
@@ -193,7 +222,9 @@ def test_given_pricing_overrides_the_catalog(store: admin.AdminStore, tenant_id:
         ({"fallbacks": ["a", "a"]}, "fallbacks"),
     ],
 )
-def test_models_must_reference_what_exists(store: admin.AdminStore, tenant_id: str, extra: dict, param: str) -> None:
+def test_models_must_reference_what_exists(
+    store: admin.AdminStore, tenant_id: str, extra: dict, param: str
+) -> None:
     admin.create_model(store, PLATFORM, tenant_id, _model("a"))
 
     with pytest.raises(InvalidRequest) as refused:
@@ -253,7 +284,13 @@ def test_deleting_a_tenant_removes_everything_it_owns(store: admin.AdminStore, t
 
     admin.delete_tenant(store, PLATFORM, tenant_id)
 
-    assert (store.tenants.items, store.keys.items, store.credentials.items, store.models.items, store.secrets.values) == (
+    assert (
+        store.tenants.items,
+        store.keys.items,
+        store.credentials.items,
+        store.models.items,
+        store.secrets.values,
+    ) == (
         {},
         {},
         {},

@@ -1,8 +1,8 @@
 import pytest
-
 from byom.domain import ApiKey
 from byom.logic.authorizer import Unauthorized, api_wildcard_arn, authorize
 from byom.security import hash_api_key
+
 from tests.unit.fakes import FakeKeys
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/v1/models"
@@ -34,14 +34,22 @@ def test_a_tenant_key_is_allowed_with_its_tenant_and_role_in_the_context() -> No
     decision = authorize(f"Bearer {TENANT_KEY}", METHOD_ARN, _keys(), _admin_key)
 
     assert decision["principalId"] == "key_1"
-    assert decision["context"] == {"principal": "tenant", "tenant_id": "tnt_a", "key_id": "key_1", "role": "developer"}
+    assert decision["context"] == {
+        "principal": "tenant",
+        "tenant_id": "tnt_a",
+        "key_id": "key_1",
+        "role": "developer",
+    }
     assert decision["policyDocument"]["Statement"][0]["Effect"] == "Allow"
 
 
 def test_the_cached_policy_covers_every_route_of_the_stage() -> None:
     decision = authorize(f"Bearer {TENANT_KEY}", METHOD_ARN, _keys(), _admin_key)
 
-    assert decision["policyDocument"]["Statement"][0]["Resource"] == "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/*"
+    assert (
+        decision["policyDocument"]["Statement"][0]["Resource"]
+        == "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/*"
+    )
 
 
 def test_the_platform_admin_key_is_allowed_without_a_tenant() -> None:
@@ -56,7 +64,7 @@ def test_the_platform_admin_key_is_allowed_without_a_tenant() -> None:
     [None, "", "Bearer", "Basic dXNlcjpwYXNz", "Bearer byom-unknown", "Bearer not-the-admin-key", TENANT_KEY],
 )
 def test_missing_malformed_or_unknown_keys_are_unauthorized(header: str | None) -> None:
-    with pytest.raises(Unauthorized, match="^Unauthorized$"):
+    with pytest.raises(Unauthorized, match=r"^Unauthorized$"):
         authorize(header, METHOD_ARN, _keys(), _admin_key)
 
 

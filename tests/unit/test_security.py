@@ -1,5 +1,4 @@
 import pytest
-
 from byom.errors import InvalidRequest
 from byom.security import bearer_token, hash_api_key, same_secret, validate_base_url
 
@@ -51,11 +50,13 @@ def test_non_https_or_malformed_urls_are_refused(url: str) -> None:
     ],
 )
 def test_metadata_and_link_local_targets_are_refused_even_locally(url: str) -> None:
-    with pytest.raises(InvalidRequest, match="metadata|link-local"):
+    with pytest.raises(InvalidRequest, match=r"metadata|link-local"):
         validate_base_url(url, allow_loopback_http=True)
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:11434/v1", "http://localhost:8000/v1", "https://[::1]:8443"])
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:11434/v1", "http://localhost:8000/v1", "https://[::1]:8443"]
+)
 def test_loopback_is_allowed_only_in_the_local_stack(url: str) -> None:
     assert validate_base_url(url, allow_loopback_http=True)
     with pytest.raises(InvalidRequest, match="local stack"):
@@ -64,7 +65,14 @@ def test_loopback_is_allowed_only_in_the_local_stack(url: str) -> None:
 
 @pytest.mark.parametrize(
     ("header", "token"),
-    [("Bearer abc", "abc"), ("bearer  abc ", "abc"), ("Basic abc", None), ("Bearer", None), (None, None), ("", None)],
+    [
+        ("Bearer abc", "abc"),
+        ("bearer  abc ", "abc"),
+        ("Basic abc", None),
+        ("Bearer", None),
+        (None, None),
+        ("", None),
+    ],
 )
 def test_bearer_token_parsing(header: str | None, token: str | None) -> None:
     assert bearer_token(header) == token

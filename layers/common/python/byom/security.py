@@ -59,7 +59,9 @@ def _literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address
         return None
 
 
-def check_outbound_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_loopback: bool) -> str | None:
+def check_outbound_address(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_loopback: bool
+) -> str | None:
     """Why a resolved address may not be called, or None when it may."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
         address = address.ipv4_mapped
@@ -93,7 +95,11 @@ def validate_base_url(url: str, *, allow_loopback_http: bool) -> str:
         if reason:
             raise InvalidRequest(f"base_url refused: {reason}", param="base_url")
     if loopback and not allow_loopback_http:
-        raise InvalidRequest("base_url refused: loopback addresses are allowed only in the local stack", param="base_url")
+        raise InvalidRequest(
+            "base_url refused: loopback addresses are allowed only in the local stack", param="base_url"
+        )
     if parts.scheme == "http" and not loopback:
-        raise InvalidRequest("base_url must use https (plain http only for loopback in the local stack)", param="base_url")
+        raise InvalidRequest(
+            "base_url must use https (plain http only for loopback in the local stack)", param="base_url"
+        )
     return url.strip().rstrip("/")

@@ -13,6 +13,7 @@ from byom.dal.repositories import ApiKeyRepository, CredentialRepository, ModelR
 from byom.dal.secrets import SecretStore
 from byom.domain import CreateKey, CreateModel, CreateTenant, PutCredential
 from byom.logic import admin
+from byom.observability import logger
 from byom.settings import admin_settings
 
 
@@ -44,7 +45,11 @@ def create_tenant():  # type: ignore[no-untyped-def]
 
 @tenants.get("/admin/tenants")
 def list_tenants():  # type: ignore[no-untyped-def]
-    return ok(listing([t.model_dump() | {"object": "tenant"} for t in admin.list_tenants(store(), principal(tenants))]))
+    return ok(
+        listing(
+            [t.model_dump() | {"object": "tenant"} for t in admin.list_tenants(store(), principal(tenants))]
+        )
+    )
 
 
 @tenants.get("/admin/tenants/<tenant_id>")
@@ -83,7 +88,11 @@ credentials = Router()
 @credentials.put("/admin/tenants/<tenant_id>/credentials/<name>")
 def put_credential(tenant_id: str, name: str):  # type: ignore[no-untyped-def]
     body = json_body(credentials, PutCredential)
-    return ok(admin.put_credential(store(), principal(credentials), tenant_id, name, body).public())
+    credential = admin.put_credential(store(), principal(credentials), tenant_id, name, body)
+    logger.info(
+        "credential stored", extra={"credential": name, "tenant_id": tenant_id, "provider": body.provider}
+    )
+    return ok(credential.public())
 
 
 @credentials.get("/admin/tenants/<tenant_id>/credentials")

@@ -20,7 +20,9 @@ def _keys() -> ApiKeyRepository:
 
 def _admin_key() -> str:
     settings = authorizer_settings()
-    return str(parameters.get_secret(settings.admin_key_secret_arn, max_age=settings.admin_key_max_age_seconds))
+    return str(
+        parameters.get_secret(settings.admin_key_secret_arn, max_age=settings.admin_key_max_age_seconds)
+    )
 
 
 def _header(headers: dict[str, Any] | None, name: str) -> str | None:
@@ -31,4 +33,6 @@ def _header(headers: dict[str, Any] | None, name: str) -> str | None:
 
 
 def authorize_event(event: dict[str, Any]) -> dict[str, Any]:
-    return authorize(_header(event.get("headers"), "authorization"), event.get("methodArn", ""), _keys(), _admin_key)
+    return authorize(
+        _header(event.get("headers"), "authorization"), event.get("methodArn", ""), _keys(), _admin_key
+    )

@@ -33,7 +33,14 @@ models = Router()
 def list_models():  # type: ignore[no-untyped-def]
     tenant_id = require_tenant_key(principal(models))
     aliases = sorted(model_repository().list(tenant_id), key=lambda m: m.alias)
-    return ok(listing([{"id": m.alias, "object": "model", "created": m.created_at, "owned_by": m.provider} for m in aliases]))
+    return ok(
+        listing(
+            [
+                {"id": m.alias, "object": "model", "created": m.created_at, "owned_by": m.provider}
+                for m in aliases
+            ]
+        )
+    )
 
 
 def build_gateway_app() -> APIGatewayRestResolver:

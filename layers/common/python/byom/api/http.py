@@ -20,7 +20,13 @@ MAX_ADMIN_BODY_BYTES = 64 * 1024
 
 
 def error_response(
-    status: int, message: str, type_: str, *, code: str | None = None, param: str | None = None, source: str = "gateway"
+    status: int,
+    message: str,
+    type_: str,
+    *,
+    code: str | None = None,
+    param: str | None = None,
+    source: str = "gateway",
 ) -> Response:
     return Response(
         status_code=status,
@@ -45,7 +51,9 @@ def build_resolver() -> APIGatewayRestResolver:
 
     @app.exception_handler(ByomError)
     def _byom_error(error: ByomError) -> Response:
-        return error_response(error.status, error.message, error.type, code=error.code, param=error.param, source=error.source)
+        return error_response(
+            error.status, error.message, error.type, code=error.code, param=error.param, source=error.source
+        )
 
     @app.exception_handler(ValidationError)
     def _validation_error(error: ValidationError) -> Response:

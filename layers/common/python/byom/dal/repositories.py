@@ -73,7 +73,9 @@ class ApiKeyRepository:
         return self._key(from_item(item)) if item else None
 
     def list(self, tenant_id: str) -> list[ApiKey]:
-        items = _pages(self._table.query, IndexName=self._index, KeyConditionExpression=Key("tenant_id").eq(tenant_id))
+        items = _pages(
+            self._table.query, IndexName=self._index, KeyConditionExpression=Key("tenant_id").eq(tenant_id)
+        )
         return sorted((self._key(i) for i in items), key=lambda k: (k.created_at, k.id))
 
     def get(self, tenant_id: str, key_id: str) -> ApiKey | None:

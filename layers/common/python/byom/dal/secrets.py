@@ -42,7 +42,9 @@ class SecretStore:
         # No recovery window: a deleted credential must stop working at once, and a later PUT of
         # the same name must be able to create the secret again.
         try:
-            self._client.delete_secret(SecretId=self.name(tenant_id, credential), ForceDeleteWithoutRecovery=True)
+            self._client.delete_secret(
+                SecretId=self.name(tenant_id, credential), ForceDeleteWithoutRecovery=True
+            )
         except ClientError as error:
             if error_code(error) != "ResourceNotFoundException":
                 raise

@@ -48,7 +48,9 @@ def require_tenant_access(principal: Principal, tenant_id: str, roles: Collectio
     if principal.tenant_id != tenant_id:
         raise NotFound(f"No tenant '{tenant_id}'")
     if principal.role not in roles:
-        raise PermissionDenied(f"Role '{principal.role}' may not do this; it needs one of: {', '.join(roles)}")
+        raise PermissionDenied(
+            f"Role '{principal.role}' may not do this; it needs one of: {', '.join(roles)}"
+        )
 
 
 def require_tenant_key(principal: Principal, roles: Collection[str] = ALL_ROLES) -> str:
@@ -56,5 +58,7 @@ def require_tenant_key(principal: Principal, roles: Collection[str] = ALL_ROLES)
     if principal.tenant_id is None:
         raise PermissionDenied("The platform admin key cannot call tenant routes; use a tenant API key")
     if principal.role not in roles:
-        raise PermissionDenied(f"Role '{principal.role}' may not do this; it needs one of: {', '.join(roles)}")
+        raise PermissionDenied(
+            f"Role '{principal.role}' may not do this; it needs one of: {', '.join(roles)}"
+        )
     return principal.tenant_id

@@ -38,7 +38,9 @@ class AdminStore:
     allow_loopback_http: bool = False
 
 
-def _tenant(store: AdminStore, principal: Principal, tenant_id: str, roles: Sequence[str] = ("admin",)) -> Tenant:
+def _tenant(
+    store: AdminStore, principal: Principal, tenant_id: str, roles: Sequence[str] = ("admin",)
+) -> Tenant:
     require_tenant_access(principal, tenant_id, roles)
     tenant = store.tenants.get(tenant_id)
     if tenant is None:
@@ -51,7 +53,12 @@ def _tenant(store: AdminStore, principal: Principal, tenant_id: str, roles: Sequ
 
 def create_tenant(store: AdminStore, principal: Principal, body: CreateTenant) -> Tenant:
     require_platform_admin(principal)
-    tenant = Tenant(id=clock.new_id("tnt"), name=body.name, monthly_budget_usd=body.monthly_budget_usd, created_at=clock.now())
+    tenant = Tenant(
+        id=clock.new_id("tnt"),
+        name=body.name,
+        monthly_budget_usd=body.monthly_budget_usd,
+        created_at=clock.now(),
+    )
     store.tenants.create(tenant)
     return tenant
 
@@ -81,7 +88,9 @@ def delete_tenant(store: AdminStore, principal: Principal, tenant_id: str) -> No
 # API keys
 
 
-def create_key(store: AdminStore, principal: Principal, tenant_id: str, body: CreateKey) -> tuple[ApiKey, str]:
+def create_key(
+    store: AdminStore, principal: Principal, tenant_id: str, body: CreateKey
+) -> tuple[ApiKey, str]:
     """Return the stored key and the plaintext, which is shown once and never stored."""
     _tenant(store, principal, tenant_id)
     plaintext = generate_api_key()
@@ -117,7 +126,8 @@ def revoke_key(store: AdminStore, principal: Principal, tenant_id: str, key_id: 
 def _credential_name(name: str) -> str:
     if not _CREDENTIAL_NAME.match(name):
         raise InvalidRequest(
-            "Credential names are 1-64 letters, digits, '-' or '_', starting with a letter or digit", param="name"
+            "Credential names are 1-64 letters, digits, '-' or '_', starting with a letter or digit",
+            param="name",
         )
     return name
 
@@ -134,7 +144,9 @@ def _check_credential_fields(body: PutCredential, allow_loopback_http: bool) -> 
     return validate_base_url(body.base_url, allow_loopback_http=allow_loopback_http)
 
 
-def put_credential(store: AdminStore, principal: Principal, tenant_id: str, name: str, body: PutCredential) -> Credential:
+def put_credential(
+    store: AdminStore, principal: Principal, tenant_id: str, name: str, body: PutCredential
+) -> Credential:
     """Write the key to Secrets Manager, then the metadata; undo a newly created secret if that fails."""
     _tenant(store, principal, tenant_id)
     _credential_name(name)
@@ -143,7 +155,10 @@ def put_credential(store: AdminStore, principal: Principal, tenant_id: str, name
     if previous is not None and previous.provider != body.provider:
         users = [m.alias for m in store.models.list(tenant_id) if m.credential == name]
         if users:
-            raise Conflict(f"Credential '{name}' is used by {', '.join(users)}; its provider cannot change", param="provider")
+            raise Conflict(
+                f"Credential '{name}' is used by {', '.join(users)}; its provider cannot change",
+                param="provider",
+            )
 
     secret_arn, created = (None, False)
     if body.api_key is not None:
@@ -219,10 +234,8 @@ def create_model(store: AdminStore, principal: Principal, tenant_id: str, body: 
         if credential is None:
             raise InvalidRequest(f"No credential '{body.credential}'", param="credential")
         if credential.provider != body.provider:
-            raise InvalidRequest(
-                f"Credential '{body.credential}' is for provider '{credential.provider}', not '{body.provider}'",
-                param="credential",
-            )
+            wrong = f"Credential '{body.credential}' is for provider '{credential.provider}'"
+            raise InvalidRequest(f"{wrong}, not '{body.provider}'", param="credential")
     if len(set(body.fallbacks)) != len(body.fallbacks):
         raise InvalidRequest("fallbacks must not repeat an alias", param="fallbacks")
     existing = {m.alias: m for m in store.models.list(tenant_id)}

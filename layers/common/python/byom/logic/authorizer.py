@@ -41,13 +41,17 @@ def policy(principal_id: str, method_arn: str, context: dict[str, str]) -> dict[
         "principalId": principal_id,
         "policyDocument": {
             "Version": "2012-10-17",
-            "Statement": [{"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": api_wildcard_arn(method_arn)}],
+            "Statement": [
+                {"Action": "execute-api:Invoke", "Effect": "Allow", "Resource": api_wildcard_arn(method_arn)}
+            ],
         },
         "context": context,
     }
 
 
-def authorize(authorization: str | None, method_arn: str, keys: KeyLookup, admin_key: Callable[[], str]) -> dict:
+def authorize(
+    authorization: str | None, method_arn: str, keys: KeyLookup, admin_key: Callable[[], str]
+) -> dict:
     token = bearer_token(authorization)
     if token is None:
         raise Unauthorized()
@@ -58,6 +62,11 @@ def authorize(authorization: str | None, method_arn: str, keys: KeyLookup, admin
         context = {"principal": "tenant", "tenant_id": key.tenant_id, "key_id": key.id, "role": key.role}
         return policy(key.id, method_arn, context)
     if same_secret(token, admin_key()):
-        context = {"principal": PLATFORM_ADMIN, "tenant_id": "", "key_id": PLATFORM_ADMIN_ID, "role": PLATFORM_ADMIN}
+        context = {
+            "principal": PLATFORM_ADMIN,
+            "tenant_id": "",
+            "key_id": PLATFORM_ADMIN_ID,
+            "role": PLATFORM_ADMIN,
+        }
         return policy(PLATFORM_ADMIN_ID, method_arn, context)
     raise Unauthorized()
