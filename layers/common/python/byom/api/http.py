@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel, ValidationError
 
 from byom.errors import ByomError, InvalidRequest, PayloadTooLarge
@@ -86,8 +88,12 @@ def serve(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> d
     return response
 
 
-def json_body(app: APIGatewayRestResolver, model: type[Body], max_bytes: int = MAX_ADMIN_BODY_BYTES) -> Body:
-    event = app.current_event
+def _event(router: BaseRouter) -> APIGatewayProxyEvent:
+    return cast(APIGatewayProxyEvent, router.current_event)
+
+
+def json_body(router: BaseRouter, model: type[Body], max_bytes: int = MAX_ADMIN_BODY_BYTES) -> Body:
+    event = _event(router)
     raw: bytes | str = event.body or ""
     if event.is_base64_encoded and raw:
         raw = base64.b64decode(raw)
@@ -105,8 +111,8 @@ def json_body(app: APIGatewayRestResolver, model: type[Body], max_bytes: int = M
     return model.model_validate(data)
 
 
-def principal(app: APIGatewayRestResolver) -> Principal:
-    return Principal.from_authorizer(app.current_event.request_context.authorizer.raw_event)
+def principal(router: BaseRouter) -> Principal:
+    return Principal.from_authorizer(_event(router).request_context.authorizer.raw_event)
 
 
 def ok(body: Any, status: int = 200) -> Response:
