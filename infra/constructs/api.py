@@ -1,0 +1,211 @@
+"""The REST API: routes, the REQUEST authorizer, the stage and the OpenAI-shaped gateway responses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from aws_cdk import Duration
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_wafv2 as wafv2
+from constructs import Construct
+
+from infra.config import Settings
+
+STAGE_NAME = "prod"
+AUTHORIZATION_HEADER = "Authorization"
+F = apigw.AccessLogField
+
+# Never $context.requestOverride / bodies / the Authorization header: bodies carry provider keys.
+ACCESS_LOG_FIELDS = {
+    "requestId": F.context_request_id(),
+    "extendedRequestId": F.context_extended_request_id(),
+    "requestTime": F.context_request_time(),
+    "ip": F.context_identity_source_ip(),
+    "userAgent": F.context_identity_user_agent(),
+    "method": F.context_http_method(),
+    "path": F.context_path(),
+    "resourcePath": F.context_resource_path(),
+    "protocol": F.context_protocol(),
+    "status": F.context_status(),
+    "responseLength": F.context_response_length(),
+    "latencyMs": F.context_response_latency(),
+    "integrationLatencyMs": F.context_integration_latency(),
+    "integrationStatus": F.context_integration_status(),
+    "integrationError": F.context_integration_error_message(),
+    "authorizerError": F.context_authorizer_error(),
+    "authorizerLatencyMs": F.context_authorizer_latency(),
+    "principalId": F.context_authorizer_principal_id(),
+    "tenantId": F.context_authorizer("tenant_id"),
+    "errorType": F.context_error_response_type(),
+    "errorMessage": F.context_error_message(),
+    "xrayTraceId": F.context_xray_trace_id(),
+}
+
+
+@dataclass(frozen=True)
+class ErrorResponse:
+    """One API Gateway-generated error, rendered as OpenAI's error envelope."""
+
+    response_type: apigw.ResponseType
+    status_code: str | None  # None keeps API Gateway's own status (the DEFAULT_* families)
+    type: str
+    code: str | None = None
+
+    def template(self) -> str:
+        code = json.dumps(self.code)
+        # $context.error.messageString is already a quoted JSON string.
+        return (
+            '{"error":{"message":$context.error.messageString,'
+            f'"type":"{self.type}","param":null,"code":{code}}}}}'
+        )
+
+
+ERROR_RESPONSES = [
+    ErrorResponse(apigw.ResponseType.UNAUTHORIZED, "401", "authentication_error", "invalid_api_key"),
+    ErrorResponse(apigw.ResponseType.ACCESS_DENIED, "403", "permission_error"),
+    # API Gateway's answer for a route that does not exist.
+    ErrorResponse(apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, "404", "not_found_error"),
+    ErrorResponse(apigw.ResponseType.THROTTLED, "429", "rate_limit_exceeded", "rate_limit_exceeded"),
+    ErrorResponse(apigw.ResponseType.REQUEST_TOO_LARGE, "413", "invalid_request_error", "request_too_large"),
+    ErrorResponse(apigw.ResponseType.BAD_REQUEST_BODY, "400", "invalid_request_error"),
+    ErrorResponse(apigw.ResponseType.BAD_REQUEST_PARAMETERS, "400", "invalid_request_error"),
+    ErrorResponse(apigw.ResponseType.AUTHORIZER_FAILURE, "500", "api_error"),
+    ErrorResponse(apigw.ResponseType.AUTHORIZER_CONFIGURATION_ERROR, "500", "api_error"),
+    ErrorResponse(apigw.ResponseType.INTEGRATION_TIMEOUT, "504", "api_error", "timeout"),
+    ErrorResponse(apigw.ResponseType.DEFAULT_4_XX, None, "invalid_request_error"),
+    ErrorResponse(apigw.ResponseType.DEFAULT_5_XX, None, "api_error"),
+]
+
+ERROR_RESPONSE_HEADERS = {
+    "x-request-id": "context.requestId",
+    "x-byom-error-source": "'gateway'",
+}
+
+
+class Api(Construct):
+    """`GET /health` is public; `/admin/{proxy+}` and `/v1/{proxy+}` go through the authorizer."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        key: kms.IKey,
+        authorizer_function: lambda_.IFunction,
+        admin_function: lambda_.IFunction,
+        gateway_function: lambda_.IFunction,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._settings = settings
+        self.access_logs = self._build_access_logs(key)
+        self.rest_api = self._build_rest_api_without_default_output()
+        self.validator = self._build_request_validator()
+        self.authorizer = self._build_authorizer(authorizer_function)
+        self.health_method, self.admin_method, self.v1_method = self._build_routes(
+            admin_function, gateway_function
+        )
+        self._build_error_responses()
+        self.web_acl_association = self._build_web_acl_association()
+
+    def _build_access_logs(self, key: kms.IKey) -> logs.LogGroup:
+        return logs.LogGroup(self, "AccessLogs", retention=self._settings.log_retention, encryption_key=key)
+
+    def _build_rest_api(self) -> apigw.RestApi:
+        return apigw.RestApi(
+            self,
+            "RestApi",
+            description="BYOM Gateway: OpenAI-compatible API",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            # Multipart uploads (POST /v1/files) must reach Lambda base64-encoded, byte for byte.
+            binary_media_types=["multipart/form-data"],
+            # Execution logging needs the account-level CloudWatch role.
+            cloud_watch_role=True,
+            deploy_options=apigw.StageOptions(
+                stage_name=STAGE_NAME,
+                access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigw.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FIELDS)),
+                # ERROR only and no data trace: request and response bodies contain provider keys.
+                logging_level=apigw.MethodLoggingLevel.ERROR,
+                data_trace_enabled=False,
+                metrics_enabled=True,
+                tracing_enabled=True,
+                throttling_rate_limit=self._settings.throttle_rate_limit,
+                throttling_burst_limit=self._settings.throttle_burst_limit,
+            ),
+        )
+
+    def _build_rest_api_without_default_output(self) -> apigw.RestApi:
+        rest_api = self._build_rest_api()
+        # The stack exports the URL as `ApiUrl`; CDK's auto-named duplicate output would only confuse.
+        rest_api.node.try_remove_child("Endpoint")
+        return rest_api
+
+    def _build_request_validator(self) -> apigw.RequestValidator:
+        return self.rest_api.add_request_validator(
+            "RequestValidator",
+            validate_request_body=True,
+            validate_request_parameters=True,
+        )
+
+    def _build_authorizer(self, handler: lambda_.IFunction) -> apigw.RequestAuthorizer:
+        return apigw.RequestAuthorizer(
+            self,
+            "Authorizer",
+            handler=handler,
+            identity_sources=[apigw.IdentitySource.header(AUTHORIZATION_HEADER)],
+            results_cache_ttl=Duration.seconds(self._settings.authorizer_cache_seconds),
+        )
+
+    def _build_routes(
+        self, admin_function: lambda_.IFunction, gateway_function: lambda_.IFunction
+    ) -> tuple[apigw.Method, apigw.Method, apigw.Method]:
+        root = self.rest_api.root
+        # allow_test_invoke=False: no extra Lambda permission for the console's test-invoke stage.
+        gateway = apigw.LambdaIntegration(gateway_function, proxy=True, allow_test_invoke=False)
+        admin = apigw.LambdaIntegration(admin_function, proxy=True, allow_test_invoke=False)
+        health = root.add_resource("health").add_method(
+            "GET",
+            gateway,
+            authorization_type=apigw.AuthorizationType.NONE,
+            request_validator=self.validator,
+        )
+        return (
+            health,
+            self._add_protected_proxy(root.add_resource("admin"), admin),
+            self._add_protected_proxy(root.add_resource("v1"), gateway),
+        )
+
+    def _add_protected_proxy(self, parent: apigw.Resource, integration: apigw.Integration) -> apigw.Method:
+        return parent.add_resource("{proxy+}").add_method(
+            "ANY",
+            integration,
+            authorizer=self.authorizer,
+            authorization_type=apigw.AuthorizationType.CUSTOM,
+            request_validator=self.validator,
+        )
+
+    def _build_error_responses(self) -> None:
+        for response in ERROR_RESPONSES:
+            self.rest_api.add_gateway_response(
+                response.response_type.response_type,
+                type=response.response_type,
+                status_code=response.status_code,
+                response_headers=ERROR_RESPONSE_HEADERS,
+                templates={"application/json": response.template()},
+            )
+
+    def _build_web_acl_association(self) -> wafv2.CfnWebACLAssociation | None:
+        # Organisations usually own their web ACLs (Firewall Manager); attach one when given.
+        if not self._settings.web_acl_arn:
+            return None
+        return wafv2.CfnWebACLAssociation(
+            self,
+            "WebAclAssociation",
+            resource_arn=self.rest_api.deployment_stage.stage_arn,
+            web_acl_arn=self._settings.web_acl_arn,
+        )

@@ -1,0 +1,292 @@
+"""The three Lambda functions, their shared defaults and a least-privilege role each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import ArnFormat, Aws, Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from infra.config import ASSET_EXCLUDES, COMMON_LAYER_DIR, FUNCTIONS_DIR, Settings
+from infra.constructs.data import API_KEYS_BY_TENANT_INDEX, Data
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+ARCHITECTURE = lambda_.Architecture.ARM_64
+HANDLER = "handler.handler"
+METRICS_NAMESPACE = "BYOM"
+
+TABLE_READ_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan"]
+TABLE_WRITE_ACTIONS = [
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+]
+SECRET_WRITE_ACTIONS = [
+    "secretsmanager:CreateSecret",
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:UpdateSecret",
+    "secretsmanager:DeleteSecret",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:TagResource",
+]
+BEDROCK_INVOKE_ACTIONS = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    description: str
+    timeout_seconds: int
+    memory_mb: int
+
+    @property
+    def code_dir(self) -> Path:
+        return FUNCTIONS_DIR / self.name
+
+
+AUTHORIZER = FunctionSpec("authorizer", "BYOM Gateway REQUEST authorizer (API keys)", 5, 256)
+ADMIN = FunctionSpec("admin", "BYOM Gateway admin API (/admin/*)", 15, 512)
+GATEWAY = FunctionSpec("gateway", "BYOM Gateway data plane (/health, /v1/*)", 29, 1024)
+
+
+def secret_prefix(scope: Construct) -> str:
+    return f"byom/{Stack.of(scope).stack_name}/tenants/"
+
+
+class Functions(Construct):
+    """Every Lambda default lives in `_build_function`; each function gets its own role."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        settings: Settings,
+        key: kms.IKey,
+        admin_key_secret: secretsmanager.ISecret,
+        data: Data,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._settings = settings
+        self._key = key
+        self.secret_prefix = secret_prefix(self)
+        self.layers = self._build_layers()
+        self.authorizer = self._build_authorizer(data, admin_key_secret)
+        self.admin = self._build_admin(data)
+        self.gateway = self._build_gateway(data)
+
+    # ----------------------------------------------------------------------------------- defaults
+
+    def _build_layers(self) -> list[lambda_.ILayerVersion]:
+        common = lambda_.LayerVersion(
+            self,
+            "CommonLayer",
+            description="BYOM Gateway shared runtime package (byom)",
+            code=lambda_.Code.from_asset(str(COMMON_LAYER_DIR), exclude=ASSET_EXCLUDES),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+        )
+        deps = lambda_.LayerVersion(
+            self,
+            "DepsLayer",
+            description="BYOM Gateway third-party dependencies (built by `make layers`)",
+            code=lambda_.Code.from_asset(str(self._settings.deps_layer_dir), exclude=ASSET_EXCLUDES),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=[ARCHITECTURE],
+        )
+        return [common, deps]
+
+    def _build_function(self, spec: FunctionSpec, environment: dict[str, str]) -> lambda_.Function:
+        construct_id = spec.name.capitalize()
+        # An explicit log group: retention and encryption are ours, not Lambda's defaults.
+        log_group = logs.LogGroup(
+            self,
+            f"{construct_id}Logs",
+            retention=self._settings.log_retention,
+            encryption_key=self._key,
+        )
+        # No AWS managed policy: every permission, logging included, is granted below or by the caller.
+        role = iam.Role(
+            self,
+            f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"Execution role of the BYOM Gateway {spec.name} function",
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteOwnLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            )
+        )
+        return lambda_.Function(
+            self,
+            construct_id,
+            description=spec.description,
+            code=lambda_.Code.from_asset(str(spec.code_dir), exclude=ASSET_EXCLUDES),
+            handler=HANDLER,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            timeout=Duration.seconds(spec.timeout_seconds),
+            memory_size=spec.memory_mb,
+            # Tracing ACTIVE makes CDK add xray:PutTraceSegments/PutTelemetryRecords to the role.
+            tracing=lambda_.Tracing.ACTIVE,
+            logging_format=lambda_.LoggingFormat.JSON,
+            log_group=log_group,
+            role=role,
+            layers=self.layers,
+            environment={**self._powertools_environment(spec), **environment},
+        )
+
+    @staticmethod
+    def _powertools_environment(spec: FunctionSpec) -> dict[str, str]:
+        return {
+            "POWERTOOLS_SERVICE_NAME": f"byom-{spec.name}",
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            # Events and responses carry API keys and provider keys: keep them out of logs and traces.
+            "POWERTOOLS_LOGGER_LOG_EVENT": "false",
+            "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
+        }
+
+    # ---------------------------------------------------------------------------- the functions
+
+    def _build_authorizer(self, data: Data, admin_key_secret: secretsmanager.ISecret) -> lambda_.Function:
+        fn = self._build_function(
+            AUTHORIZER,
+            {
+                **data.environment(data.api_keys),
+                "ADMIN_KEY_SECRET_ARN": admin_key_secret.secret_arn,
+            },
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="LookUpKeyHash",
+                actions=["dynamodb:GetItem"],
+                resources=[data.api_keys.table_arn],
+            )
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadAdminKey",
+                actions=["secretsmanager:GetSecretValue"],
+                resources=[admin_key_secret.secret_arn],
+            )
+        )
+        fn.add_to_role_policy(self._key_statement(["kms:Decrypt"]))
+        return fn
+
+    def _build_admin(self, data: Data) -> lambda_.Function:
+        fn = self._build_function(
+            ADMIN,
+            {
+                **data.environment(*data.tables),
+                "KMS_KEY_ID": self._key.key_arn,
+                "SECRET_PREFIX": self.secret_prefix,
+                "ALLOW_LOOPBACK_HTTP": "false",
+            },
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadWriteTables",
+                actions=TABLE_READ_ACTIONS + TABLE_WRITE_ACTIONS,
+                resources=[table.table_arn for table in data.tables],
+            )
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ListKeysOfTenant",
+                actions=["dynamodb:Query"],
+                resources=[f"{data.api_keys.table_arn}/index/{API_KEYS_BY_TENANT_INDEX}"],
+            )
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="WriteTenantCredentials",
+                actions=SECRET_WRITE_ACTIONS,
+                resources=[self._tenant_secrets_arn()],
+            )
+        )
+        fn.add_to_role_policy(self._key_statement(["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"]))
+        return fn
+
+    def _build_gateway(self, data: Data) -> lambda_.Function:
+        fn = self._build_function(
+            GATEWAY,
+            {
+                **data.environment(data.models, data.credentials),
+                "SECRET_PREFIX": self.secret_prefix,
+                "ALLOW_LOOPBACK_HTTP": "false",
+            },
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadModelsAndCredentials",
+                actions=["dynamodb:GetItem", "dynamodb:Query"],
+                resources=[data.models.table_arn, data.credentials.table_arn],
+            )
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadTenantCredentials",
+                actions=["secretsmanager:GetSecretValue"],
+                resources=[self._tenant_secrets_arn()],
+            )
+        )
+        fn.add_to_role_policy(self._key_statement(["kms:Decrypt"]))
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="InvokeBedrockModels",
+                actions=BEDROCK_INVOKE_ACTIONS,
+                resources=self._bedrock_model_arns(),
+            )
+        )
+        return fn
+
+    # ------------------------------------------------------------------------------------ helpers
+
+    def _key_statement(self, actions: list[str]) -> iam.PolicyStatement:
+        # The key is only usable through the services that encrypt with it on the function's behalf.
+        return iam.PolicyStatement(
+            sid="UseKeyThroughSecretsManagerAndDynamoDB",
+            actions=actions,
+            resources=[self._key.key_arn],
+            conditions={
+                "StringEquals": {
+                    "kms:ViaService": [
+                        f"secretsmanager.{Aws.REGION}.amazonaws.com",
+                        f"dynamodb.{Aws.REGION}.amazonaws.com",
+                    ]
+                }
+            },
+        )
+
+    def _tenant_secrets_arn(self) -> str:
+        return Stack.of(self).format_arn(
+            service="secretsmanager",
+            resource="secret",
+            resource_name=f"{self.secret_prefix}*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+
+    def _bedrock_model_arns(self) -> list[str]:
+        stack = Stack.of(self)
+        account_scoped = [
+            "inference-profile/*",
+            "application-inference-profile/*",
+            "provisioned-model/*",
+            "custom-model-deployment/*",
+        ]
+        return [
+            # Cross-region inference profiles route to the foundation model in any region.
+            f"arn:{Aws.PARTITION}:bedrock:*::foundation-model/*",
+            *(f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}:{stack.account}:{name}" for name in account_scoped),
+        ]

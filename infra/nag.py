@@ -1,0 +1,143 @@
+"""cdk-nag: the AwsSolutions pack and every acknowledgement, each with the reason it is acceptable.
+
+Acknowledgements are scoped to the construct that raises the finding, and wildcard findings
+(IAM5) are acknowledged one resource pattern at a time, so a new wildcard still fails the synth.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aws_cdk import Acknowledgment, App, Validations
+from aws_cdk import aws_iam as iam
+from cdk_nag import AwsSolutionsChecks
+from constructs import IConstruct
+
+if TYPE_CHECKING:
+    from infra.stack import ByomGatewayStack
+
+PACK = "AwsSolutions"
+
+# How cdk-nag renders the pseudo parameters inside a finding.
+_ARN = "arn:<AWS::Partition>"
+_REGION_ACCOUNT = "<AWS::Region>:<AWS::AccountId>"
+
+XRAY_REASON = (
+    "X-Ray PutTraceSegments and PutTelemetryRecords do not support resource-level permissions "
+    "(Service Authorization Reference), so active tracing needs Resource '*'. It is the only "
+    "wildcard-resource statement of the role (asserted by tests/infra)."
+)
+TENANT_SECRETS_REASON = (
+    "Provider credentials are created at runtime, one secret per tenant credential, so their names "
+    "are unknown at deploy time. Access is confined to this stack's prefix {prefix} (the platform "
+    "admin key lives outside it) and the secrets are encrypted with the stack's KMS key."
+)
+BEDROCK_REASON = (
+    "Tenants register Bedrock model ids at runtime through the admin API (models are data, not "
+    "infrastructure), so the gateway may invoke any {what}; the grant is limited to InvokeModel and "
+    "InvokeModelWithResponseStream. Which models are usable is governed by Bedrock model access; "
+    "restrict further with an SCP if required."
+)
+PUBLIC_HEALTH_REASON = (
+    'GET /health is the public liveness probe: it answers a constant {{"status": "ok"}}, reads no '
+    "tenant data and calls no provider, so uptime monitors can call it without credentials."
+)
+API_KEY_AUTH_REASON = (
+    "Callers are OpenAI SDKs and services holding API keys, not Cognito users: every method but "
+    "GET /health uses the Lambda REQUEST authorizer, which looks up the SHA-256 hash of the Bearer key, "
+    "rejects unknown and revoked keys and returns the tenant and role that the handlers authorize on."
+)
+
+
+def attach(app: App) -> None:
+    """Run the AwsSolutions pack at synth; any unacknowledged finding fails the synth."""
+    Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+
+
+def acknowledge(construct: IConstruct, rule: str, reason: str, *, finding: str | None = None) -> None:
+    rule_id = f"{PACK}-{rule}" + (f"[{finding}]" if finding else "")
+    Validations.of(construct).acknowledge(Acknowledgment(id=f"{PACK}::{rule_id}", reason=reason))
+
+
+def acknowledge_findings(stack: ByomGatewayStack) -> None:
+    _acknowledge_function_roles(stack)
+    _acknowledge_admin_key_secret(stack)
+    _acknowledge_api(stack)
+
+
+def _acknowledge_function_roles(stack: ByomGatewayStack) -> None:
+    functions = stack.functions
+    for fn in (functions.authorizer, functions.admin, functions.gateway):
+        acknowledge(_role(fn.role), "IAM5", XRAY_REASON, finding="Resource::*")
+
+    tenant_secrets = f"Resource::{_ARN}:secretsmanager:{_REGION_ACCOUNT}:secret:{functions.secret_prefix}*"
+    reason = TENANT_SECRETS_REASON.format(prefix=functions.secret_prefix)
+    for fn in (functions.admin, functions.gateway):
+        acknowledge(_role(fn.role), "IAM5", reason, finding=tenant_secrets)
+
+    gateway_role = _role(functions.gateway.role)
+    acknowledge(
+        gateway_role,
+        "IAM5",
+        BEDROCK_REASON.format(
+            what="foundation model; the region is a wildcard because cross-region inference profiles "
+            "route requests to the model in another region"
+        ),
+        finding=f"Resource::{_ARN}:bedrock:*::foundation-model/*",
+    )
+    for resource in (
+        "inference-profile",
+        "application-inference-profile",
+        "provisioned-model",
+        "custom-model-deployment",
+    ):
+        acknowledge(
+            gateway_role,
+            "IAM5",
+            BEDROCK_REASON.format(what=f"{resource} of this account and region"),
+            finding=f"Resource::{_ARN}:bedrock:{_REGION_ACCOUNT}:{resource}/*",
+        )
+
+
+def _acknowledge_admin_key_secret(stack: ByomGatewayStack) -> None:
+    acknowledge(
+        stack.security.admin_key_secret,
+        "SMG4",
+        "The platform admin key is a bearer credential held by the operators who call the admin API; "
+        "scheduled rotation would lock them out without notice. Operators rotate it on demand "
+        "(put a new value in the secret); the authorizer re-reads it within its cache max age.",
+    )
+
+
+def _acknowledge_api(stack: ByomGatewayStack) -> None:
+    api = stack.api
+    acknowledge(api.health_method, "APIG4", PUBLIC_HEALTH_REASON)
+    acknowledge(api.health_method, "COG4", PUBLIC_HEALTH_REASON)
+    for method in (api.admin_method, api.v1_method):
+        acknowledge(method, "COG4", API_KEY_AUTH_REASON)
+
+    cloud_watch_role = api.rest_api.node.find_child("CloudWatchRole")
+    acknowledge(
+        cloud_watch_role,
+        "IAM4",
+        "AmazonAPIGatewayPushToCloudWatchLogs is the AWS-maintained policy for API Gateway's "
+        "account-level logging role, assumed only by apigateway.amazonaws.com; execution and access "
+        "logging need it and AWS keeps it in step with the service.",
+        finding=f"Policy::{_ARN}:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
+    )
+
+    if api.web_acl_association is None:
+        acknowledge(
+            api.rest_api.deployment_stage,
+            "APIG3",
+            "AWS WAF is opt-in: set the context byom:webAclArn to associate the organisation's web ACL "
+            "(often managed centrally with Firewall Manager). No ACL is created by default because the "
+            "AWS managed common rule set blocks bodies over 8 KB, which chat completions routinely "
+            "exceed; stage throttling and the authorizer protect every route in the meantime.",
+        )
+
+
+def _role(role: iam.IRole | None) -> iam.IRole:
+    if role is None:
+        raise ValueError("every function is created with its own role")
+    return role

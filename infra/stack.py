@@ -1,0 +1,53 @@
+"""The BYOM Gateway stack: composes the constructs, nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from infra import nag
+from infra.config import Settings
+from infra.constructs.api import Api
+from infra.constructs.data import Data
+from infra.constructs.functions import Functions
+from infra.constructs.security import Security
+
+
+class ByomGatewayStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, **kwargs: Any) -> None:
+        super().__init__(
+            scope,
+            construct_id,
+            description="BYOM Gateway: serverless OpenAI-compatible LLM gateway",
+            **kwargs,
+        )
+        settings = Settings.from_context(self)
+        self.security = Security(self, "Security")
+        self.data = Data(self, "Data", key=self.security.key)
+        self.functions = Functions(
+            self,
+            "Functions",
+            settings=settings,
+            key=self.security.key,
+            admin_key_secret=self.security.admin_key_secret,
+            data=self.data,
+        )
+        self.api = Api(
+            self,
+            "Api",
+            settings=settings,
+            key=self.security.key,
+            authorizer_function=self.functions.authorizer,
+            admin_function=self.functions.admin,
+            gateway_function=self.functions.gateway,
+        )
+        CfnOutput(self, "ApiUrl", value=self.api.rest_api.url, description="Base URL of the API (stage prod)")
+        CfnOutput(
+            self,
+            "AdminKeySecretArn",
+            value=self.security.admin_key_secret.secret_arn,
+            description="Secrets Manager secret holding the platform admin key",
+        )
+        nag.acknowledge_findings(self)
