@@ -1,0 +1,204 @@
+"""HTTP endpoints of the stand-in models: OpenAI-compatible and Bedrock-runtime-compatible.
+
+Both keep the last requests they received (no credentials) at GET /_stand_in/requests, so a test
+can check what the gateway sent to the provider; DELETE on the same path clears them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from local_stack.httpbase import BackgroundServer, Handler
+from local_stack.models import logic
+from local_stack.models.eventstream import encode_event
+from local_stack.models.logic import StandInError
+
+REQUEST_LOG_SIZE = 200
+
+
+class StandInState:
+    """What a stand-in endpoint remembers: recent requests and how often flaky models were called."""
+
+    def __init__(self) -> None:
+        self.requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
+        self._calls: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def record(self, api: str, model: str, body: Any) -> None:
+        with self._lock:
+            self.requests.append({"api": api, "model": model, "body": body, "at": time.time()})
+
+    def clear(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self._calls.clear()
+
+    def apply_behaviour(self, model: str) -> None:
+        """Sleeps or raises as the model name asks (see local_stack.models.logic)."""
+        wanted = logic.behaviour(model)
+        if wanted.delay_ms:
+            time.sleep(wanted.delay_ms / 1000)
+        if wanted.fail_status:
+            raise StandInError(
+                wanted.fail_status, f"stand-in model {model} always fails with {wanted.fail_status}"
+            )
+        if wanted.flaky_status:
+            with self._lock:
+                calls = self._calls[model] = self._calls.get(model, 0) + 1
+            if calls <= wanted.flaky_failures:
+                raise StandInError(
+                    wanted.flaky_status,
+                    f"stand-in model {model} fails call {calls} of its first {wanted.flaky_failures}",
+                )
+
+
+class _StandInHandler(Handler):
+    @property
+    def state(self) -> StandInState:
+        return self.server.state["state"]
+
+    def _json_body(self) -> Any:
+        body, _ = self.read_body()
+        try:
+            return json.loads(body or b"null")
+        except ValueError as error:
+            raise StandInError(400, f"the request body is not valid JSON: {error}") from error
+
+    def _send_json(self, status: int, document: Any, headers: list[tuple[str, str]] | None = None) -> None:
+        body = json.dumps(document).encode("utf-8")
+        self.send_all(status, [("Content-Type", "application/json"), *(headers or [])], body)
+
+    def _request_log(self) -> bool:
+        if urlsplit(self.path).path.rstrip("/") != "/_stand_in/requests":
+            return False
+        if self.command == "DELETE":
+            self.state.clear()
+            self.send_all(204, [], b"")
+        else:
+            self._send_json(200, {"requests": list(self.state.requests)})
+        return True
+
+
+class OpenAIStandInHandler(_StandInHandler):
+    """POST /v1/chat/completions (and streaming), POST /v1/embeddings, GET /v1/models."""
+
+    def do_GET(self) -> None:
+        if self._request_log():
+            return
+        path = self._route()
+        if path == "/models":
+            self._send_json(200, logic.openai_models(int(time.time())))
+        elif path.startswith("/models/"):
+            model = unquote(path.removeprefix("/models/"))
+            self._send_json(200, {"id": model, "object": "model", "created": 0, "owned_by": logic.OWNER})
+        else:
+            self._error(StandInError(404, f"Unknown request URL: GET {self.path}"))
+
+    def do_DELETE(self) -> None:
+        if not self._request_log():
+            self._error(StandInError(404, f"Unknown request URL: DELETE {self.path}"))
+
+    def do_POST(self) -> None:
+        path = self._route()
+        try:
+            request = self._json_body()
+            model = request.get("model", "") if isinstance(request, dict) else ""
+            if path == "/chat/completions":
+                self.state.record("chat.completions", model, request)
+                self.state.apply_behaviour(model)
+                self._chat(request)
+            elif path == "/embeddings":
+                self.state.record("embeddings", model, request)
+                self.state.apply_behaviour(model)
+                self._send_json(200, logic.openai_embeddings(request))
+            else:
+                raise StandInError(404, f"Unknown request URL: POST {self.path}")
+        except StandInError as error:
+            self._error(error)
+
+    def _route(self) -> str:
+        path = urlsplit(self.path).path
+        return path.removeprefix("/v1") if path.startswith("/v1/") else path
+
+    def _chat(self, request: dict[str, Any]) -> None:
+        completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        if not request.get("stream"):
+            self._send_json(
+                200, logic.openai_chat_completion(request, completion_id=completion_id, created=created)
+            )
+            return
+        chunks = logic.openai_chat_chunks(request, completion_id=completion_id, created=created)
+        self.start_chunked(
+            200, [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache")]
+        )
+        for chunk in chunks:
+            self.write_chunk(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.write_chunk(b"data: [DONE]\n\n")
+        self.end_chunked()
+
+    def _error(self, error: StandInError) -> None:
+        self._send_json(error.status, logic.openai_error(error))
+
+
+class BedrockStandInHandler(_StandInHandler):
+    """POST /model/{modelId}/converse, /converse-stream and /invoke, as bedrock-runtime serves them."""
+
+    def do_GET(self) -> None:
+        if not self._request_log():
+            self._error(StandInError(404, f"Unknown operation: GET {self.path}"))
+
+    def do_DELETE(self) -> None:
+        if not self._request_log():
+            self._error(StandInError(404, f"Unknown operation: DELETE {self.path}"))
+
+    def do_POST(self) -> None:
+        # The model id is one URL-encoded path label (ARNs of custom models contain '/' and ':').
+        parts = urlsplit(self.path).path.split("/")
+        try:
+            if len(parts) != 4 or parts[1] != "model":
+                raise StandInError(404, f"Unknown operation: POST {self.path}")
+            model_id, operation = unquote(parts[2]), parts[3]
+            request = self._json_body()
+            started = time.monotonic()
+            if operation == "converse":
+                self.state.record("converse", model_id, request)
+                self.state.apply_behaviour(model_id)
+                latency = int((time.monotonic() - started) * 1000)
+                self._send_json(200, logic.bedrock_converse(model_id, request, latency_ms=latency))
+            elif operation == "converse-stream":
+                self.state.record("converse-stream", model_id, request)
+                self.state.apply_behaviour(model_id)
+                latency = int((time.monotonic() - started) * 1000)
+                events = logic.bedrock_converse_stream(model_id, request, latency_ms=latency)
+                self.start_chunked(200, [("Content-Type", "application/vnd.amazon.eventstream")])
+                for event_type, payload in events:
+                    self.write_chunk(encode_event(event_type, payload))
+                self.end_chunked()
+            elif operation == "invoke":
+                self.state.record("invoke", model_id, request)
+                self.state.apply_behaviour(model_id)
+                answer = logic.bedrock_invoke(model_id, request)
+                tokens = str(answer.get("inputTextTokenCount", 0))
+                self._send_json(200, answer, [("X-Amzn-Bedrock-Input-Token-Count", tokens)])
+            else:
+                raise StandInError(404, f"Unknown operation: {operation}")
+        except StandInError as error:
+            self._error(error)
+
+    def _error(self, error: StandInError) -> None:
+        error_type = logic.bedrock_error_type(error.status)
+        self._send_json(error.status, {"message": error.message}, [("x-amzn-ErrorType", error_type)])
+
+
+def openai_stand_in(port: int = 0) -> BackgroundServer:
+    return BackgroundServer(OpenAIStandInHandler, port=port, state=StandInState())
+
+
+def bedrock_stand_in(port: int = 0) -> BackgroundServer:
+    return BackgroundServer(BedrockStandInHandler, port=port, state=StandInState())
