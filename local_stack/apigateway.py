@@ -258,7 +258,7 @@ def build_rest_api(template: Template, resolver: Resolver) -> RestApi:
         authorizers[logical_id] = Authorizer(logical_id, targets[0], props.get("Type", "TOKEN"), sources)
 
     methods: list[Method] = []
-    for logical_id, resource in template.of_type("AWS::ApiGateway::Method"):
+    for _, resource in template.of_type("AWS::ApiGateway::Method"):
         props = resource.get("Properties", {})
         if not belongs(props):
             continue

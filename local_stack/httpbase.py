@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -28,10 +29,8 @@ class LoopbackServer(ThreadingHTTPServer):
         """Ends idle keep-alive connections so their threads finish with the server."""
         with self.connections_lock:
             for connection in list(self.connections):
-                try:
+                with contextlib.suppress(OSError):
                     connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -39,8 +38,9 @@ class Handler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     server: LoopbackServer
-    server_version = "byom-local"
-    sys_version = ""
+
+    def version_string(self) -> str:
+        return "byom-local"
 
     def setup(self) -> None:
         super().setup()
@@ -50,10 +50,8 @@ class Handler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         with self.server.connections_lock:
             self.server.connections.discard(self.connection)
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s: " + format, type(self).__name__, *args)
@@ -69,7 +67,10 @@ class Handler(BaseHTTPRequestHandler):
                 return b"", True
             remaining = length
             while remaining > 0:
-                remaining -= len(self.rfile.read(min(remaining, 1 << 16)) or b"x" * remaining)
+                chunk = self.rfile.read(min(remaining, 1 << 16))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
             return b"", True
         return (self.rfile.read(length) if length else b""), False
 

@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 ADMIN_KEY_ENV = "ADMIN_KEY_SECRET_ARN"
 
 
+class ResourceCreationError(Exception):
+    """A resource of the template could not be created in the emulation."""
+
+
 @dataclass
 class CreationContext:
     """What every creator needs: clients on the emulation, the resolver and local settings."""
@@ -128,7 +132,8 @@ def _create_dynamodb_table(
     if stream and stream.get("StreamViewType"):
         kwargs["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
     if sse and sse.get("SSEEnabled"):
-        kwargs["SSESpecification"] = _pick(sse, "SSEEnabled", "SSEType", "KMSMasterKeyId")
+        # CloudFormation says SSEEnabled where the DynamoDB API says Enabled.
+        kwargs["SSESpecification"] = {"Enabled": True, **_pick(sse, "SSEType", "KMSMasterKeyId")}
     if props.get("TableClass"):
         kwargs["TableClass"] = props["TableClass"]
     if props.get("DeletionProtectionEnabled") is not None:
@@ -346,7 +351,9 @@ def create_resources(template: Template, resolver: Resolver, endpoint_url: str, 
         try:
             physical = creator(ctx, logical_id, properties)
         except Exception as error:
-            raise RuntimeError(f"creating {logical_id} ({resource['Type']}) failed: {error}") from error
+            raise ResourceCreationError(
+                f"creating {logical_id} ({resource['Type']}) failed: {error}"
+            ) from error
         resolver.register(logical_id, physical)
         created.append(logical_id)
         log.debug("created %s (%s) -> %s", logical_id, resource["Type"], physical.ref)

@@ -1,0 +1,299 @@
+"""The local stack: synthesized template -> AWS emulation, stand-in models, handlers, API Gateway.
+
+Usable in-process (tests) as well as by `python -m local_stack`:
+
+    with LocalStack(StackSettings(repo_root=ROOT, port=0, template=path)) as stack:
+        httpx.get(stack.url + "/health")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import threading
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
+
+from local_stack.apigateway import LocalApiGateway, build_rest_api
+from local_stack.httpbase import BackgroundServer
+from local_stack.lambdas import FunctionRuntime, LambdaFunction, discover_functions, merge_environments
+from local_stack.models.servers import bedrock_stand_in, openai_stand_in
+from local_stack.resources import create_resources
+from local_stack.server import gateway_server
+from local_stack.template import REGION, Resolver, Template, load_template
+
+log = logging.getLogger(__name__)
+
+STACK_NAME = "ByomGateway"
+DEFAULT_PORT = 8787
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+LOCAL_OVERRIDES = {
+    "ALLOW_LOOPBACK_HTTP": "true",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+}
+
+
+class StackError(Exception):
+    """The local stack cannot start."""
+
+
+@dataclass
+class StackSettings:
+    repo_root: Path = REPO_ROOT
+    port: int = DEFAULT_PORT  # 0 picks a free port
+    admin_key: str | None = None  # generated when None
+    template: Path | None = None  # synthesized from app.py when None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> StackSettings:
+        template = environ.get("BYOM_TEMPLATE")
+        return cls(
+            port=int(environ.get("BYOM_PORT") or DEFAULT_PORT),
+            admin_key=environ.get("BYOM_ADMIN_KEY") or None,
+            template=Path(template) if template else None,
+        )
+
+
+def synthesize(repo_root: Path) -> Path:
+    """Runs app.py with bundling off, as `make synth` does; answers the template's path."""
+    outdir = repo_root / "cdk.out"
+    env = {k: v for k, v in os.environ.items() if k != "BYOM_BUNDLING"}
+    env |= {"JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1", "CDK_OUTDIR": str(outdir)}
+    if not (repo_root / "app.py").is_file():
+        raise StackError(f"{repo_root / 'app.py'} not found: nothing to synthesize")
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=repo_root, env=env, capture_output=True, text=True, timeout=900
+    )
+    template = outdir / f"{STACK_NAME}.template.json"
+    if result.returncode != 0 or not template.is_file():
+        raise StackError(f"synthesizing the CDK app failed:\n{result.stdout}\n{result.stderr}")
+    return template
+
+
+class SerializedMotoServer(ThreadedMotoServer):
+    """moto's threaded server with one request at a time: moto's backends take no locks, and
+    DynamoDB conditional writes (budget reservations) must be atomic, as they are in AWS."""
+
+    def _server_entry(self) -> None:
+        app = DomainDispatcherApplication(create_backend_app)
+        lock = threading.Lock()
+
+        def serialized(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            with lock:
+                result = app(environ, start_response)
+                try:
+                    return [b"".join(result)]
+                finally:
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
+
+        self._server = make_server(
+            self._ip_address, self._port, serialized, True, request_handler=MotoRequestHandler
+        )
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
+def _no_proxy_opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass
+class LocalStack:
+    settings: StackSettings = field(default_factory=StackSettings)
+    admin_key: str = ""
+    admin_key_generated: bool = False
+    template: Template | None = None
+    functions: dict[str, LambdaFunction] = field(default_factory=dict)
+    moto_url: str = ""
+    openai_url: str = ""
+    bedrock_url: str = ""
+    url: str = ""
+    progress: Callable[[str], None] = field(default=lambda _message: None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._moto: ThreadedMotoServer | None = None
+        self._servers: list[BackgroundServer] = []
+        self._runtime = FunctionRuntime()
+        self._saved_environ: dict[str, str] | None = None
+        self._saved_modules: dict[str, Any] = {}
+        self._started = False
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def __enter__(self) -> LocalStack:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def start(self) -> LocalStack:
+        if self._started:
+            raise StackError("already started")
+        self._started = True
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        settings = self.settings
+        if settings.template is None:
+            self.progress("Synthesizing the CDK app (app.py, bundling off) ...")
+        template_path = settings.template or synthesize(settings.repo_root)
+        self.template = load_template(template_path, STACK_NAME)
+        self.admin_key = settings.admin_key or secrets.token_urlsafe(32)
+        self.admin_key_generated = settings.admin_key is None
+
+        self._saved_environ = dict(os.environ)
+        self._start_moto()
+        self._isolate_aws_environment()
+        self.progress(f"AWS emulation (moto) at {self.moto_url}")
+
+        openai_server, bedrock_server = openai_stand_in().start(), bedrock_stand_in().start()
+        self._servers += [openai_server, bedrock_server]
+        self.openai_url, self.bedrock_url = openai_server.url + "/v1", bedrock_server.url
+
+        resolver = Resolver(self.template)
+        created = create_resources(self.template, resolver, self.moto_url, self.admin_key)
+        log.info("created %d resources in the AWS emulation", len(created))
+
+        functions = discover_functions(self.template, resolver)
+        self.functions = {f.logical_id: f for f in functions}
+        os.environ.update(merge_environments(functions))
+        os.environ.update(LOCAL_OVERRIDES)
+        os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = self.bedrock_url
+        self._load_functions(functions)
+
+        api = build_rest_api(self.template, resolver)
+        missing = {m.function_id for m in api.methods if m.function_id} - self.functions.keys()
+        missing |= {m.authorizer.function_id for m in api.methods if m.authorizer} - self.functions.keys()
+        if missing:
+            raise StackError(f"the API integrates functions that cannot run locally: {sorted(missing)}")
+        gateway = LocalApiGateway(api, self._invoke)
+        try:
+            server = gateway_server(gateway, settings.port)
+        except OSError as error:
+            raise StackError(f"cannot listen on 127.0.0.1:{settings.port}: {error.strerror}") from error
+        self._servers.append(server.start())
+        self.url = server.url
+
+    def _start_moto(self) -> None:
+        self._moto = SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        host, port = self._moto.get_host_and_port()
+        self.moto_url = f"http://{host}:{port}"
+        # moto's backends are process-wide: start from nothing, as a fresh account would.
+        _no_proxy_opener().open(
+            urllib.request.Request(self.moto_url + "/moto-api/reset", method="POST")
+        ).read()
+
+    def _isolate_aws_environment(self) -> None:
+        """Every AWS SDK call of this process goes to the emulation, with dummy credentials."""
+        for name in list(os.environ):
+            if name.startswith("AWS_ENDPOINT_URL_") or name in (
+                "AWS_PROFILE",
+                "AWS_DEFAULT_PROFILE",
+                "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+            ):
+                del os.environ[name]
+        no_proxy = ",".join(
+            filter(None, [os.environ.get("NO_PROXY") or os.environ.get("no_proxy"), "127.0.0.1,localhost"])
+        )
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": self.moto_url,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "NO_PROXY": no_proxy,
+                "no_proxy": no_proxy,
+            }
+        )
+
+    def _load_functions(self, functions: list[LambdaFunction]) -> None:
+        # Packages the layers provide may already be imported (tests import the source tree):
+        # set them aside so the handlers import the layer's copy against this stack, and put
+        # them back on stop.
+        for top_level in self._layer_packages(functions):
+            for name in [n for n in sys.modules if n == top_level or n.startswith(top_level + ".")]:
+                self._saved_modules[name] = sys.modules.pop(name)
+        self._runtime.add_layers(functions)
+        for function in functions:
+            self._runtime.load(function)
+
+    @staticmethod
+    def _layer_packages(functions: list[LambdaFunction]) -> set[str]:
+        names: set[str] = set()
+        for function in functions:
+            for layer in function.layer_dirs:
+                if layer.is_dir() and not any(layer.glob("*.dist-info")):
+                    names |= {p.stem for p in layer.iterdir() if p.is_dir() or p.suffix == ".py"}
+        names.discard("__pycache__")
+        return names
+
+    def _invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
+        return self.functions[logical_id].invoke(event)
+
+    def stop(self) -> None:
+        """Stops every server and undoes this process's changes (environment, imports)."""
+        for server in reversed(self._servers):
+            with contextlib.suppress(Exception):
+                server.stop()
+        self._servers.clear()
+        if self._moto is not None:
+            with contextlib.suppress(Exception):
+                self._moto.stop()
+            self._moto = None
+        self._runtime.unload()
+        for name in [
+            n for n in sys.modules if any(n == s or n.startswith(s + ".") for s in self._saved_modules)
+        ]:
+            del sys.modules[name]
+        sys.modules.update(self._saved_modules)
+        self._saved_modules.clear()
+        if self._saved_environ is not None:
+            os.environ.clear()
+            os.environ.update(self._saved_environ)
+            self._saved_environ = None
+        self._started = False
+
+    # -- telling the user ----------------------------------------------------------------------------
+
+    def instructions(self) -> Iterator[str]:
+        key_note = "  (generated: set BYOM_ADMIN_KEY to choose it)" if self.admin_key_generated else ""
+        create_tenant = (
+            f'curl -s -X POST {self.url}/admin/tenants -H "Authorization: Bearer {self.admin_key}" '
+            "-H 'content-type: application/json' -d '{\"name\":\"acme\"}'"
+        )
+        yield f"BYOM local stack ready at {self.url}"
+        yield f"  Platform admin key: {self.admin_key}{key_note}"
+        yield "  Create a tenant:"
+        yield f"    {create_tenant}"
+        yield f'  OpenAI SDK: OpenAI(base_url="{self.url}/v1", api_key="<a tenant key>")'
+        yield f"  OpenAI-compatible stand-in: {self.openai_url}  (models: stand-in-chat, stand-in-embed)"
+        yield f"  Bedrock Converse stand-in: {self.bedrock_url}  (any model id; used by provider 'bedrock')"
+        yield f"  AWS emulation (moto) at {self.moto_url}"
+        yield "  Stand-in models are deterministic fakes that echo the prompt; they are not real models."
+        yield "Press Ctrl-C to stop."
