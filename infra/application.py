@@ -27,7 +27,12 @@ def create_app(
     with_nag: bool = True,
 ) -> tuple[App, ByomGatewayStack]:
     """The app and its stack. `bundling=None` follows BYOM_BUNDLING / the `byom:bundling` context."""
-    app_context: dict[str, Any] = {**CLI_DEFAULT_CONTEXT, **cdk_json_context(), **(context or {})}
+    app_context: dict[str, Any] = {
+        **CLI_DEFAULT_CONTEXT,
+        **nag.APP_CONTEXT,
+        **cdk_json_context(),
+        **(context or {}),
+    }
     if bundling is not None:
         app_context[BUNDLING_CONTEXT] = bundling
     app = App(

@@ -120,7 +120,6 @@ class Settings:
             return DEPS_REQUIREMENTS_DIR
         if not (DEPS_BUILD_DIR / "python").is_dir():
             raise FileNotFoundError(
-                f"bundling is on but {DEPS_BUILD_DIR.relative_to(REPO_ROOT)}/python does not exist: "
-                "run `make layers` first"
+                f"bundling is on but {DEPS_BUILD_DIR / 'python'} does not exist: run `make layers` first"
             )
         return DEPS_BUILD_DIR

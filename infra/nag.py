@@ -18,6 +18,10 @@ if TYPE_CHECKING:
 
 PACK = "AwsSolutions"
 
+# Once an app holds any acknowledgement, CDK fails the synth on error-level findings only; strict
+# mode makes warning-level ones (APIG3, DDB3, ...) fail it too. App context: set before the stack.
+APP_CONTEXT = {"@aws-cdk/core:strictCfnValidateErrors": True}
+
 # How cdk-nag renders the pseudo parameters inside a finding.
 _ARN = "arn:<AWS::Partition>"
 _REGION_ACCOUNT = "<AWS::Region>:<AWS::AccountId>"

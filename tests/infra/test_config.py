@@ -1,0 +1,63 @@
+"""Settings from CDK context: the dependency layer asset and the log retention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aws_cdk import App
+
+from infra import config
+from infra.config import Settings
+
+CONTEXT = {
+    "byom:logRetentionDays": 30,
+    "byom:authorizerCacheSeconds": 300,
+    "byom:throttleRateLimit": 100,
+    "byom:throttleBurstLimit": 200,
+}
+
+
+def settings(**context: object) -> Settings:
+    return Settings.from_context(App(context={**CONTEXT, **context}))
+
+
+def test_bundling_is_off_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BYOM_BUNDLING", raising=False)
+    assert settings().bundling is False
+
+
+def test_bundling_env_var_turns_bundling_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BYOM_BUNDLING", "1")
+    assert settings().bundling is True
+
+
+def test_bundling_context_overrides_the_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BYOM_BUNDLING", "1")
+    assert settings(**{"byom:bundling": False}).bundling is False
+
+
+def test_without_bundling_the_dependency_layer_is_the_requirements_folder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BYOM_BUNDLING", raising=False)
+    assert settings().deps_layer_dir == config.REPO_ROOT / "layers" / "deps"
+
+
+def test_bundling_uses_the_pip_built_layer(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "python").mkdir()
+    monkeypatch.setattr(config, "DEPS_BUILD_DIR", tmp_path)
+    assert settings(**{"byom:bundling": True}).deps_layer_dir == tmp_path
+
+
+def test_bundling_without_a_built_layer_asks_for_make_layers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(config, "DEPS_BUILD_DIR", tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="make layers"):
+        _ = settings(**{"byom:bundling": True}).deps_layer_dir
+
+
+def test_log_retention_must_be_a_cloudwatch_retention_period() -> None:
+    with pytest.raises(ValueError, match="retention period"):
+        settings(**{"byom:logRetentionDays": 31})

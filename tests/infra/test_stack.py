@@ -1,0 +1,506 @@
+"""What the deployed stack must guarantee, read from the synthesized template."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from aws_cdk.assertions import Template
+
+from infra.application import create_app
+
+RETENTION_DAYS = 30  # cdk.json byom:logRetentionDays
+PREFIX = "byom/ByomGateway/tenants/"
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    _, stack = create_app(bundling=False, outdir=str(tmp_path_factory.mktemp("cdk.out")), with_nag=False)
+    return Template.from_stack(stack)
+
+
+# ------------------------------------------------------------------------------------- helpers
+
+
+def resources(template: Template, resource_type: str) -> dict[str, dict[str, Any]]:
+    return template.find_resources(resource_type)
+
+
+def props(resource: dict[str, Any]) -> dict[str, Any]:
+    return resource.get("Properties", {})
+
+
+def function_id(template: Template, name: str) -> str:
+    """Logical id of the function whose code asset is functions/<name> (by its description)."""
+    matches = [
+        logical_id
+        for logical_id, fn in resources(template, "AWS::Lambda::Function").items()
+        if props(fn)["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == f"byom-{name}"
+    ]
+    assert len(matches) == 1, f"expected one {name} function, got {matches}"
+    return matches[0]
+
+
+def environment(template: Template, name: str) -> dict[str, Any]:
+    fn = resources(template, "AWS::Lambda::Function")[function_id(template, name)]
+    variables: dict[str, Any] = props(fn)["Environment"]["Variables"]
+    return variables
+
+
+def role_statements(template: Template, name: str) -> list[dict[str, Any]]:
+    fn = resources(template, "AWS::Lambda::Function")[function_id(template, name)]
+    role_id = props(fn)["Role"]["Fn::GetAtt"][0]
+    statements: list[dict[str, Any]] = []
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        if {"Ref": role_id} in props(policy)["Roles"]:
+            statements.extend(props(policy)["PolicyDocument"]["Statement"])
+    role = resources(template, "AWS::IAM::Role")[role_id]
+    for inline in props(role).get("Policies", []):
+        statements.extend(inline["PolicyDocument"]["Statement"])
+    return statements
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def actions_on(statements: list[dict[str, Any]], prefix: str) -> list[tuple[str, Any]]:
+    return [
+        (action, statement["Resource"])
+        for statement in statements
+        for action in as_list(statement["Action"])
+        if action.startswith(prefix)
+    ]
+
+
+def kms_key_id(template: Template) -> str:
+    (logical_id,) = resources(template, "AWS::KMS::Key")
+    return logical_id
+
+
+def methods(template: Template) -> dict[tuple[str, str], dict[str, Any]]:
+    """API methods keyed by (HTTP method, full resource path)."""
+    api_resources = resources(template, "AWS::ApiGateway::Resource")
+
+    def path_of(resource_ref: Any) -> str:
+        if not isinstance(resource_ref, dict) or "Ref" not in resource_ref:
+            return ""  # the root resource is a GetAtt on the RestApi
+        resource = props(api_resources[resource_ref["Ref"]])
+        return f"{path_of(resource['ParentId'])}/{resource['PathPart']}"
+
+    return {
+        (props(method)["HttpMethod"], path_of(props(method)["ResourceId"])): props(method)
+        for method in resources(template, "AWS::ApiGateway::Method").values()
+    }
+
+
+def stage(template: Template) -> dict[str, Any]:
+    (only,) = resources(template, "AWS::ApiGateway::Stage").values()
+    return props(only)
+
+
+# ------------------------------------------------------------------------------------ security
+
+
+def test_kms_key_rotation_is_enabled(template: Template) -> None:
+    template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
+
+
+def test_kms_key_lets_cloudwatch_logs_encrypt_only_this_accounts_log_groups(template: Template) -> None:
+    (key,) = resources(template, "AWS::KMS::Key").values()
+    statements = props(key)["KeyPolicy"]["Statement"]
+    logs_statements = [
+        s for s in statements if "logs." in json.dumps(s.get("Principal", {}).get("Service", ""))
+    ]
+
+    assert len(logs_statements) == 1
+    assert "kms:EncryptionContext:aws:logs:arn" in logs_statements[0]["Condition"]["ArnLike"]
+
+
+def test_admin_key_secret_is_a_generated_48_character_string_encrypted_with_the_key(
+    template: Template,
+) -> None:
+    template.has_resource_properties(
+        "AWS::SecretsManager::Secret",
+        {
+            "GenerateSecretString": {"PasswordLength": 48, "ExcludePunctuation": True},
+            "KmsKeyId": {"Fn::GetAtt": [kms_key_id(template), "Arn"]},
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------- data
+
+CONTRACT_TABLES = {
+    "TENANTS_TABLE": ([("tenant_id", "HASH")], []),
+    "API_KEYS_TABLE": ([("key_hash", "HASH")], [("by_tenant", [("tenant_id", "HASH"), ("key_id", "RANGE")])]),
+    "CREDENTIALS_TABLE": ([("tenant_id", "HASH"), ("name", "RANGE")], []),
+    "MODELS_TABLE": ([("tenant_id", "HASH"), ("alias", "RANGE")], []),
+}
+
+
+def test_tables_have_the_keys_and_indexes_of_the_contract(template: Template) -> None:
+    tables = resources(template, "AWS::DynamoDB::Table")
+    admin_env = environment(template, "admin")
+
+    for env_var, (key_schema, indexes) in CONTRACT_TABLES.items():
+        table = props(tables[admin_env[env_var]["Ref"]])
+        assert [(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]] == key_schema, env_var
+        actual_indexes = [
+            (gsi["IndexName"], [(k["AttributeName"], k["KeyType"]) for k in gsi["KeySchema"]])
+            for gsi in table.get("GlobalSecondaryIndexes", [])
+        ]
+        assert actual_indexes == indexes, env_var
+        assert all(
+            gsi["Projection"]["ProjectionType"] == "ALL" for gsi in table.get("GlobalSecondaryIndexes", [])
+        )
+
+
+def test_every_table_is_on_demand(template: Template) -> None:
+    tables = resources(template, "AWS::DynamoDB::Table")
+    assert len(tables) == 4
+    assert all(props(t)["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
+
+
+def test_every_table_has_point_in_time_recovery(template: Template) -> None:
+    for table in resources(template, "AWS::DynamoDB::Table").values():
+        assert props(table)["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+def test_every_table_is_encrypted_with_the_customer_managed_key(template: Template) -> None:
+    expected = {
+        "SSEEnabled": True,
+        "SSEType": "KMS",
+        "KMSMasterKeyId": {"Fn::GetAtt": [kms_key_id(template), "Arn"]},
+    }
+    for table in resources(template, "AWS::DynamoDB::Table").values():
+        assert props(table)["SSESpecification"] == expected
+
+
+def test_every_table_is_retained_when_the_stack_is_deleted(template: Template) -> None:
+    for table in resources(template, "AWS::DynamoDB::Table").values():
+        assert table["DeletionPolicy"] == "Retain"
+        assert table["UpdateReplacePolicy"] == "Retain"
+
+
+# ---------------------------------------------------------------------------------------- logs
+
+
+def test_every_log_group_has_the_configured_retention(template: Template) -> None:
+    log_groups = resources(template, "AWS::Logs::LogGroup")
+    assert len(log_groups) == 4  # three functions and the API access log
+    assert all(props(lg).get("RetentionInDays") == RETENTION_DAYS for lg in log_groups.values())
+
+
+def test_every_log_group_is_encrypted_with_the_customer_managed_key(template: Template) -> None:
+    key = {"Fn::GetAtt": [kms_key_id(template), "Arn"]}
+    assert all(props(lg).get("KmsKeyId") == key for lg in resources(template, "AWS::Logs::LogGroup").values())
+
+
+# ----------------------------------------------------------------------------------- functions
+
+
+def test_every_function_runs_python_3_14_on_arm64(template: Template) -> None:
+    functions = resources(template, "AWS::Lambda::Function")
+    assert len(functions) == 3
+    for fn in functions.values():
+        assert props(fn)["Runtime"] == "python3.14"
+        assert props(fn)["Architectures"] == ["arm64"]
+
+
+def test_every_function_has_active_tracing(template: Template) -> None:
+    for fn in resources(template, "AWS::Lambda::Function").values():
+        assert props(fn)["TracingConfig"] == {"Mode": "Active"}
+
+
+def test_every_function_logs_json_to_its_own_log_group(template: Template) -> None:
+    log_groups = resources(template, "AWS::Logs::LogGroup")
+    used = []
+    for fn in resources(template, "AWS::Lambda::Function").values():
+        config = props(fn)["LoggingConfig"]
+        assert config["LogFormat"] == "JSON"
+        assert config["LogGroup"]["Ref"] in log_groups
+        used.append(config["LogGroup"]["Ref"])
+    assert len(set(used)) == 3
+
+
+def test_every_function_uses_the_common_and_dependency_layers(template: Template) -> None:
+    layers = resources(template, "AWS::Lambda::LayerVersion")
+    assert len(layers) == 2
+    for fn in resources(template, "AWS::Lambda::Function").values():
+        assert props(fn)["Handler"] == "handler.handler"
+        assert sorted(ref["Ref"] for ref in props(fn)["Layers"]) == sorted(layers)
+
+
+@pytest.mark.parametrize(
+    ("name", "timeout", "memory"), [("authorizer", 5, 256), ("admin", 15, 512), ("gateway", 29, 1024)]
+)
+def test_function_timeout_and_memory(template: Template, name: str, timeout: int, memory: int) -> None:
+    fn = props(resources(template, "AWS::Lambda::Function")[function_id(template, name)])
+    assert (fn["Timeout"], fn["MemorySize"]) == (timeout, memory)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("authorizer", {"API_KEYS_TABLE", "ADMIN_KEY_SECRET_ARN"}),
+        (
+            "admin",
+            {
+                "TENANTS_TABLE",
+                "API_KEYS_TABLE",
+                "CREDENTIALS_TABLE",
+                "MODELS_TABLE",
+                "KMS_KEY_ID",
+                "SECRET_PREFIX",
+                "ALLOW_LOOPBACK_HTTP",
+            },
+        ),
+        ("gateway", {"MODELS_TABLE", "CREDENTIALS_TABLE", "SECRET_PREFIX", "ALLOW_LOOPBACK_HTTP"}),
+    ],
+)
+def test_function_environment_follows_the_contract(template: Template, name: str, expected: set[str]) -> None:
+    env = environment(template, name)
+    assert {k for k in env if not k.startswith("POWERTOOLS_")} == expected
+    assert {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL", "POWERTOOLS_METRICS_NAMESPACE"} <= set(env)
+
+
+def test_secret_prefix_is_scoped_to_the_stack_and_loopback_http_is_off(template: Template) -> None:
+    for name in ("admin", "gateway"):
+        env = environment(template, name)
+        assert env["SECRET_PREFIX"] == PREFIX
+        assert env["ALLOW_LOOPBACK_HTTP"] == "false"
+
+
+def test_events_and_responses_are_never_logged_or_traced(template: Template) -> None:
+    for fn in resources(template, "AWS::Lambda::Function").values():
+        variables = props(fn)["Environment"]["Variables"]
+        assert variables["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"
+        assert variables["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
+
+
+# ----------------------------------------------------------------------------------------- IAM
+
+
+def test_function_roles_use_no_aws_managed_policies(template: Template) -> None:
+    for name in ("authorizer", "admin", "gateway"):
+        fn = resources(template, "AWS::Lambda::Function")[function_id(template, name)]
+        role = resources(template, "AWS::IAM::Role")[props(fn)["Role"]["Fn::GetAtt"][0]]
+        assert "ManagedPolicyArns" not in props(role)
+
+
+def test_each_function_has_its_own_role(template: Template) -> None:
+    roles = {json.dumps(props(fn)["Role"]) for fn in resources(template, "AWS::Lambda::Function").values()}
+    assert len(roles) == 3
+
+
+def test_function_roles_use_a_wildcard_resource_only_for_xray(template: Template) -> None:
+    for name in ("authorizer", "admin", "gateway"):
+        wildcard_actions = {
+            action
+            for statement in role_statements(template, name)
+            if "*" in as_list(statement["Resource"])
+            for action in as_list(statement["Action"])
+        }
+        assert wildcard_actions == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}, name
+
+
+def test_admin_secrets_manager_actions_are_restricted_to_the_tenant_prefix(template: Template) -> None:
+    granted = actions_on(role_statements(template, "admin"), "secretsmanager:")
+
+    assert {action for action, _ in granted} >= {
+        "secretsmanager:CreateSecret",
+        "secretsmanager:PutSecretValue",
+        "secretsmanager:DeleteSecret",
+    }
+    for _, resource in granted:
+        assert resource != "*"
+        assert json.dumps(resource).endswith(f':secret:{PREFIX}*"]]}}')
+
+
+def test_admin_cannot_read_secret_values(template: Template) -> None:
+    granted = {action for action, _ in actions_on(role_statements(template, "admin"), "secretsmanager:")}
+    assert "secretsmanager:GetSecretValue" not in granted
+
+
+def test_gateway_reads_only_tenant_secrets(template: Template) -> None:
+    granted = actions_on(role_statements(template, "gateway"), "secretsmanager:")
+    assert [action for action, _ in granted] == ["secretsmanager:GetSecretValue"]
+    assert json.dumps(granted[0][1]).endswith(f':secret:{PREFIX}*"]]}}')
+
+
+def test_authorizer_cannot_write_tables(template: Template) -> None:
+    granted = actions_on(role_statements(template, "authorizer"), "dynamodb:")
+    assert [action for action, _ in granted] == ["dynamodb:GetItem"]
+
+
+def test_authorizer_reads_only_the_api_keys_table(template: Template) -> None:
+    api_keys = environment(template, "authorizer")["API_KEYS_TABLE"]["Ref"]
+    granted = actions_on(role_statements(template, "authorizer"), "dynamodb:")
+    assert granted == [("dynamodb:GetItem", {"Fn::GetAtt": [api_keys, "Arn"]})]
+
+
+def test_gateway_cannot_write_tables(template: Template) -> None:
+    granted = {action for action, _ in actions_on(role_statements(template, "gateway"), "dynamodb:")}
+    assert granted == {"dynamodb:GetItem", "dynamodb:Query"}
+
+
+def test_key_use_is_limited_to_secrets_manager_and_dynamodb(template: Template) -> None:
+    for name in ("authorizer", "admin", "gateway"):
+        for statement in role_statements(template, name):
+            if any(action.startswith("kms:") for action in as_list(statement["Action"])):
+                via = json.dumps(statement["Condition"]["StringEquals"]["kms:ViaService"])
+                assert "secretsmanager." in via and "dynamodb." in via
+
+
+# ----------------------------------------------------------------------------------------- API
+
+ROUTES = {
+    ("GET", "/health"): "gateway",
+    ("ANY", "/admin/{proxy+}"): "admin",
+    ("ANY", "/v1/{proxy+}"): "gateway",
+}
+
+
+def test_routes_are_exactly_those_of_the_contract(template: Template) -> None:
+    assert set(methods(template)) == set(ROUTES)
+
+
+def test_routes_proxy_to_the_contract_functions(template: Template) -> None:
+    for route, method in methods(template).items():
+        integration = method["Integration"]
+        assert integration["Type"] == "AWS_PROXY"
+        target = next(
+            part["Fn::GetAtt"][0]
+            for part in integration["Uri"]["Fn::Join"][1]
+            if isinstance(part, dict) and "Fn::GetAtt" in part
+        )
+        assert target == function_id(template, ROUTES[route]), route
+
+
+def test_every_method_but_health_uses_the_lambda_authorizer(template: Template) -> None:
+    (authorizer_id,) = resources(template, "AWS::ApiGateway::Authorizer")
+    for route, method in methods(template).items():
+        if route == ("GET", "/health"):
+            continue
+        assert method["AuthorizationType"] == "CUSTOM", route
+        assert method["AuthorizerId"] == {"Ref": authorizer_id}, route
+
+
+def test_health_is_public(template: Template) -> None:
+    health = methods(template)[("GET", "/health")]
+    assert health["AuthorizationType"] == "NONE"
+    assert "AuthorizerId" not in health
+
+
+def test_authorizer_is_a_request_authorizer_on_the_authorization_header(template: Template) -> None:
+    (authorizer,) = resources(template, "AWS::ApiGateway::Authorizer").values()
+    assert props(authorizer)["Type"] == "REQUEST"
+    assert props(authorizer)["IdentitySource"] == "method.request.header.Authorization"
+    assert props(authorizer)["AuthorizerResultTtlInSeconds"] == 300
+    assert function_id(template, "authorizer") in json.dumps(props(authorizer)["AuthorizerUri"])
+
+
+def test_every_method_validates_body_and_parameters(template: Template) -> None:
+    (validator_id, validator) = next(iter(resources(template, "AWS::ApiGateway::RequestValidator").items()))
+    assert props(validator)["ValidateRequestBody"] is True
+    assert props(validator)["ValidateRequestParameters"] is True
+    for route, method in methods(template).items():
+        assert method["RequestValidatorId"] == {"Ref": validator_id}, route
+
+
+GATEWAY_RESPONSES = {
+    "UNAUTHORIZED": ("401", "authentication_error", "invalid_api_key"),
+    "ACCESS_DENIED": ("403", "permission_error", None),
+    "MISSING_AUTHENTICATION_TOKEN": ("404", "not_found_error", None),
+    "THROTTLED": ("429", "rate_limit_exceeded", "rate_limit_exceeded"),
+    "REQUEST_TOO_LARGE": ("413", "invalid_request_error", "request_too_large"),
+    "BAD_REQUEST_BODY": ("400", "invalid_request_error", None),
+    "BAD_REQUEST_PARAMETERS": ("400", "invalid_request_error", None),
+    "AUTHORIZER_FAILURE": ("500", "api_error", None),
+    "AUTHORIZER_CONFIGURATION_ERROR": ("500", "api_error", None),
+    "INTEGRATION_TIMEOUT": ("504", "api_error", "timeout"),
+    "DEFAULT_4XX": (None, "invalid_request_error", None),
+    "DEFAULT_5XX": (None, "api_error", None),
+}
+
+
+def gateway_responses(template: Template) -> dict[str, dict[str, Any]]:
+    return {
+        props(r)["ResponseType"]: props(r)
+        for r in resources(template, "AWS::ApiGateway::GatewayResponse").values()
+    }
+
+
+def test_gateway_responses_cover_the_contract(template: Template) -> None:
+    assert set(gateway_responses(template)) == set(GATEWAY_RESPONSES)
+
+
+@pytest.mark.parametrize("response_type", sorted(GATEWAY_RESPONSES))
+def test_gateway_response_is_an_openai_error_envelope(template: Template, response_type: str) -> None:
+    status, error_type, code = GATEWAY_RESPONSES[response_type]
+    response = gateway_responses(template)[response_type]
+    # API Gateway substitutes messageString with an already-quoted JSON string.
+    body = response["ResponseTemplates"]["application/json"].replace("$context.error.messageString", '"boom"')
+
+    assert response.get("StatusCode") == status
+    assert json.loads(body) == {"error": {"message": "boom", "type": error_type, "param": None, "code": code}}
+
+
+def test_gateway_responses_carry_the_request_id_and_error_source(template: Template) -> None:
+    for response_type, response in gateway_responses(template).items():
+        assert response["ResponseParameters"] == {
+            "gatewayresponse.header.x-request-id": "context.requestId",
+            "gatewayresponse.header.x-byom-error-source": "'gateway'",
+        }, response_type
+
+
+def test_stage_is_prod_with_xray_tracing(template: Template) -> None:
+    assert stage(template)["StageName"] == "prod"
+    assert stage(template)["TracingEnabled"] is True
+
+
+def test_stage_access_log_is_json_to_the_encrypted_log_group(template: Template) -> None:
+    access_log = stage(template)["AccessLogSetting"]
+    fields = json.loads(access_log["Format"])
+    log_group_id = access_log["DestinationArn"]["Fn::GetAtt"][0]
+
+    assert props(resources(template, "AWS::Logs::LogGroup")[log_group_id])["KmsKeyId"]
+    assert {
+        "requestId",
+        "ip",
+        "method",
+        "path",
+        "status",
+        "latencyMs",
+        "authorizerError",
+        "integrationError",
+    } <= set(fields)
+
+
+def test_stage_access_log_never_records_bodies_or_credentials(template: Template) -> None:
+    log_format = stage(template)["AccessLogSetting"]["Format"]
+    assert not re.search(
+        r"\$input|requestOverride|authorization|apiKey|clientCert", log_format, re.IGNORECASE
+    )
+
+
+def test_stage_execution_logging_is_errors_only_without_data_trace(template: Template) -> None:
+    (settings,) = stage(template)["MethodSettings"]
+    assert (settings["HttpMethod"], settings["ResourcePath"]) == ("*", "/*")
+    assert settings["LoggingLevel"] == "ERROR"
+    assert settings["DataTraceEnabled"] is False
+
+
+def test_stage_throttling_comes_from_context(template: Template) -> None:
+    (settings,) = stage(template)["MethodSettings"]
+    assert (settings["ThrottlingRateLimit"], settings["ThrottlingBurstLimit"]) == (100, 200)
+
+
+def test_outputs_are_the_api_url_and_the_admin_key_secret_arn(template: Template) -> None:
+    outputs = template.to_json()["Outputs"]
+    assert set(outputs) == {"ApiUrl", "AdminKeySecretArn"}
+    (secret_id,) = resources(template, "AWS::SecretsManager::Secret")
+    assert outputs["AdminKeySecretArn"]["Value"] == {"Ref": secret_id}
