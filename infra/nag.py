@@ -6,6 +6,8 @@ Acknowledgements are scoped to the construct that raises the finding, and wildca
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aws_cdk import Acknowledgment, App, Validations
@@ -56,6 +58,26 @@ API_KEY_AUTH_REASON = (
 def attach(app: App) -> None:
     """Run the AwsSolutions pack at synth; any unacknowledged finding fails the synth."""
     Validations.of(app).add_plugins(AwsSolutionsChecks(app))
+
+
+def fail_on_open_findings(assembly_dir: str) -> None:
+    """Exit non-zero if the validation report lists any unacknowledged finding.
+
+    CDK already fails an in-process synth; under the CDK CLI's process mode it only sets the Node
+    exit code, which the Python app would not propagate. This keeps the gate in every mode.
+    """
+    report_file = Path(assembly_dir) / "validation-report.json"
+    if not report_file.is_file():
+        return
+    report = json.loads(report_file.read_text())
+    findings = [
+        f"{violation['ruleName']} at {construct['constructPath']}"
+        for plugin in report.get("pluginReports", [])
+        for violation in plugin.get("violations", [])
+        for construct in violation.get("violatingConstructs", [])
+    ]
+    if findings:
+        raise SystemExit("unacknowledged cdk-nag findings:\n  " + "\n  ".join(findings))
 
 
 def acknowledge(construct: IConstruct, rule: str, reason: str, *, finding: str | None = None) -> None:
