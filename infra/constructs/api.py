@@ -103,7 +103,7 @@ class Api(Construct):
         super().__init__(scope, construct_id)
         self._settings = settings
         self.access_logs = self._build_access_logs(key)
-        self.rest_api = self._build_rest_api_without_default_output()
+        self.rest_api = self._build_rest_api()
         self.validator = self._build_request_validator()
         self.authorizer = self._build_authorizer(authorizer_function)
         self.health_method, self.admin_method, self.v1_method = self._build_routes(
@@ -116,7 +116,7 @@ class Api(Construct):
         return logs.LogGroup(self, "AccessLogs", retention=self._settings.log_retention, encryption_key=key)
 
     def _build_rest_api(self) -> apigw.RestApi:
-        return apigw.RestApi(
+        rest_api = apigw.RestApi(
             self,
             "RestApi",
             description="BYOM Gateway: OpenAI-compatible API",
@@ -138,10 +138,7 @@ class Api(Construct):
                 throttling_burst_limit=self._settings.throttle_burst_limit,
             ),
         )
-
-    def _build_rest_api_without_default_output(self) -> apigw.RestApi:
-        rest_api = self._build_rest_api()
-        # The stack exports the URL as `ApiUrl`; CDK's auto-named duplicate output would only confuse.
+        # The stack outputs the URL as `ApiUrl`; CDK's auto-named duplicate output would only confuse.
         rest_api.node.try_remove_child("Endpoint")
         return rest_api
 

@@ -504,3 +504,8 @@ def test_outputs_are_the_api_url_and_the_admin_key_secret_arn(template: Template
     assert set(outputs) == {"ApiUrl", "AdminKeySecretArn"}
     (secret_id,) = resources(template, "AWS::SecretsManager::Secret")
     assert outputs["AdminKeySecretArn"]["Value"] == {"Ref": secret_id}
+
+
+def test_multipart_uploads_reach_lambda_base64_encoded(template: Template) -> None:
+    (api,) = resources(template, "AWS::ApiGateway::RestApi").values()
+    assert props(api)["BinaryMediaTypes"] == ["multipart/form-data"]
