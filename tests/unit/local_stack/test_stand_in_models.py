@@ -1,0 +1,256 @@
+"""The stand-in models' answers in OpenAI's and Bedrock's shapes, without sockets."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import struct
+from typing import Any
+
+import pytest
+from botocore.eventstream import EventStreamBuffer
+
+from local_stack.models import logic
+from local_stack.models.eventstream import encode_event
+from local_stack.models.logic import StandInError
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}},
+            "required": ["city", "unit"],
+        },
+    },
+}
+
+
+def chat(**overrides: Any) -> dict[str, Any]:
+    return {"model": "stand-in-chat", "messages": [{"role": "user", "content": "hello there"}], **overrides}
+
+
+def completion(request: dict[str, Any]) -> dict[str, Any]:
+    return logic.openai_chat_completion(request, completion_id="chatcmpl-1", created=1)
+
+
+# -- OpenAI -------------------------------------------------------------------------------------
+
+
+def test_the_reply_echoes_the_last_message_and_says_it_is_a_stand_in() -> None:
+    answer = completion(chat())
+    content = answer["choices"][0]["message"]["content"]
+    assert "stand-in" in content and content.endswith("You said: hello there")
+    assert answer["choices"][0]["finish_reason"] == "stop"
+    assert answer["model"] == "stand-in-chat"
+
+
+def test_usage_counts_words() -> None:
+    usage = completion(chat())["usage"]
+    assert usage["prompt_tokens"] == 2
+    assert usage["completion_tokens"] == len(completion(chat())["choices"][0]["message"]["content"].split())
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+
+
+def test_the_same_request_gets_the_same_answer() -> None:
+    assert completion(chat()) == completion(chat())
+
+
+def test_max_tokens_cuts_the_answer_with_finish_reason_length() -> None:
+    answer = completion(chat(max_tokens=3))
+    assert answer["choices"][0]["finish_reason"] == "length"
+    assert answer["usage"]["completion_tokens"] == 3
+
+
+def test_a_stop_sequence_ends_the_answer_before_it() -> None:
+    answer = completion(chat(stop=["model"]))
+    assert "model" not in answer["choices"][0]["message"]["content"]
+    assert answer["choices"][0]["finish_reason"] == "stop"
+
+
+def test_naming_a_tool_gets_a_tool_call_with_schema_valid_arguments() -> None:
+    request = chat(messages=[{"role": "user", "content": "What does get_weather say?"}], tools=[WEATHER_TOOL])
+    choice = completion(request)["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    call = choice["message"]["tool_calls"][0]
+    assert call["function"]["name"] == "get_weather"
+    assert json.loads(call["function"]["arguments"]) == {"city": "stand-in", "unit": "c"}
+
+
+def test_tool_choice_none_answers_text_even_when_a_tool_is_named() -> None:
+    request = chat(
+        messages=[{"role": "user", "content": "get_weather"}], tools=[WEATHER_TOOL], tool_choice="none"
+    )
+    assert completion(request)["choices"][0]["finish_reason"] == "stop"
+
+
+def test_a_tool_result_is_answered_with_text() -> None:
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    messages = [
+        {"role": "user", "content": "get_weather please"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "sunny"},
+    ]
+    content = completion(chat(messages=messages, tools=[WEATHER_TOOL]))["choices"][0]["message"]["content"]
+    assert content.endswith("The tool answered: sunny")
+
+
+def test_a_tool_message_without_a_preceding_call_is_rejected_like_openai_does() -> None:
+    messages = [{"role": "user", "content": "x"}, {"role": "tool", "tool_call_id": "nope", "content": "y"}]
+    with pytest.raises(StandInError) as raised:
+        completion(chat(messages=messages))
+    assert raised.value.status == 400
+
+
+@pytest.mark.parametrize("request_body", [{"messages": []}, {"model": "m"}, {"model": "m", "messages": []}])
+def test_invalid_chat_requests_are_400(request_body: dict[str, Any]) -> None:
+    with pytest.raises(StandInError) as raised:
+        completion(request_body)
+    assert raised.value.status == 400
+
+
+def test_stream_chunks_join_to_the_same_answer_and_end_with_usage() -> None:
+    chunks = logic.openai_chat_chunks(
+        chat(stream=True, stream_options={"include_usage": True}), completion_id="c", created=1
+    )
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text == completion(chat())["choices"][0]["message"]["content"]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"] == completion(chat())["usage"]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+
+
+def test_stream_options_without_stream_are_rejected() -> None:
+    with pytest.raises(StandInError):
+        completion(chat(stream_options={"include_usage": True}))
+
+
+def test_embeddings_are_deterministic_unit_vectors() -> None:
+    answer = logic.openai_embeddings({"model": "stand-in-embed", "input": ["a", "b", "a"]})
+    vectors = [item["embedding"] for item in answer["data"]]
+    assert len(vectors[0]) == logic.EMBEDDING_DIMENSIONS
+    assert vectors[0] == vectors[2] != vectors[1]
+    assert math.isclose(sum(x * x for x in vectors[0]), 1.0, abs_tol=1e-4)
+    assert answer["usage"] == {"prompt_tokens": 3, "total_tokens": 3}
+
+
+def test_base64_embeddings_are_little_endian_float32() -> None:
+    floats = logic.openai_embeddings({"model": "m", "input": "a"})["data"][0]["embedding"]
+    encoded = logic.openai_embeddings({"model": "m", "input": "a", "encoding_format": "base64"})["data"][0][
+        "embedding"
+    ]
+    decoded = struct.unpack(f"<{len(floats)}f", base64.b64decode(encoded))
+    assert [round(x, 5) for x in decoded] == [round(x, 5) for x in floats]
+
+
+def test_model_names_ask_for_failures_and_delays() -> None:
+    assert logic.behaviour("stand-in-fail-503").fail_status == 503
+    flaky = logic.behaviour("stand-in-flaky-429-2")
+    assert (flaky.flaky_status, flaky.flaky_failures) == (429, 2)
+    assert logic.behaviour("stand-in-slow-250").delay_ms == 250
+    assert logic.behaviour("stand-in-chat") == logic.Behaviour()
+
+
+# -- Bedrock ------------------------------------------------------------------------------------
+
+
+def converse_request(*messages: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"messages": list(messages) or [{"role": "user", "content": [{"text": "hi bedrock"}]}], **extra}
+
+
+def test_converse_answers_the_converse_response_shape() -> None:
+    answer = logic.bedrock_converse("anthropic.claude", converse_request(), latency_ms=5)
+    assert answer["output"]["message"]["role"] == "assistant"
+    assert answer["output"]["message"]["content"][0]["text"].endswith("You said: hi bedrock")
+    assert answer["stopReason"] == "end_turn"
+    assert answer["usage"]["inputTokens"] == 2
+    assert answer["usage"]["totalTokens"] == answer["usage"]["inputTokens"] + answer["usage"]["outputTokens"]
+    assert answer["metrics"] == {"latencyMs": 5}
+
+
+def test_converse_calls_a_named_tool() -> None:
+    tool = {
+        "toolSpec": {
+            "name": "lookup",
+            "inputSchema": {"json": {"type": "object", "properties": {"q": {"type": "string"}}}},
+        }
+    }
+    request = converse_request(
+        {"role": "user", "content": [{"text": "please lookup"}]}, toolConfig={"tools": [tool]}
+    )
+    answer = logic.bedrock_converse("m", request, latency_ms=1)
+    assert answer["stopReason"] == "tool_use"
+    assert answer["output"]["message"]["content"][0]["toolUse"]["input"] == {"q": "stand-in"}
+
+
+def test_converse_max_tokens_stops_with_max_tokens() -> None:
+    answer = logic.bedrock_converse("m", converse_request(inferenceConfig={"maxTokens": 2}), latency_ms=1)
+    assert answer["stopReason"] == "max_tokens" and answer["usage"]["outputTokens"] == 2
+
+
+@pytest.mark.parametrize(
+    ("messages", "extra", "message"),
+    [
+        ([{"role": "assistant", "content": [{"text": "x"}]}], {}, "start with a user message"),
+        (
+            [{"role": "user", "content": [{"text": "a"}]}, {"role": "user", "content": [{"text": "b"}]}],
+            {},
+            "alternate",
+        ),
+        ([{"role": "user", "content": [{"text": "  "}]}], {}, "blank"),
+        (
+            [
+                {"role": "user", "content": [{"text": "a"}]},
+                {"role": "assistant", "content": [{"toolUse": {"toolUseId": "t", "name": "n", "input": {}}}]},
+                {"role": "user", "content": [{"toolResult": {"toolUseId": "t", "content": [{"text": "r"}]}}]},
+            ],
+            {},
+            "toolConfig",
+        ),
+    ],
+)
+def test_converse_rejects_what_bedrock_rejects(
+    messages: list[dict[str, Any]], extra: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(StandInError, match=message) as raised:
+        logic.bedrock_converse("m", converse_request(*messages, **extra), latency_ms=1)
+    assert logic.bedrock_error_type(raised.value.status) == "ValidationException"
+
+
+def test_converse_stream_events_carry_the_same_text_and_usage() -> None:
+    events = logic.bedrock_converse_stream("m", converse_request(), latency_ms=1)
+    kinds = [kind for kind, _ in events]
+    assert kinds[0] == "messageStart" and kinds[-3:] == ["contentBlockStop", "messageStop", "metadata"]
+    text = "".join(p["delta"]["text"] for kind, p in events if kind == "contentBlockDelta")
+    whole = logic.bedrock_converse("m", converse_request(), latency_ms=1)
+    assert text == whole["output"]["message"]["content"][0]["text"]
+    assert events[-1][1]["usage"] == whole["usage"]
+
+
+def test_titan_embeddings_answer_embedding_and_token_count() -> None:
+    answer = logic.bedrock_invoke(
+        "amazon.titan-embed-text-v2:0", {"inputText": "hello world", "dimensions": 8}
+    )
+    assert len(answer["embedding"]) == 8
+    assert answer["inputTextTokenCount"] == 2
+    assert answer["embedding"] == logic.embedding_vector("hello world", 8)
+
+
+def test_invoke_with_an_unknown_body_is_a_validation_error() -> None:
+    with pytest.raises(StandInError):
+        logic.bedrock_invoke("m", {"prompt": "x"})
+
+
+def test_event_stream_messages_decode_with_botocore() -> None:
+    buffer = EventStreamBuffer()
+    buffer.add_data(
+        encode_event("messageStart", {"role": "assistant"})
+        + encode_event("messageStop", {"stopReason": "end_turn"})
+    )
+    messages = list(buffer)
+    assert [m.headers[":event-type"] for m in messages] == ["messageStart", "messageStop"]
+    assert json.loads(messages[1].payload) == {"stopReason": "end_turn"}
+    assert messages[0].headers[":message-type"] == "event"
