@@ -253,7 +253,9 @@ def handler(event, context):
         "principalId": "key-" + token,
         "policyDocument": {
             "Version": "2012-10-17",
-            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": f"{api_arn}/{stage}/*"}],
+            "Statement": [
+                {"Action": "execute-api:Invoke", "Effect": effect, "Resource": f"{api_arn}/{stage}/*"}
+            ],
         },
         "context": {"tenant_id": "t-1", "role": "admin", "greeting": GREETING, "admin": True, "level": 3},
     }
@@ -292,7 +294,9 @@ def handler(event, context):
             "ITEMS_TABLE", "KMS_KEY_ID", "SECRET_PREFIX", "ALLOW_LOOPBACK_HTTP", "POWERTOOLS_SERVICE_NAME",
             "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "POWERTOOLS_TRACE_DISABLED",
         )},
-        "table": boto3.client("dynamodb").describe_table(TableName=os.environ["ITEMS_TABLE"])["Table"]["TableName"],
+        "table": boto3.client("dynamodb").describe_table(
+            TableName=os.environ["ITEMS_TABLE"]
+        )["Table"]["TableName"],
     }
     return {
         "statusCode": 200,

@@ -127,7 +127,8 @@ def test_unload_forgets_the_imported_modules(tmp_path: Path, runtime: FunctionRu
 def test_invoke_passes_json_and_a_lambda_context(tmp_path: Path, runtime: FunctionRuntime) -> None:
     code = write_handler(
         tmp_path / "fn",
-        "def handler(e, c):\n    return {'event': e, 'name': c.function_name, 'ms': c.get_remaining_time_in_millis()}\n",
+        "def handler(e, c):\n"
+        "    return {'event': e, 'name': c.function_name, 'ms': c.get_remaining_time_in_millis()}\n",
     )
     fn = function(code)
     fn.timeout_seconds = 5

@@ -143,7 +143,7 @@ def test_base64_embeddings_are_little_endian_float32() -> None:
         "embedding"
     ]
     decoded = struct.unpack(f"<{len(floats)}f", base64.b64decode(encoded))
-    assert [round(x, 5) for x in decoded] == [round(x, 5) for x in floats]
+    assert all(math.isclose(a, b, abs_tol=1e-6) for a, b in zip(decoded, floats, strict=True))
 
 
 def test_model_names_ask_for_failures_and_delays() -> None:
