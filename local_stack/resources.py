@@ -236,7 +236,15 @@ def create_s3_bucket(ctx: CreationContext, logical_id: str, props: dict[str, Any
     s3.create_bucket(Bucket=name)
     encryption = props.get("BucketEncryption", {}).get("ServerSideEncryptionConfiguration")
     if encryption:
-        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": encryption})
+        # CloudFormation's ServerSideEncryptionByDefault is the API's ApplyServerSideEncryptionByDefault.
+        rules = [
+            {
+                "ApplyServerSideEncryptionByDefault": rule.get("ServerSideEncryptionByDefault", {}),
+                **_pick(rule, "BucketKeyEnabled"),
+            }
+            for rule in encryption
+        ]
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
     if props.get("VersioningConfiguration"):
         s3.put_bucket_versioning(
             Bucket=name, VersioningConfiguration={"Status": props["VersioningConfiguration"]["Status"]}

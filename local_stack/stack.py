@@ -66,9 +66,9 @@ class StackSettings:
         )
 
 
-def synthesize(repo_root: Path) -> Path:
+def synthesize(repo_root: Path, outdir: Path | None = None) -> Path:
     """Runs app.py with bundling off, as `make synth` does; answers the template's path."""
-    outdir = repo_root / "cdk.out"
+    outdir = outdir or repo_root / "cdk.out"
     env = {k: v for k, v in os.environ.items() if k != "BYOM_BUNDLING"}
     env |= {"JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1", "CDK_OUTDIR": str(outdir)}
     if not (repo_root / "app.py").is_file():
