@@ -45,6 +45,9 @@ LOCAL_OVERRIDES = {
 }
 
 
+_ONE_PER_PROCESS = threading.Lock()
+
+
 class StackError(Exception):
     """The local stack cannot start."""
 
@@ -144,6 +147,9 @@ class LocalStack:
     def start(self) -> LocalStack:
         if self._started:
             raise StackError("already started")
+        # The emulation's state, os.environ and the imported handlers are process-wide.
+        if not _ONE_PER_PROCESS.acquire(blocking=False):
+            raise StackError("another local stack is running in this process")
         self._started = True
         try:
             self._start()
@@ -157,7 +163,7 @@ class LocalStack:
         if settings.template is None:
             self.progress("Synthesizing the CDK app (app.py, bundling off) ...")
         template_path = settings.template or synthesize(settings.repo_root)
-        self.template = load_template(template_path, STACK_NAME)
+        self.template = load_template(template_path)
         self.admin_key = settings.admin_key or secrets.token_urlsafe(32)
         self.admin_key_generated = settings.admin_key is None
 
@@ -195,6 +201,9 @@ class LocalStack:
         self.url = server.url
 
     def _start_moto(self) -> None:
+        werkzeug_log = logging.getLogger("werkzeug")
+        if werkzeug_log.level == logging.NOTSET:
+            werkzeug_log.setLevel(logging.WARNING)  # else it logs every AWS call moto serves
         self._moto = SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
@@ -277,7 +286,9 @@ class LocalStack:
             os.environ.clear()
             os.environ.update(self._saved_environ)
             self._saved_environ = None
-        self._started = False
+        if self._started:
+            self._started = False
+            _ONE_PER_PROCESS.release()
 
     # -- telling the user ----------------------------------------------------------------------------
 

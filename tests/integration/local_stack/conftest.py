@@ -28,16 +28,21 @@ class Reply:
         return json.loads(self.body)
 
 
+def _headers(items: Any) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for key, value in items:
+        merged[key.lower()] = f"{merged[key.lower()]}, {value}" if key.lower() in merged else value
+    return merged
+
+
 def http(method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None) -> Reply:
     """One request over loopback; HTTP errors are answers too."""
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with _OPENER.open(request, timeout=60) as response:
-            return Reply(
-                response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
-            )
+            return Reply(response.status, _headers(response.headers.items()), response.read())
     except urllib.error.HTTPError as error:
-        return Reply(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+        return Reply(error.code, _headers(error.headers.items()), error.read())
 
 
 @pytest.fixture(scope="session")
