@@ -48,3 +48,56 @@ class Conflict(ByomError):
     status = 409
     type = "invalid_request_error"
     code = "conflict"
+
+
+class ModelNotFound(ByomError):
+    """An alias the caller's tenant does not have. OpenAI answers an unknown model with this 404,
+    which its SDK raises as NotFoundError; SPEC §4 asks for type invalid_request_error."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class GatewayMisconfigured(ByomError):
+    """Stored configuration the gateway cannot use (a missing credential, an unreadable key)."""
+
+    status = 500
+    type = "api_error"
+
+
+class OutboundRefused(ByomError):
+    """The gateway refused to call a provider endpoint (SPEC §5, outbound URLs)."""
+
+    status = 502
+    type = "provider_error"
+    code = "outbound_url_refused"
+
+
+_PROVIDER_TYPES = {400: "invalid_request_error", 429: "rate_limit_exceeded"}
+
+
+class ProviderError(ByomError):
+    """A provider refused or failed a call. `retryable` tells the caller whether trying again may help.
+
+    The message quotes the provider's status and message; it must never carry a provider key.
+    """
+
+    source = "provider"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 502,
+        retryable: bool = False,
+        provider_status: int | str | None = None,
+        param: str | None = None,
+    ) -> None:
+        super().__init__(message, param=param)
+        self.status = status
+        self.type = _PROVIDER_TYPES.get(status, "provider_error")
+        if status == 429:
+            self.code = "rate_limit_exceeded"
+        self.retryable = retryable
+        self.provider_status = provider_status

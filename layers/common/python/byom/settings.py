@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Settings(BaseModel):
@@ -36,6 +36,11 @@ class AdminSettings(_Settings):
 class GatewaySettings(_Settings):
     models_table: str
     credentials_table: str
+    secret_prefix: str
+    allow_loopback_http: bool = False
+    # Inside API Gateway's 29 s integration timeout, with room for the reads around the call.
+    provider_timeout_seconds: float = Field(default=25.0, gt=0)
+    provider_key_max_age_seconds: int = Field(default=300, ge=0)
 
 
 @lru_cache(maxsize=1)

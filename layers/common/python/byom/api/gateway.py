@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from byom.api.http import build_resolver, listing, ok, principal
+from byom.api.http import build_resolver, json_body, listing, ok, principal
 from byom.dal.aws import table
-from byom.dal.repositories import ModelRepository
+from byom.dal.repositories import CredentialRepository, ModelRepository
+from byom.dal.secrets import ProviderKeys
+from byom.logic import invoke
 from byom.logic.access import require_tenant_key
+from byom.openai_types import ChatRequest, EmbeddingRequest
+from byom.providers import build_registry
 from byom.settings import gateway_settings
+
+# Lambda's synchronous payload limit; API Gateway would take more, the function could not.
+MAX_INVOKE_BODY_BYTES = 6 * 1024 * 1024
 
 health = Router()
 
@@ -43,8 +50,58 @@ def list_models():  # type: ignore[no-untyped-def]
     )
 
 
+@lru_cache(maxsize=1)
+def invoke_store() -> invoke.InvokeStore:
+    settings = gateway_settings()
+    keys = ProviderKeys(settings.secret_prefix, settings.provider_key_max_age_seconds)
+    return invoke.InvokeStore(
+        models=model_repository(),
+        credentials=CredentialRepository(table(settings.credentials_table)),
+        providers=build_registry(
+            keys,
+            timeout_seconds=settings.provider_timeout_seconds,
+            allow_loopback_http=settings.allow_loopback_http,
+        ),
+    )
+
+
+invocations = Router()
+
+
+@invocations.post("/v1/chat/completions")
+def chat_completions():  # type: ignore[no-untyped-def]
+    request = json_body(invocations, ChatRequest, MAX_INVOKE_BODY_BYTES)
+    if request.stream:
+        streamed = invoke.chat_stream(invoke_store(), principal(invocations), request)
+        # Buffered: API Gateway's REST proxy integration sends the body once the function returns.
+        body = "".join(streamed.events)
+        return Response(
+            status_code=200,
+            content_type="text/event-stream; charset=utf-8",
+            body=body,
+            headers=invoke.headers(streamed.target) | {"cache-control": "no-cache"},
+        )
+    answer = invoke.chat(invoke_store(), principal(invocations), request)
+    return _answer(answer)
+
+
+@invocations.post("/v1/embeddings")
+def embeddings():  # type: ignore[no-untyped-def]
+    request = json_body(invocations, EmbeddingRequest, MAX_INVOKE_BODY_BYTES)
+    return _answer(invoke.embed(invoke_store(), principal(invocations), request))
+
+
+def _answer(answer: invoke.Answer) -> Response:
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=answer.body,
+        headers=invoke.headers(answer.target),
+    )
+
+
 def build_gateway_app() -> APIGatewayRestResolver:
     app = build_resolver()
-    for router in (health, models):
+    for router in (health, models, invocations):
         app.include_router(router)
     return app

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.exceptions import ClientError
 
 from byom.dal.aws import error_code
+from byom.errors import GatewayMisconfigured
+
+
+def secret_name(prefix: str, tenant_id: str, credential: str) -> str:
+    return f"{prefix}{tenant_id}/{credential}"
 
 
 class SecretStore:
@@ -16,7 +23,7 @@ class SecretStore:
         self._kms_key_id = kms_key_id
 
     def name(self, tenant_id: str, credential: str) -> str:
-        return f"{self._prefix}{tenant_id}/{credential}"
+        return secret_name(self._prefix, tenant_id, credential)
 
     def put(self, tenant_id: str, credential: str, value: str) -> tuple[str, bool]:
         """Store the value; return the secret's ARN and whether the secret was created by this call."""
@@ -48,3 +55,28 @@ class SecretStore:
         except ClientError as error:
             if error_code(error) != "ResourceNotFoundException":
                 raise
+
+
+class ProviderKeys:
+    """Reads provider keys for the gateway, cached for `max_age_seconds` by Powertools.
+
+    The cache is keyed by the secret's name, which holds the tenant id and the credential name, so
+    one tenant's key can never answer for another's.
+    """
+
+    def __init__(self, prefix: str, max_age_seconds: int) -> None:
+        self._prefix = prefix
+        self._max_age = max_age_seconds
+
+    def get(self, tenant_id: str, credential: str, *, refresh: bool = False) -> str:
+        """`refresh` reads Secrets Manager again, for a key the provider just refused (rotated?)."""
+        try:
+            value = parameters.get_secret(
+                secret_name(self._prefix, tenant_id, credential), max_age=self._max_age, force_fetch=refresh
+            )
+        except GetParameterError:
+            # Powertools' message names the secret and AWS's reason; neither belongs in a response.
+            raise GatewayMisconfigured(f"The key of credential '{credential}' could not be read") from None
+        if not isinstance(value, str) or not value:
+            raise GatewayMisconfigured(f"The key of credential '{credential}' is empty")
+        return value

@@ -1,0 +1,134 @@
+"""The provider interface, its value types and the registry keyed by provider name.
+
+A provider translates an OpenAI request for one model and answers in OpenAI terms; it raises
+`byom.errors.ProviderError` for every failure of the provider, with `retryable` set when trying
+again may help. Adding a provider is one module plus one line in `build_registry`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from byom.errors import GatewayMisconfigured
+from byom.openai_types import ChatRequest, EmbeddingRequest
+
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The model one call goes to, as the tenant's alias and credential describe it."""
+
+    tenant_id: str
+    alias: str
+    provider: str
+    model_id: str
+    credential: str | None = None
+    base_url: str | None = None
+    has_key: bool = False
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def openai(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    """One assistant answer: `message` is an OpenAI assistant message (role, content, tool_calls)."""
+
+    message: dict[str, Any]
+    finish_reason: str
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class StreamDelta:
+    """One `choices[0]` update of a streamed answer: an OpenAI delta and, at the end, the finish reason."""
+
+    delta: dict[str, Any] = field(default_factory=dict)
+    finish_reason: str | None = None
+
+
+StreamEvent = StreamDelta | Usage
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    vectors: list[list[float]]
+    usage: Usage
+
+
+class Provider(Protocol):
+    def chat(self, request: ChatRequest, target: Target) -> ChatResult: ...
+
+    def stream(self, request: ChatRequest, target: Target) -> Iterator[StreamEvent]:
+        """Call the provider at once, so a refusal raises here; then iterate its answer."""
+        ...
+
+    def embed(self, request: EmbeddingRequest, target: Target) -> EmbeddingResult: ...
+
+
+class KeyReader(Protocol):
+    def get(self, tenant_id: str, credential: str, *, refresh: bool = False) -> str:
+        """The provider key of a tenant's credential; `refresh` skips any cache."""
+        ...
+
+
+class ProviderRegistry:
+    """Providers by name, each built on first use: a function that only serves Bedrock never
+    imports the OpenAI SDK."""
+
+    def __init__(self, factories: Mapping[str, Callable[[], Provider]]) -> None:
+        self._factories = dict(factories)
+        self._built: dict[str, Provider] = {}
+
+    def get(self, name: str) -> Provider:
+        if name not in self._built:
+            factory = self._factories.get(name)
+            if factory is None:
+                raise GatewayMisconfigured(f"No provider '{name}' is available")
+            self._built[name] = factory()
+        return self._built[name]
+
+
+def build_registry(keys: KeyReader, *, timeout_seconds: float, allow_loopback_http: bool) -> ProviderRegistry:
+    def bedrock() -> Provider:
+        from byom.providers.bedrock import BedrockProvider
+
+        return BedrockProvider(timeout_seconds=timeout_seconds)
+
+    def openai_compatible(default_base_url: str | None) -> Callable[[], Provider]:
+        def build() -> Provider:
+            from byom.providers.openai_compat import OpenAICompatibleProvider
+
+            return OpenAICompatibleProvider(
+                keys,
+                timeout_seconds=timeout_seconds,
+                allow_loopback_http=allow_loopback_http,
+                default_base_url=default_base_url,
+            )
+
+        return build
+
+    return ProviderRegistry(
+        {
+            "bedrock": bedrock,
+            "openai": openai_compatible(OPENAI_BASE_URL),
+            "openai_compatible": openai_compatible(None),
+        }
+    )

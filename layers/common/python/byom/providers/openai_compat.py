@@ -1,0 +1,340 @@
+"""OpenAI and OpenAI-compatible endpoints (Azure OpenAI, vLLM, Ollama, OpenRouter, ...) through the
+official SDK, imported on first use: it is the heaviest import of the package and Bedrock-only
+functions never need it.
+
+The request is passed through (fields the gateway does not know included), with `model` set to
+the alias's model id. The provider key is read per call from the key reader, used only in the
+Authorization header, and scrubbed from every message that leaves this module.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from byom.errors import InvalidRequest, OutboundRefused, ProviderError
+from byom.openai_types import ChatRequest, EmbeddingRequest
+from byom.providers import ChatResult, EmbeddingResult, KeyReader, StreamDelta, StreamEvent, Target, Usage
+from byom.security import check_outbound_address, validate_base_url
+
+T = TypeVar("T")
+
+# Keyless servers (a local Ollama) ignore the header; the SDK insists on sending one.
+NO_KEY = "byom-no-key"
+REDACTED = "[redacted]"
+MAX_QUOTED_CHARS = 500
+
+Resolver = Callable[[str, int], Iterable[tuple[Any, ...]]]
+
+
+def _sdk() -> Any:
+    import openai
+
+    return openai
+
+
+def _default_resolver(host: str, port: int) -> Iterable[tuple[Any, ...]]:
+    return socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+
+
+# What the gateway reads from an answer; anything else the provider sends is kept as it came.
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class _Usage(_Lenient):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class _Message(_Lenient):
+    content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class _Choice(_Lenient):
+    message: _Message
+    finish_reason: str | None = None
+
+
+class _Completion(_Lenient):
+    choices: list[_Choice] = Field(min_length=1)
+    usage: _Usage | None = None
+
+
+class _ChunkChoice(_Lenient):
+    index: int = 0
+    delta: dict[str, Any] = Field(default_factory=dict)
+    finish_reason: str | None = None
+
+
+class _Chunk(_Lenient):
+    choices: list[_ChunkChoice] = Field(default_factory=list)
+    usage: _Usage | None = None
+
+
+class _Embedding(_Lenient):
+    index: int
+    embedding: list[float]
+
+
+class _EmbeddingUsage(_Lenient):
+    prompt_tokens: int = 0
+
+
+class _Embeddings(_Lenient):
+    data: list[_Embedding]
+    usage: _EmbeddingUsage | None = None
+
+
+def _usage(usage: _Usage | None) -> Usage:
+    return Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage()
+
+
+def gateway_status(provider_status: int) -> tuple[int, bool]:
+    """The gateway's answer to a provider's HTTP status, and whether trying again may help."""
+    if provider_status == 429:
+        return 429, True
+    if provider_status in (408, 504):
+        return 504, True
+    if provider_status == 503:
+        return 503, True
+    if provider_status >= 500 or provider_status == 409:
+        return 502, True
+    if provider_status in (400, 413, 422):
+        return 400, False
+    # 401/403/404 and the rest: the tenant's credential or model id is wrong, not the caller's request.
+    return 502, False
+
+
+def _detail(error: Any) -> str:
+    body = getattr(error, "body", None)
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"]
+    if isinstance(body, str) and body:
+        return body
+    try:
+        return str(error.response.text)
+    except Exception:
+        return str(getattr(error, "message", "") or "")
+
+
+class OpenAICompatibleProvider:
+    def __init__(
+        self,
+        keys: KeyReader,
+        *,
+        timeout_seconds: float = 25.0,
+        allow_loopback_http: bool = False,
+        default_base_url: str | None = None,
+        http_client: Any = None,
+        resolve: Resolver | None = None,
+    ) -> None:
+        self._keys = keys
+        self._timeout = timeout_seconds
+        self._allow_loopback = allow_loopback_http
+        self._default_base_url = default_base_url
+        self._http_client = http_client
+        self._resolve = resolve or _default_resolver
+
+    # plumbing
+
+    def _label(self, target: Target) -> str:
+        if target.provider == "openai" and not target.base_url:
+            return "OpenAI"
+        return f"The provider at {urlsplit(self._base_url(target)).hostname}"
+
+    def _base_url(self, target: Target) -> str:
+        base_url = target.base_url or self._default_base_url
+        if not base_url:
+            raise OutboundRefused(f"Credential '{target.credential}' has no base_url")
+        return base_url
+
+    def _check_destination(self, base_url: str) -> None:
+        """Refuse what the admin API would refuse, and names that resolve to metadata or link-local
+        addresses now (SPEC §5), whatever they resolved to when the credential was stored."""
+        try:
+            validate_base_url(base_url, allow_loopback_http=self._allow_loopback)
+        except InvalidRequest as error:
+            raise OutboundRefused(f"Refusing to call the provider: {error.message}") from None
+        parts = urlsplit(base_url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            addresses = {str(info[4][0]).split("%")[0] for info in self._resolve(host, port)}
+        except OSError:
+            raise ProviderError(f"Could not resolve the provider host {host}", retryable=True) from None
+        for address in sorted(addresses):
+            reason = check_outbound_address(
+                ipaddress.ip_address(address), allow_loopback=self._allow_loopback
+            )
+            if reason:
+                raise OutboundRefused(f"Refusing to call {host}: {reason}")
+
+    def _http(self) -> Any:
+        if self._http_client is None:
+            # Redirects are not followed: a provider must not bounce the gateway to another host.
+            self._http_client = _sdk().DefaultHttpxClient(follow_redirects=False)
+        return self._http_client
+
+    def _client(self, target: Target, key: str | None) -> Any:
+        return _sdk().OpenAI(
+            api_key=key or NO_KEY,
+            base_url=self._base_url(target),
+            max_retries=0,
+            timeout=self._timeout,
+            http_client=self._http(),
+        )
+
+    def _key(self, target: Target, *, refresh: bool) -> str | None:
+        if not target.has_key or not target.credential:
+            return None
+        return self._keys.get(target.tenant_id, target.credential, refresh=refresh)
+
+    def _error(self, error: Exception, target: Target, keys: Iterable[str | None]) -> ProviderError:
+        openai = _sdk()
+        label = self._label(target)
+        if isinstance(error, openai.APITimeoutError):
+            mapped = ProviderError(
+                f"{label} did not answer within {self._timeout:g} s", status=504, retryable=True
+            )
+        elif isinstance(error, openai.APIConnectionError):
+            mapped = ProviderError(f"{label} could not be reached", retryable=True)
+        elif isinstance(error, openai.APIStatusError):
+            status, retryable = gateway_status(error.status_code)
+            detail = _detail(error)[:MAX_QUOTED_CHARS]
+            mapped = ProviderError(
+                f"{label} answered {error.status_code}: {detail}".rstrip(": "),
+                status=status,
+                retryable=retryable,
+                provider_status=error.status_code,
+            )
+        elif isinstance(error, openai.APIError):
+            detail = _detail(error)[:MAX_QUOTED_CHARS]
+            mapped = ProviderError(f"{label} failed while answering: {detail}", retryable=True)
+        else:
+            mapped = ProviderError(f"{label} failed ({type(error).__name__})")
+        for key in keys:
+            if key:
+                mapped.message = mapped.message.replace(key, REDACTED)
+        mapped.args = (mapped.message,)
+        return mapped
+
+    def _call(self, target: Target, call: Callable[[Any], T]) -> tuple[T, list[str | None]]:
+        """Make the call; after a 401, read the key again (it may have been rotated since it was
+        cached) and retry once if it changed. Returns the answer and the keys that were used."""
+        openai = _sdk()
+        self._check_destination(self._base_url(target))
+        keys = [self._key(target, refresh=False)]
+        try:
+            return call(self._client(target, keys[0])), keys
+        except openai.AuthenticationError as error:
+            fresh = self._key(target, refresh=True)
+            if fresh is None or fresh == keys[0]:
+                raise self._error(error, target, keys) from None
+            keys.append(fresh)
+        except openai.OpenAIError as error:
+            raise self._error(error, target, keys) from None
+        try:
+            return call(self._client(target, keys[-1])), keys
+        except openai.OpenAIError as error:
+            raise self._error(error, target, keys) from None
+
+    def _malformed(self, target: Target, what: str) -> ProviderError:
+        return ProviderError(f"{self._label(target)} answered a malformed {what}")
+
+    # the interface
+
+    @staticmethod
+    def _body(request: BaseModel, *drop: str) -> dict[str, Any]:
+        """The caller's fields as they came, less those the gateway sets itself."""
+        body = request.model_dump(mode="json", exclude_unset=True)
+        # `user` is the data subject's id in this gateway (audit, erasure); it stays in the account.
+        for name in ("model", "user", *drop):
+            body.pop(name, None)
+        return body
+
+    def chat(self, request: ChatRequest, target: Target) -> ChatResult:
+        body = self._body(request, "stream", "stream_options")
+        messages = body.pop("messages")
+        raw, _ = self._call(
+            target,
+            lambda client: client.chat.completions.with_raw_response.create(
+                model=target.model_id, messages=messages, extra_body=body
+            ),
+        )
+        try:
+            completion = _Completion.model_validate_json(raw.http_response.content)
+        except (ValidationError, ValueError):
+            raise self._malformed(target, "chat completion") from None
+        choice = completion.choices[0]
+        message = choice.message.model_dump(exclude_none=True) | {
+            "role": "assistant",
+            "content": choice.message.content,
+        }
+        return ChatResult(
+            message=message, finish_reason=choice.finish_reason or "stop", usage=_usage(completion.usage)
+        )
+
+    def stream(self, request: ChatRequest, target: Target) -> Iterator[StreamEvent]:
+        body = self._body(request, "stream", "stream_options")
+        messages = body.pop("messages")
+        # Usage is always asked for: the gateway meters every call, whatever the caller wants to see.
+        body["stream_options"] = {"include_usage": True}
+        chunks, keys = self._call(
+            target,
+            lambda client: client.chat.completions.create(
+                model=target.model_id, messages=messages, stream=True, extra_body=body
+            ),
+        )
+        return self._stream_events(chunks, target, keys)
+
+    def _stream_events(self, chunks: Any, target: Target, keys: list[str | None]) -> Iterator[StreamEvent]:
+        openai = _sdk()
+        try:
+            for item in chunks:
+                try:
+                    chunk = _Chunk.model_validate(item.to_dict() if hasattr(item, "to_dict") else item)
+                except ValidationError:
+                    raise self._malformed(target, "stream chunk") from None
+                for choice in chunk.choices[:1]:
+                    delta = {k: v for k, v in choice.delta.items() if v is not None}
+                    yield StreamDelta(delta, finish_reason=choice.finish_reason)
+                if chunk.usage is not None:
+                    yield _usage(chunk.usage)
+        except openai.OpenAIError as error:
+            raise self._error(error, target, keys) from None
+        except ValueError:
+            raise self._malformed(target, "stream") from None
+        finally:
+            close = getattr(chunks, "close", None)
+            if close:
+                close()
+
+    def embed(self, request: EmbeddingRequest, target: Target) -> EmbeddingResult:
+        body = self._body(request, "input", "encoding_format")
+        texts = request.texts
+        # Vectors are asked for as floats, which every compatible server supports; the gateway
+        # encodes base64 itself when the caller wants it.
+        raw, _ = self._call(
+            target,
+            lambda client: client.embeddings.with_raw_response.create(
+                model=target.model_id, input=texts, encoding_format="float", extra_body=body
+            ),
+        )
+        try:
+            answer = _Embeddings.model_validate_json(raw.http_response.content)
+        except (ValidationError, ValueError):
+            raise self._malformed(target, "embeddings response") from None
+        vectors = [e.embedding for e in sorted(answer.data, key=lambda e: e.index)]
+        if len(vectors) != len(texts):
+            raise self._malformed(target, "embeddings response")
+        tokens = answer.usage.prompt_tokens if answer.usage else 0
+        return EmbeddingResult(vectors=vectors, usage=Usage(prompt_tokens=tokens))
