@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import openai
 import pytest
 
 from local_stack.stack import LocalStack, StackSettings
@@ -74,3 +75,57 @@ def test_a_tenant_key_works_at_once_and_its_revocation_too(stack: LocalStack) ->
         204,
     )
     assert call(stack, "GET", "/v1/models", key["key"]).status == 401
+
+
+@pytest.fixture(scope="module")
+def tenant_client(stack: LocalStack) -> openai.OpenAI:
+    """A tenant whose aliases point at the built-in stand-ins: one OpenAI-compatible, one Bedrock."""
+    tenant = call(stack, "POST", "/admin/tenants", ADMIN_KEY, {"name": "stand-ins"}).json()
+    base = f"/admin/tenants/{tenant['id']}"
+    key = call(stack, "POST", f"{base}/keys", ADMIN_KEY, {"name": "k", "role": "developer"}).json()["key"]
+    credential = {"provider": "openai_compatible", "api_key": "sk-local-0000", "base_url": stack.openai_url}
+    assert call(stack, "PUT", f"{base}/credentials/local", ADMIN_KEY, credential).status == 200
+    aliases = [
+        {
+            "alias": "chat",
+            "provider": "openai_compatible",
+            "model_id": "stand-in-chat",
+            "credential": "local",
+        },
+        {
+            "alias": "embed",
+            "provider": "openai_compatible",
+            "model_id": "stand-in-embed",
+            "credential": "local",
+        },
+        {"alias": "claude", "provider": "bedrock", "model_id": "anthropic.claude-3-haiku-20240307-v1:0"},
+    ]
+    for alias in aliases:
+        assert call(stack, "POST", f"{base}/models", ADMIN_KEY, alias).status == 201
+    return openai.OpenAI(base_url=stack.url + "/v1", api_key=key, max_retries=0)
+
+
+@pytest.mark.parametrize(("alias", "model_id"), [("chat", "stand-in-chat"), ("claude", "anthropic.claude")])
+def test_chat_reaches_the_stand_in_behind_the_alias(
+    tenant_client: openai.OpenAI, alias: str, model_id: str
+) -> None:
+    answer = tenant_client.chat.completions.create(
+        model=alias, messages=[{"role": "user", "content": "hi there"}]
+    )
+    assert model_id in answer.choices[0].message.content
+    assert answer.choices[0].message.content.endswith("You said: hi there")
+    assert answer.usage.prompt_tokens == 2
+
+
+@pytest.mark.parametrize("alias", ["chat", "claude"])
+def test_streamed_chat_reaches_the_stand_in(tenant_client: openai.OpenAI, alias: str) -> None:
+    stream = tenant_client.chat.completions.create(
+        model=alias, messages=[{"role": "user", "content": "stream it"}], stream=True
+    )
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in stream if chunk.choices)
+    assert text.endswith("You said: stream it")
+
+
+def test_embeddings_reach_the_stand_in(tenant_client: openai.OpenAI) -> None:
+    answer = tenant_client.embeddings.create(model="embed", input="hello")
+    assert len(answer.data[0].embedding) == 16
