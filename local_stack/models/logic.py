@@ -99,15 +99,16 @@ def _placeholder(schema: dict[str, Any]) -> Any:
     if schema.get("enum"):
         return schema["enum"][0]
     kind = schema.get("type")
-    kind = kind[0] if isinstance(kind, list) else kind
-    return {
+    kind = str(kind[0] if isinstance(kind, list) else kind)
+    placeholders: dict[str, Any] = {
         "string": "stand-in",
         "integer": 1,
         "number": 1,
         "boolean": True,
         "array": [],
         "object": {},
-    }.get(kind, "stand-in")
+    }
+    return placeholders.get(kind, "stand-in")
 
 
 def tool_arguments(parameters: dict[str, Any]) -> dict[str, Any]:
@@ -251,7 +252,7 @@ def _openai_turns(request: dict[str, Any]) -> list[Turn]:
         text = _openai_text(message.get("content"))
         if role == "assistant" and message.get("tool_calls"):
             calls = message["tool_calls"]
-            pending_calls = {c.get("id") for c in calls if isinstance(c, dict)}
+            pending_calls = {str(c.get("id")) for c in calls if isinstance(c, dict)}
             text = " ".join(
                 [text, *(f"{c['function']['name']}({c['function'].get('arguments', '')})" for c in calls)]
             ).strip()
@@ -586,6 +587,7 @@ def _converse_usage(reply: Reply) -> dict[str, int]:
 
 def bedrock_converse(model_id: str, request: dict[str, Any], *, latency_ms: int) -> dict[str, Any]:
     reply = _converse_reply(model_id, request)
+    content: list[dict[str, Any]]
     if reply.tool_name is not None:
         arguments = reply.tool_arguments or {}
         content = [
