@@ -134,14 +134,15 @@ class OpenAICompatibleProvider:
         timeout_seconds: float = 25.0,
         allow_loopback_http: bool = False,
         default_base_url: str | None = None,
-        http_client: Any = None,
+        transport: Any = None,
         resolve: Resolver | None = None,
     ) -> None:
         self._keys = keys
         self._timeout = timeout_seconds
         self._allow_loopback = allow_loopback_http
         self._default_base_url = default_base_url
-        self._http_client = http_client
+        self._transport = transport  # tests pass an in-process one
+        self._http_client: Any = None
         self._resolve = resolve or _default_resolver
 
     # plumbing
@@ -181,7 +182,7 @@ class OpenAICompatibleProvider:
     def _http(self) -> Any:
         if self._http_client is None:
             # Redirects are not followed: a provider must not bounce the gateway to another host.
-            self._http_client = _sdk().DefaultHttpxClient(follow_redirects=False)
+            self._http_client = _sdk().DefaultHttpxClient(follow_redirects=False, transport=self._transport)
         return self._http_client
 
     def _client(self, target: Target, key: str | None) -> Any:
