@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from local_stack.lambdas import FunctionError
+from local_stack.lambdas import FunctionError, InvocationTimeout
 from local_stack.template import ACCOUNT_ID, REGION, Resolver, Template, get_att_targets
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ class Method:
     authorization_type: str = "NONE"
     authorizer: Authorizer | None = None
     mock: MockResponse | None = None
+    timeout_seconds: float = 29.0  # the integration's TimeoutInMillis
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ class RestApi:
     methods: list[Method]
     gateway_responses: dict[str, GatewayResponseSpec]
     binary_media_types: list[str] = field(default_factory=list)
+    throttle: tuple[float, int] | None = None  # the stage's (rate per second, burst)
 
     def match(self, http_method: str, path: str) -> tuple[Method, dict[str, str]] | None:
         """The method of the most specific resource matching path, as API Gateway picks it."""
@@ -278,6 +281,7 @@ def build_rest_api(template: Template, resolver: Resolver) -> RestApi:
                 authorization_type=str(props.get("AuthorizationType", "NONE")).upper(),
                 authorizer=authorizers.get(authorizer_id) if authorizer_id else None,
                 mock=_mock_response(integration, resolver) if integration_type == "MOCK" else None,
+                timeout_seconds=int(integration.get("TimeoutInMillis", 29000)) / 1000,
             )
         )
         if integration_type == "AWS_PROXY" and not functions:
@@ -296,11 +300,11 @@ def build_rest_api(template: Template, resolver: Resolver) -> RestApi:
         )
         responses[spec.response_type] = spec
 
-    stage = "prod"
+    stage, throttle = "prod", None
     for _, resource in template.of_type("AWS::ApiGateway::Stage"):
         props = resource.get("Properties", {})
         if belongs(props) and props.get("StageName"):
-            stage = props["StageName"]
+            stage, throttle = props["StageName"], _stage_throttle(resolver.resolve(props))
             break
     else:
         for _, resource in template.of_type("AWS::ApiGateway::Deployment"):
@@ -316,7 +320,38 @@ def build_rest_api(template: Template, resolver: Resolver) -> RestApi:
         methods=methods,
         gateway_responses=responses,
         binary_media_types=list(api_props.get("BinaryMediaTypes") or []),
+        throttle=throttle,
     )
+
+
+def _stage_throttle(stage_props: dict[str, Any]) -> tuple[float, int] | None:
+    """The stage-wide throttling (MethodSettings for every resource and method), if any."""
+    for setting in stage_props.get("MethodSettings") or []:
+        if setting.get("ResourcePath") == "/*" and setting.get("HttpMethod") == "*":
+            rate, burst = setting.get("ThrottlingRateLimit"), setting.get("ThrottlingBurstLimit")
+            if rate is not None and burst is not None:
+                return float(rate), int(burst)
+    return None
+
+
+class TokenBucket:
+    """API Gateway's throttling: `burst` requests at once, refilled at `rate` per second."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.tokens = float(burst)
+        self.updated = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self.clock()
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            if self.tokens < 1:
+                return False
+            self.tokens -= 1
+            return True
 
 
 # -- events -------------------------------------------------------------------------------------
@@ -655,7 +690,8 @@ def proxy_response(result: Any) -> HttpResponse:
 # -- the gateway ----------------------------------------------------------------------------------
 
 
-Invoke = Callable[[str, dict[str, Any]], Any]
+# (function logical id, event, the caller's timeout in seconds or None) -> the function's answer
+Invoke = Callable[[str, dict[str, Any], float | None], Any]
 
 
 class LocalApiGateway:
@@ -666,6 +702,7 @@ class LocalApiGateway:
         self.api = api
         self.invoke = invoke
         self._warned: set[str] = set()
+        self._bucket = TokenBucket(*api.throttle) if api.throttle else None
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         request_id = str(uuid.uuid4())
@@ -688,6 +725,8 @@ class LocalApiGateway:
         return render_gateway_response(self.api, response_type, request_id, message, request)
 
     def _handle(self, request: HttpRequest, request_id: str) -> HttpResponse:
+        if self._bucket is not None and not self._bucket.take():
+            return self._gateway("THROTTLED", request_id, request)
         if request.too_large or len(request.body) > MAX_BODY_BYTES:
             return self._gateway("REQUEST_TOO_LARGE", request_id, request)
         matched = self.api.match(request.method, request.path)
@@ -715,8 +754,13 @@ class LocalApiGateway:
 
         event = build_proxy_event(self.api, method, request, path_parameters, request_id, authorizer_ctx)
         try:
-            result = self.invoke(method.function_id, event)
+            result = self.invoke(method.function_id, event, method.timeout_seconds)
             response = proxy_response(result)
+        except InvocationTimeout as error:
+            log.error("%s", error)
+            if error.caller_gave_up:
+                return self._gateway("INTEGRATION_TIMEOUT", request_id, request)
+            return self._gateway("DEFAULT_5XX", request_id, request, "Internal server error")
         except FunctionError as error:
             log.error("%s failed: %s", method.function_id, error, exc_info=error.__cause__)
             return self._gateway("DEFAULT_5XX", request_id, request, "Internal server error")
@@ -748,7 +792,7 @@ class LocalApiGateway:
         event = build_authorizer_event(self.api, method, request, path_parameters, request_id)
         started = time.monotonic()
         try:
-            result = self.invoke(authorizer.function_id, event)
+            result = self.invoke(authorizer.function_id, event, None)
         except FunctionError as error:
             if str(error.__cause__) == "Unauthorized":
                 return self._gateway("UNAUTHORIZED", request_id, request)

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -40,6 +41,14 @@ class EnvironmentConflict(FunctionLoadError):
 
 class FunctionError(Exception):
     """The handler raised, or returned something the Lambda runtime could not serialize."""
+
+
+class InvocationTimeout(FunctionError):
+    """The handler did not answer in time: its own timeout, or the caller's when that is shorter."""
+
+    def __init__(self, message: str, *, caller_gave_up: bool) -> None:
+        super().__init__(message)
+        self.caller_gave_up = caller_gave_up
 
 
 @dataclass
@@ -89,17 +98,40 @@ class LambdaFunction:
             timeout_seconds=self.timeout_seconds,
         )
 
-    def invoke(self, event: Any) -> Any:
-        """Calls the handler the way the Lambda runtime does: JSON in, JSON out."""
+    def invoke(self, event: Any, caller_timeout: float | None = None) -> Any:
+        """Calls the handler the way the Lambda runtime does: JSON in, JSON out, within its timeout.
+
+        A handler past its time keeps running in its thread (it cannot be killed); its answer is dropped.
+        """
         if self.entry is None:
             raise FunctionLoadError(f"{self.logical_id} is not loaded")
+        entry = self.entry
         payload = json.loads(json.dumps(event))
-        try:
-            result = self.entry(payload, self.context())
-        except Exception as error:
+        outcome: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def run() -> None:
+            try:
+                outcome["result"] = entry(payload, self.context())
+            except BaseException as error:  # handed to the caller, as the runtime reports it
+                outcome["error"] = error
+            finally:
+                finished.set()
+
+        threading.Thread(target=run, name=f"lambda-{self.logical_id}", daemon=True).start()
+        caller_first = caller_timeout is not None and caller_timeout < self.timeout_seconds
+        limit = caller_timeout if caller_first else self.timeout_seconds
+        if not finished.wait(limit):
+            what = "the caller gave up" if caller_first else "Task timed out"
+            raise InvocationTimeout(
+                f"{self.logical_id}: {what} after {limit} s",
+                caller_gave_up=caller_first,
+            )
+        if "error" in outcome:
+            error = outcome["error"]
             raise FunctionError(f"{self.logical_id}: {type(error).__name__}: {error}") from error
         try:
-            return json.loads(json.dumps(result))
+            return json.loads(json.dumps(outcome["result"]))
         except (TypeError, ValueError) as error:
             raise FunctionError(f"{self.logical_id}: response is not JSON serializable: {error}") from error
 

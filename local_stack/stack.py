@@ -262,8 +262,8 @@ class LocalStack:
         names.discard("__pycache__")
         return names
 
-    def _invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
-        return self.functions[logical_id].invoke(event)
+    def _invoke(self, logical_id: str, event: dict[str, Any], caller_timeout: float | None) -> Any:
+        return self.functions[logical_id].invoke(event, caller_timeout)
 
     def stop(self) -> None:
         """Stops every server and undoes this process's changes (environment, imports)."""

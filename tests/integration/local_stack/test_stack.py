@@ -120,6 +120,7 @@ def test_a_revoked_key_is_refused_at_once(stack: LocalStack) -> None:
         ("allow", "/v1/boom", 502, "api_error"),
         ("allow", "/v1/malformed", 502, "api_error"),
         ("allow", "/nowhere", 404, "not_found_error"),
+        ("allow", "/v1/items/slow", 504, "api_error"),
     ],
 )
 def test_gateway_errors_use_the_template_responses(

@@ -30,7 +30,14 @@ def _uri(function_id: str) -> dict[str, Any]:
     }
 
 
-def _method(resource: str | None, http_method: str, function_id: str | None, *, auth: bool) -> dict[str, Any]:
+def _method(
+    resource: str | None,
+    http_method: str,
+    function_id: str | None,
+    *,
+    auth: bool,
+    timeout_ms: int | None = None,
+) -> dict[str, Any]:
     props: dict[str, Any] = {
         "HttpMethod": http_method,
         "RestApiId": {"Ref": "Api"},
@@ -50,6 +57,8 @@ def _method(resource: str | None, http_method: str, function_id: str | None, *, 
     }
     if auth:
         props["AuthorizerId"] = {"Ref": "Authorizer"}
+    if timeout_ms:
+        props["Integration"]["TimeoutInMillis"] = timeout_ms
     return {"Type": "AWS::ApiGateway::Method", "Properties": props}
 
 
@@ -182,7 +191,7 @@ def sample_template() -> dict[str, Any]:
             "V1ProxyOptions": _method("V1Proxy", "OPTIONS", None, auth=False),
             "V1Items": _resource("V1", "items"),
             "V1Item": _resource("V1Items", "{item_id}"),
-            "V1ItemGet": _method("V1Item", "GET", "EchoFn", auth=True),
+            "V1ItemGet": _method("V1Item", "GET", "EchoFn", auth=True, timeout_ms=300),
             "Authorizer": {
                 "Type": "AWS::ApiGateway::Authorizer",
                 "Properties": {
@@ -214,6 +223,14 @@ def sample_template() -> dict[str, Any]:
                     "RestApiId": {"Ref": "Api"},
                     "StageName": "prod",
                     "DeploymentId": {"Ref": "Deployment"},
+                    "MethodSettings": [
+                        {
+                            "HttpMethod": "*",
+                            "ResourcePath": "/*",
+                            "ThrottlingRateLimit": 100,
+                            "ThrottlingBurstLimit": 200,
+                        }
+                    ],
                 },
             },
         },
@@ -265,6 +282,7 @@ ECHO_SOURCE = """
 import base64
 import json
 import os
+import time
 
 import boto3
 
@@ -273,6 +291,8 @@ def handler(event, context):
     path = event["path"]
     if path == "/v1/boom":
         raise RuntimeError("handler bug")
+    if path.startswith("/v1/items/slow"):
+        time.sleep(1)
     if path == "/v1/malformed":
         return {"statusCode": 200, "body": "{}", "unexpected": True}
     if path == "/v1/binary-out":

@@ -14,6 +14,7 @@ from local_stack.lambdas import (
     FakeLambdaContext,
     FunctionError,
     FunctionRuntime,
+    InvocationTimeout,
     LambdaFunction,
     asset_dir,
     discover_functions,
@@ -161,3 +162,24 @@ def test_fake_context_counts_down_from_the_timeout() -> None:
     assert 2900 < context.get_remaining_time_in_millis() <= 3000
     assert context.log_group_name == "/aws/lambda/f"
     assert json.dumps(context.aws_request_id)
+
+
+def test_a_handler_past_its_timeout_is_a_timeout_of_the_function(
+    tmp_path: Path, runtime: FunctionRuntime
+) -> None:
+    fn = function(write_handler(tmp_path / "fn", "import time\ndef handler(e, c):\n    time.sleep(1)\n"))
+    fn.timeout_seconds = 0.1  # type: ignore[assignment]
+    runtime.load(fn)
+    with pytest.raises(InvocationTimeout) as raised:
+        fn.invoke({})
+    assert raised.value.caller_gave_up is False
+
+
+def test_a_caller_timeout_shorter_than_the_functions_is_the_callers(
+    tmp_path: Path, runtime: FunctionRuntime
+) -> None:
+    fn = function(write_handler(tmp_path / "fn", "import time\ndef handler(e, c):\n    time.sleep(1)\n"))
+    runtime.load(fn)
+    with pytest.raises(InvocationTimeout) as raised:
+        fn.invoke({}, caller_timeout=0.1)
+    assert raised.value.caller_gave_up is True

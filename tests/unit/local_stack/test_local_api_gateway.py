@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from local_stack.apigateway import MAX_BODY_BYTES, HttpRequest, LocalApiGateway, build_rest_api
+from local_stack.apigateway import MAX_BODY_BYTES, HttpRequest, LocalApiGateway, TokenBucket, build_rest_api
 from local_stack.lambdas import LambdaFunction
 from local_stack.template import Resolver, Template
 from tests.unit.local_stack.sample import sample_template
@@ -29,9 +30,9 @@ class FakeFunctions:
         function.entry = entry
         return function
 
-    def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
+    def invoke(self, logical_id: str, event: dict[str, Any], timeout: float | None) -> Any:
         self.events[logical_id].append(event)
-        return self.functions[logical_id].invoke(event)
+        return self.functions[logical_id].invoke(event, timeout)
 
     @staticmethod
     def authorize(event: dict[str, Any], _context: Any) -> dict[str, Any]:
@@ -54,6 +55,8 @@ class FakeFunctions:
     def echo(event: dict[str, Any], _context: Any) -> dict[str, Any]:
         if event["path"] == "/v1/boom":
             raise RuntimeError("bug")
+        if event["path"] == "/v1/items/slow":
+            time.sleep(0.6)  # the sample's integration timeout for this route is 300 ms
         return {"statusCode": 200, "headers": {"content-type": "application/json"}, "body": json.dumps(event)}
 
 
@@ -152,3 +155,27 @@ def test_a_mock_integration_answers_its_static_response(gateway: LocalApiGateway
     response = call(gateway, "OPTIONS", "/v1/models", token=None)
     assert response.status == 204
     assert response.header("Access-Control-Allow-Origin") == "*"
+
+
+def test_an_integration_slower_than_its_timeout_is_504(gateway: LocalApiGateway) -> None:
+    response = call(gateway, "GET", "/v1/items/slow")
+    assert response.status == 504
+    assert error_of(response)["message"] == "Endpoint request timed out"
+
+
+def test_requests_beyond_the_stage_burst_are_throttled(functions: FakeFunctions) -> None:
+    template = Template(body=sample_template(), stack_name="Sample")
+    api = build_rest_api(template, Resolver(template))
+    assert api.throttle == (100.0, 200)
+    api.throttle = (0.001, 2)
+    gateway = LocalApiGateway(api, functions.invoke)
+    statuses = [call(gateway, "GET", "/health", token=None).status for _ in range(3)]
+    assert statuses == [200, 200, 429]
+
+
+def test_the_token_bucket_refills_at_its_rate() -> None:
+    now = [0.0]
+    bucket = TokenBucket(rate=2, burst=1, clock=lambda: now[0])
+    assert (bucket.take(), bucket.take()) == (True, False)
+    now[0] = 0.5
+    assert bucket.take() is True
