@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,32 @@ def test_real_template_key_rotates_and_the_admin_secret_is_the_admin_key(
         == environment["KMS_KEY_ID"]
     )
     assert environment["SECRET_PREFIX"].endswith("/")
+
+
+def test_conditional_writes_stay_atomic_under_concurrent_callers(
+    sample_template_path: Path, moto_url: str
+) -> None:
+    """Budget reservations rely on this: N concurrent conditional increments never pass the limit."""
+    resolver = create(sample_template_path, moto_url)
+    table = resolver.resolve({"Ref": "Items"})
+    dynamodb = client("dynamodb", moto_url)
+    dynamodb.put_item(TableName=table, Item={"pk": {"S": "budget"}, "spent": {"N": "0"}})
+
+    def reserve(_: int) -> bool:
+        try:
+            client("dynamodb", moto_url).update_item(
+                TableName=table,
+                Key={"pk": {"S": "budget"}},
+                UpdateExpression="SET spent = spent + :one",
+                ConditionExpression="spent < :limit",
+                ExpressionAttributeValues={":one": {"N": "1"}, ":limit": {"N": "10"}},
+            )
+            return True
+        except dynamodb.exceptions.ConditionalCheckFailedException:
+            return False
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        granted = sum(pool.map(reserve, range(40)))
+
+    spent = dynamodb.get_item(TableName=table, Key={"pk": {"S": "budget"}})["Item"]["spent"]["N"]
+    assert (granted, spent) == (10, "10")
