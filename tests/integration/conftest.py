@@ -72,6 +72,7 @@ def _clear_caches() -> None:
     from byom import settings
     from byom.api import admin, authorizer, gateway
     from byom.dal import aws
+    from byom.providers import bedrock
 
     for cached in (
         settings.admin_settings,
@@ -81,6 +82,8 @@ def _clear_caches() -> None:
         aws.table,
         admin.store,
         gateway.model_repository,
+        gateway.invoke_store,
+        bedrock.runtime_client,
         authorizer._keys,
     ):
         cached.cache_clear()
