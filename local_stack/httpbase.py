@@ -18,6 +18,7 @@ class LoopbackServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     allow_reuse_address = True
+    request_queue_size = 128  # the stdlib's 5 makes concurrent clients wait for SYN retries
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], **state: Any) -> None:
         self.state = state
