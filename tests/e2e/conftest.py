@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
+import httpx2
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,11 +88,17 @@ def local_stack() -> Iterator[LocalStack]:
 
 
 @pytest.fixture(scope="session")
-def admin(local_stack: LocalStack) -> httpx.Client:
-    return httpx.Client(
+def admin(local_stack: LocalStack) -> httpx2.Client:
+    return httpx2.Client(
         base_url=local_stack.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=30
     )
 
 
-def client_for(local_stack: LocalStack, key: str) -> httpx.Client:
-    return httpx.Client(base_url=local_stack.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+def client_for(local_stack: LocalStack, key: str) -> httpx2.Client:
+    return httpx2.Client(base_url=local_stack.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def synthesized_template(local_stack: LocalStack) -> Path:
+    """The template the session's stack synthesized (cdk.out), reused so a second start needs no synth."""
+    return ROOT / "cdk.out" / "ByomGateway.template.json"

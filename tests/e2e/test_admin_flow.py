@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
+import httpx2
 import openai
 import pytest
 
@@ -12,7 +12,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_health_needs_no_key(local_stack: LocalStack) -> None:
-    response = httpx.get(f"{local_stack.url}/health")
+    response = httpx2.get(f"{local_stack.url}/health")
 
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
@@ -27,7 +27,7 @@ def test_missing_or_unknown_keys_get_401_in_the_openai_envelope(
 ) -> None:
     headers = {"Authorization": authorization} if authorization else {}
 
-    response = httpx.get(f"{local_stack.url}/admin/tenants", headers=headers)
+    response = httpx2.get(f"{local_stack.url}/admin/tenants", headers=headers)
 
     assert response.status_code == 401
     assert response.json()["error"]["type"] == "authentication_error"
@@ -35,7 +35,7 @@ def test_missing_or_unknown_keys_get_401_in_the_openai_envelope(
     assert response.headers["x-request-id"]
 
 
-def test_unknown_routes_are_404(admin: httpx.Client) -> None:
+def test_unknown_routes_are_404(admin: httpx2.Client) -> None:
     response = admin.get("/nowhere")
 
     assert response.status_code == 404
@@ -43,7 +43,7 @@ def test_unknown_routes_are_404(admin: httpx.Client) -> None:
 
 
 def test_a_tenant_key_lists_exactly_its_aliases_through_the_openai_sdk(
-    local_stack: LocalStack, admin: httpx.Client
+    local_stack: LocalStack, admin: httpx2.Client
 ) -> None:
     keys = {}
     for name, aliases in (("red", ["r1", "r2"]), ("blue", ["b1"])):
@@ -70,7 +70,7 @@ def test_the_sdk_raises_its_authentication_error_for_a_bad_key(local_stack: Loca
         sdk.models.list()
 
 
-def test_a_revoked_key_is_refused_at_once(local_stack: LocalStack, admin: httpx.Client) -> None:
+def test_a_revoked_key_is_refused_at_once(local_stack: LocalStack, admin: httpx2.Client) -> None:
     tenant = admin.post("/admin/tenants", json={"name": "revocable"}).json()
     key = admin.post(f"/admin/tenants/{tenant['id']}/keys", json={"name": "temp", "role": "developer"}).json()
     caller = client_for(local_stack, key["key"])
@@ -83,7 +83,7 @@ def test_a_revoked_key_is_refused_at_once(local_stack: LocalStack, admin: httpx.
     assert caller.get("/v1/models").status_code == 401
 
 
-def test_loopback_http_base_urls_are_accepted_locally(admin: httpx.Client) -> None:
+def test_loopback_http_base_urls_are_accepted_locally(admin: httpx2.Client) -> None:
     tenant = admin.post("/admin/tenants", json={"name": "ollama-user"}).json()
 
     response = admin.put(
@@ -95,7 +95,7 @@ def test_loopback_http_base_urls_are_accepted_locally(admin: httpx.Client) -> No
     assert response.json()["base_url"] == "http://127.0.0.1:11434/v1"
 
 
-def test_metadata_base_urls_are_refused_locally_too(admin: httpx.Client) -> None:
+def test_metadata_base_urls_are_refused_locally_too(admin: httpx2.Client) -> None:
     tenant = admin.post("/admin/tenants", json={"name": "ssrf"}).json()
 
     response = admin.put(
@@ -107,7 +107,7 @@ def test_metadata_base_urls_are_refused_locally_too(admin: httpx.Client) -> None
     assert response.json()["error"]["param"] == "base_url"
 
 
-def test_malformed_json_is_a_400(admin: httpx.Client) -> None:
+def test_malformed_json_is_a_400(admin: httpx2.Client) -> None:
     response = admin.post("/admin/tenants", content=b"{oops", headers={"content-type": "application/json"})
 
     assert response.status_code == 400

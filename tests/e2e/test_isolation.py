@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
+import httpx2
 import pytest
 
 from tests.e2e.conftest import LocalStack, client_for
@@ -13,7 +13,7 @@ ROLES = ("admin", "developer", "viewer")
 
 
 @pytest.fixture(scope="module")
-def world(local_stack: LocalStack, admin: httpx.Client) -> dict:
+def world(local_stack: LocalStack, admin: httpx2.Client) -> dict:
     """Tenant B with one of everything; tenant A with a key per role."""
     a = admin.post("/admin/tenants", json={"name": "tenant-a"}).json()
     b = admin.post("/admin/tenants", json={"name": "tenant-b"}).json()
@@ -55,7 +55,7 @@ def _tenant_b_routes(world: dict) -> list[tuple[str, str, dict | None]]:
     ]
 
 
-def _snapshot(admin: httpx.Client, tenant_id: str) -> list:
+def _snapshot(admin: httpx2.Client, tenant_id: str) -> list:
     base = f"/admin/tenants/{tenant_id}"
     return [
         admin.get(path).json() for path in (base, f"{base}/keys", f"{base}/credentials", f"{base}/models")
@@ -64,7 +64,7 @@ def _snapshot(admin: httpx.Client, tenant_id: str) -> list:
 
 @pytest.mark.parametrize("role", ROLES)
 def test_every_tenant_b_route_is_404_for_each_role_of_tenant_a(
-    local_stack: LocalStack, admin: httpx.Client, world: dict, role: str
+    local_stack: LocalStack, admin: httpx2.Client, world: dict, role: str
 ) -> None:
     before = _snapshot(admin, world["b"]["id"])
     caller = client_for(local_stack, world["a_keys"][role])

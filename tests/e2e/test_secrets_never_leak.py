@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import boto3
-import httpx
+import httpx2
 import pytest
 
 from tests.e2e.conftest import LocalStack
@@ -25,7 +25,7 @@ def _aws(local_stack: LocalStack, service: str):
     )
 
 
-def test_a_provider_key_is_only_in_secrets_manager(local_stack: LocalStack, admin: httpx.Client) -> None:
+def test_a_provider_key_is_only_in_secrets_manager(local_stack: LocalStack, admin: httpx2.Client) -> None:
     tenant = admin.post("/admin/tenants", json={"name": "canary"}).json()
     base = f"/admin/tenants/{tenant['id']}"
     responses = [
