@@ -182,7 +182,7 @@ def test_no_inference_config_is_sent_when_nothing_is_set() -> None:
     assert "inferenceConfig" not in _params()
 
 
-WEATHER = {
+WEATHER: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "weather",

@@ -83,13 +83,15 @@ def store(provider: ScriptedProvider) -> invoke.InvokeStore:
         ("tnt_b", "theirs", "bedrock", "amazon.nova-pro-v1:0", None),
     ):
         models.create(
-            ModelAlias(
-                tenant_id=tenant_id,
-                alias=alias,
-                provider=kind,
-                model_id=model_id,
-                credential=credential,
-                created_at=1,
+            ModelAlias.model_validate(
+                {
+                    "tenant_id": tenant_id,
+                    "alias": alias,
+                    "provider": kind,
+                    "model_id": model_id,
+                    "credential": credential,
+                    "created_at": 1,
+                }
             )
         )
     registry = ProviderRegistry({"bedrock": lambda: provider, "openai_compatible": lambda: provider})
