@@ -54,21 +54,29 @@ class ErrorResponse:
     status_code: str | None  # None keeps API Gateway's own status (the DEFAULT_* families)
     type: str
     code: str | None = None
+    message: str | None = None  # a clearer fixed text than API Gateway's own, where it misleads
 
     def template(self) -> str:
         code = json.dumps(self.code)
         # $context.error.messageString is already a quoted JSON string.
-        return (
-            '{"error":{"message":$context.error.messageString,'
-            f'"type":"{self.type}","param":null,"code":{code}}}}}'
-        )
+        message = json.dumps(self.message) if self.message else "$context.error.messageString"
+        return f'{{"error":{{"message":{message},"type":"{self.type}","param":null,"code":{code}}}}}'
 
 
 ERROR_RESPONSES = [
-    ErrorResponse(apigw.ResponseType.UNAUTHORIZED, "401", "authentication_error", "invalid_api_key"),
+    ErrorResponse(
+        apigw.ResponseType.UNAUTHORIZED,
+        "401",
+        "authentication_error",
+        "invalid_api_key",
+        "Missing, unknown or revoked API key; send 'Authorization: Bearer <key>'",
+    ),
     ErrorResponse(apigw.ResponseType.ACCESS_DENIED, "403", "permission_error"),
-    # API Gateway's answer for a route that does not exist.
-    ErrorResponse(apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, "404", "not_found_error"),
+    # API Gateway's answer for a route that does not exist; its own text ("Missing Authentication
+    # Token") sends people hunting for a key problem.
+    ErrorResponse(
+        apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, "404", "not_found_error", None, "Unknown route"
+    ),
     ErrorResponse(apigw.ResponseType.THROTTLED, "429", "rate_limit_exceeded", "rate_limit_exceeded"),
     ErrorResponse(apigw.ResponseType.REQUEST_TOO_LARGE, "413", "invalid_request_error", "request_too_large"),
     ErrorResponse(apigw.ResponseType.BAD_REQUEST_BODY, "400", "invalid_request_error"),

@@ -445,8 +445,29 @@ def test_gateway_response_is_an_openai_error_envelope(template: Template, respon
     # API Gateway substitutes messageString with an already-quoted JSON string.
     body = response["ResponseTemplates"]["application/json"].replace("$context.error.messageString", '"boom"')
 
+    envelope = json.loads(body)["error"]
     assert response.get("StatusCode") == status
-    assert json.loads(body) == {"error": {"message": "boom", "type": error_type, "param": None, "code": code}}
+    assert {k: v for k, v in envelope.items() if k != "message"} == {
+        "type": error_type,
+        "param": None,
+        "code": code,
+    }
+    assert isinstance(envelope["message"], str)
+
+
+@pytest.mark.parametrize(
+    ("response_type", "message"),
+    [
+        ("MISSING_AUTHENTICATION_TOKEN", "Unknown route"),
+        ("UNAUTHORIZED", "Missing, unknown or revoked API key"),
+    ],
+)
+def test_misleading_gateway_messages_are_replaced(
+    template: Template, response_type: str, message: str
+) -> None:
+    body = gateway_responses(template)[response_type]["ResponseTemplates"]["application/json"]
+
+    assert json.loads(body)["error"]["message"].startswith(message)
 
 
 def test_gateway_responses_carry_the_request_id_and_error_source(template: Template) -> None:
