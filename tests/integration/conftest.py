@@ -37,7 +37,10 @@ TABLES = {
     ),
     "CREDENTIALS_TABLE": ("byom-credentials", [("tenant_id", "HASH"), ("name", "RANGE")], []),
     "MODELS_TABLE": ("byom-models", [("tenant_id", "HASH"), ("alias", "RANGE")], []),
+    "CACHE_TABLE": ("byom-cache", [("cache_key", "HASH")], []),
 }
+# Retries wait milliseconds here, not the deployed 0.2 s and up.
+FAST_RETRIES = {"RETRY_BASE_SECONDS": "0.001", "RETRY_CAP_SECONDS": "0.002"}
 
 
 def _schema(keys: list[tuple[str, str]]) -> list[dict[str, str]]:
@@ -71,7 +74,7 @@ def _create_tables(kms_key: str) -> None:
 def _clear_caches() -> None:
     from byom import settings
     from byom.api import admin, authorizer, gateway
-    from byom.dal import aws
+    from byom.dal import aws, cache
     from byom.providers import bedrock
 
     for cached in (
@@ -80,6 +83,7 @@ def _clear_caches() -> None:
         settings.gateway_settings,
         aws.client,
         aws.table,
+        cache.cache_table,
         admin.store,
         gateway.model_repository,
         gateway.invoke_store,
@@ -110,6 +114,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
             "SECRET_PREFIX": "byom/test/tenants/",
             "ADMIN_KEY_SECRET_ARN": admin_secret,
             "ALLOW_LOOPBACK_HTTP": "false",
+            **FAST_RETRIES,
         }
         for variable, value in env.items():
             monkeypatch.setenv(variable, value)

@@ -29,6 +29,7 @@ from tests.integration.conftest import Api, _clear_caches, load_handler, tenant_
 PROVIDER_KEY = "sk-integration-CANARY-3f9d1c"
 ROTATED_KEY = "sk-integration-ROTATED-88a0b2"
 NOVA = "amazon.nova-micro-v1:0"
+ATTEMPTS = 3  # RETRY_MAX_ATTEMPTS' default: a retryable error is tried this often per model
 
 
 class Gateway:
@@ -267,7 +268,8 @@ def test_bedrock_throttling_is_a_429_from_the_provider(
     admin_api: Api, gateway: Gateway, bedrock: Stubber
 ) -> None:
     caller = _bedrock_tenant(admin_api)
-    bedrock.add_client_error("converse", "ThrottlingException", "Too many requests, please wait.", 429)
+    for _ in range(ATTEMPTS):
+        bedrock.add_client_error("converse", "ThrottlingException", "Too many requests, please wait.", 429)
 
     status, body, headers = gateway("/v1/chat/completions", _chat(), caller)
 
@@ -282,7 +284,8 @@ def test_a_provider_error_quotes_the_providers_status_and_message(
     admin_api: Api, gateway: Gateway, bedrock: Stubber
 ) -> None:
     caller = _bedrock_tenant(admin_api)
-    bedrock.add_client_error("converse", "ServiceUnavailableException", "Bedrock is unavailable", 503)
+    for _ in range(ATTEMPTS):
+        bedrock.add_client_error("converse", "ServiceUnavailableException", "Bedrock is unavailable", 503)
 
     status, body, _ = gateway("/v1/chat/completions", _chat(), caller)
 

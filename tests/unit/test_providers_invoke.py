@@ -45,15 +45,19 @@ class ScriptedProvider:
         ]
         self.vectors = [[0.25, -1.0], [0.5, 2.0]]
 
-    def chat(self, request: ChatRequest, target: Target) -> ChatResult:
+    def chat(self, request: ChatRequest, target: Target, *, timeout: float | None = None) -> ChatResult:
         self.targets.append(target)
         return self.result
 
-    def stream(self, request: ChatRequest, target: Target) -> Iterator[StreamEvent]:
+    def stream(
+        self, request: ChatRequest, target: Target, *, timeout: float | None = None
+    ) -> Iterator[StreamEvent]:
         self.targets.append(target)
         return iter(self.events)
 
-    def embed(self, request: EmbeddingRequest, target: Target) -> EmbeddingResult:
+    def embed(
+        self, request: EmbeddingRequest, target: Target, *, timeout: float | None = None
+    ) -> EmbeddingResult:
         self.targets.append(target)
         return EmbeddingResult(vectors=self.vectors[: len(request.texts)], usage=Usage(prompt_tokens=3))
 

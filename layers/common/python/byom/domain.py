@@ -56,6 +56,8 @@ class CreateModel(_Request):
     credential: Slug | None = None
     pricing: Pricing | None = None
     fallbacks: Annotated[list[Alias], Field(max_length=5)] = []
+    # Opt-in response cache: identical requests within this many seconds get the stored answer.
+    cache_ttl_seconds: Annotated[int, Field(ge=1, le=86_400, strict=True)] | None = None
 
 
 class Tenant(BaseModel):
@@ -106,6 +108,7 @@ class ModelAlias(BaseModel):
     credential: str | None = None
     pricing: Pricing | None = None
     fallbacks: list[str] = []
+    cache_ttl_seconds: int | None = None
     created_at: int
 
     def public(self) -> dict:

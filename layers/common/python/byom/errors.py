@@ -13,6 +13,8 @@ class ByomError(Exception):
         super().__init__(message)
         self.message = message
         self.param = param
+        # Extra response headers, e.g. how many provider calls were made before this error.
+        self.headers: dict[str, str] = {}
         if code is not None:
             self.code = code
 

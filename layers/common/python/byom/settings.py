@@ -41,6 +41,13 @@ class GatewaySettings(_Settings):
     # Inside API Gateway's 29 s integration timeout, with room for the reads around the call.
     provider_timeout_seconds: float = Field(default=25.0, gt=0)
     provider_key_max_age_seconds: int = Field(default=300, ge=0)
+    # The whole invocation, retries and fallbacks included: 29 s less a margin for the work around it.
+    invoke_deadline_seconds: float = Field(default=27.0, gt=0)
+    retry_max_attempts: int = Field(default=3, ge=1, le=10)
+    retry_base_seconds: float = Field(default=0.2, ge=0)
+    retry_cap_seconds: float = Field(default=2.0, ge=0)
+    # Unset: no response cache, whatever the aliases ask for.
+    cache_table: str | None = None
 
 
 @lru_cache(maxsize=1)

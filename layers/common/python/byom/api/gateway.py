@@ -9,10 +9,12 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from byom.api.http import build_resolver, json_body, listing, ok, principal
 from byom.dal.aws import table
+from byom.dal.cache import ResponseCacheTable, cache_table
 from byom.dal.repositories import CredentialRepository, ModelRepository
 from byom.dal.secrets import ProviderKeys
 from byom.logic import invoke
 from byom.logic.access import require_tenant_key
+from byom.logic.resilience import RetryPolicy
 from byom.openai_types import ChatRequest, EmbeddingRequest
 from byom.providers import build_registry
 from byom.settings import gateway_settings
@@ -62,6 +64,14 @@ def invoke_store() -> invoke.InvokeStore:
             timeout_seconds=settings.provider_timeout_seconds,
             allow_loopback_http=settings.allow_loopback_http,
         ),
+        cache=ResponseCacheTable(cache_table(settings.cache_table)) if settings.cache_table else None,
+        policy=RetryPolicy(
+            max_attempts=settings.retry_max_attempts,
+            base_seconds=settings.retry_base_seconds,
+            cap_seconds=settings.retry_cap_seconds,
+            deadline_seconds=settings.invoke_deadline_seconds,
+            attempt_timeout_seconds=settings.provider_timeout_seconds,
+        ),
     )
 
 
@@ -79,7 +89,7 @@ def chat_completions():  # type: ignore[no-untyped-def]
             status_code=200,
             content_type="text/event-stream; charset=utf-8",
             body=body,
-            headers=invoke.headers(streamed.target) | {"cache-control": "no-cache"},
+            headers=streamed.headers | {"cache-control": "no-cache"},
         )
     answer = invoke.chat(invoke_store(), principal(invocations), request)
     return _answer(answer)
@@ -96,7 +106,7 @@ def _answer(answer: invoke.Answer) -> Response:
         status_code=200,
         content_type=content_types.APPLICATION_JSON,
         body=answer.body,
-        headers=invoke.headers(answer.target),
+        headers=answer.headers,
     )
 
 

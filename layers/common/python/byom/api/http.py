@@ -29,12 +29,13 @@ def error_response(
     code: str | None = None,
     param: str | None = None,
     source: str = "gateway",
+    headers: dict[str, str] | None = None,
 ) -> Response:
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
         body={"error": {"message": message, "type": type_, "param": param, "code": code}},
-        headers={"x-byom-error-source": source},
+        headers=(headers or {}) | {"x-byom-error-source": source},
     )
 
 
@@ -98,7 +99,13 @@ def build_resolver() -> APIGatewayRestResolver:
     @app.exception_handler(ByomError)
     def _byom_error(error: ByomError) -> Response:
         return error_response(
-            error.status, error.message, error.type, code=error.code, param=error.param, source=error.source
+            error.status,
+            error.message,
+            error.type,
+            code=error.code,
+            param=error.param,
+            source=error.source,
+            headers=error.headers,
         )
 
     @app.exception_handler(ValidationError)

@@ -257,6 +257,7 @@ def create_model(store: AdminStore, principal: Principal, tenant_id: str, body: 
         credential=body.credential,
         pricing=body.pricing or catalog_price(body.model_id),
         fallbacks=body.fallbacks,
+        cache_ttl_seconds=body.cache_ttl_seconds,
         created_at=clock.now(),
     )
     store.models.create(model)

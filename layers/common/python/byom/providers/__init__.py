@@ -28,6 +28,10 @@ class Target:
     credential: str | None = None
     base_url: str | None = None
     has_key: bool = False
+    fallbacks: tuple[str, ...] = ()
+    """The alias's fallbacks, tried in order when this model cannot answer."""
+    cache_ttl_seconds: int | None = None
+    """How long the alias's answers are cached; None: not cached."""
 
 
 @dataclass(frozen=True)
@@ -74,13 +78,20 @@ class EmbeddingResult:
 
 
 class Provider(Protocol):
-    def chat(self, request: ChatRequest, target: Target) -> ChatResult: ...
+    """`timeout` is the most this call may wait for the provider, in seconds, when less than the
+    provider's configured timeout is left of the caller's deadline; None means the configured one."""
 
-    def stream(self, request: ChatRequest, target: Target) -> Iterator[StreamEvent]:
+    def chat(self, request: ChatRequest, target: Target, *, timeout: float | None = None) -> ChatResult: ...
+
+    def stream(
+        self, request: ChatRequest, target: Target, *, timeout: float | None = None
+    ) -> Iterator[StreamEvent]:
         """Call the provider at once, so a refusal raises here; then iterate its answer."""
         ...
 
-    def embed(self, request: EmbeddingRequest, target: Target) -> EmbeddingResult: ...
+    def embed(
+        self, request: EmbeddingRequest, target: Target, *, timeout: float | None = None
+    ) -> EmbeddingResult: ...
 
 
 class KeyReader(Protocol):

@@ -10,8 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator
-from functools import cache
+from functools import lru_cache
 from typing import Any, TypeVar
 
 import boto3
@@ -69,14 +70,15 @@ ERRORS: dict[str, tuple[int, bool]] = {
 COHERE_MAX_TEXTS = 96
 
 
-@cache
+@lru_cache(maxsize=8)
 def runtime_client(timeout_seconds: float) -> Any:
-    """One client per container. boto3 itself honours AWS_ENDPOINT_URL_BEDROCK_RUNTIME (the local stack).
+    """One client per container and timeout. boto3 itself honours AWS_ENDPOINT_URL_BEDROCK_RUNTIME
+    (the local stack).
 
     Retries are the gateway's job (backoff, then fallbacks), so botocore makes a single attempt.
     """
     config = Config(
-        connect_timeout=5,
+        connect_timeout=min(5.0, timeout_seconds),
         read_timeout=timeout_seconds,
         retries={"total_max_attempts": 1, "mode": "standard"},
     )
@@ -423,22 +425,32 @@ class BedrockProvider:
         self._timeout = timeout_seconds
         self._given_client = client
 
-    def _client(self) -> Any:
-        return self._given_client if self._given_client is not None else runtime_client(self._timeout)
+    def _client(self, timeout: float | None) -> Any:
+        if self._given_client is not None:
+            return self._given_client
+        return runtime_client(self._read_timeout(timeout))
 
-    def _call(self, call: Callable[[Any], T]) -> T:
+    def _read_timeout(self, timeout: float | None) -> float:
+        if timeout is None or timeout >= self._timeout:
+            return self._timeout
+        # botocore fixes timeouts per client: whole seconds, rounded down, keep the clients few.
+        return float(max(1, math.floor(timeout)))
+
+    def _call(self, call: Callable[[Any], T], timeout: float | None = None) -> T:
         try:
-            return call(self._client())
+            return call(self._client(timeout))
         except (ClientError, BotoCoreError) as error:
             raise provider_error(error) from None
 
-    def chat(self, request: ChatRequest, target: Target) -> ChatResult:
+    def chat(self, request: ChatRequest, target: Target, *, timeout: float | None = None) -> ChatResult:
         params = converse_request(request, target.model_id)
-        return chat_result(self._call(lambda client: client.converse(**params)))
+        return chat_result(self._call(lambda client: client.converse(**params), timeout))
 
-    def stream(self, request: ChatRequest, target: Target) -> Iterator[StreamEvent]:
+    def stream(
+        self, request: ChatRequest, target: Target, *, timeout: float | None = None
+    ) -> Iterator[StreamEvent]:
         params = converse_request(request, target.model_id)
-        response = self._call(lambda client: client.converse_stream(**params))
+        response = self._call(lambda client: client.converse_stream(**params), timeout)
         return self._guarded(stream_events(response["stream"]))
 
     @staticmethod
@@ -448,14 +460,17 @@ class BedrockProvider:
         except (ClientError, BotoCoreError) as error:
             raise provider_error(error) from None
 
-    def _invoke(self, model_id: str, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    def _invoke(
+        self, model_id: str, body: dict[str, Any], timeout: float | None
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         response = self._call(
             lambda client: client.invoke_model(
                 modelId=model_id,
                 body=json.dumps(body),
                 contentType="application/json",
                 accept="application/json",
-            )
+            ),
+            timeout,
         )
         try:
             payload = json.loads(response["body"].read())
@@ -467,7 +482,9 @@ class BedrockProvider:
             raise ProviderError("Bedrock answered an embedding response that is not an object", status=502)
         return payload, (response.get("ResponseMetadata") or {}).get("HTTPHeaders") or {}
 
-    def embed(self, request: EmbeddingRequest, target: Target) -> EmbeddingResult:
+    def embed(
+        self, request: EmbeddingRequest, target: Target, *, timeout: float | None = None
+    ) -> EmbeddingResult:
         family = embedding_family(target.model_id)
         vectors: list[list[float]] = []
         tokens = 0
@@ -475,7 +492,7 @@ class BedrockProvider:
             # Titan embeds one text per call.
             for text in request.texts:
                 payload, _ = self._invoke(
-                    target.model_id, titan_body(text, target.model_id, request.dimensions)
+                    target.model_id, titan_body(text, target.model_id, request.dimensions), timeout
                 )
                 vectors.extend(_vectors([payload.get("embedding")], 1))
                 tokens += int(payload.get("inputTextTokenCount") or 0)
@@ -484,7 +501,7 @@ class BedrockProvider:
             for start in range(0, len(texts), COHERE_MAX_TEXTS):
                 batch = texts[start : start + COHERE_MAX_TEXTS]
                 payload, headers = self._invoke(
-                    target.model_id, cohere_body(batch, target.model_id, request.dimensions)
+                    target.model_id, cohere_body(batch, target.model_id, request.dimensions), timeout
                 )
                 vectors.extend(_vectors(payload.get("embeddings"), len(batch)))
                 tokens += int(headers.get("x-amzn-bedrock-input-token-count") or 0)

@@ -185,12 +185,12 @@ class OpenAICompatibleProvider:
             self._http_client = _sdk().DefaultHttpxClient(follow_redirects=False, transport=self._transport)
         return self._http_client
 
-    def _client(self, target: Target, key: str | None) -> Any:
+    def _client(self, target: Target, key: str | None, timeout: float) -> Any:
         return _sdk().OpenAI(
             api_key=key or NO_KEY,
             base_url=self._base_url(target),
             max_retries=0,
-            timeout=self._timeout,
+            timeout=timeout,
             http_client=self._http(),
         )
 
@@ -199,12 +199,17 @@ class OpenAICompatibleProvider:
             return None
         return self._keys.get(target.tenant_id, target.credential, refresh=refresh)
 
-    def _error(self, error: Exception, target: Target, keys: Iterable[str | None]) -> ProviderError:
+    def _timeout_for(self, timeout: float | None) -> float:
+        return self._timeout if timeout is None else min(timeout, self._timeout)
+
+    def _error(
+        self, error: Exception, target: Target, keys: Iterable[str | None], timeout: float | None = None
+    ) -> ProviderError:
         openai = _sdk()
         label = self._label(target)
         if isinstance(error, openai.APITimeoutError):
             mapped = ProviderError(
-                f"{label} did not answer within {self._timeout:g} s", status=504, retryable=True
+                f"{label} did not answer within {self._timeout_for(timeout):g} s", status=504, retryable=True
             )
         elif isinstance(error, openai.APIConnectionError):
             mapped = ProviderError(f"{label} could not be reached", retryable=True)
@@ -228,25 +233,28 @@ class OpenAICompatibleProvider:
         mapped.args = (mapped.message,)
         return mapped
 
-    def _call(self, target: Target, call: Callable[[Any], T]) -> tuple[T, list[str | None]]:
+    def _call(
+        self, target: Target, call: Callable[[Any], T], timeout: float | None = None
+    ) -> tuple[T, list[str | None]]:
         """Make the call; after a 401, read the key again (it may have been rotated since it was
         cached) and retry once if it changed. Returns the answer and the keys that were used."""
         openai = _sdk()
+        seconds = self._timeout_for(timeout)
         self._check_destination(self._base_url(target))
         keys = [self._key(target, refresh=False)]
         try:
-            return call(self._client(target, keys[0])), keys
+            return call(self._client(target, keys[0], seconds)), keys
         except openai.AuthenticationError as error:
             fresh = self._key(target, refresh=True)
             if fresh is None or fresh == keys[0]:
-                raise self._error(error, target, keys) from None
+                raise self._error(error, target, keys, seconds) from None
             keys.append(fresh)
         except openai.OpenAIError as error:
-            raise self._error(error, target, keys) from None
+            raise self._error(error, target, keys, seconds) from None
         try:
-            return call(self._client(target, keys[-1])), keys
+            return call(self._client(target, keys[-1], seconds)), keys
         except openai.OpenAIError as error:
-            raise self._error(error, target, keys) from None
+            raise self._error(error, target, keys, seconds) from None
 
     def _malformed(self, target: Target, what: str) -> ProviderError:
         return ProviderError(f"{self._label(target)} answered a malformed {what}")
@@ -262,7 +270,7 @@ class OpenAICompatibleProvider:
             body.pop(name, None)
         return body
 
-    def chat(self, request: ChatRequest, target: Target) -> ChatResult:
+    def chat(self, request: ChatRequest, target: Target, *, timeout: float | None = None) -> ChatResult:
         body = self._body(request, "stream", "stream_options")
         messages = body.pop("messages")
         raw, _ = self._call(
@@ -270,6 +278,7 @@ class OpenAICompatibleProvider:
             lambda client: client.chat.completions.with_raw_response.create(
                 model=target.model_id, messages=messages, extra_body=body
             ),
+            timeout,
         )
         try:
             completion = _Completion.model_validate_json(raw.http_response.content)
@@ -284,7 +293,9 @@ class OpenAICompatibleProvider:
             message=message, finish_reason=choice.finish_reason or "stop", usage=_usage(completion.usage)
         )
 
-    def stream(self, request: ChatRequest, target: Target) -> Iterator[StreamEvent]:
+    def stream(
+        self, request: ChatRequest, target: Target, *, timeout: float | None = None
+    ) -> Iterator[StreamEvent]:
         body = self._body(request, "stream", "stream_options")
         messages = body.pop("messages")
         # Usage is always asked for: the gateway meters every call, whatever the caller wants to see.
@@ -294,10 +305,13 @@ class OpenAICompatibleProvider:
             lambda client: client.chat.completions.create(
                 model=target.model_id, messages=messages, stream=True, extra_body=body
             ),
+            timeout,
         )
-        return self._stream_events(chunks, target, keys)
+        return self._stream_events(chunks, target, keys, self._timeout_for(timeout))
 
-    def _stream_events(self, chunks: Any, target: Target, keys: list[str | None]) -> Iterator[StreamEvent]:
+    def _stream_events(
+        self, chunks: Any, target: Target, keys: list[str | None], timeout: float
+    ) -> Iterator[StreamEvent]:
         openai = _sdk()
         try:
             for item in chunks:
@@ -311,7 +325,7 @@ class OpenAICompatibleProvider:
                 if chunk.usage is not None:
                     yield _usage(chunk.usage)
         except openai.OpenAIError as error:
-            raise self._error(error, target, keys) from None
+            raise self._error(error, target, keys, timeout) from None
         except ValueError:
             raise self._malformed(target, "stream") from None
         finally:
@@ -319,7 +333,9 @@ class OpenAICompatibleProvider:
             if close:
                 close()
 
-    def embed(self, request: EmbeddingRequest, target: Target) -> EmbeddingResult:
+    def embed(
+        self, request: EmbeddingRequest, target: Target, *, timeout: float | None = None
+    ) -> EmbeddingResult:
         body = self._body(request, "input", "encoding_format")
         texts = request.texts
         # Vectors are asked for as floats, which every compatible server supports; the gateway
@@ -329,6 +345,7 @@ class OpenAICompatibleProvider:
             lambda client: client.embeddings.with_raw_response.create(
                 model=target.model_id, input=texts, encoding_format="float", extra_body=body
             ),
+            timeout,
         )
         try:
             answer = _Embeddings.model_validate_json(raw.http_response.content)
