@@ -22,9 +22,11 @@ class Data(Construct):
         self.api_keys = self._build_api_keys_table()
         self.credentials = self._build_table("Credentials", partition_key="tenant_id", sort_key="name")
         self.models = self._build_table("Models", partition_key="tenant_id", sort_key="alias")
+        self.cache = self._build_cache_table()
 
     @property
     def tables(self) -> list[dynamodb.Table]:
+        """The platform's state, which the admin function manages (the response cache is not)."""
         return [self.tenants, self.api_keys, self.credentials, self.models]
 
     def environment(self, *tables: dynamodb.Table) -> dict[str, str]:
@@ -34,10 +36,19 @@ class Data(Construct):
             "API_KEYS_TABLE": self.api_keys,
             "CREDENTIALS_TABLE": self.credentials,
             "MODELS_TABLE": self.models,
+            "CACHE_TABLE": self.cache,
         }
         return {name: table.table_name for name, table in env_vars.items() if table in tables}
 
-    def _build_table(self, name: str, *, partition_key: str, sort_key: str | None = None) -> dynamodb.Table:
+    def _build_table(
+        self,
+        name: str,
+        *,
+        partition_key: str,
+        sort_key: str | None = None,
+        time_to_live_attribute: str | None = None,
+        disposable: bool = False,
+    ) -> dynamodb.Table:
         return dynamodb.Table(
             self,
             name,
@@ -49,9 +60,18 @@ class Data(Construct):
             ),
             encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED,
             encryption_key=self._key,
+            time_to_live_attribute=time_to_live_attribute,
             # Tenants, key hashes and model registrations are the platform's state: never drop them.
-            removal_policy=RemovalPolicy.RETAIN,
-            deletion_protection=True,
+            # A cache is not: it goes with the stack rather than keep tenants' answers around.
+            removal_policy=RemovalPolicy.DESTROY if disposable else RemovalPolicy.RETAIN,
+            deletion_protection=not disposable,
+        )
+
+    def _build_cache_table(self) -> dynamodb.Table:
+        """Cached answers, keyed by a hash of tenant, alias and request; DynamoDB's TTL deletes them
+        after `expires_at` (Unix seconds)."""
+        return self._build_table(
+            "ResponseCache", partition_key="cache_key", time_to_live_attribute="expires_at", disposable=True
         )
 
     def _build_api_keys_table(self) -> dynamodb.Table:

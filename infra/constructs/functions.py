@@ -222,7 +222,7 @@ class Functions(Construct):
         fn = self._build_function(
             GATEWAY,
             {
-                **data.environment(data.models, data.credentials),
+                **data.environment(data.models, data.credentials, data.cache),
                 "SECRET_PREFIX": self.secret_prefix,
                 "ALLOW_LOOPBACK_HTTP": "false",
             },
@@ -236,12 +236,20 @@ class Functions(Construct):
         )
         fn.add_to_role_policy(
             iam.PolicyStatement(
+                sid="ReadWriteResponseCache",
+                actions=["dynamodb:GetItem", "dynamodb:PutItem"],
+                resources=[data.cache.table_arn],
+            )
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
                 sid="ReadTenantCredentials",
                 actions=["secretsmanager:GetSecretValue"],
                 resources=[self._tenant_secrets_arn()],
             )
         )
-        fn.add_to_role_policy(self._key_statement(["kms:Decrypt"]))
+        # Encrypt and GenerateDataKey for the writes to the (encrypted) response cache.
+        fn.add_to_role_policy(self._key_statement(["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"]))
         fn.add_to_role_policy(
             iam.PolicyStatement(
                 sid="InvokeBedrockModels",

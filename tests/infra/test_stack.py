@@ -138,15 +138,20 @@ CONTRACT_TABLES = {
     "API_KEYS_TABLE": ([("key_hash", "HASH")], [("by_tenant", [("tenant_id", "HASH"), ("key_id", "RANGE")])]),
     "CREDENTIALS_TABLE": ([("tenant_id", "HASH"), ("name", "RANGE")], []),
     "MODELS_TABLE": ([("tenant_id", "HASH"), ("alias", "RANGE")], []),
+    "CACHE_TABLE": ([("cache_key", "HASH")], []),
 }
 
 
-def test_tables_have_the_keys_and_indexes_of_the_contract(template: Template) -> None:
-    tables = resources(template, "AWS::DynamoDB::Table")
-    admin_env = environment(template, "admin")
+def table_of(template: Template, env_var: str) -> dict[str, Any]:
+    """The table resource a function environment variable names (the cache only the gateway knows)."""
+    env = environment(template, "gateway" if env_var == "CACHE_TABLE" else "admin")
+    table: dict[str, Any] = resources(template, "AWS::DynamoDB::Table")[env[env_var]["Ref"]]
+    return table
 
+
+def test_tables_have_the_keys_and_indexes_of_the_contract(template: Template) -> None:
     for env_var, (key_schema, indexes) in CONTRACT_TABLES.items():
-        table = props(tables[admin_env[env_var]["Ref"]])
+        table = props(table_of(template, env_var))
         assert [(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]] == key_schema, env_var
         actual_indexes = [
             (gsi["IndexName"], [(k["AttributeName"], k["KeyType"]) for k in gsi["KeySchema"]])
@@ -160,7 +165,7 @@ def test_tables_have_the_keys_and_indexes_of_the_contract(template: Template) ->
 
 def test_every_table_is_on_demand(template: Template) -> None:
     tables = resources(template, "AWS::DynamoDB::Table")
-    assert len(tables) == 4
+    assert len(tables) == 5
     assert all(props(t)["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
 
 
@@ -179,10 +184,25 @@ def test_every_table_is_encrypted_with_the_customer_managed_key(template: Templa
         assert props(table)["SSESpecification"] == expected
 
 
-def test_every_table_is_retained_when_the_stack_is_deleted(template: Template) -> None:
-    for table in resources(template, "AWS::DynamoDB::Table").values():
-        assert table["DeletionPolicy"] == "Retain"
-        assert table["UpdateReplacePolicy"] == "Retain"
+def test_every_state_table_is_retained_when_the_stack_is_deleted(template: Template) -> None:
+    for env_var in CONTRACT_TABLES.keys() - {"CACHE_TABLE"}:
+        table = table_of(template, env_var)
+        assert table["DeletionPolicy"] == "Retain", env_var
+        assert table["UpdateReplacePolicy"] == "Retain", env_var
+        assert props(table)["DeletionProtectionEnabled"] is True, env_var
+
+
+def test_the_response_cache_is_deleted_with_the_stack(template: Template) -> None:
+    table = table_of(template, "CACHE_TABLE")
+    assert table["DeletionPolicy"] == "Delete"
+    assert props(table).get("DeletionProtectionEnabled") in (None, False)
+
+
+def test_response_cache_entries_expire_by_ttl_on_expires_at(template: Template) -> None:
+    assert props(table_of(template, "CACHE_TABLE"))["TimeToLiveSpecification"] == {
+        "AttributeName": "expires_at",
+        "Enabled": True,
+    }
 
 
 # ---------------------------------------------------------------------------------------- logs
@@ -258,7 +278,10 @@ def test_function_timeout_and_memory(template: Template, name: str, timeout: int
                 "ALLOW_LOOPBACK_HTTP",
             },
         ),
-        ("gateway", {"MODELS_TABLE", "CREDENTIALS_TABLE", "SECRET_PREFIX", "ALLOW_LOOPBACK_HTTP"}),
+        (
+            "gateway",
+            {"MODELS_TABLE", "CREDENTIALS_TABLE", "CACHE_TABLE", "SECRET_PREFIX", "ALLOW_LOOPBACK_HTTP"},
+        ),
     ],
 )
 def test_function_environment_follows_the_contract(template: Template, name: str, expected: set[str]) -> None:
@@ -342,9 +365,35 @@ def test_authorizer_reads_only_the_api_keys_table(template: Template) -> None:
     assert granted == [("dynamodb:GetItem", {"Fn::GetAtt": [api_keys, "Arn"]})]
 
 
-def test_gateway_cannot_write_tables(template: Template) -> None:
-    granted = {action for action, _ in actions_on(role_statements(template, "gateway"), "dynamodb:")}
-    assert granted == {"dynamodb:GetItem", "dynamodb:Query"}
+def test_gateway_writes_only_the_response_cache_and_only_puts(template: Template) -> None:
+    env = environment(template, "gateway")
+    cache_arn = {"Fn::GetAtt": [env["CACHE_TABLE"]["Ref"], "Arn"]}
+    writes = [
+        (action, resource)
+        for action, resource in actions_on(role_statements(template, "gateway"), "dynamodb:")
+        if action not in ("dynamodb:GetItem", "dynamodb:Query")
+    ]
+    assert writes == [("dynamodb:PutItem", cache_arn)]
+
+
+def test_gateway_reads_the_cache_by_key_only(template: Template) -> None:
+    env = environment(template, "gateway")
+    cache_arn = {"Fn::GetAtt": [env["CACHE_TABLE"]["Ref"], "Arn"]}
+    on_cache = {
+        action
+        for action, resource in actions_on(role_statements(template, "gateway"), "dynamodb:")
+        if cache_arn in as_list(resource)
+    }
+    assert on_cache == {"dynamodb:GetItem", "dynamodb:PutItem"}
+
+
+def test_the_admin_function_cannot_reach_the_response_cache(template: Template) -> None:
+    cache_arn = {"Fn::GetAtt": [environment(template, "gateway")["CACHE_TABLE"]["Ref"], "Arn"]}
+    assert "CACHE_TABLE" not in environment(template, "admin")
+    assert all(
+        cache_arn not in as_list(resource)
+        for _, resource in actions_on(role_statements(template, "admin"), "dynamodb:")
+    )
 
 
 def test_key_use_is_limited_to_secrets_manager_and_dynamodb(template: Template) -> None:

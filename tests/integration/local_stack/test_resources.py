@@ -23,6 +23,7 @@ CONTRACT_TABLES = {
     "API_KEYS_TABLE": ([("key_hash", "HASH")], {"by_tenant": [("tenant_id", "HASH"), ("key_id", "RANGE")]}),
     "CREDENTIALS_TABLE": ([("tenant_id", "HASH"), ("name", "RANGE")], {}),
     "MODELS_TABLE": ([("tenant_id", "HASH"), ("alias", "RANGE")], {}),
+    "CACHE_TABLE": ([("cache_key", "HASH")], {}),
 }
 
 
@@ -187,6 +188,17 @@ def test_real_template_key_rotates_and_the_admin_secret_is_the_admin_key(
         == environment["KMS_KEY_ID"]
     )
     assert environment["SECRET_PREFIX"].endswith("/")
+
+
+def test_real_template_response_cache_expires_entries_on_expires_at(
+    real_template: Path, moto_url: str
+) -> None:
+    resolver = create(real_template, moto_url)
+    name = _function_environments(real_template, resolver)["CACHE_TABLE"]
+
+    ttl = client("dynamodb", moto_url).describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+
+    assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
 
 
 def test_conditional_writes_stay_atomic_under_concurrent_callers(
