@@ -101,3 +101,49 @@ class FakeSecrets:
 
     def delete(self, tenant_id: str, name: str) -> None:
         self.values.pop((tenant_id, name), None)
+
+
+class FakeClock:
+    """Monotonic time that moves only when slept or advanced; the random source picks `fraction` of
+    each range, so waits are known in advance."""
+
+    def __init__(self, fraction: float = 1.0) -> None:
+        self.now = 1000.0
+        self.fraction = fraction
+        self.sleeps: list[float] = []
+        self.ranges: list[tuple[float, float]] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def uniform(self, low: float, high: float) -> float:
+        self.ranges.append((low, high))
+        return low + (high - low) * self.fraction
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeResponseCache:
+    """The response cache table in memory; it can be told to fail its reads or writes."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict] = {}
+        self.reads: list[str] = []
+        self.fail_reads = False
+        self.fail_writes = False
+
+    def get(self, cache_key: str) -> dict | None:
+        self.reads.append(cache_key)
+        if self.fail_reads:
+            raise RuntimeError("simulated DynamoDB outage")
+        return self.items.get(cache_key)
+
+    def put(self, item: dict) -> None:
+        if self.fail_writes:
+            raise RuntimeError("simulated DynamoDB outage")
+        self.items[item["cache_key"]] = dict(item)

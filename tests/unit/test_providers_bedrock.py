@@ -510,6 +510,30 @@ def test_a_read_timeout_is_a_retryable_gateway_timeout() -> None:
     assert (error.status, getattr(error, "retryable", None)) == (504, True)
 
 
+# Per-call timeouts
+
+
+@pytest.mark.parametrize(
+    ("timeout", "read_timeout"), [(None, 25.0), (40.0, 25.0), (25.0, 25.0), (7.9, 7.0), (1.2, 1.0)]
+)
+def test_a_call_waits_no_longer_than_the_time_it_is_given(
+    monkeypatch: pytest.MonkeyPatch, timeout: float | None, read_timeout: float
+) -> None:
+    client = bedrock_client()
+    asked: list[float] = []
+
+    def runtime_client(timeout_seconds: float) -> Any:
+        asked.append(timeout_seconds)
+        return client
+
+    monkeypatch.setattr("byom.providers.bedrock.runtime_client", runtime_client)
+    with Stubber(client) as stubber:
+        stubber.add_response("converse", converse_answer())
+        BedrockProvider(timeout_seconds=25.0).chat(_chat(), TARGET, timeout=timeout)
+
+    assert asked == [read_timeout]
+
+
 # Embeddings
 
 

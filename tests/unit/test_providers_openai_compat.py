@@ -380,6 +380,25 @@ def test_a_timeout_is_a_retryable_gateway_timeout() -> None:
     assert (failed.value.status, failed.value.retryable) == (504, True)
 
 
+@pytest.mark.parametrize(("timeout", "sent"), [(None, 25.0), (3.5, 3.5), (60.0, 25.0)])
+def test_a_call_waits_no_longer_than_the_time_it_is_given(timeout: float | None, sent: float) -> None:
+    upstream = Upstream(httpx2.Response(200, json=COMPLETION))
+
+    _provider(upstream).chat(_chat(), TARGET, timeout=timeout)
+
+    assert upstream.requests[0].extensions["timeout"]["read"] == sent
+
+
+def test_a_timeout_names_the_time_the_call_was_given() -> None:
+    def hang(request: httpx2.Request) -> httpx2.Response:
+        raise httpx2.ReadTimeout("timed out", request=request)
+
+    with pytest.raises(ProviderError) as failed:
+        _provider(Upstream(hang)).chat(_chat(), TARGET, timeout=3.5)
+
+    assert failed.value.message == "The provider at llm.example.com did not answer within 3.5 s"
+
+
 def test_a_connection_failure_is_a_retryable_bad_gateway() -> None:
     def refuse(request: httpx2.Request) -> httpx2.Response:
         raise httpx2.ConnectError("connection refused", request=request)

@@ -129,10 +129,9 @@ def assemble(events: list[StreamEvent]) -> ChatResult:
             function = part.get("function") or {}
             call["function"]["name"] += function.get("name") or ""
             call["function"]["arguments"] += function.get("arguments") or ""
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": "".join(content) if content or not calls else None,
-    }
+    text = "".join(content)
+    # Streams open with an empty text delta; an answer of tool calls alone has no content (None).
+    message: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
     if calls:
         message["tool_calls"] = [calls[i] for i in sorted(calls)]
     return ChatResult(message=message, finish_reason=finish_reason, usage=usage)
