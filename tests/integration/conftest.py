@@ -81,6 +81,7 @@ def _clear_caches() -> None:
         settings.admin_settings,
         settings.authorizer_settings,
         settings.gateway_settings,
+        aws.session,
         aws.client,
         aws.table,
         cache.cache_table,

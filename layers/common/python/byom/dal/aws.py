@@ -1,8 +1,9 @@
-"""boto3 sessions and DynamoDB value conversion shared by the repositories."""
+"""The boto3 session, clients and DynamoDB value conversion shared by the repositories."""
 
 from __future__ import annotations
 
 import json
+import threading
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -13,15 +14,29 @@ from botocore.config import Config
 # Fail fast inside API Gateway's 29 s budget instead of hanging on a stuck connection.
 _CONFIG = Config(connect_timeout=2, read_timeout=5, retries={"mode": "standard", "max_attempts": 3})
 
+# Creating clients from one session is not thread-safe (the local stack runs invocations in threads).
+_CREATING = threading.Lock()
+
+
+@cache
+def session() -> boto3.session.Session:
+    """One per container: every new session loads botocore's data files again, 40-60 ms of the first
+    call for each client made from one."""
+    return boto3.session.Session()
+
 
 @cache
 def client(service: str) -> Any:
-    return boto3.session.Session().client(service, config=_CONFIG)  # type: ignore[call-overload]
+    with _CREATING:
+        return session().client(service, config=_CONFIG)  # type: ignore[call-overload]
 
 
 @cache
 def table(name: str) -> Any:
-    return boto3.session.Session().resource("dynamodb", config=_CONFIG).Table(name)
+    # A resource (and client) per table, as tests stub one table's client; from the shared
+    # session each costs a few milliseconds once.
+    with _CREATING:
+        return session().resource("dynamodb", config=_CONFIG).Table(name)  # type: ignore[call-overload]
 
 
 def to_item(data: dict[str, Any]) -> dict[str, Any]:
