@@ -230,7 +230,8 @@ class Functions(Construct):
         fn.add_to_role_policy(
             iam.PolicyStatement(
                 sid="ReadModelsAndCredentials",
-                actions=["dynamodb:GetItem", "dynamodb:Query"],
+                # BatchGetItem: an alias and its credential are read in one request.
+                actions=["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"],
                 resources=[data.models.table_arn, data.credentials.table_arn],
             )
         )

@@ -32,7 +32,9 @@ def get_health():  # type: ignore[no-untyped-def]
 
 @lru_cache(maxsize=1)
 def model_repository() -> ModelRepository:
-    return ModelRepository(table(gateway_settings().models_table))
+    settings = gateway_settings()
+    # With the credentials table it reads an alias and its credential in one request.
+    return ModelRepository(table(settings.models_table), table(settings.credentials_table))
 
 
 models = Router()

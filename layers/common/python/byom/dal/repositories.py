@@ -22,6 +22,21 @@ def _pages(call: Any, **kwargs: Any) -> list[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def _batch_get(client: Any, requests: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Items by table name, read with one BatchGetItem (a table resource's client: plain values).
+
+    Keys DynamoDB leaves unprocessed (throttling) are read one by one, with the SDK's retries.
+    """
+    answer = client.batch_get_item(RequestItems=requests)
+    found = {name: [from_item(i) for i in items] for name, items in answer.get("Responses", {}).items()}
+    for name, unprocessed in (answer.get("UnprocessedKeys") or {}).items():
+        for key in unprocessed.get("Keys", []):
+            item = client.get_item(TableName=name, Key=key).get("Item")
+            if item:
+                found.setdefault(name, []).append(from_item(item))
+    return found
+
+
 def _put_new(table: Any, item: dict[str, Any], key_attr: str, conflict: str) -> None:
     try:
         table.put_item(Item=to_item(item), ConditionExpression=f"attribute_not_exists({key_attr})")
@@ -122,8 +137,13 @@ class CredentialRepository:
 
 
 class ModelRepository:
-    def __init__(self, table: Any) -> None:
+    # Aliases whose credential is remembered, per container; past it the memory starts over.
+    MAX_REMEMBERED = 4096
+
+    def __init__(self, table: Any, credentials_table: Any = None) -> None:
         self._table = table
+        self._credentials = credentials_table
+        self._credential_of: dict[tuple[str, str], str] = {}
 
     def create(self, model: ModelAlias) -> None:
         _put_new(self._table, model.model_dump(), "alias", f"model alias '{model.alias}' already exists")
@@ -131,6 +151,38 @@ class ModelRepository:
     def get(self, tenant_id: str, alias: str) -> ModelAlias | None:
         item = self._table.get_item(Key={"tenant_id": tenant_id, "alias": alias}).get("Item")
         return ModelAlias.model_validate(from_item(item)) if item else None
+
+    def get_with_credential(self, tenant_id: str, alias: str) -> tuple[ModelAlias | None, Credential | None]:
+        """The alias and the credential it names, read together: one BatchGetItem on a warm call.
+
+        Which credential an alias names is known only once the alias is read, so the credential it
+        named when last read here is asked for in the same batch; should the alias name another one
+        now (deleted and created again), that one is read next. Both are read afresh every time:
+        only which credential to ask for is remembered. Needs the credentials table.
+        """
+        if self._credentials is None:
+            raise TypeError("get_with_credential needs the credentials table")
+        remembered = self._credential_of.get((tenant_id, alias))
+        requests = {self._table.name: {"Keys": [{"tenant_id": tenant_id, "alias": alias}]}}
+        if remembered:
+            requests[self._credentials.name] = {"Keys": [{"tenant_id": tenant_id, "name": remembered}]}
+        found = _batch_get(self._table.meta.client, requests)
+        model_items = found.get(self._table.name, [])
+        if not model_items:
+            self._credential_of.pop((tenant_id, alias), None)
+            return None, None
+        model = ModelAlias.model_validate(model_items[0])
+        if not model.credential:
+            self._credential_of.pop((tenant_id, alias), None)
+            return model, None
+        if model.credential == remembered:
+            items = found.get(self._credentials.name, [])
+            return model, Credential.model_validate(items[0]) if items else None
+        if len(self._credential_of) >= self.MAX_REMEMBERED:
+            self._credential_of.clear()
+        self._credential_of[(tenant_id, alias)] = model.credential
+        item = self._credentials.get_item(Key={"tenant_id": tenant_id, "name": model.credential}).get("Item")
+        return model, Credential.model_validate(from_item(item)) if item else None
 
     def list(self, tenant_id: str) -> list[ModelAlias]:
         items = _pages(self._table.query, KeyConditionExpression=Key("tenant_id").eq(tenant_id))

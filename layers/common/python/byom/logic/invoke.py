@@ -87,19 +87,28 @@ def _headers(target: Target, attempts: int, cache: str | None) -> dict[str, str]
     return headers(target) | extra
 
 
-def resolve_target(store: InvokeStore, tenant_id: str, alias: str) -> Target:
+def _alias_and_credential(store: InvokeStore, tenant_id: str, alias: str) -> tuple[Any, Any]:
+    """The alias and the credential it names: in one read where the repository offers it
+    (`get_with_credential`, one BatchGetItem on a warm call), else one after the other."""
+    read_both = getattr(store.models, "get_with_credential", None)
+    if read_both is not None:
+        return read_both(tenant_id, alias)
     model = store.models.get(tenant_id, alias)
+    if model is None or not model.credential:
+        return model, None
+    return model, store.credentials.get(tenant_id, model.credential)
+
+
+def resolve_target(store: InvokeStore, tenant_id: str, alias: str) -> Target:
+    model, credential = _alias_and_credential(store, tenant_id, alias)
     if model is None:
         raise ModelNotFound(
             f"The model '{alias}' does not exist or you do not have access to it", param="model"
         )
-    credential = None
-    if model.credential:
-        credential = store.credentials.get(tenant_id, model.credential)
-        if credential is None:
-            raise GatewayMisconfigured(
-                f"Model '{alias}' uses credential '{model.credential}', which does not exist"
-            )
+    if model.credential and credential is None:
+        raise GatewayMisconfigured(
+            f"Model '{alias}' uses credential '{model.credential}', which does not exist"
+        )
     return Target(
         tenant_id=tenant_id,
         alias=alias,
