@@ -109,6 +109,7 @@ class Authorizer:
     function_id: str
     type: str  # REQUEST or TOKEN
     identity_sources: tuple[str, ...]
+    result_ttl_seconds: int = 300  # API Gateway's default when the template sets none
 
 
 @dataclass(frozen=True)
@@ -258,7 +259,8 @@ def build_rest_api(template: Template, resolver: Resolver) -> RestApi:
         if not targets:
             log.warning("authorizer %s does not name a function of the template", logical_id)
             continue
-        authorizers[logical_id] = Authorizer(logical_id, targets[0], props.get("Type", "TOKEN"), sources)
+        ttl = int(props.get("AuthorizerResultTtlInSeconds", 300))
+        authorizers[logical_id] = Authorizer(logical_id, targets[0], props.get("Type", "TOKEN"), sources, ttl)
 
     methods: list[Method] = []
     for _, resource in template.of_type("AWS::ApiGateway::Method"):
@@ -694,15 +696,23 @@ def proxy_response(result: Any) -> HttpResponse:
 Invoke = Callable[[str, dict[str, Any], float | None], Any]
 
 
-class LocalApiGateway:
-    """Serves one REST API: match, authorize, integrate, answer. No authorizer caching locally,
-    so a revoked key is refused at once."""
+CacheKey = tuple[str, tuple[str, ...]]
 
-    def __init__(self, api: RestApi, invoke: Invoke) -> None:
+
+class LocalApiGateway:
+    """Serves one REST API: match, authorize, integrate, answer. By default no authorizer caching
+    locally, so a revoked key is refused at once; `cache_authorizer_results` keeps an authorizer's
+    policy and context for the template's TTL, per identity source values, as API Gateway does."""
+
+    def __init__(self, api: RestApi, invoke: Invoke, *, cache_authorizer_results: bool = False) -> None:
         self.api = api
         self.invoke = invoke
         self._warned: set[str] = set()
         self._bucket = TokenBucket(*api.throttle) if api.throttle else None
+        self._cache_authorizer_results = cache_authorizer_results
+        # (authorizer, identity source values) -> (expires at, policy, context)
+        self._authorizer_results: dict[CacheKey, tuple[float, dict[str, Any], dict[str, Any]]] = {}
+        self._authorizer_results_lock = threading.Lock()
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         request_id = str(uuid.uuid4())
@@ -780,6 +790,7 @@ class LocalApiGateway:
     ) -> HttpResponse | dict[str, Any]:
         authorizer = method.authorizer
         assert authorizer is not None
+        identity: list[str] = []
         for source in authorizer.identity_sources:
             if source.startswith("method.request.header."):
                 value = request.header(source.removeprefix("method.request.header."))
@@ -789,7 +800,12 @@ class LocalApiGateway:
                 continue
             if not value:
                 return self._gateway("UNAUTHORIZED", request_id, request)
+            identity.append(value)
         event = build_authorizer_event(self.api, method, request, path_parameters, request_id)
+        cache_key = (authorizer.logical_id, tuple(identity))
+        cached = self._cached_authorizer_result(cache_key)
+        if cached is not None:
+            return self._decide(*cached, event["methodArn"], request_id, request)
         started = time.monotonic()
         try:
             result = self.invoke(authorizer.function_id, event, None)
@@ -806,7 +822,32 @@ class LocalApiGateway:
         except AuthorizerConfigurationError as error:
             log.error("authorizer %s: %s", authorizer.function_id, error)
             return self._gateway("AUTHORIZER_CONFIGURATION_ERROR", request_id, request)
-        decision = evaluate_policy(policy, event["methodArn"])
+        if self._cache_authorizer_results and authorizer.result_ttl_seconds > 0:
+            expires = time.monotonic() + authorizer.result_ttl_seconds
+            with self._authorizer_results_lock:
+                self._authorizer_results[cache_key] = (expires, policy, context | {"integrationLatency": 0})
+        return self._decide(policy, context, event["methodArn"], request_id, request)
+
+    def _cached_authorizer_result(self, key: CacheKey) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        if not self._cache_authorizer_results:
+            return None
+        with self._authorizer_results_lock:
+            entry = self._authorizer_results.get(key)
+            if entry is None or entry[0] <= time.monotonic():
+                self._authorizer_results.pop(key, None)
+                return None
+        return entry[1], dict(entry[2])
+
+    def _decide(
+        self,
+        policy: dict[str, Any],
+        context: dict[str, Any],
+        method_arn: str,
+        request_id: str,
+        request: HttpRequest,
+    ) -> HttpResponse | dict[str, Any]:
+        """The (possibly cached) policy applied to this request's method, as API Gateway does."""
+        decision = evaluate_policy(policy, method_arn)
         if decision == "deny":
             message = "User is not authorized to access this resource with an explicit deny"
             return self._gateway("ACCESS_DENIED", request_id, request, message)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from moto import backends as moto_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
@@ -58,6 +59,9 @@ class StackSettings:
     port: int = DEFAULT_PORT  # 0 picks a free port
     admin_key: str | None = None  # generated when None
     template: Path | None = None  # synthesized from app.py when None
+    # API Gateway's authorizer cache (the template's TTL): off by default, so a revoked key is
+    # refused at once; on, the authorizer's answer for a key is reused as in the cloud.
+    authorizer_cache: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> StackSettings:
@@ -66,6 +70,7 @@ class StackSettings:
             port=int(environ.get("BYOM_PORT") or DEFAULT_PORT),
             admin_key=environ.get("BYOM_ADMIN_KEY") or None,
             template=Path(template) if template else None,
+            authorizer_cache=(environ.get("BYOM_AUTHORIZER_CACHE") or "").lower() in ("1", "true", "yes"),
         )
 
 
@@ -85,11 +90,26 @@ def synthesize(repo_root: Path, outdir: Path | None = None) -> Path:
     return template
 
 
+def _remember_moto_modules() -> None:
+    """moto's server lists its own package directory (dozens of listdir/stat calls) to route every
+    request to a backend; the list cannot change while it runs, so it is read once."""
+    if getattr(moto_backends.list_of_moto_modules, "remembered", False):
+        return
+    modules = tuple(moto_backends.list_of_moto_modules())
+
+    def remembered() -> tuple[str, ...]:
+        return modules
+
+    remembered.remembered = True  # type: ignore[attr-defined]
+    moto_backends.list_of_moto_modules = remembered
+
+
 class SerializedMotoServer(ThreadedMotoServer):
     """moto's threaded server with one request at a time: moto's backends take no locks, and
     DynamoDB conditional writes (budget reservations) must be atomic, as they are in AWS."""
 
     def _server_entry(self) -> None:
+        _remember_moto_modules()
         app = DomainDispatcherApplication(create_backend_app)
         lock = threading.Lock()
 
@@ -192,7 +212,7 @@ class LocalStack:
         missing |= {m.authorizer.function_id for m in api.methods if m.authorizer} - self.functions.keys()
         if missing:
             raise StackError(f"the API integrates functions that cannot run locally: {sorted(missing)}")
-        gateway = LocalApiGateway(api, self._invoke)
+        gateway = LocalApiGateway(api, self._invoke, cache_authorizer_results=settings.authorizer_cache)
         try:
             server = gateway_server(gateway, settings.port)
         except OSError as error:
