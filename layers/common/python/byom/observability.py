@@ -3,7 +3,9 @@
 Where tracing is off (POWERTOOLS_TRACE_DISABLED, or outside Lambda: Powertools' own rule) the
 Tracer gets a provider that records nothing, so the X-Ray SDK is never imported: outside Lambda its
 recorder builds a botocore client for sampling rules at import, 100-200 ms of every cold start of
-the local stack and the tests. Where tracing is on, the Tracer is Powertools' usual one.
+the local stack and the tests. Where tracing is on, only botocore is patched for X-Ray: the one
+library of these functions it can trace (the OpenAI SDK uses httpx2); patching everything would
+import and patch requests, sqlite3 and the rest at every cold start for nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.shared import constants
 from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
+
+
+TRACED_MODULES = ("botocore",)
 
 
 def tracing_disabled() -> bool:
@@ -73,4 +78,7 @@ class NoTracing(BaseProvider):
 
 
 logger = Logger()
-tracer = Tracer(disabled=True, auto_patch=False, provider=NoTracing()) if tracing_disabled() else Tracer()
+if tracing_disabled():
+    tracer = Tracer(disabled=True, auto_patch=False, provider=NoTracing())
+else:
+    tracer = Tracer(patch_modules=TRACED_MODULES)

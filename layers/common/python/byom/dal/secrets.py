@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 from botocore.exceptions import ClientError
 
-from byom.dal.aws import error_code
+from byom.dal.aws import error_code, session
 from byom.errors import GatewayMisconfigured
 
 
@@ -67,11 +67,18 @@ class ProviderKeys:
     def __init__(self, prefix: str, max_age_seconds: int) -> None:
         self._prefix = prefix
         self._max_age = max_age_seconds
+        self._secrets: SecretsProvider | None = None
+
+    def _provider(self) -> SecretsProvider:
+        if self._secrets is None:
+            # Made from the container's boto3 session: one of its own costs 40-60 ms on first use.
+            self._secrets = SecretsProvider(boto3_session=session())
+        return self._secrets
 
     def get(self, tenant_id: str, credential: str, *, refresh: bool = False) -> str:
         """`refresh` reads Secrets Manager again, for a key the provider just refused (rotated?)."""
         try:
-            value = parameters.get_secret(
+            value = self._provider().get(
                 secret_name(self._prefix, tenant_id, credential), max_age=self._max_age, force_fetch=refresh
             )
         except GetParameterError:
