@@ -1,0 +1,349 @@
+"""Cold start of the Lambda functions: INIT (importing functions/<name>/handler.py) in fresh interpreters.
+
+    .venv/bin/python -m bench.cold_start [--runs 15] [--top 15]
+
+Each run is a new Python process, as a new Lambda execution environment is. It imports the handler
+by file the way the Lambda runtime does (INIT), then the gateway's also makes its first
+/v1/chat/completions call and a second one. AWS is a moto server and the provider the
+OpenAI-compatible stand-in model, both on loopback in this (parent) process, so the child imports
+nothing the function would not.
+
+Bytecode: the `byom` package is compiled afresh in every run (PYTHONDONTWRITEBYTECODE=1), as it
+is in Lambda, where the layer ships no .pyc and /opt is read-only; the dependencies are read from
+the .pyc files pip wrote, as they are from the dependency layer.
+
+Two environments for the gateway:
+- "tracing off": POWERTOOLS_TRACE_DISABLED=true, what the local stack and the tests run;
+- "as deployed": LAMBDA_TASK_ROOT set and no POWERTOOLS_TRACE_DISABLED, so Powertools' Tracer is
+  active and patches botocore for X-Ray, as in the stack (Tracing: Active).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from bench.common import FUNCTIONS, LAYER, REPO_ROOT, Summary, machine, say, table, use_layer
+
+CHILD = r"""
+import json, os, sys, time
+started = time.perf_counter()
+import importlib.util
+function, path = sys.argv[1], sys.argv[2]
+sys.path[:0] = [os.path.dirname(path), sys.argv[3]]
+spec = importlib.util.spec_from_file_location("handler", path)
+module = importlib.util.module_from_spec(spec)
+sys.modules["handler"] = module
+print("BENCH-INIT-START", file=sys.stderr, flush=True)
+spec.loader.exec_module(module)
+init = time.perf_counter() - started
+result = {"init": init, "modules": len(sys.modules), "openai": "openai" in sys.modules,
+          "xray": "aws_xray_sdk.core" in sys.modules, "boto3": "boto3" in sys.modules}
+if len(sys.argv) > 4:
+    event = json.loads(sys.argv[4])
+
+    class Context:
+        function_name = "bench"; function_version = "$LATEST"; memory_limit_in_mb = 1024
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+        aws_request_id = "00000000-0000-0000-0000-000000000000"
+        log_group_name = "/aws/lambda/bench"; log_stream_name = "bench"
+        def get_remaining_time_in_millis(self): return 29000
+
+    for name in ("first", "second"):
+        t = time.perf_counter()
+        answer = module.handler(event, Context())
+        result[name] = time.perf_counter() - t
+        status = answer.get("statusCode") if isinstance(answer, dict) else 200
+        if status not in (None, 200):
+            raise SystemExit(f"{function} answered {status}: {answer.get('body')}")
+    result["openai_after_call"] = "openai" in sys.modules
+print(json.dumps(result))
+"""
+
+BASE_ENV = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_CONFIG_FILE": os.devnull,
+    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    "AWS_EC2_METADATA_DISABLED": "true",
+    "POWERTOOLS_LOG_LEVEL": "INFO",
+    "POWERTOOLS_LOGGER_LOG_EVENT": "false",
+    "POWERTOOLS_TRACER_CAPTURE_RESPONSE": "false",
+    "PYTHONDONTWRITEBYTECODE": "1",
+    "NO_PROXY": "127.0.0.1,localhost",
+}
+TRACING_OFF = {"POWERTOOLS_TRACE_DISABLED": "true"}
+# Powertools enables its Tracer inside Lambda only; the trace header is what the runtime would set.
+AS_DEPLOYED = {
+    "LAMBDA_TASK_ROOT": "/var/task",
+    "AWS_LAMBDA_FUNCTION_NAME": "bench",
+    "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0",
+    "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR",
+}
+
+
+@contextmanager
+def aws_and_upstream() -> Iterator[dict[str, str]]:
+    """A moto server and the OpenAI-compatible stand-in on loopback, with a tenant, a key, a
+    credential and an alias registered through the admin handler; yields the functions' environment."""
+    use_layer()
+    from moto.server import ThreadedMotoServer
+
+    from bench import in_process
+    from local_stack.models.servers import openai_stand_in
+
+    saved = dict(os.environ)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # else it logs every AWS call it serves
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    upstream = openai_stand_in().start()
+    try:
+        host, port = moto.get_host_and_port()
+        os.environ.update(BASE_ENV | TRACING_OFF)
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+                "ALLOW_LOOPBACK_HTTP": "true",
+                "SECRET_PREFIX": "byom/bench/tenants/",
+                "POWERTOOLS_SERVICE_NAME": "byom-bench",
+            }
+        )
+        in_process._create_resources()
+        principal = in_process._register_tenant(upstream.url + "/v1")
+        admin = in_process.load_handler("admin")
+        key = in_process._admin(
+            admin,
+            "POST",
+            f"/admin/tenants/{principal['tenant_id']}/keys",
+            {"name": "bench", "role": "developer"},
+        )["key"]
+        names = [
+            "AWS_ENDPOINT_URL",
+            "ALLOW_LOOPBACK_HTTP",
+            "SECRET_PREFIX",
+            "KMS_KEY_ID",
+            "ADMIN_KEY_SECRET_ARN",
+            *in_process.TABLES,
+        ]
+        env = {name: os.environ[name] for name in names}
+        env |= {"BENCH_TENANT": json.dumps(principal), "BENCH_KEY": key}
+        yield env
+    finally:
+        upstream.stop()
+        moto.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _events(env: dict[str, str]) -> dict[str, dict[str, Any]]:
+    from bench.common import proxy_event
+    from bench.in_process import ALIAS, MESSAGES, PLATFORM_ADMIN
+
+    chat = {"model": ALIAS, "messages": MESSAGES, "max_tokens": 16}
+    method_arn = "arn:aws:execute-api:us-east-1:123456789012:benchapi/prod/POST/v1/chat/completions"
+    return {
+        "gateway": proxy_event("POST", "/v1/chat/completions", chat, json.loads(env["BENCH_TENANT"])),
+        "admin": proxy_event("GET", "/admin/tenants", None, PLATFORM_ADMIN),
+        "authorizer": {
+            "type": "REQUEST",
+            "methodArn": method_arn,
+            "headers": {"Authorization": f"Bearer {env['BENCH_KEY']}"},
+        },
+    }
+
+
+def _child_env(function: str, env: dict[str, str], deployed: bool) -> dict[str, str]:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "_X_AMZN"))}
+    inherited.pop("LAMBDA_TASK_ROOT", None)
+    child = inherited | BASE_ENV | {k: v for k, v in env.items() if not k.startswith("BENCH_")}
+    child |= {"POWERTOOLS_SERVICE_NAME": f"byom-{function}"}
+    return child | (AS_DEPLOYED if deployed else TRACING_OFF)
+
+
+def run_child(
+    function: str, env: dict[str, str], deployed: bool, event: dict[str, Any] | None
+) -> dict[str, Any]:
+    args = [sys.executable, "-c", CHILD, function, str(FUNCTIONS / function / "handler.py"), str(LAYER)]
+    if event is not None:
+        args.append(json.dumps(event))
+    started = time.perf_counter()
+    done = subprocess.run(
+        args,
+        env=_child_env(function, env, deployed),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{function} child failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["process"] = wall
+    return result
+
+
+# -- python -X importtime ----------------------------------------------------------------------------
+
+_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)$")
+
+
+def import_times(stderr: str) -> list[dict[str, Any]]:
+    """-X importtime lines with each module's importer (the lines come children first)."""
+    entries: list[dict[str, Any]] = []
+    pending: dict[int, list[dict[str, Any]]] = {}
+    # What the harness imported before it started the handler's INIT is not the function's.
+    stderr = stderr.split("BENCH-INIT-START", 1)[-1]
+    for line in stderr.splitlines():
+        match = _LINE.match(line)
+        if not match:
+            continue
+        depth = (len(match.group(3)) - 1) // 2
+        entry = {
+            "name": match.group(4),
+            "self": int(match.group(1)),
+            "cum": int(match.group(2)),
+            "parent": None,
+        }
+        for child in pending.pop(depth + 1, []):
+            child["parent"] = entry["name"]
+        pending.setdefault(depth, []).append(entry)
+        entries.append(entry)
+    return entries
+
+
+def heaviest(function: str, env: dict[str, str], deployed: bool, top: int) -> tuple[list[list[str]], float]:
+    args = [
+        sys.executable,
+        "-X",
+        "importtime",
+        "-c",
+        CHILD,
+        function,
+        str(FUNCTIONS / function / "handler.py"),
+    ]
+    args.append(str(LAYER))
+    done = subprocess.run(
+        args,
+        env=_child_env(function, env, deployed),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO_ROOT,
+    )
+    entries = import_times(done.stderr)
+
+    def ours(name: str | None) -> bool:
+        return name is None or name == "byom" or name.startswith("byom.")
+
+    direct = [e for e in entries if ours(e["parent"]) and not ours(e["name"])]
+    direct.sort(key=lambda e: e["cum"], reverse=True)
+    byom_self = sum(e["self"] for e in entries if ours(e["name"]))
+    rows = [[e["name"], e["parent"] or "handler.py", f"{e['cum'] / 1000:.1f}"] for e in direct[:top]]
+    return rows, byom_self / 1000
+
+
+# -- the report --------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--runs", type=int, default=15, help="fresh interpreters per function and environment"
+    )
+    parser.add_argument("--top", type=int, default=12, help="heaviest imports to list")
+    args = parser.parse_args(argv)
+
+    with aws_and_upstream() as env:
+        events = _events(env)
+        plan = [
+            ("gateway", False),
+            ("gateway", True),
+            ("authorizer", False),
+            ("authorizer", True),
+            ("admin", False),
+            ("admin", True),
+        ]
+        results: dict[tuple[str, bool], list[dict[str, Any]]] = {key: [] for key in plan}
+        run_child("gateway", env, False, events["gateway"])  # warms the OS file cache
+        for _ in range(args.runs):
+            for function, deployed in plan:
+                results[(function, deployed)].append(run_child(function, env, deployed, events[function]))
+        imports = {deployed: heaviest("gateway", env, deployed, args.top) for deployed in (False, True)}
+
+    say(f"Cold start, {args.runs} fresh interpreters each ({machine()})\n")
+    rows = []
+    for (function, deployed), runs in results.items():
+        init = Summary.of([r["init"] for r in runs])
+        first = Summary.of([r["first"] for r in runs])
+        second = Summary.of([r["second"] for r in runs])
+        process = Summary.of([r["process"] for r in runs])
+        loaded = runs[-1]
+        rows.append(
+            [
+                function,
+                "as deployed" if deployed else "tracing off",
+                f"{init.median * 1000:.0f}",
+                f"{init.minimum * 1000:.0f}-{init.maximum * 1000:.0f}",
+                f"{first.median * 1000:.0f}",
+                f"{second.median * 1000:.1f}",
+                f"{process.median * 1000:.0f}",
+                loaded["modules"],
+                _yes(loaded["xray"]),
+                _yes(loaded["openai"]),
+            ]
+        )
+    say(
+        table(
+            "INIT = importing handler.py (ms, median); then the first and second invocations",
+            [
+                "function",
+                "environment",
+                "INIT",
+                "INIT min-max",
+                "1st call",
+                "2nd call",
+                "whole process",
+                "modules at INIT",
+                "X-Ray SDK at INIT",
+                "openai at INIT",
+            ],
+            rows,
+        )
+    )
+    say(
+        "1st call: gateway = POST /v1/chat/completions on an OpenAI-compatible alias (alias, credential "
+        "and provider key read, provider SDK imported); authorizer = a tenant key looked up; admin = "
+        "GET /admin/tenants. AWS is a moto server on loopback.\n"
+    )
+    for deployed, (rows, byom_self) in imports.items():
+        say(
+            table(
+                f"Heaviest imports of the gateway's INIT, {'as deployed' if deployed else 'tracing off'} "
+                "(python -X importtime, one run)",
+                ["module", "imported by", "cumulative ms"],
+                rows,
+            )
+        )
+        say(f"The byom package's own modules (compiling and running them): {byom_self:.1f} ms.\n")
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+"""Shared by the benchmarks: paths, statistics, tables, API Gateway events and an AWS request hook."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LAYER = REPO_ROOT / "layers" / "common" / "python"
+FUNCTIONS = REPO_ROOT / "functions"
+
+
+def use_layer() -> None:
+    """Import `byom` from the layer's source and `local_stack` from the repository, as the tests do."""
+    for path in (str(REPO_ROOT), str(LAYER)):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+# -- statistics and tables -------------------------------------------------------------------------
+
+
+def percentile(samples: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile: a value that was actually observed."""
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(frozen=True)
+class Summary:
+    n: int
+    median: float
+    p99: float
+    mean: float
+    minimum: float
+    maximum: float
+
+    @classmethod
+    def of(cls, samples: Sequence[float]) -> Summary:
+        return cls(
+            n=len(samples),
+            median=statistics.median(samples),
+            p99=percentile(samples, 0.99),
+            mean=statistics.fmean(samples),
+            minimum=min(samples),
+            maximum=max(samples),
+        )
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f}"
+
+
+def table(title: str, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A GitHub-flavoured Markdown table, readable as plain text too."""
+    body = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    out = [f"### {title}", "", line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += [line(r) for r in body]
+    return "\n".join(out) + "\n"
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {sys.platform}"
+
+
+# -- API Gateway -----------------------------------------------------------------------------------
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "bench"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    memory_limit_in_mb: int = 1024
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+    log_group_name: str = "/aws/lambda/bench"
+    log_stream_name: str = "bench"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 29_000
+
+
+def proxy_event(method: str, path: str, body: Any, authorizer: dict[str, str] | None) -> dict[str, Any]:
+    """A REST API Lambda proxy event, as API Gateway sends it after the authorizer allowed the call."""
+    headers = {"content-type": "application/json", "Authorization": "Bearer bench"}
+    return {
+        "resource": "/" + path.strip("/").split("/")[0] + "/{proxy+}",
+        "path": path,
+        "httpMethod": method,
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": {"proxy": path.strip("/").split("/", 1)[-1]},
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "benchapi",
+            "stage": "prod",
+            "requestId": str(uuid.uuid4()),
+            "resourcePath": "/{proxy+}",
+            "httpMethod": method,
+            "path": "/prod" + path,
+            "identity": {"sourceIp": "127.0.0.1", "userAgent": "bench"},
+            "authorizer": authorizer,
+        },
+        "body": body if isinstance(body, str) or body is None else json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+# -- AWS requests ----------------------------------------------------------------------------------
+
+
+@dataclass
+class AwsRequests:
+    """A botocore `before-send` hook in front of every client this process creates, counting requests.
+
+    With `answer` on it also answers them itself, from moto's backends, instead of moto's own hook
+    (botocore runs every `before-send` handler, so only one may do the work): then, in `replay`
+    mode, a request seen before is answered at once with the bytes moto answered it with, and the
+    time left is the gateway's own (request building, signing and parsing included), without the
+    emulation's.
+    """
+
+    answer: bool = False
+    replay: bool = False
+    calls: list[str] = field(default_factory=list)
+    aws_seconds: float = 0.0
+    _recorded: dict[tuple[str, bytes], tuple[int, dict[str, str], bytes]] = field(default_factory=dict)
+
+    def install(self) -> None:
+        """Must run before any client is created: botocore copies its handlers into each new session."""
+        from botocore import handlers
+
+        handlers.BUILTIN_HANDLERS.insert(0, ("before-send", self))
+
+    def uninstall(self) -> None:
+        from botocore import handlers
+
+        handlers.BUILTIN_HANDLERS[:] = [h for h in handlers.BUILTIN_HANDLERS if h[1] is not self]
+
+    def take_over_from_moto(self) -> None:
+        """Call inside `mock_aws()`: moto's own hook stands down, this one answers through moto."""
+        from moto.core.models import botocore_stubber
+
+        botocore_stubber.enabled = False
+        self.answer = True
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.aws_seconds = 0.0
+
+    def __call__(self, request: Any, event_name: str = "", **_: Any) -> Any:
+        operation = event_name.removeprefix("before-send.")
+        self.calls.append(operation)
+        if not self.answer:
+            return None
+        from botocore.awsrequest import AWSResponse
+        from moto.core.botocore_stubber import MockRawResponse
+        from moto.core.models import botocore_stubber
+
+        body = request.body or b""
+        key = (operation, body if isinstance(body, bytes) else str(body).encode())
+        if self.replay and key in self._recorded:
+            status, headers, content = self._recorded[key]
+            return AWSResponse(request.url, status, headers, MockRawResponse(content))
+        started = time.perf_counter()
+        answer = botocore_stubber.process_request(request)
+        self.aws_seconds += time.perf_counter() - started
+        if answer is None:
+            return None
+        status, headers, text = answer
+        content = text.encode() if isinstance(text, str) else text
+        self._recorded[key] = (status, dict(headers), content)
+        return AWSResponse(request.url, status, headers, MockRawResponse(content))
+
+
+def timed(call: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
