@@ -160,3 +160,59 @@ def test_a_failing_provider_is_attributed_to_the_provider(sdk: openai.OpenAI) ->
     assert raised.value.status_code == 503
     assert raised.value.response.headers["x-byom-error-source"] == "provider"
     assert "503" in raised.value.message
+
+
+@pytest.fixture(scope="module")
+def resilient(local_stack: LocalStack, admin: httpx2.Client, tenant: dict) -> dict:
+    """Aliases on fault-injecting stand-ins (429 twice then fine; always 5xx), with fallbacks and a cache."""
+    base = f"/admin/tenants/{tenant['id']}/models"
+    local = {"provider": "openai_compatible", "credential": "local", "pricing": STAND_IN_PRICE}
+    for alias in (
+        {"alias": "oa-flaky", "model_id": "stand-in-chat-flaky-429-2", **local},
+        {"alias": "down-then-bedrock", "model_id": "stand-in-fail-503", "fallbacks": ["br-chat"], **local},
+        {"alias": "all-down", "model_id": "stand-in-fail-502", "fallbacks": ["oa-down"], **local},
+        {"alias": "cached", "model_id": "stand-in-chat", "cache_ttl_seconds": 600, **local},
+    ):
+        created = admin.post(base, json=alias)
+        assert created.status_code == 201, created.text
+    return tenant
+
+
+def test_throttling_is_retried_until_the_provider_answers(sdk: openai.OpenAI, resilient: dict) -> None:
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="oa-flaky", messages=[{"role": "user", "content": "retry me"}]
+    )
+
+    assert raw.headers["x-byom-attempts"] == "3"
+    assert "retry me" in (raw.parse().choices[0].message.content or "")
+
+
+def test_a_failing_alias_falls_back_to_another_provider(sdk: openai.OpenAI, resilient: dict) -> None:
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="down-then-bedrock", messages=[{"role": "user", "content": "fall back"}]
+    )
+
+    assert raw.headers["x-byom-provider"] == "bedrock"
+    assert "fall back" in (raw.parse().choices[0].message.content or "")
+
+
+def test_when_every_fallback_fails_the_last_provider_error_is_reported(
+    sdk: openai.OpenAI, resilient: dict
+) -> None:
+    with pytest.raises(openai.APIStatusError) as raised:
+        sdk.chat.completions.create(model="all-down", messages=[{"role": "user", "content": "hi"}])
+
+    assert raised.value.status_code == 503
+    assert raised.value.response.headers["x-byom-error-source"] == "provider"
+    assert int(raised.value.response.headers["x-byom-attempts"]) > 2
+
+
+def test_a_cached_alias_answers_the_same_request_from_the_cache(sdk: openai.OpenAI, resilient: dict) -> None:
+    messages = [{"role": "user", "content": "cache this answer"}]
+
+    first = sdk.chat.completions.with_raw_response.create(model="cached", messages=messages)  # type: ignore[arg-type]
+    second = sdk.chat.completions.with_raw_response.create(model="cached", messages=messages)  # type: ignore[arg-type]
+
+    assert (first.headers["x-byom-cache"], second.headers["x-byom-cache"]) == ("miss", "hit")
+    assert second.headers["x-byom-attempts"] == "0"
+    assert first.parse().choices[0].message.content == second.parse().choices[0].message.content
