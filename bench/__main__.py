@@ -8,9 +8,15 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
-from bench import cold_start, in_process, through_stack
-from bench.common import say
+from bench.common import REPO_ROOT, say
+
+
+def _run(module: str, *args: str) -> None:
+    """Each benchmark in its own interpreter: they set up AWS emulations and import the handlers."""
+    subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, check=True)
 
 
 def main() -> None:
@@ -21,11 +27,11 @@ def main() -> None:
     parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM's proxy out")
     args = parser.parse_args()
     runs, calls = (3, 100) if args.quick else (15, 1000)
-    cold_start.main(["--runs", str(runs)])
+    _run("bench.cold_start", "--runs", str(runs))
     say()
-    in_process.main(["--calls", str(calls)])
+    _run("bench.in_process", "--calls", str(calls))
     say()
-    through_stack.main(["--calls", str(calls), *(["--no-litellm"] if args.no_litellm else [])])
+    _run("bench.through_stack", "--calls", str(calls), *(["--no-litellm"] if args.no_litellm else []))
 
 
 if __name__ == "__main__":

@@ -133,6 +133,9 @@ def _admin(handler: Any, method: str, path: str, body: Any) -> dict[str, Any]:
 
 def _register_tenant(upstream_url: str) -> dict[str, str]:
     admin = load_handler("admin")
+    from byom.observability import logger
+
+    logger.setLevel("WARNING")  # the admin function's INFO lines would land in the tables' output
     tenant = _admin(admin, "POST", "/admin/tenants", {"name": "bench"})
     tenant_id = tenant["id"]
     _admin(
@@ -147,6 +150,7 @@ def _register_tenant(upstream_url: str) -> dict[str, str]:
         f"/admin/tenants/{tenant_id}/models",
         {"alias": ALIAS, "provider": "openai_compatible", "model_id": STAND_IN_MODEL, "credential": "bench"},
     )
+    logger.setLevel(os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"))
     return {"principal": "tenant", "tenant_id": tenant_id, "key_id": "key_bench", "role": "developer"}
 
 
