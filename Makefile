@@ -9,7 +9,7 @@ LAYER_PYTHON ?= 3.14
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1
 export PYTHONDONTWRITEBYTECODE=1
 
-.PHONY: install run test lint format synth layers deploy clean
+.PHONY: install run test lint format synth layers deploy bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt layers/deps/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ run: install
 
 test: install
 	$(PY) -m pytest
+
+# Benchmarks (about 10 minutes; the first run builds LiteLLM's own virtualenv in bench/.venv-litellm).
+bench: install
+	$(PY) -m bench
 
 lint: install
 	$(PY) -m ruff check .

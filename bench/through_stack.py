@@ -8,9 +8,9 @@ Three processes on loopback, started here and stopped at the end:
 - BYOM:      the local stack (`python -m local_stack`): API Gateway emulation, the authorizer and the
              gateway Lambda handlers, AWS emulated by a moto server; a tenant, a developer key, a
              credential and an alias on the upstream are registered through its admin API. Twice:
-             as `make run` starts it (the authorizer runs on every request, so a revoked key is
-             refused at once) and with BYOM_AUTHORIZER_CACHE=true (the authorizer's answer reused
-             for the template's TTL, as API Gateway does in the deployed stack);
+             as `make run` starts it (the authorizer's answer reused for the template's TTL, as
+             API Gateway does in the deployed stack, flushed after admin writes) and with
+             BYOM_AUTHORIZER_CACHE=false (the authorizer runs on every request);
 - LiteLLM:   LiteLLM's proxy (`litellm --config`), installed at a pinned version in its own
              virtualenv (bench/.venv-litellm, created on first run: it is no dependency of the
              project), one worker, a master key and no database, its model list naming the upstream.
@@ -294,7 +294,7 @@ def run(calls: int, warmup: int, template: Path | None, litellm: bool, venv: Pat
         upstream = upstream_process.wait_for_line("UPSTREAM ", 30)
 
         targets = [Target("direct", upstream, "/v1/chat/completions", PROVIDER_KEY, STAND_IN_MODEL)]
-        for name, cache in (("byom", "false"), ("byom-cached", "true")):
+        for name, cache in (("byom", "true"), ("byom-uncached", "false")):
             byom_process = stack.enter_context(
                 started(
                     name,
@@ -362,8 +362,8 @@ def run(calls: int, warmup: int, template: Path | None, litellm: bool, venv: Pat
 
 LABELS = {
     "direct": "direct: client -> upstream stand-in",
-    "byom": "BYOM local stack, authorizer on every call (make run)",
-    "byom-cached": "BYOM local stack, authorizer answer cached (as deployed)",
+    "byom": "BYOM local stack (make run: authorizer answer cached, as deployed)",
+    "byom-uncached": "BYOM local stack, authorizer on every call",
     "litellm": f"LiteLLM proxy {LITELLM_VERSION} (1 worker, master key, no DB)",
 }
 

@@ -6,8 +6,9 @@ and serves the template's REST API, next to deterministic stand-in model endpoin
 
 Environment: BYOM_PORT (default 8787), BYOM_ADMIN_KEY (generated when unset), BYOM_TEMPLATE (an
 already synthesized template; its directory is the cloud assembly holding the assets),
-BYOM_LOG_LEVEL (default INFO), BYOM_AUTHORIZER_CACHE (true: cache authorizer answers for the
-template's TTL, as API Gateway does; default off, so a revoked key is refused at once).
+BYOM_LOG_LEVEL (default INFO), BYOM_AUTHORIZER_CACHE (default true: authorizer answers are cached
+for the template's TTL, as API Gateway does, and flushed after every successful admin write, so a
+revoked key is still refused at once; false runs the authorizer on every call).
 
 In-process, e.g. from a test (one stack per process):
 

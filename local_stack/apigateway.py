@@ -700,16 +700,29 @@ CacheKey = tuple[str, tuple[str, ...]]
 
 
 class LocalApiGateway:
-    """Serves one REST API: match, authorize, integrate, answer. By default no authorizer caching
-    locally, so a revoked key is refused at once; `cache_authorizer_results` keeps an authorizer's
-    policy and context for the template's TTL, per identity source values, as API Gateway does."""
+    """Serves one REST API: match, authorize, integrate, answer.
 
-    def __init__(self, api: RestApi, invoke: Invoke, *, cache_authorizer_results: bool = False) -> None:
+    `cache_authorizer_results` keeps an authorizer's policy and context for the template's TTL, per
+    identity source values, as API Gateway does. `flush_cache_after_writes_under` names a path
+    prefix (the admin API) whose successful writes flush that cache, as an operator would flush
+    the stage's authorizer cache: a revoked key is then refused at once, while every other call
+    skips the authorizer round trip as it does in the cloud.
+    """
+
+    def __init__(
+        self,
+        api: RestApi,
+        invoke: Invoke,
+        *,
+        cache_authorizer_results: bool = False,
+        flush_cache_after_writes_under: str | None = None,
+    ) -> None:
         self.api = api
         self.invoke = invoke
         self._warned: set[str] = set()
         self._bucket = TokenBucket(*api.throttle) if api.throttle else None
         self._cache_authorizer_results = cache_authorizer_results
+        self._flush_prefix = flush_cache_after_writes_under
         # (authorizer, identity source values) -> (expires at, policy, context)
         self._authorizer_results: dict[CacheKey, tuple[float, dict[str, Any], dict[str, Any]]] = {}
         self._authorizer_results_lock = threading.Lock()
@@ -780,6 +793,8 @@ class LocalApiGateway:
         except Exception:
             log.exception("%s cannot be invoked locally", method.function_id)
             return self._gateway("API_CONFIGURATION_ERROR", request_id, request)
+        if self._is_successful_admin_write(request, response):
+            self.flush_authorizer_cache()
         if response.header("x-request-id") is None and method.function_id not in self._warned:
             self._warned.add(method.function_id)
             log.warning("%s answered without x-request-id; API Gateway would not add one", method.function_id)
@@ -827,6 +842,18 @@ class LocalApiGateway:
             with self._authorizer_results_lock:
                 self._authorizer_results[cache_key] = (expires, policy, context | {"integrationLatency": 0})
         return self._decide(policy, context, event["methodArn"], request_id, request)
+
+    def _is_successful_admin_write(self, request: HttpRequest, response: HttpResponse) -> bool:
+        return (
+            self._flush_prefix is not None
+            and request.method not in ("GET", "HEAD", "OPTIONS")
+            and request.path.startswith(self._flush_prefix)
+            and 200 <= response.status < 300
+        )
+
+    def flush_authorizer_cache(self) -> None:
+        with self._authorizer_results_lock:
+            self._authorizer_results.clear()
 
     def _cached_authorizer_result(self, key: CacheKey) -> tuple[dict[str, Any], dict[str, Any]] | None:
         if not self._cache_authorizer_results:

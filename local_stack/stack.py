@@ -53,15 +53,20 @@ class StackError(Exception):
     """The local stack cannot start."""
 
 
+# Writes here can revoke keys or delete tenants, so they flush the local authorizer cache.
+ADMIN_PATH_PREFIX = "/admin/"
+
+
 @dataclass
 class StackSettings:
     repo_root: Path = REPO_ROOT
     port: int = DEFAULT_PORT  # 0 picks a free port
     admin_key: str | None = None  # generated when None
     template: Path | None = None  # synthesized from app.py when None
-    # API Gateway's authorizer cache (the template's TTL): off by default, so a revoked key is
-    # refused at once; on, the authorizer's answer for a key is reused as in the cloud.
-    authorizer_cache: bool = False
+    # API Gateway's authorizer cache (the template's TTL), as in the cloud; flushed after every
+    # successful admin write so a revoked key is still refused at once. Off: the authorizer runs
+    # on every call.
+    authorizer_cache: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> StackSettings:
@@ -70,7 +75,8 @@ class StackSettings:
             port=int(environ.get("BYOM_PORT") or DEFAULT_PORT),
             admin_key=environ.get("BYOM_ADMIN_KEY") or None,
             template=Path(template) if template else None,
-            authorizer_cache=(environ.get("BYOM_AUTHORIZER_CACHE") or "").lower() in ("1", "true", "yes"),
+            authorizer_cache=(environ.get("BYOM_AUTHORIZER_CACHE") or "true").lower()
+            not in ("0", "false", "no"),
         )
 
 
@@ -212,7 +218,12 @@ class LocalStack:
         missing |= {m.authorizer.function_id for m in api.methods if m.authorizer} - self.functions.keys()
         if missing:
             raise StackError(f"the API integrates functions that cannot run locally: {sorted(missing)}")
-        gateway = LocalApiGateway(api, self._invoke, cache_authorizer_results=settings.authorizer_cache)
+        gateway = LocalApiGateway(
+            api,
+            self._invoke,
+            cache_authorizer_results=settings.authorizer_cache,
+            flush_cache_after_writes_under=ADMIN_PATH_PREFIX,
+        )
         try:
             server = gateway_server(gateway, settings.port)
         except OSError as error:

@@ -75,7 +75,37 @@ def test_an_answer_older_than_the_ttl_is_asked_again(
     assert len(functions.events["AuthFn"]) == 2
 
 
-@pytest.mark.parametrize(("value", "expected"), [(None, False), ("true", True), ("1", True), ("no", False)])
-def test_the_cache_is_turned_on_by_byom_authorizer_cache(value: str | None, expected: bool) -> None:
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, True), ("true", True), ("1", True), ("no", False), ("false", False)]
+)
+def test_the_cache_is_on_unless_byom_authorizer_cache_turns_it_off(value: str | None, expected: bool) -> None:
     environ = {"BYOM_AUTHORIZER_CACHE": value} if value is not None else {}
     assert StackSettings.from_env(environ).authorizer_cache is expected
+
+
+@pytest.fixture
+def flushed_on_admin_writes(functions: FakeFunctions) -> LocalApiGateway:
+    template = Template(body=sample_template(), stack_name="Sample")
+    api = build_rest_api(template, Resolver(template))
+    return LocalApiGateway(
+        api, functions.invoke, cache_authorizer_results=True, flush_cache_after_writes_under="/v1/"
+    )
+
+
+def test_a_successful_write_under_the_prefix_flushes_the_cache(
+    flushed_on_admin_writes: LocalApiGateway, functions: FakeFunctions
+) -> None:
+    call(flushed_on_admin_writes, "GET", "/v1/models")
+    call(flushed_on_admin_writes, "POST", "/v1/models")
+    call(flushed_on_admin_writes, "GET", "/v1/models")
+
+    assert len(functions.events["AuthFn"]) == 2
+
+
+def test_reads_do_not_flush_the_cache(
+    flushed_on_admin_writes: LocalApiGateway, functions: FakeFunctions
+) -> None:
+    for _ in range(3):
+        call(flushed_on_admin_writes, "GET", "/v1/models")
+
+    assert len(functions.events["AuthFn"]) == 1
