@@ -8,9 +8,7 @@ a small OpenAI-shaped HTTP server on loopback through the real SDK, with the key
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -18,13 +16,14 @@ from botocore.stub import Stubber
 
 from tests.bedrock_stubs import (
     add_stream_response,
-    bedrock_client,
     converse_answer,
     invoke_answer,
     stream_events,
 )
-from tests.conftest import LambdaContext, api_event
-from tests.integration.conftest import Api, _clear_caches, load_handler, tenant_context
+from tests.integration.conftest import Api, tenant_context
+from tests.integration.fake_openai import FakeOpenAI, Gateway, bedrock, gateway, loopback, serve
+
+__all__ = ["bedrock", "gateway", "loopback"]  # shared fixtures
 
 PROVIDER_KEY = "sk-integration-CANARY-3f9d1c"
 ROTATED_KEY = "sk-integration-ROTATED-88a0b2"
@@ -32,122 +31,9 @@ NOVA = "amazon.nova-micro-v1:0"
 ATTEMPTS = 3  # RETRY_MAX_ATTEMPTS' default: a retryable error is tried this often per model
 
 
-class Gateway:
-    """The gateway handler, answering raw responses (a stream is not JSON)."""
-
-    def __init__(self) -> None:
-        self._handler = load_handler("gateway")
-
-    def __call__(self, path: str, body: Any, context: dict[str, str]) -> tuple[int, str, dict[str, str]]:
-        response = self._handler(api_event("POST", path, body=body, authorizer=context), LambdaContext())
-        headers = dict(response.get("headers") or {})
-        headers |= {name: values[-1] for name, values in (response.get("multiValueHeaders") or {}).items()}
-        return response["statusCode"], response["body"], {k.lower(): v for k, v in headers.items()}
-
-
-class FakeOpenAI(ThreadingHTTPServer):
-    """An OpenAI-shaped server: accepts one key, and fails on purpose for some model names."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _FakeOpenAIHandler)
-        self.accepted_key = PROVIDER_KEY
-        self.requests: list[dict[str, Any]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-
-class _FakeOpenAIHandler(BaseHTTPRequestHandler):
-    server: FakeOpenAI
-
-    def log_message(self, *_args: Any) -> None:
-        pass
-
-    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _error(self, status: int, message: str) -> None:
-        error = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": None}}
-        self._send(status, json.dumps(error).encode())
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        authorization = self.headers.get("Authorization", "")
-        self.server.requests.append({"path": self.path, "authorization": authorization, "body": body})
-        if authorization != f"Bearer {self.server.accepted_key}":
-            return self._error(401, "Incorrect API key provided")
-        if body["model"] == "echoes-the-key":
-            return self._error(400, f"Your key {authorization.removeprefix('Bearer ')} cannot use this model")
-        if self.path == "/v1/embeddings":
-            data = [
-                {"object": "embedding", "index": i, "embedding": [0.5, float(i)]}
-                for i in range(len(body["input"]))
-            ]
-            answer = {"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 4}}
-            return self._send(200, json.dumps(answer).encode())
-        head = {"id": "chatcmpl-upstream", "created": 1, "model": body["model"]}
-        if body.get("stream"):
-            chunks = [
-                head
-                | {
-                    "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": d, "finish_reason": f}],
-                }
-                for d, f in (
-                    ({"role": "assistant", "content": ""}, None),
-                    ({"content": "Hi!"}, None),
-                    ({}, "stop"),
-                )
-            ]
-            usage = {"prompt_tokens": 6, "completion_tokens": 2, "total_tokens": 8}
-            chunks.append(head | {"object": "chat.completion.chunk", "choices": [], "usage": usage})
-            events = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
-            return self._send(200, events.encode(), "text/event-stream")
-        answer = head | {
-            "object": "chat.completion",
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": "Hi!"}, "finish_reason": "stop"}
-            ],
-            "usage": {"prompt_tokens": 6, "completion_tokens": 2, "total_tokens": 8},
-        }
-        return self._send(200, json.dumps(answer).encode())
-
-
-@pytest.fixture
-def loopback(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The local stack's setting: http:// base URLs on loopback are allowed."""
-    monkeypatch.setenv("ALLOW_LOOPBACK_HTTP", "true")
-    _clear_caches()
-
-
 @pytest.fixture
 def openai_server(loopback: None) -> Iterator[FakeOpenAI]:
-    server = FakeOpenAI()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def bedrock(aws: dict[str, str]) -> Iterator[Stubber]:
-    client = bedrock_client()
-    # Its own patch context: undone before the `aws` fixture clears the real client's cache.
-    with pytest.MonkeyPatch.context() as patch, Stubber(client) as stubber:
-        patch.setattr("byom.providers.bedrock.runtime_client", lambda timeout_seconds: client)
-        yield stubber
-        stubber.assert_no_pending_responses()
-
-
-@pytest.fixture
-def gateway(aws: dict[str, str]) -> Gateway:
-    return Gateway()
+    yield from serve(FakeOpenAI(accepted_key=PROVIDER_KEY))
 
 
 def _tenant(admin_api: Api, *models: dict[str, Any], credential: dict[str, Any] | None = None) -> str:

@@ -8,9 +8,7 @@ answers; Bedrock is a real bedrock-runtime client under Stubber. Retries wait mi
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
@@ -18,108 +16,25 @@ import pytest
 from botocore.exceptions import EventStreamError
 from botocore.stub import Stubber
 
-from tests.bedrock_stubs import add_stream_response, bedrock_client, converse_answer, stream_events
-from tests.integration.conftest import TABLES, Api, _clear_caches, tenant_context
-from tests.integration.test_providers_gateway import Gateway
+from tests.bedrock_stubs import add_stream_response, converse_answer, stream_events
+from tests.integration.conftest import TABLES, Api, tenant_context
+from tests.integration.fake_openai import FakeOpenAI, Gateway, bedrock, gateway, loopback, serve
+
+__all__ = ["bedrock", "gateway", "loopback"]  # shared fixtures
 
 PROVIDER_KEY = "sk-integration-resilience-1c7e"
 NOVA = "amazon.nova-micro-v1:0"
 NOVA_LITE = "amazon.nova-lite-v1:0"
 
 
-class FlakyUpstream(ThreadingHTTPServer):
-    """An OpenAI-shaped server answering `failures` error responses first, then chat completions."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _FlakyHandler)
-        self.failures: list[tuple[int, str]] = []
-        self.requests: list[dict[str, Any]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-    def fail(self, times: int, status: int, message: str) -> None:
-        self.failures += [(status, message)] * times
-
-
-class _FlakyHandler(BaseHTTPRequestHandler):
-    server: FlakyUpstream
-
-    def log_message(self, *_args: Any) -> None:
-        pass
-
-    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        self.server.requests.append(body)
-        if self.server.failures:
-            status, message = self.server.failures.pop(0)
-            error = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
-            return self._send(status, json.dumps(error).encode())
-        head = {"id": "chatcmpl-upstream", "created": 1, "model": body["model"]}
-        if body.get("stream"):
-            chunks = [
-                head
-                | {
-                    "object": "chat.completion.chunk",
-                    "choices": [{"index": 0, "delta": d, "finish_reason": f}],
-                }
-                for d, f in (
-                    ({"role": "assistant", "content": ""}, None),
-                    ({"content": "Hi!"}, None),
-                    ({}, "stop"),
-                )
-            ]
-            usage = {"prompt_tokens": 6, "completion_tokens": 2, "total_tokens": 8}
-            chunks.append(head | {"object": "chat.completion.chunk", "choices": [], "usage": usage})
-            events = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
-            return self._send(200, events.encode(), "text/event-stream")
-        answer = head | {
-            "object": "chat.completion",
-            "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": "Hi!"}, "finish_reason": "stop"}
-            ],
-            "usage": {"prompt_tokens": 6, "completion_tokens": 2, "total_tokens": 8},
-        }
-        return self._send(200, json.dumps(answer).encode())
-
-
 @pytest.fixture(autouse=True)
-def loopback(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The local stack's setting, so the upstream can be on loopback; set before any client is built."""
-    monkeypatch.setenv("ALLOW_LOOPBACK_HTTP", "true")
-    _clear_caches()
+def _loopback(loopback: None) -> None:
+    """Every upstream here is on loopback."""
 
 
 @pytest.fixture
-def upstream() -> Iterator[FlakyUpstream]:
-    server = FlakyUpstream()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
-def bedrock(aws: dict[str, str]) -> Iterator[Stubber]:
-    client = bedrock_client()
-    with pytest.MonkeyPatch.context() as patch, Stubber(client) as stubber:
-        patch.setattr("byom.providers.bedrock.runtime_client", lambda timeout_seconds: client)
-        yield stubber
-        stubber.assert_no_pending_responses()
-
-
-@pytest.fixture
-def gateway(aws: dict[str, str]) -> Gateway:
-    return Gateway()
+def upstream(loopback: None) -> Iterator[FakeOpenAI]:
+    yield from serve(FakeOpenAI())
 
 
 def _tenant(admin_api: Api, *models: dict[str, Any], base_url: str | None = None) -> dict[str, str]:
@@ -158,7 +73,7 @@ def _text(body: str) -> str:
 
 
 def test_an_upstream_that_fails_twice_then_answers_is_retried_to_an_answer(
-    admin_api: Api, gateway: Gateway, upstream: FlakyUpstream
+    admin_api: Api, gateway: Gateway, upstream: FakeOpenAI
 ) -> None:
     caller = _tenant(admin_api, _compatible(), base_url=upstream.url)
     upstream.fail(2, 503, "overloaded")
@@ -227,7 +142,7 @@ def test_a_failing_bedrock_model_falls_back_to_the_next_alias(
 
 
 def test_a_bedrock_outage_falls_back_to_an_openai_compatible_alias(
-    admin_api: Api, gateway: Gateway, bedrock: Stubber, upstream: FlakyUpstream
+    admin_api: Api, gateway: Gateway, bedrock: Stubber, upstream: FakeOpenAI
 ) -> None:
     caller = _tenant(
         admin_api,
@@ -248,7 +163,7 @@ def test_a_bedrock_outage_falls_back_to_an_openai_compatible_alias(
 
 
 def test_a_provider_400_is_answered_without_a_fallback(
-    admin_api: Api, gateway: Gateway, bedrock: Stubber, upstream: FlakyUpstream
+    admin_api: Api, gateway: Gateway, bedrock: Stubber, upstream: FakeOpenAI
 ) -> None:
     caller = _tenant(
         admin_api,
@@ -269,7 +184,7 @@ def test_a_provider_400_is_answered_without_a_fallback(
 
 
 def test_when_every_model_fails_the_last_providers_error_is_answered(
-    admin_api: Api, gateway: Gateway, bedrock: Stubber, upstream: FlakyUpstream
+    admin_api: Api, gateway: Gateway, bedrock: Stubber, upstream: FakeOpenAI
 ) -> None:
     caller = _tenant(
         admin_api,
@@ -294,7 +209,7 @@ def test_when_every_model_fails_the_last_providers_error_is_answered(
 
 
 def test_throttling_everywhere_stays_a_429_rate_limit_error(
-    admin_api: Api, gateway: Gateway, upstream: FlakyUpstream
+    admin_api: Api, gateway: Gateway, upstream: FakeOpenAI
 ) -> None:
     caller = _tenant(admin_api, _compatible(), base_url=upstream.url)
     upstream.fail(3, 429, "Rate limit reached")
@@ -311,7 +226,7 @@ def test_throttling_everywhere_stays_a_429_rate_limit_error(
 # Response cache
 
 
-def test_a_cached_alias_is_registered_with_its_ttl(admin_api: Api, upstream: FlakyUpstream) -> None:
+def test_a_cached_alias_is_registered_with_its_ttl(admin_api: Api, upstream: FakeOpenAI) -> None:
     caller = _tenant(admin_api, _compatible(cache_ttl_seconds=300), base_url=upstream.url)
 
     _, listed, _ = admin_api("GET", f"/admin/tenants/{caller['tenant_id']}/models")
@@ -319,7 +234,7 @@ def test_a_cached_alias_is_registered_with_its_ttl(admin_api: Api, upstream: Fla
     assert [m["cache_ttl_seconds"] for m in listed["data"]] == [300]
 
 
-def test_a_cache_ttl_of_zero_is_refused(admin_api: Api, upstream: FlakyUpstream) -> None:
+def test_a_cache_ttl_of_zero_is_refused(admin_api: Api, upstream: FakeOpenAI) -> None:
     status, tenant, _ = admin_api("POST", "/admin/tenants", {"name": "acme"})
     admin_api(
         "PUT",
@@ -334,7 +249,7 @@ def test_a_cache_ttl_of_zero_is_refused(admin_api: Api, upstream: FlakyUpstream)
     assert (status, body["error"]["param"]) == (400, "cache_ttl_seconds")
 
 
-def test_a_cache_hit_reaches_no_provider(admin_api: Api, gateway: Gateway, upstream: FlakyUpstream) -> None:
+def test_a_cache_hit_reaches_no_provider(admin_api: Api, gateway: Gateway, upstream: FakeOpenAI) -> None:
     caller = _tenant(admin_api, _compatible(cache_ttl_seconds=300), base_url=upstream.url)
 
     first = gateway("/v1/chat/completions", _chat("local"), caller)
@@ -354,7 +269,7 @@ def test_a_cache_hit_reaches_no_provider(admin_api: Api, gateway: Gateway, upstr
 
 
 def test_a_cached_answer_is_replayed_to_a_stream(
-    admin_api: Api, gateway: Gateway, upstream: FlakyUpstream
+    admin_api: Api, gateway: Gateway, upstream: FakeOpenAI
 ) -> None:
     caller = _tenant(admin_api, _compatible(cache_ttl_seconds=300), base_url=upstream.url)
     gateway("/v1/chat/completions", _chat("local"), caller)
@@ -371,7 +286,7 @@ def test_a_cached_answer_is_replayed_to_a_stream(
 
 
 def test_the_cache_entry_is_scoped_to_the_tenant_and_expires(
-    admin_api: Api, gateway: Gateway, upstream: FlakyUpstream
+    admin_api: Api, gateway: Gateway, upstream: FakeOpenAI
 ) -> None:
     caller = _tenant(admin_api, _compatible(cache_ttl_seconds=300), base_url=upstream.url)
 
@@ -387,7 +302,7 @@ def test_the_cache_entry_is_scoped_to_the_tenant_and_expires(
 
 
 def test_another_tenant_with_the_same_alias_and_request_gets_no_hit(
-    admin_api: Api, gateway: Gateway, upstream: FlakyUpstream
+    admin_api: Api, gateway: Gateway, upstream: FakeOpenAI
 ) -> None:
     first = _tenant(admin_api, _compatible(cache_ttl_seconds=300), base_url=upstream.url)
     second = _tenant(admin_api, _compatible(cache_ttl_seconds=300), base_url=upstream.url)
@@ -399,7 +314,7 @@ def test_another_tenant_with_the_same_alias_and_request_gets_no_hit(
 
 
 def test_an_unavailable_cache_never_fails_the_call(
-    admin_api: Api, gateway: Gateway, upstream: FlakyUpstream
+    admin_api: Api, gateway: Gateway, upstream: FakeOpenAI
 ) -> None:
     caller = _tenant(admin_api, _compatible(cache_ttl_seconds=300), base_url=upstream.url)
     boto3.client("dynamodb").delete_table(TableName=TABLES["CACHE_TABLE"][0])
@@ -410,7 +325,7 @@ def test_an_unavailable_cache_never_fails_the_call(
 
 
 def test_an_alias_without_caching_has_no_cache_header(
-    admin_api: Api, gateway: Gateway, upstream: FlakyUpstream
+    admin_api: Api, gateway: Gateway, upstream: FakeOpenAI
 ) -> None:
     caller = _tenant(admin_api, _compatible(), base_url=upstream.url)
 
