@@ -31,6 +31,11 @@ AUTHORIZER_CACHE_CONTEXT = "byom:authorizerCacheSeconds"
 THROTTLE_RATE_CONTEXT = "byom:throttleRateLimit"
 THROTTLE_BURST_CONTEXT = "byom:throttleBurstLimit"
 WEB_ACL_CONTEXT = "byom:webAclArn"
+ALARM_5XX_RATE_CONTEXT = "byom:alarm5xxRatePercent"
+ALARM_P99_LATENCY_CONTEXT = "byom:alarmP99LatencyMs"
+ALARM_LAMBDA_ERRORS_CONTEXT = "byom:alarmLambdaErrors"
+ALARM_LAMBDA_THROTTLES_CONTEXT = "byom:alarmLambdaThrottles"
+ALARM_AUTHORIZER_ERRORS_CONTEXT = "byom:alarmAuthorizerErrors"
 
 # CloudWatch Logs accepts only these retention periods.
 _RETENTION = {
@@ -78,6 +83,52 @@ def _bundling(scope: Construct) -> bool:
 
 
 @dataclass(frozen=True)
+class AlarmThresholds:
+    """Thresholds of the platform alarms; each context key overrides its default (docs/operations.md)."""
+
+    # Percent of requests answered 5xx over five minutes.
+    api_5xx_rate_percent: float = 5.0
+    # API Gateway's p99 Latency: the gateway gives up at 27 s and API Gateway at 29 s, so a p99
+    # sustained above 20 s means callers are close to timing out (long completions included).
+    api_p99_latency_ms: float = 20_000.0
+    # Errors and throttles per function and five minutes. Handled errors are HTTP answers, so a
+    # Lambda error is a crash or a timeout: one is worth a look.
+    lambda_errors: int = 1
+    lambda_throttles: int = 1
+    # An authorizer error turns every uncached request into a 500 (AUTHORIZER_FAILURE).
+    authorizer_errors: int = 1
+
+    @classmethod
+    def from_context(cls, scope: Construct) -> AlarmThresholds:
+        defaults = cls()
+
+        def number(key: str, default: float, *, upper: float | None = None) -> float:
+            raw = scope.node.try_get_context(key)
+            try:
+                value = default if raw is None else float(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"{key}={raw!r} is not a number") from None
+            if value <= 0 or (upper is not None and value > upper):
+                bound = f" and at most {upper:g}" if upper is not None else ""
+                raise ValueError(f"{key}={raw} must be greater than 0{bound}")
+            return value
+
+        def count(key: str, default: int) -> int:
+            value = number(key, default)
+            if value != int(value):
+                raise ValueError(f"{key}={value:g} must be a whole number")
+            return int(value)
+
+        return cls(
+            api_5xx_rate_percent=number(ALARM_5XX_RATE_CONTEXT, defaults.api_5xx_rate_percent, upper=100),
+            api_p99_latency_ms=number(ALARM_P99_LATENCY_CONTEXT, defaults.api_p99_latency_ms),
+            lambda_errors=count(ALARM_LAMBDA_ERRORS_CONTEXT, defaults.lambda_errors),
+            lambda_throttles=count(ALARM_LAMBDA_THROTTLES_CONTEXT, defaults.lambda_throttles),
+            authorizer_errors=count(ALARM_AUTHORIZER_ERRORS_CONTEXT, defaults.authorizer_errors),
+        )
+
+
+@dataclass(frozen=True)
 class Settings:
     bundling: bool
     log_retention_days: int
@@ -85,6 +136,7 @@ class Settings:
     throttle_rate_limit: float
     throttle_burst_limit: int
     web_acl_arn: str | None
+    alarms: AlarmThresholds
 
     @classmethod
     def from_context(cls, scope: Construct) -> Settings:
@@ -107,6 +159,7 @@ class Settings:
             throttle_rate_limit=float(context(THROTTLE_RATE_CONTEXT)),
             throttle_burst_limit=int(context(THROTTLE_BURST_CONTEXT)),
             web_acl_arn=scope.node.try_get_context(WEB_ACL_CONTEXT) or None,
+            alarms=AlarmThresholds.from_context(scope),
         )
 
     @property

@@ -44,6 +44,12 @@ BEDROCK_REASON = (
     "InvokeModelWithResponseStream. Which models are usable is governed by Bedrock model access; "
     "restrict further with an SCP if required."
 )
+SPEND_ALARMS_REASON = (
+    "The admin API creates and deletes one CloudWatch alarm per tenant with a budget, named "
+    "{prefix}{{tenant_id}}; tenants are data created at runtime, so the names are unknown at deploy time. "
+    "The grant is PutMetricAlarm and DeleteAlarms only, on alarms under this stack's spend prefix: the "
+    "stack's own alarms and any other alarm of the account are outside it."
+)
 PUBLIC_HEALTH_REASON = (
     'GET /health is the public liveness probe: it answers a constant {{"status": "ok"}}, reads no '
     "tenant data and calls no provider, so uptime monitors can call it without credentials."
@@ -100,6 +106,13 @@ def _acknowledge_function_roles(stack: ByomGatewayStack) -> None:
     reason = TENANT_SECRETS_REASON.format(prefix=functions.secret_prefix)
     for fn in (functions.admin, functions.gateway):
         acknowledge(_role(fn.role), "IAM5", reason, finding=tenant_secrets)
+
+    acknowledge(
+        _role(functions.admin.role),
+        "IAM5",
+        SPEND_ALARMS_REASON.format(prefix=functions.spend_alarm_prefix),
+        finding=f"Resource::{_ARN}:cloudwatch:{_REGION_ACCOUNT}:alarm:{functions.spend_alarm_prefix}*",
+    )
 
     gateway_role = _role(functions.gateway.role)
     acknowledge(

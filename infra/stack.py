@@ -12,6 +12,7 @@ from infra.config import Settings
 from infra.constructs.api import Api
 from infra.constructs.data import Data
 from infra.constructs.functions import Functions
+from infra.constructs.observability import Alerts, MonitoredFunctions, Observability
 from infra.constructs.security import Security
 
 
@@ -26,6 +27,7 @@ class ByomGatewayStack(Stack):
         settings = Settings.from_context(self)
         self.security = Security(self, "Security")
         self.data = Data(self, "Data", key=self.security.key)
+        self.alerts = Alerts(self, "Alerts", key=self.security.key)
         self.functions = Functions(
             self,
             "Functions",
@@ -33,6 +35,7 @@ class ByomGatewayStack(Stack):
             key=self.security.key,
             admin_key_secret=self.security.admin_key_secret,
             data=self.data,
+            alerts_topic=self.alerts.topic,
         )
         self.api = Api(
             self,
@@ -42,6 +45,18 @@ class ByomGatewayStack(Stack):
             authorizer_function=self.functions.authorizer,
             admin_function=self.functions.admin,
             gateway_function=self.functions.gateway,
+        )
+        self.observability = Observability(
+            self,
+            "Observability",
+            thresholds=settings.alarms,
+            topic=self.alerts.topic,
+            stage=self.api.rest_api.deployment_stage,
+            functions=MonitoredFunctions(
+                authorizer=self.functions.authorizer,
+                admin=self.functions.admin,
+                gateway=self.functions.gateway,
+            ),
         )
         CfnOutput(self, "ApiUrl", value=self.api.rest_api.url, description="Base URL of the API (stage prod)")
         CfnOutput(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -127,6 +127,8 @@ class Api(Construct):
         rest_api = apigw.RestApi(
             self,
             "RestApi",
+            # The ApiName dimension of the API's metrics, which the alarms and the dashboard select on.
+            rest_api_name=f"byom-{Stack.of(self).stack_name}",
             description="BYOM Gateway: OpenAI-compatible API",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             # Multipart uploads (POST /v1/files) must reach Lambda base64-encoded, byte for byte.

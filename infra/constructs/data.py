@@ -23,10 +23,12 @@ class Data(Construct):
         self.credentials = self._build_table("Credentials", partition_key="tenant_id", sort_key="name")
         self.models = self._build_table("Models", partition_key="tenant_id", sort_key="alias")
         self.cache = self._build_cache_table()
+        self.usage = self._build_usage_table()
 
     @property
     def tables(self) -> list[dynamodb.Table]:
-        """The platform's state, which the admin function manages (the response cache is not)."""
+        """The platform's configuration, which the admin function manages in full. Not the response
+        cache (the gateway's alone) nor the usage table (its grants are narrower: no scans)."""
         return [self.tenants, self.api_keys, self.credentials, self.models]
 
     def environment(self, *tables: dynamodb.Table) -> dict[str, str]:
@@ -37,6 +39,7 @@ class Data(Construct):
             "CREDENTIALS_TABLE": self.credentials,
             "MODELS_TABLE": self.models,
             "CACHE_TABLE": self.cache,
+            "USAGE_TABLE": self.usage,
         }
         return {name: table.table_name for name, table in env_vars.items() if table in tables}
 
@@ -72,6 +75,13 @@ class Data(Construct):
         after `expires_at` (Unix seconds)."""
         return self._build_table(
             "ResponseCache", partition_key="cache_key", time_to_live_attribute="expires_at", disposable=True
+        )
+
+    def _build_usage_table(self) -> dynamodb.Table:
+        """Budgets, monthly ledgers, metering markers and reservations (docs/contracts.md). Ledgers
+        are what tenants are billed from, so the table is kept; TTL sweeps only markers and holds."""
+        return self._build_table(
+            "Usage", partition_key="pk", sort_key="sk", time_to_live_attribute="expires_at"
         )
 
     def _build_api_keys_table(self) -> dynamodb.Table:

@@ -11,15 +11,18 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra.config import ASSET_EXCLUDES, COMMON_LAYER_DIR, FUNCTIONS_DIR, Settings
 from infra.constructs.data import API_KEYS_BY_TENANT_INDEX, Data
+from infra.constructs.observability import METRICS_NAMESPACE, alarm_arn, spend_alarm_prefix
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 HANDLER = "handler.handler"
-METRICS_NAMESPACE = "BYOM"
+# Budget events go to the account's default bus (docs/contracts.md: EVENT_BUS_NAME).
+EVENT_BUS_NAME = "default"
 
 TABLE_READ_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan"]
 TABLE_WRITE_ACTIONS = [
@@ -27,6 +30,17 @@ TABLE_WRITE_ACTIONS = [
     "dynamodb:UpdateItem",
     "dynamodb:DeleteItem",
     "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+]
+# The usage table: budgets and ledgers read in one BatchGetItem, holds reserved with conditional
+# UpdateItems, settlement in a TransactWriteItems, which needs the action of each item it holds.
+USAGE_TABLE_ACTIONS = [
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
     "dynamodb:ConditionCheckItem",
 ]
 SECRET_WRITE_ACTIONS = [
@@ -73,11 +87,14 @@ class Functions(Construct):
         key: kms.IKey,
         admin_key_secret: secretsmanager.ISecret,
         data: Data,
+        alerts_topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
         self._settings = settings
         self._key = key
+        self._alerts_topic = alerts_topic
         self.secret_prefix = secret_prefix(self)
+        self.spend_alarm_prefix = spend_alarm_prefix(self)
         self.layers = self._build_layers()
         self.authorizer = self._build_authorizer(data, admin_key_secret)
         self.admin = self._build_admin(data)
@@ -188,10 +205,12 @@ class Functions(Construct):
         fn = self._build_function(
             ADMIN,
             {
-                **data.environment(*data.tables),
+                **data.environment(*data.tables, data.usage),
                 "KMS_KEY_ID": self._key.key_arn,
                 "SECRET_PREFIX": self.secret_prefix,
                 "ALLOW_LOOPBACK_HTTP": "false",
+                "ALERTS_TOPIC_ARN": self._alerts_topic.topic_arn,
+                "SPEND_ALARM_PREFIX": self.spend_alarm_prefix,
             },
         )
         fn.add_to_role_policy(
@@ -201,6 +220,7 @@ class Functions(Construct):
                 resources=[table.table_arn for table in data.tables],
             )
         )
+        fn.add_to_role_policy(self._usage_statement(data))
         fn.add_to_role_policy(
             iam.PolicyStatement(
                 sid="ListKeysOfTenant",
@@ -215,6 +235,14 @@ class Functions(Construct):
                 resources=[self._tenant_secrets_arn()],
             )
         )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ManageTenantSpendAlarms",
+                # PutMetricAlarm and DeleteAlarms only: the stack's own alarms are outside the prefix.
+                actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms"],
+                resources=[alarm_arn(self, f"{self.spend_alarm_prefix}*")],
+            )
+        )
         fn.add_to_role_policy(self._key_statement(["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"]))
         return fn
 
@@ -222,9 +250,11 @@ class Functions(Construct):
         fn = self._build_function(
             GATEWAY,
             {
-                **data.environment(data.models, data.credentials, data.cache),
+                **data.environment(data.models, data.credentials, data.cache, data.usage),
                 "SECRET_PREFIX": self.secret_prefix,
                 "ALLOW_LOOPBACK_HTTP": "false",
+                "EVENT_BUS_NAME": EVENT_BUS_NAME,
+                "ALERTS_TOPIC_ARN": self._alerts_topic.topic_arn,
             },
         )
         fn.add_to_role_policy(
@@ -242,6 +272,21 @@ class Functions(Construct):
                 resources=[data.cache.table_arn],
             )
         )
+        fn.add_to_role_policy(self._usage_statement(data))
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="PutBudgetEvents",
+                actions=["events:PutEvents"],
+                resources=[self._event_bus_arn()],
+            )
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="PublishBudgetAlerts",
+                actions=["sns:Publish"],
+                resources=[self._alerts_topic.topic_arn],
+            )
+        )
         fn.add_to_role_policy(
             iam.PolicyStatement(
                 sid="ReadTenantCredentials",
@@ -249,8 +294,11 @@ class Functions(Construct):
                 resources=[self._tenant_secrets_arn()],
             )
         )
-        # Encrypt and GenerateDataKey for the writes to the (encrypted) response cache.
-        fn.add_to_role_policy(self._key_statement(["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"]))
+        # Encrypt and GenerateDataKey for the writes to the (encrypted) cache and usage tables, and
+        # for the messages published to the (encrypted) alerts topic.
+        fn.add_to_role_policy(
+            self._key_statement(["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"], through_sns=True)
+        )
         fn.add_to_role_policy(
             iam.PolicyStatement(
                 sid="InvokeBedrockModels",
@@ -262,20 +310,32 @@ class Functions(Construct):
 
     # ------------------------------------------------------------------------------------ helpers
 
-    def _key_statement(self, actions: list[str]) -> iam.PolicyStatement:
+    def _key_statement(self, actions: list[str], *, through_sns: bool = False) -> iam.PolicyStatement:
         # The key is only usable through the services that encrypt with it on the function's behalf.
+        services = ["secretsmanager", "dynamodb", *(["sns"] if through_sns else [])]
         return iam.PolicyStatement(
-            sid="UseKeyThroughSecretsManagerAndDynamoDB",
+            sid="UseKeyThroughAwsServices",
             actions=actions,
             resources=[self._key.key_arn],
             conditions={
-                "StringEquals": {
-                    "kms:ViaService": [
-                        f"secretsmanager.{Aws.REGION}.amazonaws.com",
-                        f"dynamodb.{Aws.REGION}.amazonaws.com",
-                    ]
-                }
+                "StringEquals": {"kms:ViaService": [f"{s}.{Aws.REGION}.amazonaws.com" for s in services]}
             },
+        )
+
+    @staticmethod
+    def _usage_statement(data: Data) -> iam.PolicyStatement:
+        return iam.PolicyStatement(
+            sid="ReadWriteUsage",
+            actions=USAGE_TABLE_ACTIONS,
+            resources=[data.usage.table_arn],
+        )
+
+    def _event_bus_arn(self) -> str:
+        return Stack.of(self).format_arn(
+            service="events",
+            resource="event-bus",
+            resource_name=EVENT_BUS_NAME,
+            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
         )
 
     def _tenant_secrets_arn(self) -> str:

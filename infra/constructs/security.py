@@ -12,7 +12,8 @@ ADMIN_KEY_LENGTH = 48
 
 
 class Security(Construct):
-    """One key encrypts tables, secrets and logs; rotation is on and the key outlives the stack."""
+    """One key encrypts tables, secrets, logs and the alerts topic; rotation is on and the key outlives
+    the stack."""
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
@@ -24,7 +25,7 @@ class Security(Construct):
         return kms.Key(
             self,
             "Key",
-            description=f"BYOM Gateway ({Stack.of(self).stack_name}): tables, secrets and logs",
+            description=f"BYOM Gateway ({Stack.of(self).stack_name}): tables, secrets, logs and alerts",
             alias=f"alias/byom/{Stack.of(self).stack_name}",
             enable_key_rotation=True,
             # Tables and secrets encrypted with this key are retained, so the key must be too.

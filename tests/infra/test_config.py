@@ -1,14 +1,15 @@
-"""Settings from CDK context: the dependency layer asset and the log retention."""
+"""Settings from CDK context: the dependency layer asset, the log retention and the alarm thresholds."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from aws_cdk import App
 
 from infra import config
-from infra.config import Settings
+from infra.config import AlarmThresholds, Settings
 
 CONTEXT = {
     "byom:logRetentionDays": 30,
@@ -61,3 +62,26 @@ def test_bundling_without_a_built_layer_asks_for_make_layers(
 def test_log_retention_must_be_a_cloudwatch_retention_period() -> None:
     with pytest.raises(ValueError, match="retention period"):
         settings(**{"byom:logRetentionDays": 31})
+
+
+def test_alarm_thresholds_default_when_the_context_has_none() -> None:
+    assert settings().alarms == AlarmThresholds()
+
+
+def test_alarm_threshold_from_context_overrides_its_default() -> None:
+    alarms = settings(**{"byom:alarmP99LatencyMs": "15000"}).alarms
+    assert alarms == replace(AlarmThresholds(), api_p99_latency_ms=15000.0)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("byom:alarm5xxRatePercent", 0, "greater than 0"),
+        ("byom:alarm5xxRatePercent", 101, "at most 100"),
+        ("byom:alarmP99LatencyMs", "fast", "not a number"),
+        ("byom:alarmLambdaErrors", 1.5, "whole number"),
+    ],
+)
+def test_alarm_threshold_out_of_range_is_refused(key: str, value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        settings(**{key: value})

@@ -9,96 +9,22 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from infra.application import create_app
+from tests.infra.stack_template import (
+    actions_on,
+    as_list,
+    environment,
+    function_id,
+    kms_key_id,
+    methods,
+    props,
+    resources,
+    role_statements,
+    stage,
+    table_of,
+)
 
 RETENTION_DAYS = 30  # cdk.json byom:logRetentionDays
 PREFIX = "byom/ByomGateway/tenants/"
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    _, stack = create_app(bundling=False, outdir=str(tmp_path_factory.mktemp("cdk.out")), with_nag=False)
-    return Template.from_stack(stack)
-
-
-# ------------------------------------------------------------------------------------- helpers
-
-
-def resources(template: Template, resource_type: str) -> dict[str, dict[str, Any]]:
-    return template.find_resources(resource_type)
-
-
-def props(resource: dict[str, Any]) -> dict[str, Any]:
-    return resource.get("Properties", {})
-
-
-def function_id(template: Template, name: str) -> str:
-    """Logical id of the function whose code asset is functions/<name> (by its description)."""
-    matches = [
-        logical_id
-        for logical_id, fn in resources(template, "AWS::Lambda::Function").items()
-        if props(fn)["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == f"byom-{name}"
-    ]
-    assert len(matches) == 1, f"expected one {name} function, got {matches}"
-    return matches[0]
-
-
-def environment(template: Template, name: str) -> dict[str, Any]:
-    fn = resources(template, "AWS::Lambda::Function")[function_id(template, name)]
-    variables: dict[str, Any] = props(fn)["Environment"]["Variables"]
-    return variables
-
-
-def role_statements(template: Template, name: str) -> list[dict[str, Any]]:
-    fn = resources(template, "AWS::Lambda::Function")[function_id(template, name)]
-    role_id = props(fn)["Role"]["Fn::GetAtt"][0]
-    statements: list[dict[str, Any]] = []
-    for policy in resources(template, "AWS::IAM::Policy").values():
-        if {"Ref": role_id} in props(policy)["Roles"]:
-            statements.extend(props(policy)["PolicyDocument"]["Statement"])
-    role = resources(template, "AWS::IAM::Role")[role_id]
-    for inline in props(role).get("Policies", []):
-        statements.extend(inline["PolicyDocument"]["Statement"])
-    return statements
-
-
-def as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
-
-
-def actions_on(statements: list[dict[str, Any]], prefix: str) -> list[tuple[str, Any]]:
-    return [
-        (action, statement["Resource"])
-        for statement in statements
-        for action in as_list(statement["Action"])
-        if action.startswith(prefix)
-    ]
-
-
-def kms_key_id(template: Template) -> str:
-    (logical_id,) = resources(template, "AWS::KMS::Key")
-    return logical_id
-
-
-def methods(template: Template) -> dict[tuple[str, str], dict[str, Any]]:
-    """API methods keyed by (HTTP method, full resource path)."""
-    api_resources = resources(template, "AWS::ApiGateway::Resource")
-
-    def path_of(resource_ref: Any) -> str:
-        if not isinstance(resource_ref, dict) or "Ref" not in resource_ref:
-            return ""  # the root resource is a GetAtt on the RestApi
-        resource = props(api_resources[resource_ref["Ref"]])
-        return f"{path_of(resource['ParentId'])}/{resource['PathPart']}"
-
-    return {
-        (props(method)["HttpMethod"], path_of(props(method)["ResourceId"])): props(method)
-        for method in resources(template, "AWS::ApiGateway::Method").values()
-    }
-
-
-def stage(template: Template) -> dict[str, Any]:
-    (only,) = resources(template, "AWS::ApiGateway::Stage").values()
-    return props(only)
 
 
 # ------------------------------------------------------------------------------------ security
@@ -139,14 +65,8 @@ CONTRACT_TABLES = {
     "CREDENTIALS_TABLE": ([("tenant_id", "HASH"), ("name", "RANGE")], []),
     "MODELS_TABLE": ([("tenant_id", "HASH"), ("alias", "RANGE")], []),
     "CACHE_TABLE": ([("cache_key", "HASH")], []),
+    "USAGE_TABLE": ([("pk", "HASH"), ("sk", "RANGE")], []),
 }
-
-
-def table_of(template: Template, env_var: str) -> dict[str, Any]:
-    """The table resource a function environment variable names (the cache only the gateway knows)."""
-    env = environment(template, "gateway" if env_var == "CACHE_TABLE" else "admin")
-    table: dict[str, Any] = resources(template, "AWS::DynamoDB::Table")[env[env_var]["Ref"]]
-    return table
 
 
 def test_tables_have_the_keys_and_indexes_of_the_contract(template: Template) -> None:
@@ -165,7 +85,7 @@ def test_tables_have_the_keys_and_indexes_of_the_contract(template: Template) ->
 
 def test_every_table_is_on_demand(template: Template) -> None:
     tables = resources(template, "AWS::DynamoDB::Table")
-    assert len(tables) == 5
+    assert len(tables) == 6
     assert all(props(t)["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
 
 
@@ -273,14 +193,26 @@ def test_function_timeout_and_memory(template: Template, name: str, timeout: int
                 "API_KEYS_TABLE",
                 "CREDENTIALS_TABLE",
                 "MODELS_TABLE",
+                "USAGE_TABLE",
                 "KMS_KEY_ID",
                 "SECRET_PREFIX",
                 "ALLOW_LOOPBACK_HTTP",
+                "ALERTS_TOPIC_ARN",
+                "SPEND_ALARM_PREFIX",
             },
         ),
         (
             "gateway",
-            {"MODELS_TABLE", "CREDENTIALS_TABLE", "CACHE_TABLE", "SECRET_PREFIX", "ALLOW_LOOPBACK_HTTP"},
+            {
+                "MODELS_TABLE",
+                "CREDENTIALS_TABLE",
+                "CACHE_TABLE",
+                "USAGE_TABLE",
+                "SECRET_PREFIX",
+                "ALLOW_LOOPBACK_HTTP",
+                "EVENT_BUS_NAME",
+                "ALERTS_TOPIC_ARN",
+            },
         ),
     ],
 )
@@ -365,15 +297,25 @@ def test_authorizer_reads_only_the_api_keys_table(template: Template) -> None:
     assert granted == [("dynamodb:GetItem", {"Fn::GetAtt": [api_keys, "Arn"]})]
 
 
-def test_gateway_writes_only_the_response_cache_and_only_puts(template: Template) -> None:
+def test_gateway_writes_only_the_response_cache_and_the_usage_table(template: Template) -> None:
     env = environment(template, "gateway")
     cache_arn = {"Fn::GetAtt": [env["CACHE_TABLE"]["Ref"], "Arn"]}
-    writes = [
-        (action, resource)
+    usage_arn = {"Fn::GetAtt": [env["USAGE_TABLE"]["Ref"], "Arn"]}
+    writes = {
+        (action, json.dumps(resource))
         for action, resource in actions_on(role_statements(template, "gateway"), "dynamodb:")
         if action not in ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
-    ]
-    assert writes == [("dynamodb:PutItem", cache_arn)]
+    }
+    # Puts only on the cache; on the usage table what reserving and settling need, no scans or batches.
+    assert writes == {("dynamodb:PutItem", json.dumps(cache_arn))} | {
+        (action, json.dumps(usage_arn))
+        for action in (
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem",
+            "dynamodb:DeleteItem",
+            "dynamodb:ConditionCheckItem",
+        )
+    }
 
 
 def test_gateway_reads_the_cache_by_key_only(template: Template) -> None:
@@ -396,12 +338,34 @@ def test_the_admin_function_cannot_reach_the_response_cache(template: Template) 
     )
 
 
-def test_key_use_is_limited_to_secrets_manager_and_dynamodb(template: Template) -> None:
-    for name in ("authorizer", "admin", "gateway"):
-        for statement in role_statements(template, name):
-            if any(action.startswith("kms:") for action in as_list(statement["Action"])):
-                via = json.dumps(statement["Condition"]["StringEquals"]["kms:ViaService"])
-                assert "secretsmanager." in via and "dynamodb." in via
+KEY_SERVICES = {
+    "authorizer": {"secretsmanager", "dynamodb"},
+    "admin": {"secretsmanager", "dynamodb"},
+    # The gateway also publishes to the encrypted alerts topic.
+    "gateway": {"secretsmanager", "dynamodb", "sns"},
+}
+
+
+def via_services(statement: dict[str, Any]) -> set[str]:
+    """The services of a kms:ViaService condition: `{service}.{region}.amazonaws.com` joins."""
+    return {
+        value["Fn::Join"][1][0].rstrip(".")
+        for value in as_list(statement["Condition"]["StringEquals"]["kms:ViaService"])
+    }
+
+
+@pytest.mark.parametrize(("name", "services"), sorted(KEY_SERVICES.items()))
+def test_key_use_is_limited_to_the_services_that_encrypt_for_the_function(
+    template: Template, name: str, services: set[str]
+) -> None:
+    key_statements = [
+        statement
+        for statement in role_statements(template, name)
+        if any(action.startswith("kms:") for action in as_list(statement["Action"]))
+    ]
+    assert key_statements
+    for statement in key_statements:
+        assert via_services(statement) == services
 
 
 # ----------------------------------------------------------------------------------------- API
