@@ -38,6 +38,7 @@ TABLES = {
     "CREDENTIALS_TABLE": ("byom-credentials", [("tenant_id", "HASH"), ("name", "RANGE")], []),
     "MODELS_TABLE": ("byom-models", [("tenant_id", "HASH"), ("alias", "RANGE")], []),
     "CACHE_TABLE": ("byom-cache", [("cache_key", "HASH")], []),
+    "USAGE_TABLE": ("byom-usage", [("pk", "HASH"), ("sk", "RANGE")], []),
 }
 # Retries wait milliseconds here, not the deployed 0.2 s and up.
 FAST_RETRIES = {"RETRY_BASE_SECONDS": "0.001", "RETRY_CAP_SECONDS": "0.002"}
@@ -88,6 +89,7 @@ def _clear_caches() -> None:
         admin.store,
         gateway.model_repository,
         gateway.invoke_store,
+        gateway.usage_table,
         bedrock.runtime_client,
         authorizer._keys,
     ):
@@ -104,6 +106,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "byom-test")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "BYOM")
     with mock_aws():
         kms_key = boto3.client("kms").create_key(Description="byom test key")["KeyMetadata"]["Arn"]
         _create_tables(kms_key)

@@ -196,7 +196,9 @@ def test_a_request_without_authorizer_context_is_401(admin_api: Api) -> None:
     assert (status, body["error"]["code"]) == (401, "invalid_api_key")
 
 
-def test_deleting_a_tenant_removes_its_keys_credentials_and_models(admin_api: Api, tenant: dict) -> None:
+def test_deleting_a_tenant_removes_its_keys_credentials_models_and_budget(
+    admin_api: Api, tenant: dict, aws: dict[str, str]
+) -> None:
     base = f"/admin/tenants/{tenant['id']}"
     admin_api("POST", f"{base}/keys", {"name": "ci"})
     admin_api("PUT", f"{base}/credentials/oai", {"provider": "openai", "api_key": PROVIDER_KEY})
@@ -210,5 +212,9 @@ def test_deleting_a_tenant_removes_its_keys_credentials_and_models(admin_api: Ap
 
     dynamodb = boto3.client("dynamodb")
     assert status == 200
-    assert all(dynamodb.scan(TableName=t)["Count"] == 0 for t in dynamodb.list_tables()["TableNames"])
+    state = [t for t in dynamodb.list_tables()["TableNames"] if t != aws["USAGE_TABLE"]]
+    assert all(dynamodb.scan(TableName=t)["Count"] == 0 for t in state)
+    # What the tenant spent stays on record (its month ledgers); its budget goes.
+    usage = dynamodb.scan(TableName=aws["USAGE_TABLE"])["Items"]
+    assert [i["sk"]["S"] for i in usage if i["pk"]["S"] == tenant["id"]] == []
     assert len(boto3.client("secretsmanager").list_secrets()["SecretList"]) == 1  # the admin key

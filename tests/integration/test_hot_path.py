@@ -58,6 +58,7 @@ def _compatible_alias(admin_api: Api, base_url: str) -> dict[str, str]:
         "alias": "chat",
         "provider": "openai_compatible",
         "model_id": "stand-in-chat",
+        "pricing": {"input_per_1k_usd": 0.001, "output_per_1k_usd": 0.002},
         "credential": "llm",
     }
     status, _, _ = admin_api("POST", f"/admin/tenants/{tenant['id']}/models", model)

@@ -60,7 +60,13 @@ def _bedrock_tenant(admin_api: Api) -> dict[str, str]:
 def _compatible_tenant(admin_api: Api, server: FakeOpenAI) -> dict[str, str]:
     credential = {"provider": "openai_compatible", "api_key": PROVIDER_KEY, "base_url": server.url}
     models = [
-        {"alias": alias, "provider": "openai_compatible", "model_id": model_id, "credential": "llm"}
+        {
+            "alias": alias,
+            "provider": "openai_compatible",
+            "model_id": model_id,
+            "credential": "llm",
+            "pricing": {"input_per_1k_usd": 0.001, "output_per_1k_usd": 0.002},
+        }
         for alias, model_id in (("local", "llama3.2"), ("leaky", "echoes-the-key"))
     ]
     return tenant_context(_tenant(admin_api, *models, credential=credential), "developer")

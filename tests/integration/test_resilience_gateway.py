@@ -54,6 +54,7 @@ def _compatible(alias: str = "local", **fields: Any) -> dict[str, Any]:
         "alias": alias,
         "provider": "openai_compatible",
         "model_id": "llama3.2",
+        "pricing": {"input_per_1k_usd": 0.001, "output_per_1k_usd": 0.002},
         "credential": "llm",
     } | fields
 

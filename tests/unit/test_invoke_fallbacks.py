@@ -47,7 +47,7 @@ def test_a_call_that_succeeds_after_a_retry_answers_normally(
 ) -> None:
     provider.fail("model-fast", unavailable())
 
-    answer = invoke.chat(store, DEVELOPER, chat_request())
+    answer = invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
     assert answer.body["choices"][0]["message"]["content"] == "Hello from model-fast"
     assert answer.headers[ATTEMPTS_HEADER] == "2"
@@ -58,7 +58,7 @@ def test_the_headers_name_the_fallback_that_answered(
 ) -> None:
     provider.fail("model-fast", unavailable(), unavailable(), unavailable())
 
-    answer = invoke.chat(store, DEVELOPER, chat_request())
+    answer = invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
     assert answer.headers == {
         "x-byom-provider": "bedrock",
@@ -72,7 +72,7 @@ def test_the_answer_keeps_the_alias_the_caller_asked_for(
 ) -> None:
     provider.fail("model-fast", unavailable(), unavailable(), unavailable())
 
-    assert invoke.chat(store, DEVELOPER, chat_request()).body["model"] == "fast"
+    assert invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request()).body["model"] == "fast"
 
 
 def test_each_provider_call_gets_a_timeout_within_the_deadline(
@@ -80,7 +80,7 @@ def test_each_provider_call_gets_a_timeout_within_the_deadline(
 ) -> None:
     provider.fail("model-fast", unavailable())
 
-    invoke.chat(store, DEVELOPER, chat_request())
+    invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
     assert [timeout for _, _, timeout in provider.calls] == [25.0, 25.0]  # the clock barely moved
 
@@ -90,7 +90,7 @@ def test_a_stream_that_breaks_off_is_retried_whole(
 ) -> None:
     provider.fail("model-fast", unavailable())
 
-    answer = invoke.chat_stream(store, DEVELOPER, chat_request(stream=True))
+    answer = invoke.chat_stream(store, invoke.Call(DEVELOPER, "req-1"), chat_request(stream=True))
 
     deltas = [
         json.loads(line.removeprefix("data: "))["choices"][0]["delta"] for line in list(answer.events)[:-1]
@@ -102,7 +102,7 @@ def test_a_stream_that_breaks_off_is_retried_whole(
 def test_a_stream_falls_back_like_any_call(store: invoke.InvokeStore, provider: FlakyProvider) -> None:
     provider.fail("model-fast", unavailable(), unavailable(), unavailable())
 
-    answer = invoke.chat_stream(store, DEVELOPER, chat_request(stream=True))
+    answer = invoke.chat_stream(store, invoke.Call(DEVELOPER, "req-1"), chat_request(stream=True))
 
     assert answer.headers["x-byom-model"] == "model-backup"
     assert "Hello from model-backup" in "".join(answer.events)
@@ -120,7 +120,7 @@ def test_a_stream_still_running_at_the_deadline_is_a_provider_timeout(
     start = clock.now
 
     with pytest.raises(ProviderError) as failed:
-        invoke.chat_stream(store, DEVELOPER, chat_request(stream=True))
+        invoke.chat_stream(store, invoke.Call(DEVELOPER, "req-1"), chat_request(stream=True))
 
     assert (failed.value.status, failed.value.source) == (504, "provider")
     assert clock.now - start == 30  # the third event came past the 27 s deadline: no more reading
@@ -129,7 +129,7 @@ def test_a_stream_still_running_at_the_deadline_is_a_provider_timeout(
 def test_embeddings_are_retried_and_fall_back_too(store: invoke.InvokeStore, provider: FlakyProvider) -> None:
     provider.fail("model-fast", unavailable(), unavailable(), unavailable())
 
-    answer = invoke.embed(store, DEVELOPER, embedding_request())
+    answer = invoke.embed(store, invoke.Call(DEVELOPER, "req-1"), embedding_request())
 
     assert (answer.headers["x-byom-model"], answer.body["model"]) == ("model-backup", "fast")
 
@@ -141,6 +141,6 @@ def test_when_every_model_fails_the_error_counts_the_attempts(
     provider.fail("model-backup", *[unavailable()] * 3)
 
     with pytest.raises(ProviderError) as failed:
-        invoke.chat(store, DEVELOPER, chat_request())
+        invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
     assert (failed.value.status, failed.value.headers) == (503, {ATTEMPTS_HEADER: "6"})

@@ -120,19 +120,23 @@ def _sse_chunks(answer: invoke.StreamAnswer) -> list[Any]:
 
 @pytest.mark.parametrize("role", ["admin", "developer"])
 def test_admins_and_developers_may_invoke(store: invoke.InvokeStore, role: str) -> None:
-    answer = invoke.chat(store, Principal(key_id="k", role=role, tenant_id="tnt_a"), _chat())
+    answer = invoke.chat(
+        store, invoke.Call(Principal(key_id="k", role=role, tenant_id="tnt_a"), "req-1"), _chat()
+    )
 
     assert answer.body["choices"][0]["message"]["content"] == "Hello"
 
 
 def test_a_viewer_may_not_invoke(store: invoke.InvokeStore) -> None:
     with pytest.raises(PermissionDenied):
-        invoke.chat(store, Principal(key_id="k", role="viewer", tenant_id="tnt_a"), _chat())
+        invoke.chat(
+            store, invoke.Call(Principal(key_id="k", role="viewer", tenant_id="tnt_a"), "req-1"), _chat()
+        )
 
 
 def test_an_unknown_alias_is_openais_model_not_found(store: invoke.InvokeStore) -> None:
     with pytest.raises(ModelNotFound) as missing:
-        invoke.chat(store, DEVELOPER, _chat("nope"))
+        invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), _chat("nope"))
 
     assert (missing.value.status, missing.value.type, missing.value.code, missing.value.param) == (
         404,
@@ -144,13 +148,13 @@ def test_an_unknown_alias_is_openais_model_not_found(store: invoke.InvokeStore) 
 
 def test_another_tenants_alias_is_not_found(store: invoke.InvokeStore) -> None:
     with pytest.raises(ModelNotFound):
-        invoke.chat(store, DEVELOPER, _chat("theirs"))
+        invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), _chat("theirs"))
 
 
 def test_the_target_carries_the_aliases_model_and_credential(
     store: invoke.InvokeStore, provider: ScriptedProvider
 ) -> None:
-    invoke.chat(store, DEVELOPER, _chat("smart"))
+    invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), _chat("smart"))
 
     assert provider.targets == [
         Target(
@@ -169,18 +173,18 @@ def test_an_alias_whose_credential_is_gone_is_a_configuration_error(store: invok
     store.credentials.delete("tnt_a", "vllm")
 
     with pytest.raises(GatewayMisconfigured):
-        invoke.chat(store, DEVELOPER, _chat("smart"))
+        invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), _chat("smart"))
 
 
 def test_a_provider_name_without_a_provider_is_a_configuration_error(store: invoke.InvokeStore) -> None:
     store.providers = ProviderRegistry({})
 
     with pytest.raises(GatewayMisconfigured):
-        invoke.chat(store, DEVELOPER, _chat())
+        invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), _chat())
 
 
 def test_the_answer_names_the_provider_and_model_in_headers(store: invoke.InvokeStore) -> None:
-    answer = invoke.chat(store, DEVELOPER, _chat())
+    answer = invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), _chat())
 
     assert invoke.headers(answer.target) == {
         "x-byom-provider": "bedrock",
@@ -192,7 +196,7 @@ def test_the_answer_names_the_provider_and_model_in_headers(store: invoke.Invoke
 
 
 def test_a_chat_answer_is_an_openai_chat_completion(store: invoke.InvokeStore) -> None:
-    body = invoke.chat(store, DEVELOPER, _chat()).body
+    body = invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), _chat()).body
 
     assert body == {
         "id": body["id"],
@@ -212,32 +216,32 @@ def test_a_chat_answer_is_an_openai_chat_completion(store: invoke.InvokeStore) -
 
 
 def test_completion_ids_have_openais_prefix(store: invoke.InvokeStore) -> None:
-    assert invoke.chat(store, DEVELOPER, _chat()).body["id"].startswith("chatcmpl-")
+    assert invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), _chat()).body["id"].startswith("chatcmpl-")
 
 
 # Streaming
 
 
 def test_a_stream_is_server_sent_data_events(store: invoke.InvokeStore) -> None:
-    lines = list(invoke.chat_stream(store, DEVELOPER, _chat(stream=True)).events)
+    lines = list(invoke.chat_stream(store, invoke.Call(DEVELOPER, "req-1"), _chat(stream=True)).events)
 
     assert all(line.startswith("data: ") and line.endswith("\n\n") for line in lines)
 
 
 def test_a_stream_ends_with_done(store: invoke.InvokeStore) -> None:
-    lines = list(invoke.chat_stream(store, DEVELOPER, _chat(stream=True)).events)
+    lines = list(invoke.chat_stream(store, invoke.Call(DEVELOPER, "req-1"), _chat(stream=True)).events)
 
     assert lines[-1] == "data: [DONE]\n\n"
 
 
 def test_stream_chunks_share_one_id(store: invoke.InvokeStore) -> None:
-    chunks = _sse_chunks(invoke.chat_stream(store, DEVELOPER, _chat(stream=True)))
+    chunks = _sse_chunks(invoke.chat_stream(store, invoke.Call(DEVELOPER, "req-1"), _chat(stream=True)))
 
     assert len({c["id"] for c in chunks}) == 1
 
 
 def test_stream_chunks_carry_the_deltas_and_the_finish_reason(store: invoke.InvokeStore) -> None:
-    chunks = _sse_chunks(invoke.chat_stream(store, DEVELOPER, _chat(stream=True)))
+    chunks = _sse_chunks(invoke.chat_stream(store, invoke.Call(DEVELOPER, "req-1"), _chat(stream=True)))
 
     assert [(c["choices"][0]["delta"], c["choices"][0]["finish_reason"]) for c in chunks] == [
         ({"role": "assistant", "content": ""}, None),
@@ -247,7 +251,7 @@ def test_stream_chunks_carry_the_deltas_and_the_finish_reason(store: invoke.Invo
 
 
 def test_stream_chunks_are_openai_chunk_objects_for_the_alias(store: invoke.InvokeStore) -> None:
-    chunk = _sse_chunks(invoke.chat_stream(store, DEVELOPER, _chat(stream=True)))[0]
+    chunk = _sse_chunks(invoke.chat_stream(store, invoke.Call(DEVELOPER, "req-1"), _chat(stream=True)))[0]
 
     assert (chunk["object"], chunk["model"], chunk["created"]) == (
         "chat.completion.chunk",
@@ -257,7 +261,7 @@ def test_stream_chunks_are_openai_chunk_objects_for_the_alias(store: invoke.Invo
 
 
 def test_the_usage_chunk_is_left_out_unless_asked_for(store: invoke.InvokeStore) -> None:
-    chunks = _sse_chunks(invoke.chat_stream(store, DEVELOPER, _chat(stream=True)))
+    chunks = _sse_chunks(invoke.chat_stream(store, invoke.Call(DEVELOPER, "req-1"), _chat(stream=True)))
 
     assert all("usage" not in c for c in chunks)
 
@@ -265,7 +269,7 @@ def test_the_usage_chunk_is_left_out_unless_asked_for(store: invoke.InvokeStore)
 def test_the_usage_chunk_comes_last_without_choices_when_asked_for(store: invoke.InvokeStore) -> None:
     request = _chat(stream=True, stream_options={"include_usage": True})
 
-    last = _sse_chunks(invoke.chat_stream(store, DEVELOPER, request))[-1]
+    last = _sse_chunks(invoke.chat_stream(store, invoke.Call(DEVELOPER, "req-1"), request))[-1]
 
     assert (last["choices"], last["usage"]) == (
         [],
@@ -279,7 +283,7 @@ def test_the_usage_chunk_comes_last_without_choices_when_asked_for(store: invoke
 def test_embeddings_are_an_openai_list_for_the_alias(store: invoke.InvokeStore) -> None:
     request = EmbeddingRequest.model_validate({"model": "fast", "input": ["a", "b"]})
 
-    body = invoke.embed(store, DEVELOPER, request).body
+    body = invoke.embed(store, invoke.Call(DEVELOPER, "req-1"), request).body
 
     assert body == {
         "object": "list",
@@ -297,6 +301,6 @@ def test_base64_embeddings_are_little_endian_float32_as_the_sdk_decodes_them(
 ) -> None:
     request = EmbeddingRequest.model_validate({"model": "fast", "input": "a", "encoding_format": "base64"})
 
-    encoded = invoke.embed(store, DEVELOPER, request).body["data"][0]["embedding"]
+    encoded = invoke.embed(store, invoke.Call(DEVELOPER, "req-1"), request).body["data"][0]["embedding"]
 
     assert struct.unpack("<2f", base64.b64decode(encoded)) == (0.25, -1.0)

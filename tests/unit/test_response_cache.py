@@ -138,15 +138,15 @@ def test_the_key_is_a_sha256_digest_that_reveals_nothing() -> None:
 
 
 def test_a_miss_calls_the_provider_and_says_miss(store: invoke.InvokeStore, provider: FlakyProvider) -> None:
-    answer = invoke.chat(store, DEVELOPER, chat_request())
+    answer = invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
     assert (len(provider.calls), answer.headers["x-byom-cache"]) == (1, "miss")
 
 
 def test_a_hit_calls_no_provider_and_says_hit(store: invoke.InvokeStore, provider: FlakyProvider) -> None:
-    invoke.chat(store, DEVELOPER, chat_request())
+    invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
-    answer = invoke.chat(store, DEVELOPER, chat_request())
+    answer = invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
     assert (len(provider.calls), answer.headers["x-byom-cache"], _content(answer)) == (
         1,
@@ -156,9 +156,9 @@ def test_a_hit_calls_no_provider_and_says_hit(store: invoke.InvokeStore, provide
 
 
 def test_a_hit_names_the_model_that_made_the_answer_and_no_attempts(store: invoke.InvokeStore) -> None:
-    invoke.chat(store, DEVELOPER, chat_request())
+    invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
-    answer = invoke.chat(store, DEVELOPER, chat_request())
+    answer = invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
     assert answer.headers == {
         "x-byom-provider": "bedrock",
@@ -169,9 +169,9 @@ def test_a_hit_names_the_model_that_made_the_answer_and_no_attempts(store: invok
 
 
 def test_a_hit_is_a_new_completion_with_the_stored_answer(store: invoke.InvokeStore) -> None:
-    first = invoke.chat(store, DEVELOPER, chat_request()).body
+    first = invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request()).body
 
-    again = invoke.chat(store, DEVELOPER, chat_request()).body
+    again = invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request()).body
 
     assert again["id"] != first["id"]
     assert {k: v for k, v in again.items() if k != "id"} == {k: v for k, v in first.items() if k != "id"}
@@ -180,7 +180,7 @@ def test_a_hit_is_a_new_completion_with_the_stored_answer(store: invoke.InvokeSt
 def test_an_alias_without_caching_has_no_cache_header_and_no_entries(
     store: invoke.InvokeStore, cache: FakeResponseCache
 ) -> None:
-    answer = invoke.chat(store, DEVELOPER, chat_request("plain"))
+    answer = invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request("plain"))
 
     assert "x-byom-cache" not in answer.headers
     assert (cache.items, cache.reads) == ({}, [])
@@ -190,14 +190,14 @@ def test_without_a_cache_table_nothing_is_cached(provider: FlakyProvider) -> Non
     store = make_store(provider, FakeClock(), cache=None)
     add_model(store, "fast", cache_ttl_seconds=60)
 
-    invoke.chat(store, DEVELOPER, chat_request())
-    answer = invoke.chat(store, DEVELOPER, chat_request())
+    invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
+    answer = invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
     assert (len(provider.calls), "x-byom-cache" in answer.headers) == (2, False)
 
 
 def test_the_entry_expires_after_the_aliases_ttl(store: invoke.InvokeStore, cache: FakeResponseCache) -> None:
-    invoke.chat(store, DEVELOPER, chat_request())
+    invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
     (item,) = cache.items.values()
     assert (item["created_at"], item["expires_at"]) == (NOW, NOW + 60)
@@ -206,10 +206,10 @@ def test_the_entry_expires_after_the_aliases_ttl(store: invoke.InvokeStore, cach
 def test_an_expired_entry_is_a_miss_though_dynamodb_has_not_deleted_it_yet(
     store: invoke.InvokeStore, provider: FlakyProvider
 ) -> None:
-    invoke.chat(store, DEVELOPER, chat_request())
+    invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
     store.now = lambda: NOW + 60
 
-    answer = invoke.chat(store, DEVELOPER, chat_request())
+    answer = invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
     assert (len(provider.calls), answer.headers["x-byom-cache"]) == (2, "miss")
 
@@ -218,10 +218,12 @@ def test_another_tenants_entry_is_never_served(
     store: invoke.InvokeStore, provider: FlakyProvider, cache: FakeResponseCache
 ) -> None:
     add_model(store, "fast", tenant_id="tnt_b", cache_ttl_seconds=60)
-    invoke.chat(store, DEVELOPER, chat_request())
+    invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
     answer = invoke.chat(
-        store, Principal(key_id="key_b", role="developer", tenant_id="tnt_b"), chat_request()
+        store,
+        invoke.Call(Principal(key_id="key_b", role="developer", tenant_id="tnt_b"), "req-1"),
+        chat_request(),
     )
 
     assert (len(provider.calls), answer.headers["x-byom-cache"], len(cache.items)) == (2, "miss", 2)
@@ -249,7 +251,7 @@ def test_a_failed_call_is_not_cached(
     provider.fail("model-fast", ProviderError("The provider answered 400: bad", status=400))
 
     with pytest.raises(ProviderError):
-        invoke.chat(store, DEVELOPER, chat_request())
+        invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
     assert cache.items == {}
 
@@ -259,7 +261,7 @@ def test_a_failed_cache_write_does_not_fail_the_call(
 ) -> None:
     cache.fail_writes = True
 
-    answer = invoke.chat(store, DEVELOPER, chat_request())
+    answer = invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
     assert _content(answer) == "Hello from model-fast"
 
@@ -267,20 +269,22 @@ def test_a_failed_cache_write_does_not_fail_the_call(
 def test_a_failed_cache_read_is_a_miss(
     store: invoke.InvokeStore, provider: FlakyProvider, cache: FakeResponseCache
 ) -> None:
-    invoke.chat(store, DEVELOPER, chat_request())
+    invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
     cache.fail_reads = True
 
-    answer = invoke.chat(store, DEVELOPER, chat_request())
+    answer = invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
     assert (len(provider.calls), answer.headers["x-byom-cache"]) == (2, "miss")
 
 
 def test_an_unreadable_entry_is_a_miss(store: invoke.InvokeStore, cache: FakeResponseCache) -> None:
-    invoke.chat(store, DEVELOPER, chat_request())
+    invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
     for item in cache.items.values():
         item["answer"] = "{not json"
 
-    assert invoke.chat(store, DEVELOPER, chat_request()).headers["x-byom-cache"] == "miss"
+    assert (
+        invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request()).headers["x-byom-cache"] == "miss"
+    )
 
 
 def test_an_answer_too_large_for_an_item_is_not_stored(cache: FakeResponseCache) -> None:
@@ -296,9 +300,9 @@ def test_an_answer_too_large_for_an_item_is_not_stored(cache: FakeResponseCache)
 def test_a_streamed_miss_is_stored_and_answers_a_later_plain_call(
     store: invoke.InvokeStore, provider: FlakyProvider
 ) -> None:
-    streamed = invoke.chat_stream(store, DEVELOPER, chat_request(stream=True))
+    streamed = invoke.chat_stream(store, invoke.Call(DEVELOPER, "req-1"), chat_request(stream=True))
 
-    plain = invoke.chat(store, DEVELOPER, chat_request())
+    plain = invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
     assert (streamed.headers["x-byom-cache"], plain.headers["x-byom-cache"]) == ("miss", "hit")
     assert (_content(plain), plain.body["usage"]["total_tokens"], len(provider.calls)) == (
@@ -311,9 +315,9 @@ def test_a_streamed_miss_is_stored_and_answers_a_later_plain_call(
 def test_a_streamed_hit_replays_the_answer_as_chunks_ending_with_done(
     store: invoke.InvokeStore, provider: FlakyProvider
 ) -> None:
-    invoke.chat(store, DEVELOPER, chat_request())
+    invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
-    answer = invoke.chat_stream(store, DEVELOPER, chat_request(stream=True))
+    answer = invoke.chat_stream(store, invoke.Call(DEVELOPER, "req-1"), chat_request(stream=True))
     lines = list(answer.events)
 
     assert (answer.headers["x-byom-cache"], len(provider.calls)) == ("hit", 1)
@@ -322,10 +326,12 @@ def test_a_streamed_hit_replays_the_answer_as_chunks_ending_with_done(
 
 
 def test_a_streamed_hit_sends_usage_when_asked_for(store: invoke.InvokeStore) -> None:
-    invoke.chat(store, DEVELOPER, chat_request())
+    invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 
     answer = invoke.chat_stream(
-        store, DEVELOPER, chat_request(stream=True, stream_options={"include_usage": True})
+        store,
+        invoke.Call(DEVELOPER, "req-1"),
+        chat_request(stream=True, stream_options={"include_usage": True}),
     )
 
     last = json.loads(list(answer.events)[-2].removeprefix("data: "))
@@ -392,9 +398,9 @@ def test_a_replayed_answer_assembles_back_into_itself() -> None:
 def test_embeddings_hit_in_whatever_encoding_the_caller_asks_for(
     store: invoke.InvokeStore, provider: FlakyProvider
 ) -> None:
-    invoke.embed(store, DEVELOPER, embedding_request())
+    invoke.embed(store, invoke.Call(DEVELOPER, "req-1"), embedding_request())
 
-    answer = invoke.embed(store, DEVELOPER, embedding_request(encoding_format="base64"))
+    answer = invoke.embed(store, invoke.Call(DEVELOPER, "req-1"), embedding_request(encoding_format="base64"))
 
     assert (answer.headers["x-byom-cache"], len(provider.calls)) == ("hit", 1)
     assert isinstance(answer.body["data"][0]["embedding"], str)

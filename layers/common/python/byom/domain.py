@@ -58,6 +58,31 @@ class CreateModel(_Request):
     fallbacks: Annotated[list[Alias], Field(max_length=5)] = []
     # Opt-in response cache: identical requests within this many seconds get the stored answer.
     cache_ttl_seconds: Annotated[int, Field(ge=1, le=86_400, strict=True)] | None = None
+    # Under a hard budget a request without max_tokens is capped at this (the reservation's bound).
+    max_output_tokens: Annotated[int, Field(ge=1, le=1_000_000, strict=True)] | None = None
+
+
+Fraction = Annotated[float, Field(gt=0, le=1), AfterValidator(_finite)]
+
+
+class PutBudget(_Request):
+    monthly_limit_usd: Annotated[float, Field(gt=0, le=10_000_000), AfterValidator(_finite)]
+    warn_at: Annotated[list[Fraction], Field(max_length=10)] = [0.5, 0.8]
+    hard: bool = True
+    # Optional limits per API key id, within the tenant's.
+    key_limits: Annotated[dict[Slug, Money], Field(max_length=1000)] = {}
+
+
+class Budget(BaseModel):
+    tenant_id: str
+    monthly_limit_usd: float
+    warn_at: list[float] = []
+    hard: bool = True
+    key_limits: dict[str, float] = {}
+    updated_at: int
+
+    def public(self) -> dict:
+        return self.model_dump(exclude={"tenant_id"}) | {"object": "budget"}
 
 
 class Tenant(BaseModel):
@@ -109,7 +134,11 @@ class ModelAlias(BaseModel):
     pricing: Pricing | None = None
     fallbacks: list[str] = []
     cache_ttl_seconds: int | None = None
+    max_output_tokens: int | None = None
+    budget_pricing: Pricing | None = None
+    """The highest input and output prices on the alias's fallback chain, fixed at registration
+    (aliases are immutable and a fallback cannot be deleted while used): what a reservation prices."""
     created_at: int
 
     def public(self) -> dict:
-        return self.model_dump(exclude={"tenant_id"}) | {"object": "model_alias"}
+        return self.model_dump(exclude={"tenant_id", "budget_pricing"}) | {"object": "model_alias"}

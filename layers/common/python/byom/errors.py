@@ -103,3 +103,11 @@ class ProviderError(ByomError):
             self.code = "rate_limit_exceeded"
         self.retryable = retryable
         self.provider_status = provider_status
+
+
+class BudgetExceeded(ByomError):
+    """A hard budget has too little left for this call (SPEC §4: 429 insufficient_quota)."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"

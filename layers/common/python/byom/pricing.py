@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from byom.domain import Pricing
 
@@ -12,7 +13,7 @@ _CATALOG = Path(__file__).with_name("data") / "prices.json"
 
 
 @lru_cache(maxsize=1)
-def _catalog() -> dict[str, dict[str, float]]:
+def _catalog() -> dict[str, dict[str, Any]]:
     return json.loads(_CATALOG.read_text())["models"]
 
 
@@ -24,4 +25,15 @@ def _base_model_id(model_id: str) -> str:
 
 def catalog_price(model_id: str) -> Pricing | None:
     entry = _catalog().get(_base_model_id(model_id))
-    return Pricing.model_validate(entry) if entry else None
+    if not entry:
+        return None
+    return Pricing(input_per_1k_usd=entry["input_per_1k_usd"], output_per_1k_usd=entry["output_per_1k_usd"])
+
+
+def capabilities(model_id: str) -> set[str]:
+    """What a model can do (`chat`, `tools`, `vision`, `embeddings`): the catalog's word for the
+    models it lists; for others, embedding models by name and chat with tools for the rest."""
+    entry = _catalog().get(_base_model_id(model_id))
+    if entry:
+        return set(entry["capabilities"])
+    return {"embeddings"} if "embed" in model_id.lower() else {"chat", "tools"}

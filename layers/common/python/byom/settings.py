@@ -31,6 +31,9 @@ class AdminSettings(_Settings):
     kms_key_id: str
     secret_prefix: str
     allow_loopback_http: bool = False
+    usage_table: str
+    alerts_topic_arn: str | None = None
+    spend_alarm_prefix: str = "byom-tenant-spend-"
 
 
 class GatewaySettings(_Settings):
@@ -48,6 +51,9 @@ class GatewaySettings(_Settings):
     retry_cap_seconds: float = Field(default=2.0, ge=0)
     # Unset: no response cache, whatever the aliases ask for.
     cache_table: str | None = None
+    usage_table: str
+    event_bus_name: str = "default"
+    alerts_topic_arn: str | None = None
 
 
 @lru_cache(maxsize=1)

@@ -7,11 +7,13 @@ from functools import lru_cache
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from byom.api.http import build_resolver, json_body, listing, ok, principal
+from byom.api.http import build_resolver, json_body, listing, ok, principal, query
+from byom.dal.alarms import SpendAlarms
 from byom.dal.aws import client, table
 from byom.dal.repositories import ApiKeyRepository, CredentialRepository, ModelRepository, TenantRepository
 from byom.dal.secrets import SecretStore
-from byom.domain import CreateKey, CreateModel, CreateTenant, PutCredential
+from byom.dal.usage import UsageTable
+from byom.domain import CreateKey, CreateModel, CreateTenant, PutBudget, PutCredential
 from byom.logic import admin
 from byom.observability import logger
 from byom.settings import admin_settings
@@ -27,6 +29,10 @@ def store() -> admin.AdminStore:
         models=ModelRepository(table(settings.models_table)),
         secrets=SecretStore(client("secretsmanager"), settings.secret_prefix, settings.kms_key_id),
         allow_loopback_http=settings.allow_loopback_http,
+        usage=UsageTable(table(settings.usage_table)),
+        alarms=SpendAlarms(
+            client("cloudwatch"), prefix=settings.spend_alarm_prefix, topic_arn=settings.alerts_topic_arn
+        ),
     )
 
 
@@ -127,8 +133,34 @@ def delete_model(tenant_id: str, alias: str):  # type: ignore[no-untyped-def]
     return _deleted(alias, "model_alias")
 
 
+budgets = Router()
+
+
+@budgets.put("/admin/tenants/<tenant_id>/budget")
+def put_budget(tenant_id: str):  # type: ignore[no-untyped-def]
+    budget = admin.put_budget(store(), principal(budgets), tenant_id, json_body(budgets, PutBudget))
+    return ok(budget.public())
+
+
+@budgets.get("/admin/tenants/<tenant_id>/budget")
+def get_budget(tenant_id: str):  # type: ignore[no-untyped-def]
+    return ok(admin.get_budget(store(), principal(budgets), tenant_id).public())
+
+
+@budgets.delete("/admin/tenants/<tenant_id>/budget")
+def delete_budget(tenant_id: str):  # type: ignore[no-untyped-def]
+    admin.delete_budget(store(), principal(budgets), tenant_id)
+    return _deleted(tenant_id, "budget")
+
+
+@budgets.get("/admin/tenants/<tenant_id>/usage")
+def get_usage(tenant_id: str):  # type: ignore[no-untyped-def]
+    month, group_by = query(budgets, "month"), query(budgets, "group_by")
+    return ok(admin.usage_report(store(), principal(budgets), tenant_id, month, group_by))
+
+
 def build_admin_app() -> APIGatewayRestResolver:
     app = build_resolver()
-    for router in (tenants, keys, credentials, models):
+    for router in (tenants, keys, credentials, models, budgets):
         app.include_router(router)
     return app

@@ -7,14 +7,20 @@ from functools import lru_cache
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from byom.api.http import build_resolver, json_body, listing, ok, principal
-from byom.dal.aws import table
+from byom import clock
+from byom.api.http import build_resolver, header, json_body, listing, ok, principal, query, request_id
+from byom.dal.aws import client, table
 from byom.dal.cache import ResponseCacheTable, cache_table
+from byom.dal.notify import Notifier
 from byom.dal.repositories import CredentialRepository, ModelRepository
 from byom.dal.secrets import ProviderKeys
-from byom.logic import invoke
+from byom.dal.usage import UsageTable
+from byom.logic import invoke, recommend
+from byom.logic import usage as usage_logic
 from byom.logic.access import require_tenant_key
+from byom.logic.metering import month_of
 from byom.logic.resilience import RetryPolicy
+from byom.metrics import CallMetrics
 from byom.openai_types import ChatRequest, EmbeddingRequest
 from byom.providers import build_registry
 from byom.settings import gateway_settings
@@ -55,6 +61,11 @@ def list_models():  # type: ignore[no-untyped-def]
 
 
 @lru_cache(maxsize=1)
+def usage_table() -> UsageTable:
+    return UsageTable(table(gateway_settings().usage_table))
+
+
+@lru_cache(maxsize=1)
 def invoke_store() -> invoke.InvokeStore:
     settings = gateway_settings()
     keys = ProviderKeys(settings.secret_prefix, settings.provider_key_max_age_seconds)
@@ -67,6 +78,14 @@ def invoke_store() -> invoke.InvokeStore:
             allow_loopback_http=settings.allow_loopback_http,
         ),
         cache=ResponseCacheTable(cache_table(settings.cache_table)) if settings.cache_table else None,
+        usage=usage_table(),
+        notifier=Notifier(
+            client("events"),
+            client("sns"),
+            event_bus=settings.event_bus_name,
+            topic_arn=settings.alerts_topic_arn,
+        ),
+        metrics=CallMetrics(),
         policy=RetryPolicy(
             max_attempts=settings.retry_max_attempts,
             base_seconds=settings.retry_base_seconds,
@@ -80,11 +99,21 @@ def invoke_store() -> invoke.InvokeStore:
 invocations = Router()
 
 
+DRY_RUN_HEADER = "x-byom-dry-run"
+
+
+def _call(router: Router, *, dry_run: bool = False) -> invoke.Call:
+    return invoke.Call(principal(router), request_id(router), dry_run=dry_run)
+
+
 @invocations.post("/v1/chat/completions")
 def chat_completions():  # type: ignore[no-untyped-def]
     request = json_body(invocations, ChatRequest, MAX_INVOKE_BODY_BYTES)
+    dry_run = (header(invocations, DRY_RUN_HEADER) or "").strip().lower() == "true"
+    if dry_run:
+        return _answer(invoke.chat(invoke_store(), _call(invocations, dry_run=True), request))
     if request.stream:
-        streamed = invoke.chat_stream(invoke_store(), principal(invocations), request)
+        streamed = invoke.chat_stream(invoke_store(), _call(invocations), request)
         # Buffered: API Gateway's REST proxy integration sends the body once the function returns.
         body = "".join(streamed.events)
         return Response(
@@ -93,14 +122,13 @@ def chat_completions():  # type: ignore[no-untyped-def]
             body=body,
             headers=streamed.headers | {"cache-control": "no-cache"},
         )
-    answer = invoke.chat(invoke_store(), principal(invocations), request)
-    return _answer(answer)
+    return _answer(invoke.chat(invoke_store(), _call(invocations), request))
 
 
 @invocations.post("/v1/embeddings")
 def embeddings():  # type: ignore[no-untyped-def]
     request = json_body(invocations, EmbeddingRequest, MAX_INVOKE_BODY_BYTES)
-    return _answer(invoke.embed(invoke_store(), principal(invocations), request))
+    return _answer(invoke.embed(invoke_store(), _call(invocations), request))
 
 
 def _answer(answer: invoke.Answer) -> Response:
@@ -112,8 +140,30 @@ def _answer(answer: invoke.Answer) -> Response:
     )
 
 
+usage = Router()
+
+
+@usage.get("/v1/usage")
+def get_usage():  # type: ignore[no-untyped-def]
+    tenant_id = require_tenant_key(principal(usage))
+    return ok(usage_logic.report(usage_table(), tenant_id, query(usage, "month"), query(usage, "group_by")))
+
+
+@models.get("/v1/models/recommend")
+def recommend_models():  # type: ignore[no-untyped-def]
+    tenant_id = require_tenant_key(principal(models))
+    month_items = usage_table().month_items(tenant_id, month_of(clock.now()))
+    ranked = recommend.recommend(
+        model_repository().list(tenant_id),
+        month_items,
+        query(models, "max_cost_per_1k_usd"),
+        query(models, "need"),
+    )
+    return ok(listing(ranked))
+
+
 def build_gateway_app() -> APIGatewayRestResolver:
     app = build_resolver()
-    for router in (health, models, invocations):
+    for router in (health, models, invocations, usage):
         app.include_router(router)
     return app

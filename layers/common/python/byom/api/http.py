@@ -162,6 +162,18 @@ def json_body(router: BaseRouter, model: type[Body], max_bytes: int = MAX_ADMIN_
     return model.model_validate(data)
 
 
+def query(router: BaseRouter, name: str) -> str | None:
+    return _event(router).get_query_string_value(name)
+
+
+def header(router: BaseRouter, name: str) -> str | None:
+    return _event(router).headers.get(name)
+
+
+def request_id(router: BaseRouter) -> str:
+    return _event(router).request_context.request_id
+
+
 def principal(router: BaseRouter) -> Principal:
     return Principal.from_authorizer(_event(router).request_context.authorizer.raw_event)
 

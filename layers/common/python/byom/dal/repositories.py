@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
@@ -153,7 +154,14 @@ class ModelRepository:
         return ModelAlias.model_validate(from_item(item)) if item else None
 
     def get_with_credential(self, tenant_id: str, alias: str) -> tuple[ModelAlias | None, Credential | None]:
-        """The alias and the credential it names, read together: one BatchGetItem on a warm call.
+        model, credential, _ = self.get_for_call(tenant_id, alias)
+        return model, credential
+
+    def get_for_call(
+        self, tenant_id: str, alias: str, also: Mapping[str, list[dict[str, Any]]] | None = None
+    ) -> tuple[ModelAlias | None, Credential | None, dict[str, list[dict[str, Any]]]]:
+        """The alias and the credential it names, read together with `also` (more keys by table
+        name, e.g. the budget and ledger): one BatchGetItem on a warm call. Answers those items too.
 
         Which credential an alias names is known only once the alias is read, so the credential it
         named when last read here is asked for in the same batch; should the alias name another one
@@ -161,28 +169,30 @@ class ModelRepository:
         only which credential to ask for is remembered. Needs the credentials table.
         """
         if self._credentials is None:
-            raise TypeError("get_with_credential needs the credentials table")
+            raise TypeError("get_for_call needs the credentials table")
         remembered = self._credential_of.get((tenant_id, alias))
-        requests = {self._table.name: {"Keys": [{"tenant_id": tenant_id, "alias": alias}]}}
+        requests = {name: {"Keys": list(keys)} for name, keys in (also or {}).items()}
+        requests[self._table.name] = {"Keys": [{"tenant_id": tenant_id, "alias": alias}]}
         if remembered:
             requests[self._credentials.name] = {"Keys": [{"tenant_id": tenant_id, "name": remembered}]}
         found = _batch_get(self._table.meta.client, requests)
+        extras = {name: found.get(name, []) for name in also or {}}
         model_items = found.get(self._table.name, [])
         if not model_items:
             self._credential_of.pop((tenant_id, alias), None)
-            return None, None
+            return None, None, extras
         model = ModelAlias.model_validate(model_items[0])
         if not model.credential:
             self._credential_of.pop((tenant_id, alias), None)
-            return model, None
+            return model, None, extras
         if model.credential == remembered:
             items = found.get(self._credentials.name, [])
-            return model, Credential.model_validate(items[0]) if items else None
+            return model, Credential.model_validate(items[0]) if items else None, extras
         if len(self._credential_of) >= self.MAX_REMEMBERED:
             self._credential_of.clear()
         self._credential_of[(tenant_id, alias)] = model.credential
         item = self._credentials.get_item(Key={"tenant_id": tenant_id, "name": model.credential}).get("Item")
-        return model, Credential.model_validate(from_item(item)) if item else None
+        return model, Credential.model_validate(from_item(item)) if item else None, extras
 
     def list(self, tenant_id: str) -> list[ModelAlias]:
         items = _pages(self._table.query, KeyConditionExpression=Key("tenant_id").eq(tenant_id))

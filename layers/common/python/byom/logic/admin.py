@@ -10,16 +10,20 @@ from typing import Any
 from byom import clock
 from byom.domain import (
     ApiKey,
+    Budget,
     CreateKey,
     CreateModel,
     CreateTenant,
     Credential,
     ModelAlias,
+    PutBudget,
     PutCredential,
     Tenant,
 )
 from byom.errors import Conflict, InvalidRequest, NotFound
+from byom.logic import usage as usage_logic
 from byom.logic.access import ALL_ROLES, Principal, require_platform_admin, require_tenant_access
+from byom.logic.metering import highest_pricing
 from byom.pricing import catalog_price
 from byom.security import generate_api_key, hash_api_key, validate_base_url
 
@@ -36,6 +40,10 @@ class AdminStore:
     models: Any
     secrets: Any
     allow_loopback_http: bool = False
+    usage: Any = None
+    """The usage table (budgets); None where budgets are not kept (unit tests of other logic)."""
+    alarms: Any = None
+    """Per-tenant spend alarms (byom.dal.alarms.SpendAlarms); None: no alarms."""
 
 
 def _tenant(
@@ -60,6 +68,15 @@ def create_tenant(store: AdminStore, principal: Principal, body: CreateTenant) -
         created_at=clock.now(),
     )
     store.tenants.create(tenant)
+    if body.monthly_budget_usd and store.usage is not None:
+        # The budget of the tenant's creation is a hard one with the default warnings.
+        usage_logic.put_budget(
+            store.usage,
+            store.alarms,
+            store.keys,
+            tenant.id,
+            PutBudget(monthly_limit_usd=body.monthly_budget_usd),
+        )
     return tenant
 
 
@@ -82,6 +99,10 @@ def delete_tenant(store: AdminStore, principal: Principal, tenant_id: str) -> No
         store.credentials.delete(tenant_id, credential.name)
     for key in store.keys.list(tenant_id):
         store.keys.delete(key)
+    if store.usage is not None:
+        store.usage.delete_budget(tenant_id)
+    if store.alarms is not None:
+        store.alarms.delete(tenant_id)
     store.tenants.delete(tenant_id)
 
 
@@ -248,6 +269,15 @@ def create_model(store: AdminStore, principal: Principal, tenant_id: str, body: 
     cycle = find_cycle(graph)
     if cycle:
         raise InvalidRequest(f"fallbacks form a cycle: {' -> '.join(cycle)}", param="fallbacks")
+    pricing = body.pricing or catalog_price(body.model_id)
+    if pricing is None:
+        raise InvalidRequest(
+            f"No price is known for model '{body.model_id}': give 'pricing' "
+            "(input_per_1k_usd, output_per_1k_usd) so its calls can be metered and budgeted",
+            param="pricing",
+        )
+    # A fallback answers the same request, so a reservation must price the dearest model on the chain.
+    chain = [pricing, *(existing[a].budget_pricing or existing[a].pricing for a in body.fallbacks)]
 
     model = ModelAlias(
         tenant_id=tenant_id,
@@ -255,9 +285,11 @@ def create_model(store: AdminStore, principal: Principal, tenant_id: str, body: 
         provider=body.provider,
         model_id=body.model_id,
         credential=body.credential,
-        pricing=body.pricing or catalog_price(body.model_id),
+        pricing=pricing,
         fallbacks=body.fallbacks,
         cache_ttl_seconds=body.cache_ttl_seconds,
+        max_output_tokens=body.max_output_tokens,
+        budget_pricing=highest_pricing(chain),
         created_at=clock.now(),
     )
     store.models.create(model)
@@ -278,3 +310,29 @@ def delete_model(store: AdminStore, principal: Principal, tenant_id: str, alias:
     if users:
         raise Conflict(f"Alias '{alias}' is a fallback of {', '.join(users)}; remove it there first")
     store.models.delete(tenant_id, alias)
+
+
+# Budgets and usage
+
+
+def put_budget(store: AdminStore, principal: Principal, tenant_id: str, body: PutBudget) -> Budget:
+    _tenant(store, principal, tenant_id)
+    return usage_logic.put_budget(store.usage, store.alarms, store.keys, tenant_id, body)
+
+
+def get_budget(store: AdminStore, principal: Principal, tenant_id: str) -> Budget:
+    _tenant(store, principal, tenant_id, roles=ALL_ROLES)
+    return usage_logic.get_budget(store.usage, tenant_id)
+
+
+def delete_budget(store: AdminStore, principal: Principal, tenant_id: str) -> None:
+    _tenant(store, principal, tenant_id)
+    usage_logic.delete_budget(store.usage, store.alarms, tenant_id)
+
+
+def usage_report(
+    store: AdminStore, principal: Principal, tenant_id: str, month: str | None, group_by: str | None
+) -> dict[str, Any]:
+    """Every role of the tenant reads its usage (SPEC §4.2)."""
+    _tenant(store, principal, tenant_id, roles=ALL_ROLES)
+    return usage_logic.report(store.usage, tenant_id, month, group_by)

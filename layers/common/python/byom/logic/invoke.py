@@ -6,6 +6,7 @@ import base64
 import json
 import secrets
 import struct
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -13,9 +14,11 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from byom import clock
+from byom.dal.usage import BudgetState
 from byom.errors import GatewayMisconfigured, ModelNotFound, ProviderError
-from byom.logic import response_cache
+from byom.logic import metering, response_cache
 from byom.logic.access import Principal, require_tenant_key
+from byom.logic.budget import CallMeter
 from byom.logic.resilience import (
     ATTEMPTS_HEADER,
     Deadline,
@@ -24,6 +27,7 @@ from byom.logic.resilience import (
     Timing,
     call_with_fallbacks,
 )
+from byom.observability import logger
 from byom.openai_types import ChatRequest, EmbeddingRequest
 from byom.providers import ChatResult, EmbeddingResult, StreamEvent, Target, Usage
 
@@ -31,6 +35,7 @@ T = TypeVar("T")
 
 INVOKE_ROLES = ("admin", "developer")
 SSE_DONE = "data: [DONE]\n\n"
+COST_HEADER = "x-byom-cost-usd"
 
 
 @dataclass
@@ -45,6 +50,21 @@ class InvokeStore:
     """The response cache; None turns caching off whatever the aliases say."""
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     timing: Timing = field(default_factory=Timing)
+    usage: Any = None
+    """The usage table (budgets, metering); None: calls are neither metered nor budgeted."""
+    notifier: Any = None
+    """Announces budget thresholds (byom.dal.notify.Notifier)."""
+    metrics: Any = None
+    """Emits each call's CloudWatch metrics (byom.metrics.CallMetrics)."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """Who is calling, and under which request id their call is metered."""
+
+    principal: Principal
+    request_id: str
+    dry_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,10 +77,12 @@ class Answer:
     """Provider calls made for this answer; 0 when it came from the cache."""
     cache: str | None = None
     """`hit` or `miss` when the alias is cached, else None."""
+    cost_micros: int | None = None
+    """What the call cost, when metered."""
 
     @property
     def headers(self) -> dict[str, str]:
-        return _headers(self.target, self.attempts, self.cache)
+        return _headers(self.target, self.attempts, self.cache, self.cost_micros)
 
 
 @dataclass(frozen=True)
@@ -70,37 +92,55 @@ class StreamAnswer:
     """Server-sent events, `data: {chunk}` each, ending with `data: [DONE]`."""
     attempts: int = 1
     cache: str | None = None
+    cost_micros: int | None = None
 
     @property
     def headers(self) -> dict[str, str]:
-        return _headers(self.target, self.attempts, self.cache)
+        return _headers(self.target, self.attempts, self.cache, self.cost_micros)
 
 
 def headers(target: Target) -> dict[str, str]:
     return {"x-byom-provider": target.provider, "x-byom-model": target.model_id}
 
 
-def _headers(target: Target, attempts: int, cache: str | None) -> dict[str, str]:
+def cost_header(cost_micros: int) -> str:
+    return f"{metering.to_usd(cost_micros):.6f}"
+
+
+def _headers(target: Target, attempts: int, cache: str | None, cost_micros: int | None) -> dict[str, str]:
     extra = {ATTEMPTS_HEADER: str(attempts)}
     if cache:
         extra[response_cache.CACHE_HEADER] = cache
+    if cost_micros is not None:
+        extra[COST_HEADER] = cost_header(cost_micros)
     return headers(target) | extra
 
 
-def _alias_and_credential(store: InvokeStore, tenant_id: str, alias: str) -> tuple[Any, Any]:
-    """The alias and the credential it names: in one read where the repository offers it
-    (`get_with_credential`, one BatchGetItem on a warm call), else one after the other."""
-    read_both = getattr(store.models, "get_with_credential", None)
-    if read_both is not None:
-        return read_both(tenant_id, alias)
+def _read(
+    store: InvokeStore, tenant_id: str, alias: str, key_id: str | None, month: str
+) -> tuple[Any, Any, BudgetState | None]:
+    """The alias, its credential and (for a metered call) the budget state: in one read where the
+    repository offers it (`get_for_call`, one BatchGetItem on a warm call), else one by one."""
+    wants_budget = store.usage is not None and key_id is not None
+    read_all = getattr(store.models, "get_for_call", None)
+    if read_all is not None:
+        also = {store.usage.name: store.usage.call_keys(tenant_id, month, key_id)} if wants_budget else {}
+        model, credential, extras = read_all(tenant_id, alias, also)
+        state = (
+            store.usage.budget_state(extras.get(store.usage.name, []), tenant_id, key_id)
+            if wants_budget
+            else None
+        )
+        return model, credential, state
     model = store.models.get(tenant_id, alias)
-    if model is None or not model.credential:
-        return model, None
-    return model, store.credentials.get(tenant_id, model.credential)
+    credential = None
+    if model is not None and model.credential:
+        credential = store.credentials.get(tenant_id, model.credential)
+    state = store.usage.read_budget_state(tenant_id, month, key_id) if wants_budget else None
+    return model, credential, state
 
 
-def resolve_target(store: InvokeStore, tenant_id: str, alias: str) -> Target:
-    model, credential = _alias_and_credential(store, tenant_id, alias)
+def _target(tenant_id: str, alias: str, model: Any, credential: Any) -> Target:
     if model is None:
         raise ModelNotFound(
             f"The model '{alias}' does not exist or you do not have access to it", param="model"
@@ -119,7 +159,97 @@ def resolve_target(store: InvokeStore, tenant_id: str, alias: str) -> Target:
         has_key=bool(credential and credential.secret_arn),
         fallbacks=tuple(model.fallbacks),
         cache_ttl_seconds=model.cache_ttl_seconds,
+        pricing=model.pricing,
+        budget_pricing=model.budget_pricing or model.pricing,
+        max_output_tokens=model.max_output_tokens,
     )
+
+
+def resolve_target(store: InvokeStore, tenant_id: str, alias: str) -> Target:
+    model, credential, _ = _read(store, tenant_id, alias, None, "")
+    return _target(tenant_id, alias, model, credential)
+
+
+def _start(store: InvokeStore, call: Call, alias: str) -> tuple[Target, CallMeter | None]:
+    """The first read of a call: the alias asked for and, when metered, a meter for its money."""
+    tenant_id = require_tenant_key(call.principal, INVOKE_ROLES)
+    now = store.now()
+    model, credential, state = _read(store, tenant_id, alias, call.principal.key_id, metering.month_of(now))
+    target = _target(tenant_id, alias, model, credential)
+    if state is None or store.usage is None:
+        return target, None
+    meter = CallMeter(
+        usage=store.usage,
+        notifier=store.notifier,
+        metrics=store.metrics,
+        tenant_id=tenant_id,
+        key_id=call.principal.key_id,
+        request_id=call.request_id,
+        state=state,
+        now=store.now,
+    )
+    return target, meter
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+def _metered(meter: CallMeter | None, target: Target, run: Callable[[], Outcome[T]]) -> Outcome[T]:
+    """The provider call, its failure counted as an error (not spend) when metered."""
+    started = time.perf_counter()
+    try:
+        return run()
+    except ProviderError:
+        if meter is not None:
+            meter.failed(target.alias, latency_ms=_elapsed_ms(started))
+        raise
+
+
+def _settle(meter: CallMeter | None, outcome: Outcome[Any], usage: Usage, started: float) -> int | None:
+    if meter is None:
+        return None
+    return meter.succeeded(
+        outcome.target.alias, usage, outcome.target.pricing, latency_ms=_elapsed_ms(started)
+    )
+
+
+def billable(usage: Usage, input_bound: int, answer: dict[str, Any] | None) -> Usage:
+    """The provider's token counts; where it reported none, the upper bounds: never zero."""
+    if usage.prompt_tokens or usage.completion_tokens:
+        return usage
+    logger.warning("the provider reported no token usage; metering upper bounds instead")
+    return Usage(input_bound, metering.answer_tokens_bound(answer or {}))
+
+
+def _settle_hit(meter: CallMeter | None, target: Target, usage: Usage) -> int | None:
+    if meter is None:
+        return None
+    return meter.succeeded(target.alias, usage, None, latency_ms=None, cache_hit=True)
+
+
+def _bounded(request: ChatRequest, target: Target, meter: CallMeter | None) -> ChatRequest:
+    """Under a hard budget the answer must fit the reservation: a request without max_tokens gets
+    the alias's cap (OpenAI's own API takes it as max_completion_tokens, the others as max_tokens)."""
+    if meter is None or meter.hard_limit_micros is None or request.max_output_tokens is not None:
+        return request
+    cap = metering.output_cap(request, target.max_output_tokens)
+    name = "max_completion_tokens" if target.provider == "openai" else "max_tokens"
+    return request.model_copy(update={name: cap})
+
+
+class _Unmetered:
+    """`with` for a call that is not metered."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_exc: object) -> None:
+        return None
+
+
+def _guard(meter: CallMeter | None) -> Any:
+    return meter if meter is not None else _Unmetered()
 
 
 def _completion_id() -> str:
@@ -185,25 +315,77 @@ def completion_body(result: ChatResult, *, completion_id: str, created: int, mod
     }
 
 
-def chat(store: InvokeStore, principal: Principal, request: ChatRequest) -> Answer:
-    tenant_id = require_tenant_key(principal, INVOKE_ROLES)
+def dry_run_body(target: Target, estimate: metering.Estimate, meter: CallMeter | None) -> dict[str, Any]:
+    """What a chat request would cost at most, and whether a hard budget would admit it now."""
+    body: dict[str, Any] = {
+        "object": "byom.dry_run",
+        "model": target.alias,
+        "provider": target.provider,
+        "provider_model": target.model_id,
+        "estimate": {
+            "max_input_tokens": estimate.input_tokens,
+            "max_output_tokens": estimate.output_tokens,
+            "max_cost_usd": estimate.cost_usd,
+        },
+        "pricing": target.budget_pricing.model_dump() if target.budget_pricing else None,
+    }
+    limit = meter.hard_limit_micros if meter is not None else None
+    if meter is not None and limit is not None:
+        remaining = limit - meter.state.ledger.committed_micros
+        body["budget"] = {
+            "remaining_usd": metering.to_usd(max(remaining, 0)),
+            "would_admit": estimate.cost_micros <= remaining,
+        }
+    return body
+
+
+def chat(store: InvokeStore, call: Call, request: ChatRequest) -> Answer:
     deadline = Deadline(store.timing, store.policy.deadline_seconds)
-    target = resolve_target(store, tenant_id, request.model)
+    target, meter = _start(store, call, request.model)
+    estimate = metering.estimate_chat(request, target.budget_pricing, target.max_output_tokens)
+    if call.dry_run:
+        return Answer(target, dry_run_body(target, estimate, meter), Usage(), attempts=0, cost_micros=0)
     key = _cache_key(store, target, "chat", request)
-    hit = _cached(store, key, target, "chat")
-    if hit is not None and isinstance(hit.result, ChatResult):
-        body = completion_body(
-            hit.result, completion_id=_completion_id(), created=store.now(), model=target.alias
+    with _guard(meter):
+        hit = _cached(store, key, target, "chat")
+        if hit is not None and isinstance(hit.result, ChatResult):
+            body = completion_body(
+                hit.result, completion_id=_completion_id(), created=store.now(), model=target.alias
+            )
+            cost = _settle_hit(meter, target, hit.result.usage)
+            return Answer(
+                hit.answered_by,
+                body,
+                hit.result.usage,
+                attempts=0,
+                cache=response_cache.HIT,
+                cost_micros=cost,
+            )
+        if meter is not None:
+            meter.admit(estimate)
+        bounded = _bounded(request, target, meter)
+        started = time.perf_counter()
+        outcome = _metered(
+            meter,
+            target,
+            lambda: _resilient(
+                store,
+                deadline,
+                target,
+                lambda provider, t, timeout: provider.chat(bounded, t, timeout=timeout),
+            ),
         )
-        return Answer(hit.answered_by, body, hit.result.usage, attempts=0, cache=response_cache.HIT)
-    outcome = _resilient(
-        store, deadline, target, lambda provider, t, timeout: provider.chat(request, t, timeout=timeout)
-    )
-    result: ChatResult = outcome.value
+        result: ChatResult = outcome.value
+        cost = _settle(meter, outcome, billable(result.usage, estimate.input_tokens, result.message), started)
     _remember(store, key, target, "chat", result, outcome.target)
     body = completion_body(result, completion_id=_completion_id(), created=store.now(), model=target.alias)
     return Answer(
-        outcome.target, body, result.usage, attempts=outcome.attempts, cache=key and response_cache.MISS
+        outcome.target,
+        body,
+        result.usage,
+        attempts=outcome.attempts,
+        cache=key and response_cache.MISS,
+        cost_micros=cost,
     )
 
 
@@ -248,34 +430,52 @@ def _drained(events: Iterator[StreamEvent], target: Target, deadline: Deadline) 
     return collected
 
 
-def chat_stream(store: InvokeStore, principal: Principal, request: ChatRequest) -> StreamAnswer:
+def chat_stream(store: InvokeStore, call: Call, request: ChatRequest) -> StreamAnswer:
     """The provider's whole stream is read before this returns (streams are buffered, decision 19),
-    so a refusal or a broken stream is an ordinary error response, after retries and fallbacks."""
-    tenant_id = require_tenant_key(principal, INVOKE_ROLES)
+    so a refusal or a broken stream is an ordinary error response, after retries and fallbacks, and
+    the stream is metered with the provider's own usage figures before its first byte is sent."""
     deadline = Deadline(store.timing, store.policy.deadline_seconds)
-    target = resolve_target(store, tenant_id, request.model)
+    target, meter = _start(store, call, request.model)
     key = _cache_key(store, target, "chat", request)
-    hit = _cached(store, key, target, "chat")
-    if hit is not None and isinstance(hit.result, ChatResult):
-        return StreamAnswer(
-            hit.answered_by,
-            _sse(response_cache.replay(hit.result), store, target, request),
-            attempts=0,
-            cache=response_cache.HIT,
+    with _guard(meter):
+        hit = _cached(store, key, target, "chat")
+        if hit is not None and isinstance(hit.result, ChatResult):
+            cost = _settle_hit(meter, target, hit.result.usage)
+            return StreamAnswer(
+                hit.answered_by,
+                _sse(response_cache.replay(hit.result), store, target, request),
+                attempts=0,
+                cache=response_cache.HIT,
+                cost_micros=cost,
+            )
+        estimate = metering.estimate_chat(request, target.budget_pricing, target.max_output_tokens)
+        if meter is not None:
+            meter.admit(estimate)
+        bounded = _bounded(request, target, meter)
+        started = time.perf_counter()
+        outcome = _metered(
+            meter,
+            target,
+            lambda: _resilient(
+                store,
+                deadline,
+                target,
+                lambda provider, t, timeout: _drained(
+                    provider.stream(bounded, t, timeout=timeout), t, deadline
+                ),
+            ),
         )
-    outcome = _resilient(
-        store,
-        deadline,
-        target,
-        lambda provider, t, timeout: _drained(provider.stream(request, t, timeout=timeout), t, deadline),
-    )
-    events: list[StreamEvent] = outcome.value
-    _remember(store, key, target, "chat", response_cache.assemble(events), outcome.target)
+        events: list[StreamEvent] = outcome.value
+        assembled = response_cache.assemble(events)
+        usage = billable(assembled.usage, estimate.input_tokens, assembled.message)
+        cost = _settle(meter, outcome, usage, started)
+    _remember(store, key, target, "chat", assembled, outcome.target)
     return StreamAnswer(
         outcome.target,
         _sse(events, store, target, request),
         attempts=outcome.attempts,
         cache=key and response_cache.MISS,
+        cost_micros=cost,
     )
 
 
@@ -314,21 +514,46 @@ def embeddings_body(result: EmbeddingResult, *, model: str, encoding_format: str
     }
 
 
-def embed(store: InvokeStore, principal: Principal, request: EmbeddingRequest) -> Answer:
-    tenant_id = require_tenant_key(principal, INVOKE_ROLES)
+def embed(store: InvokeStore, call: Call, request: EmbeddingRequest) -> Answer:
     deadline = Deadline(store.timing, store.policy.deadline_seconds)
-    target = resolve_target(store, tenant_id, request.model)
+    target, meter = _start(store, call, request.model)
     key = _cache_key(store, target, "embeddings", request)
-    hit = _cached(store, key, target, "embeddings")
-    if hit is not None and isinstance(hit.result, EmbeddingResult):
-        body = embeddings_body(hit.result, model=target.alias, encoding_format=request.encoding_format)
-        return Answer(hit.answered_by, body, hit.result.usage, attempts=0, cache=response_cache.HIT)
-    outcome = _resilient(
-        store, deadline, target, lambda provider, t, timeout: provider.embed(request, t, timeout=timeout)
-    )
-    result: EmbeddingResult = outcome.value
+    with _guard(meter):
+        hit = _cached(store, key, target, "embeddings")
+        if hit is not None and isinstance(hit.result, EmbeddingResult):
+            body = embeddings_body(hit.result, model=target.alias, encoding_format=request.encoding_format)
+            cost = _settle_hit(meter, target, hit.result.usage)
+            return Answer(
+                hit.answered_by,
+                body,
+                hit.result.usage,
+                attempts=0,
+                cache=response_cache.HIT,
+                cost_micros=cost,
+            )
+        estimate = metering.estimate_embeddings(request, target.budget_pricing)
+        if meter is not None:
+            meter.admit(estimate)
+        started = time.perf_counter()
+        outcome = _metered(
+            meter,
+            target,
+            lambda: _resilient(
+                store,
+                deadline,
+                target,
+                lambda provider, t, timeout: provider.embed(request, t, timeout=timeout),
+            ),
+        )
+        result: EmbeddingResult = outcome.value
+        cost = _settle(meter, outcome, billable(result.usage, estimate.input_tokens, None), started)
     _remember(store, key, target, "embeddings", result, outcome.target)
     body = embeddings_body(result, model=target.alias, encoding_format=request.encoding_format)
     return Answer(
-        outcome.target, body, result.usage, attempts=outcome.attempts, cache=key and response_cache.MISS
+        outcome.target,
+        body,
+        result.usage,
+        attempts=outcome.attempts,
+        cache=key and response_cache.MISS,
+        cost_micros=cost,
     )

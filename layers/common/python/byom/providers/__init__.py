@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from byom.domain import Pricing
 from byom.errors import GatewayMisconfigured
 from byom.openai_types import ChatRequest, EmbeddingRequest
 
@@ -32,6 +33,12 @@ class Target:
     """The alias's fallbacks, tried in order when this model cannot answer."""
     cache_ttl_seconds: int | None = None
     """How long the alias's answers are cached; None: not cached."""
+    pricing: Pricing | None = None
+    """What the alias's tokens cost (metering)."""
+    budget_pricing: Pricing | None = None
+    """The dearest prices on its fallback chain (what a hard budget reserves)."""
+    max_output_tokens: int | None = None
+    """The answer's cap under a hard budget when a request names none."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,440 @@
+"""The usage table (docs/contracts.md): budgets, the monthly ledger, usage counters, reservations.
+
+Every write that moves money is one conditional DynamoDB request (an UpdateItem or a
+TransactWriteItems): a reservation is admitted only while `remaining_micros >= amount`, a call is
+metered only if its `req#` marker is new, a hold is refunded only by whoever deletes it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
+
+from byom.dal.aws import error_code, from_item, to_item
+from byom.domain import Budget
+
+BUDGET = "budget"
+TOTAL = "total"
+MARKER_TTL_SECONDS = 40 * 86_400
+COUNTERS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cost_micros",
+    "errors",
+    "cache_hits",
+    "latency_ms_sum",
+    "latency_samples",
+)
+# Concurrent transactions on one ledger item can be cancelled with TransactionConflict: try again.
+_CONFLICT_ATTEMPTS = 5
+
+
+class ReservationRefused(Exception):
+    """Not enough budget left for a reservation: `scope` is `tenant` or `key`."""
+
+    def __init__(self, scope: str, remaining_micros: int | None) -> None:
+        super().__init__(f"{scope} budget exhausted")
+        self.scope = scope
+        self.remaining_micros = remaining_micros
+
+
+def month_pk(tenant_id: str, month: str) -> str:
+    return f"{tenant_id}#{month}"
+
+
+@dataclass(frozen=True)
+class Ledger:
+    """A month's money on one item (the tenant's `total`, or a key's): what was spent, what is
+    committed (spent and still held) and, under a limit, what remains."""
+
+    spent_micros: int = 0
+    committed_micros: int = 0
+    remaining_micros: int | None = None
+    warned: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, item: dict[str, Any] | None) -> Ledger:
+        if not item:
+            return cls()
+        return cls(
+            spent_micros=int(item.get("cost_micros", 0)),
+            committed_micros=int(item.get("committed_micros", 0)),
+            remaining_micros=int(item["remaining_micros"]) if "remaining_micros" in item else None,
+            warned=frozenset(item.get("warned", ())),
+        )
+
+
+@dataclass(frozen=True)
+class BudgetState:
+    """What a call needs to know about money, read with the alias in one request."""
+
+    budget: Budget | None
+    ledger: Ledger
+    key_ledger: Ledger
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A reservation: `amount_micros` taken off `remaining_micros` until the call settles."""
+
+    tenant_id: str
+    month: str
+    request_id: str
+    key_id: str
+    amount_micros: int
+    limit_micros: int
+    key_limit_micros: int | None
+    expires_at: int
+
+
+@dataclass(frozen=True)
+class Metered:
+    """One call's usage, counted once under its request id."""
+
+    tenant_id: str
+    month: str
+    day: str
+    request_id: str
+    key_id: str
+    alias: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_micros: int = 0
+    error: bool = False
+    cache_hit: bool = False
+    latency_ms: int | None = None
+
+    def counters(self) -> dict[str, int]:
+        return {
+            "requests": 0 if self.error else 1,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cost_micros": self.cost_micros,
+            "errors": 1 if self.error else 0,
+            "cache_hits": 1 if self.cache_hit else 0,
+            "latency_ms_sum": self.latency_ms or 0,
+            "latency_samples": 0 if self.latency_ms is None else 1,
+        }
+
+
+def _reasons(error: ClientError) -> list[str]:
+    return [str(r.get("Code") or "None") for r in error.response.get("CancellationReasons", [])]
+
+
+class UsageTable:
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self._client = table.meta.client  # the resource's client: plain Python values
+
+    @property
+    def name(self) -> str:
+        return str(self._table.name)
+
+    # Budgets
+
+    def get_budget(self, tenant_id: str) -> Budget | None:
+        item = self._table.get_item(Key={"pk": tenant_id, "sk": BUDGET}).get("Item")
+        return self.budget_of(from_item(item)) if item else None
+
+    @staticmethod
+    def budget_of(item: dict[str, Any]) -> Budget:
+        return Budget.model_validate(item | {"tenant_id": item["pk"]})
+
+    def put_budget(
+        self, budget: Budget, month: str, key_limits_micros: dict[str, int], limit_micros: int
+    ) -> None:
+        """Store the budget, then set this month's ledgers to it: `remaining = limit - committed`,
+        each in one update, so calls in flight are neither forgotten nor counted twice. Later months
+        start from the stored budget at their first reservation."""
+        item = budget.model_dump(exclude={"tenant_id"}) | {"pk": budget.tenant_id, "sk": BUDGET}
+        self._table.put_item(Item=to_item(item))
+        pk = month_pk(budget.tenant_id, month)
+        self._set_limit(pk, TOTAL, limit_micros)
+        for key_id, key_limit in key_limits_micros.items():
+            self._set_limit(pk, f"key#{key_id}", key_limit)
+
+    def _set_limit(self, pk: str, sk: str, limit_micros: int) -> None:
+        self._table.update_item(
+            Key={"pk": pk, "sk": sk},
+            UpdateExpression=(
+                "SET limit_micros = :limit, "
+                "remaining_micros = :limit - if_not_exists(committed_micros, :zero)"
+            ),
+            ExpressionAttributeValues={":limit": limit_micros, ":zero": 0},
+        )
+
+    def delete_budget(self, tenant_id: str) -> None:
+        self._table.delete_item(Key={"pk": tenant_id, "sk": BUDGET})
+
+    # The hot path
+
+    def call_keys(self, tenant_id: str, month: str, key_id: str) -> list[dict[str, str]]:
+        """What a call reads (in the same BatchGetItem as its alias): budget, ledger, key ledger."""
+        pk = month_pk(tenant_id, month)
+        return [
+            {"pk": tenant_id, "sk": BUDGET},
+            {"pk": pk, "sk": TOTAL},
+            {"pk": pk, "sk": f"key#{key_id}"},
+        ]
+
+    def budget_state(self, items: Iterable[dict[str, Any]], tenant_id: str, key_id: str) -> BudgetState:
+        by_sk = {(i["pk"], i["sk"]): i for i in items}
+        budget_item = by_sk.get((tenant_id, BUDGET))
+        ledger = next((i for (pk, sk), i in by_sk.items() if sk == TOTAL and pk != tenant_id), None)
+        key_ledger = next((i for (_, sk), i in by_sk.items() if sk == f"key#{key_id}"), None)
+        return BudgetState(
+            budget=self.budget_of(budget_item) if budget_item else None,
+            ledger=Ledger.of(ledger),
+            key_ledger=Ledger.of(key_ledger),
+        )
+
+    def read_budget_state(self, tenant_id: str, month: str, key_id: str) -> BudgetState:
+        """The same as the hot path's read, on its own (for callers without an alias to read)."""
+        keys = self.call_keys(tenant_id, month, key_id)
+        answer = self._client.batch_get_item(RequestItems={self.name: {"Keys": keys}})
+        items = [from_item(i) for i in answer.get("Responses", {}).get(self.name, [])]
+        return self.budget_state(items, tenant_id, key_id)
+
+    @staticmethod
+    def _reserve_update(pk: str, sk: str, amount: int, limit: int) -> dict[str, Any]:
+        # A month's first reservation starts its ledger from the limit (nothing is committed yet).
+        return {
+            "Key": {"pk": pk, "sk": sk},
+            "UpdateExpression": (
+                "SET remaining_micros = if_not_exists(remaining_micros, :limit) - :amount, "
+                "limit_micros = if_not_exists(limit_micros, :limit) ADD committed_micros :amount"
+            ),
+            "ConditionExpression": "attribute_not_exists(remaining_micros) OR remaining_micros >= :amount",
+            "ExpressionAttributeValues": {":amount": amount, ":limit": limit},
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+
+    def reserve(self, hold: Hold) -> None:
+        """Take the hold off the tenant's (and the key's) remaining budget, or refuse: one
+        transaction, so two concurrent calls can never both take the last of it."""
+        pk = month_pk(hold.tenant_id, hold.month)
+        updates = [("tenant", self._reserve_update(pk, TOTAL, hold.amount_micros, hold.limit_micros))]
+        if hold.key_limit_micros is not None:
+            key_update = self._reserve_update(
+                pk, f"key#{hold.key_id}", hold.amount_micros, hold.key_limit_micros
+            )
+            updates.append(("key", key_update))
+        record = {
+            "pk": pk,
+            "sk": f"hold#{hold.request_id}",
+            "amount_micros": hold.amount_micros,
+            "key_id": hold.key_id,
+            "key_limited": hold.key_limit_micros is not None,
+            "expires_at": hold.expires_at,
+        }
+        items = [{"Update": {"TableName": self.name, **update}} for _, update in updates]
+        items.append(
+            {
+                "Put": {
+                    "TableName": self.name,
+                    "Item": record,
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        )
+        try:
+            self._transact(items)
+        except ClientError as error:
+            reasons = error.response.get("CancellationReasons", [])
+            for (scope, _), reason in zip(updates, reasons, strict=False):
+                if reason.get("Code") == "ConditionalCheckFailed":
+                    old = from_item(reason.get("Item") or {})
+                    remaining = old.get("remaining_micros")
+                    raise ReservationRefused(
+                        scope, int(remaining) if remaining is not None else None
+                    ) from None
+            raise
+
+    def settle(self, metered: Metered, hold: Hold | None) -> bool:
+        """Count the call and turn its hold (if any) into what it really cost: one transaction with
+        the call's `req#` marker, so a repeated settle counts nothing. False if already counted.
+
+        A hold swept meanwhile (the call outlived its expiry) was refunded by the sweep; the cost is
+        then committed afresh."""
+        try:
+            return self._settle(metered, hold)
+        except _HoldGone:
+            return self._settle(metered, None, unheld_limits=hold)
+
+    def _settle(self, metered: Metered, hold: Hold | None, unheld_limits: Hold | None = None) -> bool:
+        pk = month_pk(metered.tenant_id, metered.month)
+        counters = metered.counters()
+        held = hold.amount_micros if hold else 0
+        # With a hold: committed moves from the hold to the cost. Without: the cost is committed.
+        committed = metered.cost_micros - held
+        limited = hold or unheld_limits
+        ledgers = {
+            TOTAL: limited is not None,
+            f"key#{metered.key_id}": bool(limited and limited.key_limit_micros is not None),
+        }
+        items: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self.name,
+                    "Item": {
+                        "pk": pk,
+                        "sk": f"req#{metered.request_id}",
+                        "outcome": "error" if metered.error else "ok",
+                        "expires_at": int(time.time()) + MARKER_TTL_SECONDS,
+                    },
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            }
+        ]
+        for sk in (TOTAL, f"model#{metered.alias}", f"key#{metered.key_id}", f"day#{metered.day}"):
+            values = {f":{name}": value for name, value in counters.items()}
+            adds = [f"{name} :{name}" for name in counters]
+            if sk in ledgers:
+                adds.append("committed_micros :committed")
+                values[":committed"] = committed
+                if ledgers[sk]:
+                    adds.append("remaining_micros :refund")
+                    values[":refund"] = -committed
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self.name,
+                        "Key": {"pk": pk, "sk": sk},
+                        "UpdateExpression": "ADD " + ", ".join(adds),
+                        "ExpressionAttributeValues": values,
+                    }
+                }
+            )
+        if hold is not None:
+            items.append(self._delete_hold(hold))
+        try:
+            self._transact(items)
+        except ClientError as error:
+            reasons = _reasons(error)
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                return False
+            if hold is not None and reasons and reasons[-1] == "ConditionalCheckFailed":
+                raise _HoldGone() from None
+            raise
+        return True
+
+    def _delete_hold(self, hold: Hold, *, expired_before: int | None = None) -> dict[str, Any]:
+        condition = "attribute_exists(pk)"
+        values: dict[str, Any] = {}
+        if expired_before is not None:
+            condition += " AND expires_at < :now"
+            values[":now"] = expired_before
+        delete: dict[str, Any] = {
+            "TableName": self.name,
+            "Key": {"pk": month_pk(hold.tenant_id, hold.month), "sk": f"hold#{hold.request_id}"},
+            "ConditionExpression": condition,
+        }
+        if values:
+            delete["ExpressionAttributeValues"] = values
+        return {"Delete": delete}
+
+    def release(self, hold: Hold, *, expired_before: int | None = None) -> bool:
+        """Give a hold back, whoever gets there first (the call, or a sweep once it expired):
+        deleting the hold and refunding it are one transaction. False if it was already gone."""
+        pk = month_pk(hold.tenant_id, hold.month)
+        refund = {
+            "UpdateExpression": "ADD committed_micros :minus, remaining_micros :plus",
+            "ExpressionAttributeValues": {":minus": -hold.amount_micros, ":plus": hold.amount_micros},
+        }
+        items = [{"Update": {"TableName": self.name, "Key": {"pk": pk, "sk": TOTAL}, **refund}}]
+        if hold.key_limit_micros is not None:
+            items.append(
+                {"Update": {"TableName": self.name, "Key": {"pk": pk, "sk": f"key#{hold.key_id}"}, **refund}}
+            )
+        items.append(self._delete_hold(hold, expired_before=expired_before))
+        try:
+            self._transact(items)
+        except ClientError as error:
+            if _reasons(error)[-1:] == ["ConditionalCheckFailed"]:
+                return False
+            raise
+        return True
+
+    def sweep(self, tenant_id: str, month: str, now: int) -> int:
+        """Release the holds of calls that never settled (a crashed function) once they expired."""
+        pk = month_pk(tenant_id, month)
+        answer = self._table.query(KeyConditionExpression=Key("pk").eq(pk) & Key("sk").begins_with("hold#"))
+        released = 0
+        for item in (from_item(i) for i in answer.get("Items", [])):
+            if int(item["expires_at"]) >= now:
+                continue
+            hold = Hold(
+                tenant_id=tenant_id,
+                month=month,
+                request_id=item["sk"].removeprefix("hold#"),
+                key_id=item["key_id"],
+                amount_micros=int(item["amount_micros"]),
+                limit_micros=0,
+                key_limit_micros=0 if item.get("key_limited") else None,
+                expires_at=int(item["expires_at"]),
+            )
+            released += self.release(hold, expired_before=now)
+        return released
+
+    def mark_warned(self, tenant_id: str, month: str, label: str, threshold_micros: int) -> bool:
+        """Record that a `warn_at` fraction was announced; True for exactly one caller per month,
+        and only once the settled spend has really reached it."""
+        try:
+            self._table.update_item(
+                Key={"pk": month_pk(tenant_id, month), "sk": TOTAL},
+                UpdateExpression="ADD warned :labels",
+                ConditionExpression=(
+                    "cost_micros >= :threshold "
+                    "AND (attribute_not_exists(warned) OR NOT contains(warned, :label))"
+                ),
+                ExpressionAttributeValues={
+                    ":labels": {label},
+                    ":label": label,
+                    ":threshold": threshold_micros,
+                },
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    # Reports
+
+    def month_items(self, tenant_id: str, month: str) -> list[dict[str, Any]]:
+        """The month's counters (`total`, `model#`, `key#`, `day#`), markers and holds left out."""
+        pk = month_pk(tenant_id, month)
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(pk)}
+        while True:
+            page = self._table.query(**kwargs)
+            items.extend(
+                from_item(i) for i in page.get("Items", []) if not i["sk"].startswith(("req#", "hold#"))
+            )
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def delete_tenant(self, tenant_id: str) -> None:
+        """The budget goes with the tenant; usage history stays (it is what was billed)."""
+        self.delete_budget(tenant_id)
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        for attempt in range(_CONFLICT_ATTEMPTS):
+            try:
+                self._client.transact_write_items(TransactItems=items)
+                return
+            except ClientError as error:
+                if "TransactionConflict" not in _reasons(error) or attempt == _CONFLICT_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.005 * 2**attempt)
+
+
+class _HoldGone(Exception):
+    """The hold to settle was already released by a sweep."""

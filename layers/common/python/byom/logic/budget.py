@@ -1,0 +1,231 @@
+"""Budgets and metering of one call (SPEC §5): reserve, call, settle; release whatever happens.
+
+`CallMeter` is the whole life of a call's money. Used as a context manager, its exit releases a
+reservation the call did not settle (a provider failure, a gateway fault, a cancelled call), so
+no path leaks one; reservations of a crashed function expire and are swept when they would refuse
+a call. The counting itself is the usage table's: exactly once per request id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from byom.dal.usage import BudgetState, Hold, Metered, ReservationRefused
+from byom.domain import Pricing
+from byom.errors import BudgetExceeded
+from byom.logic.metering import (
+    Estimate,
+    cost_micros,
+    day_of,
+    fraction_label,
+    month_of,
+    threshold_micros,
+    thresholds_reached,
+    to_micros,
+    to_usd,
+)
+from byom.observability import logger
+from byom.providers import Usage
+
+# A hold outlives any call (API Gateway gives up after 29 s); past this a sweep may release it.
+HOLD_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A `warn_at` fraction of a tenant's monthly budget that its spend has reached."""
+
+    tenant_id: str
+    month: str
+    fraction: float
+    limit_usd: float
+    spent_usd: float
+
+    def detail(self) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id,
+            "month": self.month,
+            "threshold": self.fraction,
+            "limit_usd": self.limit_usd,
+            "spent_usd": self.spent_usd,
+        }
+
+
+@dataclass
+class CallMeter:
+    usage: Any  # byom.dal.usage.UsageTable, or a fake with the same methods
+    notifier: Any  # anything with budget_threshold_crossed(Threshold)
+    metrics: Any  # byom.metrics.CallMetrics, or a fake; None: no metrics
+    tenant_id: str
+    key_id: str
+    request_id: str
+    state: BudgetState
+    now: Callable[[], int]
+    started_at: int = 0
+    hold: Hold | None = None
+    settled: bool = False
+    cost_micros: int = 0
+    crossed: list[Threshold] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.started_at = self.now()
+        self.month = month_of(self.started_at)
+        self.day = day_of(self.started_at)
+
+    def __enter__(self) -> CallMeter:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.hold is not None and not self.settled:
+            self.usage.release(self.hold)
+            self.hold = None
+
+    @property
+    def hard_limit_micros(self) -> int | None:
+        budget = self.state.budget
+        return to_micros(budget.monthly_limit_usd) if budget and budget.hard else None
+
+    @property
+    def key_limit_micros(self) -> int | None:
+        budget = self.state.budget
+        if budget is None or not budget.hard or self.key_id not in budget.key_limits:
+            return None
+        return to_micros(budget.key_limits[self.key_id])
+
+    # Before the provider is called
+
+    def admit(self, estimate: Estimate) -> None:
+        """Reserve the most this call can cost, or refuse it with 429 insufficient_quota."""
+        limit = self.hard_limit_micros
+        if limit is None:
+            return
+        hold = Hold(
+            tenant_id=self.tenant_id,
+            month=self.month,
+            request_id=self.request_id,
+            key_id=self.key_id,
+            amount_micros=estimate.cost_micros,
+            limit_micros=limit,
+            key_limit_micros=self.key_limit_micros,
+            expires_at=self.started_at + HOLD_SECONDS,
+        )
+        try:
+            self.usage.reserve(hold)
+        except ReservationRefused as refused:
+            # Holds of crashed calls are only worth sweeping when they stand in a call's way.
+            if not self.usage.sweep(self.tenant_id, self.month, self.now()):
+                raise self._refusal(refused, estimate) from None
+            try:
+                self.usage.reserve(hold)
+            except ReservationRefused as again:
+                raise self._refusal(again, estimate) from None
+        self.hold = hold
+
+    def _refusal(self, refused: ReservationRefused, estimate: Estimate) -> BudgetExceeded:
+        remaining = max(refused.remaining_micros or 0, 0)
+        whose = "this API key's" if refused.scope == "key" else "the tenant's"
+        return BudgetExceeded(
+            f"Hard budget reached: {whose} monthly budget has ${to_usd(remaining):.6f} remaining, and this "
+            f"request may cost up to ${estimate.cost_usd:.6f}. Lower max_tokens, or raise the budget."
+        )
+
+    # After the provider answered or failed
+
+    def succeeded(
+        self,
+        alias: str,
+        usage: Usage,
+        pricing: Pricing | None,
+        *,
+        latency_ms: int | None,
+        cache_hit: bool = False,
+    ) -> int:
+        """Count the call with the provider's tokens at the answering model's price; its cost."""
+        cost = 0 if cache_hit else cost_micros(pricing, usage.prompt_tokens, usage.completion_tokens)
+        self._settle(
+            self._metered(
+                alias,
+                input_tokens=0 if cache_hit else usage.prompt_tokens,
+                output_tokens=0 if cache_hit else usage.completion_tokens,
+                cost_micros=cost,
+                cache_hit=cache_hit,
+                latency_ms=latency_ms,
+            )
+        )
+        self.cost_micros = cost
+        self._announce_thresholds(cost)
+        self._budget_metrics(self.state.ledger.spent_micros + cost)
+        return cost
+
+    def failed(self, alias: str, *, latency_ms: int | None) -> None:
+        """A provider failure after retries and fallbacks: an error, not spend."""
+        self._settle(self._metered(alias, error=True, latency_ms=latency_ms))
+
+    def _metered(self, alias: str, **counts: Any) -> Metered:
+        return Metered(
+            tenant_id=self.tenant_id,
+            month=self.month,
+            day=self.day,
+            request_id=self.request_id,
+            key_id=self.key_id,
+            alias=alias,
+            **counts,
+        )
+
+    def _settle(self, metered: Metered) -> None:
+        if not self.usage.settle(metered, self.hold):
+            logger.warning("request already metered", extra={"request_id": self.request_id})
+        self.settled = True
+        if self.metrics is not None:
+            self.metrics.call(
+                tenant_id=self.tenant_id,
+                alias=metered.alias,
+                input_tokens=metered.input_tokens,
+                output_tokens=metered.output_tokens,
+                cost_micros=metered.cost_micros,
+                latency_ms=metered.latency_ms,
+                provider_error=metered.error,
+                cache_hit=metered.cache_hit,
+            )
+
+    def _budget_metrics(self, spent: int) -> None:
+        budget = self.state.budget
+        if self.metrics is None or budget is None:
+            return
+        self.metrics.budget(
+            tenant_id=self.tenant_id, spent_micros=spent, limit_micros=to_micros(budget.monthly_limit_usd)
+        )
+
+    def _announce_thresholds(self, cost: int) -> None:
+        """Each `warn_at` fraction once a month: whoever records it in the ledger announces it.
+
+        The spend is the ledger read at the start of the call plus this call's cost; a concurrent
+        call's spend it missed is caught by the next call, which reads it."""
+        budget = self.state.budget
+        if budget is None or not budget.warn_at:
+            return
+        limit = to_micros(budget.monthly_limit_usd)
+        spent = self.state.ledger.spent_micros + cost
+        for fraction in thresholds_reached(budget.warn_at, limit, spent, set(self.state.ledger.warned)):
+            label = fraction_label(fraction)
+            if not self.usage.mark_warned(
+                self.tenant_id, self.month, label, threshold_micros(limit, fraction)
+            ):
+                continue
+            threshold = Threshold(
+                self.tenant_id, self.month, fraction, budget.monthly_limit_usd, to_usd(spent)
+            )
+            self.crossed.append(threshold)
+            try:
+                self.notifier.budget_threshold_crossed(threshold)
+            except Exception as error:  # the answer is the caller's, whatever the notification does
+                logger.error(
+                    "budget threshold notification failed",
+                    extra={
+                        "tenant_id": self.tenant_id,
+                        "threshold": label,
+                        "error_type": type(error).__name__,
+                    },
+                )
