@@ -115,6 +115,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
         )["ARN"]
         env = {variable: name for variable, (name, _, _) in TABLES.items()} | {
             "KMS_KEY_ID": kms_key,
+            "SPEND_ALARM_PREFIX": "byom-test-tenant-spend-",
             "SECRET_PREFIX": "byom/test/tenants/",
             "ADMIN_KEY_SECRET_ARN": admin_secret,
             "ALLOW_LOOPBACK_HTTP": "false",

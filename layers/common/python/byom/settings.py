@@ -33,7 +33,7 @@ class AdminSettings(_Settings):
     allow_loopback_http: bool = False
     usage_table: str
     alerts_topic_arn: str | None = None
-    spend_alarm_prefix: str = "byom-tenant-spend-"
+    spend_alarm_prefix: str
 
 
 class GatewaySettings(_Settings):
