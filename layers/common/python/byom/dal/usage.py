@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from byom.dal.aws import error_code, from_item, to_item
@@ -121,6 +122,12 @@ class Metered:
             "latency_ms_sum": self.latency_ms or 0,
             "latency_samples": 0 if self.latency_ms is None else 1,
         }
+
+
+def _typed_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An item of a cancellation reason: the resource client leaves it in DynamoDB's typed form."""
+    deserializer = TypeDeserializer()
+    return from_item({name: deserializer.deserialize(value) for name, value in item.items()})
 
 
 def _reasons(error: ClientError) -> list[str]:
@@ -249,7 +256,7 @@ class UsageTable:
             reasons = error.response.get("CancellationReasons", [])
             for (scope, _), reason in zip(updates, reasons, strict=False):
                 if reason.get("Code") == "ConditionalCheckFailed":
-                    old = from_item(reason.get("Item") or {})
+                    old = _typed_item(reason.get("Item") or {})
                     remaining = old.get("remaining_micros")
                     raise ReservationRefused(
                         scope, int(remaining) if remaining is not None else None

@@ -1,0 +1,234 @@
+"""The money of one call: reserve, settle, release, announce. The usage table is a recording fake;
+its conditional writes are exercised against DynamoDB (moto) in tests/integration/test_budgets.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from byom.dal.usage import BudgetState, Hold, Ledger, Metered, ReservationRefused
+from byom.domain import Budget, Pricing
+from byom.errors import BudgetExceeded
+from byom.logic.budget import HOLD_SECONDS, CallMeter, Threshold
+from byom.logic.metering import Estimate
+from byom.providers import Usage
+
+NOW = 1_790_000_000  # 2026-09-21
+PRICE = Pricing(input_per_1k_usd=1.0, output_per_1k_usd=2.0)
+
+
+@dataclass
+class RecordingUsage:
+    refuse: list[ReservationRefused] = field(default_factory=list)
+    swept: int = 0
+    warned: set[str] = field(default_factory=set)
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+
+    def reserve(self, hold: Hold) -> None:
+        self.calls.append(("reserve", hold))
+        if self.refuse:
+            raise self.refuse.pop(0)
+
+    def sweep(self, tenant_id: str, month: str, now: int) -> int:
+        self.calls.append(("sweep", month))
+        return self.swept
+
+    def settle(self, metered: Metered, hold: Hold | None) -> bool:
+        self.calls.append(("settle", (metered, hold)))
+        return True
+
+    def release(self, hold: Hold) -> bool:
+        self.calls.append(("release", hold))
+        return True
+
+    def mark_warned(self, tenant_id: str, month: str, label: str, threshold: int) -> bool:
+        self.calls.append(("mark_warned", label))
+        if label in self.warned:
+            return False
+        self.warned.add(label)
+        return True
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.calls]
+
+
+@dataclass
+class RecordingNotifier:
+    sent: list[Threshold] = field(default_factory=list)
+    broken: bool = False
+
+    def budget_threshold_crossed(self, threshold: Threshold) -> None:
+        if self.broken:
+            raise ConnectionError("EventBridge is down")
+        self.sent.append(threshold)
+
+
+def _budget(
+    limit: float = 1.0, *, hard: bool = True, warn_at: list[float] | None = None, **keys: float
+) -> Budget:
+    return Budget(
+        tenant_id="tnt_a",
+        monthly_limit_usd=limit,
+        warn_at=warn_at or [],
+        hard=hard,
+        key_limits=keys,
+        updated_at=NOW,
+    )
+
+
+def _meter(
+    usage: RecordingUsage,
+    budget: Budget | None,
+    spent: int = 0,
+    notifier: RecordingNotifier | None = None,
+) -> CallMeter:
+    return CallMeter(
+        usage=usage,
+        notifier=notifier or RecordingNotifier(),
+        metrics=None,
+        tenant_id="tnt_a",
+        key_id="key_1",
+        request_id="req-1",
+        state=BudgetState(budget, Ledger(spent_micros=spent, committed_micros=spent), Ledger()),
+        now=lambda: NOW,
+    )
+
+
+ESTIMATE = Estimate(input_tokens=100, output_tokens=50, cost_micros=200_000)
+
+
+def test_without_a_hard_budget_nothing_is_reserved() -> None:
+    usage = RecordingUsage()
+    for budget in (None, _budget(hard=False)):
+        _meter(usage, budget).admit(ESTIMATE)
+
+    assert usage.calls == []
+
+
+def test_a_hard_budget_reserves_the_estimate_until_the_hold_expires() -> None:
+    usage = RecordingUsage()
+    meter = _meter(usage, _budget(2.5, key_1=0.5))
+
+    meter.admit(ESTIMATE)
+
+    hold = usage.calls[0][1]
+    assert (hold.amount_micros, hold.limit_micros, hold.key_limit_micros) == (200_000, 2_500_000, 500_000)
+    assert (hold.month, hold.expires_at) == ("2026-09", NOW + HOLD_SECONDS)
+
+
+def test_a_refusal_sweeps_crashed_holds_then_answers_429_naming_what_remains() -> None:
+    usage = RecordingUsage(refuse=[ReservationRefused("tenant", 120_000)])
+
+    with pytest.raises(BudgetExceeded) as refused:
+        _meter(usage, _budget()).admit(ESTIMATE)
+
+    assert usage.names() == ["reserve", "sweep"]
+    assert (refused.value.status, refused.value.type, refused.value.code) == (
+        429,
+        "insufficient_quota",
+        "insufficient_quota",
+    )
+    assert "$0.120000 remaining" in refused.value.message
+    assert "up to $0.200000" in refused.value.message
+
+
+def test_a_key_refusal_says_it_is_the_keys_budget() -> None:
+    usage = RecordingUsage(refuse=[ReservationRefused("key", 0)])
+
+    with pytest.raises(BudgetExceeded, match="this API key's monthly budget"):
+        _meter(usage, _budget(key_1=0.1)).admit(ESTIMATE)
+
+
+def test_a_call_is_admitted_when_a_sweep_frees_enough() -> None:
+    usage = RecordingUsage(refuse=[ReservationRefused("tenant", 0)], swept=1)
+    meter = _meter(usage, _budget())
+
+    meter.admit(ESTIMATE)
+
+    assert usage.names() == ["reserve", "sweep", "reserve"]
+    assert meter.hold is not None
+
+
+def test_success_settles_the_hold_at_the_providers_tokens() -> None:
+    usage = RecordingUsage()
+    with _meter(usage, _budget()) as meter:
+        meter.admit(ESTIMATE)
+        cost = meter.succeeded("chat", Usage(10, 5), PRICE, latency_ms=12)
+
+    metered, hold = usage.calls[-1][1]
+    assert cost == 10 * 1000 + 5 * 2000
+    assert (metered.input_tokens, metered.output_tokens, metered.cost_micros) == (10, 5, cost)
+    assert hold is meter.hold
+    assert "release" not in usage.names()
+
+
+def test_a_cache_hit_is_counted_at_no_cost() -> None:
+    usage = RecordingUsage()
+    with _meter(usage, None) as meter:
+        cost = meter.succeeded("chat", Usage(10, 5), PRICE, latency_ms=None, cache_hit=True)
+
+    metered, _ = usage.calls[-1][1]
+    assert (cost, metered.cache_hit, metered.input_tokens) == (0, True, 0)
+
+
+def test_a_provider_failure_counts_an_error_and_gives_the_hold_back_in_the_same_write() -> None:
+    usage = RecordingUsage()
+    with _meter(usage, _budget()) as meter:
+        meter.admit(ESTIMATE)
+        meter.failed("chat", latency_ms=30)
+
+    metered, hold = usage.calls[-1][1]
+    assert (usage.names(), metered.error, metered.cost_micros, hold) == (
+        ["reserve", "settle"],
+        True,
+        0,
+        meter.hold,
+    )
+
+
+@pytest.mark.parametrize(
+    "interruption", [RuntimeError("gateway fault"), KeyboardInterrupt(), GeneratorExit()]
+)
+def test_any_interruption_before_settling_releases_the_hold(interruption: BaseException) -> None:
+    usage = RecordingUsage()
+
+    with pytest.raises(type(interruption)), _meter(usage, _budget()) as meter:
+        meter.admit(ESTIMATE)
+        raise interruption
+
+    assert usage.names() == ["reserve", "release"]
+
+
+def test_crossing_warn_at_fractions_announces_each_once() -> None:
+    usage, notifier = RecordingUsage(), RecordingNotifier()
+    budget = _budget(1.0, warn_at=[0.5, 0.8])
+
+    with _meter(usage, budget, spent=450_000, notifier=notifier) as first:
+        first.succeeded("chat", Usage(100, 0), PRICE, latency_ms=1)  # +0.1 USD: 55 %
+    with _meter(usage, budget, spent=550_000, notifier=notifier) as second:
+        second.succeeded("chat", Usage(100, 0), PRICE, latency_ms=1)  # 65 %: nothing new
+
+    assert [(t.fraction, t.month, t.limit_usd) for t in notifier.sent] == [(0.5, "2026-09", 1.0)]
+    assert notifier.sent[0].spent_usd == pytest.approx(0.55)
+
+
+def test_a_fraction_another_call_announced_is_not_announced_again() -> None:
+    usage, notifier = RecordingUsage(warned={"0.5"}), RecordingNotifier()
+
+    with _meter(usage, _budget(warn_at=[0.5]), spent=600_000, notifier=notifier) as meter:
+        meter.succeeded("chat", Usage(1, 0), PRICE, latency_ms=1)
+
+    assert notifier.sent == []
+
+
+def test_a_failed_notification_does_not_fail_the_call() -> None:
+    usage = RecordingUsage()
+
+    with _meter(
+        usage, _budget(warn_at=[0.5]), spent=600_000, notifier=RecordingNotifier(broken=True)
+    ) as meter:
+        cost = meter.succeeded("chat", Usage(1, 0), PRICE, latency_ms=1)
+
+    assert cost == 1000
+    assert "mark_warned" in usage.names()
