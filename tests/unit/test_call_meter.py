@@ -21,6 +21,7 @@ PRICE = Pricing(input_per_1k_usd=1.0, output_per_1k_usd=2.0)
 @dataclass
 class RecordingUsage:
     refuse: list[ReservationRefused] = field(default_factory=list)
+    metered_before: bool = False
     swept: int = 0
     warned: set[str] = field(default_factory=set)
     calls: list[tuple[str, Any]] = field(default_factory=list)
@@ -36,7 +37,7 @@ class RecordingUsage:
 
     def settle(self, metered: Metered, hold: Hold | None) -> bool:
         self.calls.append(("settle", (metered, hold)))
-        return True
+        return not self.metered_before
 
     def release(self, hold: Hold) -> bool:
         self.calls.append(("release", hold))
@@ -161,6 +162,15 @@ def test_success_settles_the_hold_at_the_providers_tokens() -> None:
     assert (metered.input_tokens, metered.output_tokens, metered.cost_micros) == (10, 5, cost)
     assert hold is meter.hold
     assert "release" not in usage.names()
+
+
+def test_a_request_metered_before_gives_its_new_hold_back() -> None:
+    usage = RecordingUsage(metered_before=True)
+    with _meter(usage, _budget()) as meter:
+        meter.admit(ESTIMATE)
+        meter.succeeded("chat", Usage(10, 5), PRICE, latency_ms=12)
+
+    assert usage.names() == ["reserve", "settle", "release"]
 
 
 def test_a_cache_hit_is_counted_at_no_cost() -> None:

@@ -176,7 +176,10 @@ class CallMeter:
 
     def _settle(self, metered: Metered) -> None:
         if not self.usage.settle(metered, self.hold):
+            # A request id seen before (a replayed event): counted once, so this hold goes back.
             logger.warning("request already metered", extra={"request_id": self.request_id})
+            if self.hold is not None:
+                self.usage.release(self.hold)
         self.settled = True
         if self.metrics is not None:
             self.metrics.call(

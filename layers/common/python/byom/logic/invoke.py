@@ -8,6 +8,7 @@ import secrets
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -238,18 +239,10 @@ def _bounded(request: ChatRequest, target: Target, meter: CallMeter | None) -> C
     return request.model_copy(update={name: cap})
 
 
-class _Unmetered:
-    """`with` for a call that is not metered."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_exc: object) -> None:
-        return None
-
-
-def _guard(meter: CallMeter | None) -> Any:
-    return meter if meter is not None else _Unmetered()
+def _guard(meter: CallMeter | None) -> AbstractContextManager[Any]:
+    """The meter's `with`, which gives back a reservation the call did not settle; nothing when
+    the call is not metered."""
+    return meter if meter is not None else nullcontext()
 
 
 def _completion_id() -> str:
