@@ -141,6 +141,22 @@ def test_the_same_request_id_is_metered_once(admin_api: Api, tenant: str) -> Non
     assert _usage(admin_api, tenant)["total"]["requests"] == 1
 
 
+def test_a_replayed_request_under_a_hard_budget_is_metered_once_and_holds_nothing(
+    admin_api: Api, tenant: str
+) -> None:
+    _budget(admin_api, tenant, 1)
+    handler = load_handler("gateway")
+    event = api_event(
+        "POST", "/v1/chat/completions", body=HELLO, authorizer=tenant_context(tenant, "developer")
+    )
+
+    statuses = [handler(event, LambdaContext())["statusCode"] for _ in range(2)]
+
+    budget = _usage(admin_api, tenant)["budget"]
+    assert statuses == [200, 200]
+    assert (budget["spent_usd"], budget["reserved_usd"]) == (CALL_COST, 0)
+
+
 def test_usage_groups_by_key_and_day_add_up_to_the_total(
     admin_api: Api, gateway: Gateway, tenant: str
 ) -> None:
