@@ -571,6 +571,9 @@ def record_failure(store: FineTuningStore, job_id: str, error: dict[str, Any]) -
     job = store.jobs.get(job_id)
     if job is None:
         return {"recorded": False}
+    if error.get("Error") == APPROVAL_REJECTED and not error.get("Cause") and job.approval:
+        # The approver's comment is on the job too (moto's interpreter drops SendTaskFailure's cause).
+        error = {**error, "Cause": job.approval.get("comment") or ""}
     failure = failure_of(error)
     closed = store.jobs.close(job.id, "failed", {"error": failure.model_dump()})
     current = store.jobs.get(job.id) or job
