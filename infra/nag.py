@@ -182,7 +182,12 @@ def _acknowledge_fine_tuning(stack: ByomGatewayStack) -> None:
                 FINE_TUNING_OBJECTS_REASON.format(pattern=pattern),
                 finding=f"Resource::<{bucket_arn}.Arn>/{pattern}",
             )
-        for resource in ("model-customization-job", "custom-model", "custom-model-deployment", "provisioned-model"):
+        for resource in (
+            "model-customization-job",
+            "custom-model",
+            "custom-model-deployment",
+            "provisioned-model",
+        ):
             acknowledge(
                 role,
                 "IAM5",
@@ -215,7 +220,9 @@ def _acknowledge_fine_tuning(stack: ByomGatewayStack) -> None:
         if fn is fine_tuning.tasks.training_events:
             continue
         function_id = stack.resolve(fn.function_arn)["Fn::GetAtt"][0]
-        acknowledge(machine_role, "IAM5", STATE_MACHINE_INVOKE_REASON, finding=f"Resource::<{function_id}.Arn>:*")
+        acknowledge(
+            machine_role, "IAM5", STATE_MACHINE_INVOKE_REASON, finding=f"Resource::<{function_id}.Arn>:*"
+        )
     acknowledge(
         stack.data.data_bucket,
         "S1",

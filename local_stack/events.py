@@ -50,7 +50,7 @@ class LocalEventBus:
         """Delivers the event to every matching rule's functions, each in its own thread; answers how many."""
         count = 0
         for rule in self.rules:
-            if not rule.pattern.matches_event(event):
+            if not rule.pattern.matches_event(event):  # type: ignore[arg-type]
                 continue
             for arn in rule.target_arns:
                 count += 1

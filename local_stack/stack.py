@@ -219,7 +219,9 @@ class LocalStack:
         self._isolate_aws_environment()
         self.progress(f"AWS emulation (moto) at {self.moto_url}")
 
-        self.customization = CustomizationState(read_s3=self._read_s3, training_seconds=settings.training_seconds)
+        self.customization = CustomizationState(
+            read_s3=self._read_s3, training_seconds=settings.training_seconds
+        )
         openai_server = openai_stand_in().start()
         bedrock_server = bedrock_stand_in(customization=self.customization).start()
         self._servers += [openai_server, bedrock_server]

@@ -61,7 +61,10 @@ class LambdaRouter:
             return {
                 "StatusCode": 200,
                 "FunctionError": "Unhandled",
-                "Payload": {"errorType": "ResourceNotFoundException", "errorMessage": f"Function not found: {name}"},
+                "Payload": {
+                    "errorType": "ResourceNotFoundException",
+                    "errorMessage": f"Function not found: {name}",
+                },
             }
         raw = parameters.get("Payload") or b"{}"
         payload = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)

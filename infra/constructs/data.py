@@ -95,7 +95,9 @@ class Data(Construct):
             "Usage", partition_key="pk", sort_key="sk", time_to_live_attribute="expires_at"
         )
 
-    def _build_by_tenant_table(self, name: str, *, partition_key: str, sort_key: str | None = None) -> dynamodb.Table:
+    def _build_by_tenant_table(
+        self, name: str, *, partition_key: str, sort_key: str | None = None
+    ) -> dynamodb.Table:
         """Records keyed by their own id; the sparse `by_tenant` index lists a tenant's newest first."""
         table = self._build_table(name, partition_key=partition_key, sort_key=sort_key)
         table.add_global_secondary_index(

@@ -18,10 +18,12 @@ from constructs import Construct
 
 from infra.config import Settings
 from infra.constructs.data import FINE_TUNING_BY_TENANT_INDEX, Data
-from infra.constructs.functions import EVENT_BUS_NAME, FunctionSpec, Functions
+from infra.constructs.functions import EVENT_BUS_NAME, Functions, FunctionSpec
 
 TASKS_CODE = "fine_tuning_tasks"
-API = FunctionSpec("fine_tuning", "BYOM Gateway files and fine-tuning jobs (/v1/files, /v1/fine_tuning)", 29, 512)
+API = FunctionSpec(
+    "fine_tuning", "BYOM Gateway files and fine-tuning jobs (/v1/files, /v1/fine_tuning)", 29, 512
+)
 
 # Errors worth another try, with backoff: the provider's throttling and Lambda's own hiccups.
 THROTTLING_ERRORS = ["ProviderThrottled", "Lambda.TooManyRequestsException"]
@@ -39,7 +41,9 @@ BEDROCK_JOB_STATE_CHANGE = "Model Customization Job State Change"
 
 
 def _task(name: str, description: str, timeout: int = 60, memory: int = 512) -> FunctionSpec:
-    return FunctionSpec(f"ft_{name}", f"BYOM fine-tuning task: {description}", timeout, memory, TASKS_CODE, f"{name}.handler")
+    return FunctionSpec(
+        f"ft_{name}", f"BYOM fine-tuning task: {description}", timeout, memory, TASKS_CODE, f"{name}.handler"
+    )
 
 
 VALIDATE = _task("validate", "validate and convert the dataset", 300, 1024)
@@ -107,7 +111,9 @@ class FineTuning(Construct):
         )
         self.bedrock_role = self._build_bedrock_role()
         self.tasks = self._build_tasks()
-        self.log_group = logs.LogGroup(self, "StateMachineLogs", retention=settings.log_retention, encryption_key=key)
+        self.log_group = logs.LogGroup(
+            self, "StateMachineLogs", retention=settings.log_retention, encryption_key=key
+        )
         self.state_machine = self._build_state_machine()
         self.training_rule = self._build_training_rule()
         self.api_function = self._build_api_function()
@@ -125,11 +131,15 @@ class FineTuning(Construct):
             sid="UseKeyThroughAwsServices",
             actions=["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"],
             resources=[self._key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": [f"{s}.{Aws.REGION}.amazonaws.com" for s in services]}},
+            conditions={
+                "StringEquals": {"kms:ViaService": [f"{s}.{Aws.REGION}.amazonaws.com" for s in services]}
+            },
         )
 
     @staticmethod
-    def _allow(fn: lambda_.Function, sid: str, actions: list[str], resources: list[str], **kw: object) -> None:
+    def _allow(
+        fn: lambda_.Function, sid: str, actions: list[str], resources: list[str], **kw: object
+    ) -> None:
         fn.add_to_role_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources, **kw))  # type: ignore[arg-type]
 
     def _environment(self) -> dict[str, str]:
@@ -149,7 +159,10 @@ class FineTuning(Construct):
 
     def _event_bus_arn(self) -> str:
         return Stack.of(self).format_arn(
-            service="events", resource="event-bus", resource_name=EVENT_BUS_NAME, arn_format=ArnFormat.SLASH_RESOURCE_NAME
+            service="events",
+            resource="event-bus",
+            resource_name=EVENT_BUS_NAME,
+            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
         )
 
     # ----------------------------------------------------------------------------- resources
@@ -169,8 +182,16 @@ class FineTuning(Construct):
                 },
             ),
         )
-        role.add_to_policy(iam.PolicyStatement(sid="ReadPreparedData", actions=["s3:GetObject"], resources=self._object_arns(DATA_PREFIX)))
-        role.add_to_policy(iam.PolicyStatement(sid="WriteOutputs", actions=["s3:PutObject"], resources=self._object_arns(OUTPUT_PREFIX)))
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ReadPreparedData", actions=["s3:GetObject"], resources=self._object_arns(DATA_PREFIX)
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteOutputs", actions=["s3:PutObject"], resources=self._object_arns(OUTPUT_PREFIX)
+            )
+        )
         role.add_to_policy(
             iam.PolicyStatement(
                 sid="ListJobPrefixes",
@@ -208,7 +229,11 @@ class FineTuning(Construct):
         self._allow(
             start,
             "StartCustomization",
-            ["bedrock:CreateModelCustomizationJob", "bedrock:StopModelCustomizationJob", "bedrock:TagResource"],
+            [
+                "bedrock:CreateModelCustomizationJob",
+                "bedrock:StopModelCustomizationJob",
+                "bedrock:TagResource",
+            ],
             [*customization, f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}::foundation-model/*"],
         )
         self._allow(
@@ -259,7 +284,9 @@ class FineTuning(Construct):
         )
         check_deployment.add_to_role_policy(self._key_statement(["dynamodb"]))
 
-        evaluate = self._task_function(EVALUATE, {"MAX_EVAL_EXAMPLES": str(self._settings.fine_tuning.max_eval_examples)})
+        evaluate = self._task_function(
+            EVALUATE, {"MAX_EVAL_EXAMPLES": str(self._settings.fine_tuning.max_eval_examples)}
+        )
         self._jobs_access(evaluate)
         self._allow(evaluate, "ReadPreparedData", ["s3:GetObject"], self._object_arns(DATA_PREFIX))
         self._allow(evaluate, "InvokeCustomModel", ["bedrock:InvokeModel"], hosting)
@@ -327,7 +354,9 @@ class FineTuning(Construct):
             lambda_function=fn,
             payload=sfn.TaskInput.from_object(body),
             integration_pattern=(
-                sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN if wait_for_token else sfn.IntegrationPattern.REQUEST_RESPONSE
+                sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN
+                if wait_for_token
+                else sfn.IntegrationPattern.REQUEST_RESPONSE
             ),
             result_selector=None if wait_for_token else {"output.$": "$.Payload"},
             result_path=f"$.steps.{construct_id}",
@@ -346,7 +375,9 @@ class FineTuning(Construct):
 
     def _build_state_machine(self) -> sfn.StateMachine:
         t = self.tasks
-        fail = sfn.Fail(self, "JobFailed", error="FineTuningJobFailed", cause="See the job's error and events")
+        fail = sfn.Fail(
+            self, "JobFailed", error="FineTuningJobFailed", cause="See the job's error and events"
+        )
         record_failure = self._invoke(
             "RecordFailure", t.record_failure, payload={"error": sfn.JsonPath.object_at("$.error")}
         )
@@ -360,7 +391,10 @@ class FineTuning(Construct):
         validate = guarded(self._invoke("Validate", t.validate))
         start = guarded(self._invoke("StartTraining", t.start_training))
         await_training = self._invoke(
-            "AwaitTraining", t.await_training, wait_for_token=True, timeout_path="$.settings.training_poll_seconds"
+            "AwaitTraining",
+            t.await_training,
+            wait_for_token=True,
+            timeout_path="$.settings.training_poll_seconds",
         )
         check_training = guarded(self._invoke("CheckTraining", t.check_training))
         # No event within the poll interval: look for ourselves (the polling fallback).
@@ -393,7 +427,9 @@ class FineTuning(Construct):
                         {
                             "job_id": sfn.JsonPath.string_at("$.job_id"),
                             "tenant_id": sfn.JsonPath.string_at("$.tenant_id"),
-                            "fine_tuned_model": sfn.JsonPath.string_at("$.steps.Register.output.fine_tuned_model"),
+                            "fine_tuned_model": sfn.JsonPath.string_at(
+                                "$.steps.Register.output.fine_tuned_model"
+                            ),
                         }
                     ),
                     event_bus=events.EventBus.from_event_bus_name(self, "DefaultBus", EVENT_BUS_NAME),
@@ -401,7 +437,9 @@ class FineTuning(Construct):
             ],
             result_path=sfn.JsonPath.DISCARD,
         )
-        notify.add_retry(errors=["States.ALL"], interval=RETRY_INTERVAL, max_attempts=3, backoff_rate=RETRY_BACKOFF)
+        notify.add_retry(
+            errors=["States.ALL"], interval=RETRY_INTERVAL, max_attempts=3, backoff_rate=RETRY_BACKOFF
+        )
         # The model is registered and the job succeeded: a lost notice must not fail it.
         succeeded = sfn.Succeed(self, "JobSucceeded")
         notify.add_catch(succeeded, errors=["States.ALL"], result_path="$.notify_error")
@@ -429,7 +467,9 @@ class FineTuning(Construct):
             state_machine_name=self.state_machine_name,
             state_machine_type=sfn.StateMachineType.STANDARD,
             definition_body=sfn.DefinitionBody.from_chainable(definition),
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            logs=sfn.LogOptions(
+                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
+            ),
             tracing_enabled=True,
             comment="BYOM fine-tuning: validate, train on Bedrock, evaluate, approve, register",
         )
@@ -438,7 +478,7 @@ class FineTuning(Construct):
         rule = events.Rule(
             self,
             "TrainingStateChanged",
-            description="Bedrock customization jobs of this account changed state: wake the waiting execution",
+            description="Bedrock customization jobs changed state: wake the waiting execution",
             event_pattern=events.EventPattern(
                 source=["aws.bedrock"],
                 detail_type=[BEDROCK_JOB_STATE_CHANGE],
@@ -489,7 +529,10 @@ class FineTuning(Construct):
         self._allow(fn, "StoreUploads", ["s3:PutObject"], self._object_arns(UPLOADS_PREFIX))
         self._allow(fn, "StartExecutions", ["states:StartExecution"], [self.state_machine_arn])
         self._allow(
-            fn, "AnswerCallbacks", ["states:SendTaskSuccess", "states:SendTaskFailure"], [self.state_machine_arn]
+            fn,
+            "AnswerCallbacks",
+            ["states:SendTaskSuccess", "states:SendTaskFailure"],
+            [self.state_machine_arn],
         )
         self._allow(fn, "StopExecutions", ["states:StopExecution"], [self.execution_arns])
         self._allow(

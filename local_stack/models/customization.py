@@ -88,7 +88,7 @@ class CustomizationState:
         self,
         *,
         read_s3: Callable[[str], bytes] | None = None,
-        emit: Callable[[dict[str, Any]], None] | None = None,
+        emit: Callable[[dict[str, Any]], object] | None = None,
         training_seconds: float = 2.0,
     ) -> None:
         self.read_s3 = read_s3
@@ -108,7 +108,9 @@ class CustomizationState:
         with self._lock:
             if name in self.jobs:
                 job = self.jobs[name]
-                if job["clientRequestToken"] and job["clientRequestToken"] == request.get("clientRequestToken"):
+                if job["clientRequestToken"] and job["clientRequestToken"] == request.get(
+                    "clientRequestToken"
+                ):
                     return {"jobArn": job["jobArn"]}
                 raise StandInError(409, f"Model customization job {name} already exists")
             job = {
@@ -120,7 +122,8 @@ class CustomizationState:
                 "status": "InProgress",
                 "creationTime": _now(),
                 "lastModifiedTime": _now(),
-                "baseModelArn": f"arn:aws:bedrock:{REGION}::foundation-model/{request['baseModelIdentifier']}",
+                "baseModelArn": f"arn:aws:bedrock:{REGION}::foundation-model/"
+                + request["baseModelIdentifier"],
                 "hyperParameters": request.get("hyperParameters", {}),
                 "trainingDataConfig": request.get("trainingDataConfig", {}),
                 "outputDataConfig": request.get("outputDataConfig", {}),
@@ -215,17 +218,29 @@ class CustomizationState:
             if model_arn not in self.models:
                 raise StandInError(404, f"Custom model {model_arn} not found")
             resource = "custom-model-deployment" if kind == "deployment" else "provisioned-model"
-            existing = next((h for h in self.hostings.values() if h["name"] == name and h["kind"] == kind), None)
+            existing = next(
+                (h for h in self.hostings.values() if h["name"] == name and h["kind"] == kind), None
+            )
             if existing is not None:
                 return str(existing["arn"])
             arn = _arn(f"{resource}/{uuid.uuid4().hex[:12]}")
-            self.hostings[arn] = {"arn": arn, "name": name, "kind": kind, "modelArn": model_arn, "createdAt": _now()}
+            self.hostings[arn] = {
+                "arn": arn,
+                "name": name,
+                "kind": kind,
+                "modelArn": model_arn,
+                "createdAt": _now(),
+            }
             return arn
 
     def hosting(self, identifier: str) -> dict[str, Any]:
         with self._lock:
             found = self.hostings.get(identifier) or next(
-                (h for h in self.hostings.values() if h["arn"].endswith("/" + identifier) or h["name"] == identifier),
+                (
+                    h
+                    for h in self.hostings.values()
+                    if h["arn"].endswith("/" + identifier) or h["name"] == identifier
+                ),
                 None,
             )
             if found is None:
@@ -255,7 +270,9 @@ class CustomizationState:
         return None
 
 
-def route(state: CustomizationState, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def route(
+    state: CustomizationState, method: str, path: str, body: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
     """The control-plane REST API of bedrock (restJson, botocore's paths)."""
     # Identifiers are single URL-encoded labels (ARNs hold '/' and ':').
     parts = [unquote(p) for p in path.split("/") if p]
@@ -268,7 +285,9 @@ def route(state: CustomizationState, method: str, path: str, body: dict[str, Any
             return 200, state.stop_job(parts[1])
     if parts[:2] == ["model-customization", "custom-model-deployments"]:
         if method == "POST" and len(parts) == 2:
-            arn = state.create_hosting("deployment", body.get("modelDeploymentName", ""), body.get("modelArn", ""))
+            arn = state.create_hosting(
+                "deployment", body.get("modelDeploymentName", ""), body.get("modelArn", "")
+            )
             return 202, {"customModelDeploymentArn": arn}
         if len(parts) == 3:
             hosting = state.hosting(parts[2])
@@ -284,7 +303,9 @@ def route(state: CustomizationState, method: str, path: str, body: dict[str, Any
             }
     if parts[:1] == ["provisioned-model-throughput"]:
         if method == "POST" and len(parts) == 1:
-            arn = state.create_hosting("provisioned", body.get("provisionedModelName", ""), body.get("modelId", ""))
+            arn = state.create_hosting(
+                "provisioned", body.get("provisionedModelName", ""), body.get("modelId", "")
+            )
             return 201, {"provisionedModelArn": arn}
         if len(parts) == 2:
             hosting = state.hosting(parts[1])

@@ -659,7 +659,7 @@ def bedrock_invoke(model_id: str, body: Any) -> dict[str, Any]:
 
 
 def _prompt_text(request: dict[str, Any]) -> str:
-    texts = []
+    texts: list[str] = []
     for message in request.get("messages", []):
         if message.get("role") == "user":
             texts.extend(_converse_block_text(block) for block in message.get("content", []))
@@ -680,11 +680,16 @@ def custom_model_converse(answer_for: Any, request: dict[str, Any], *, latency_m
     }
 
 
-def custom_model_converse_stream(answer_for: Any, request: dict[str, Any], *, latency_ms: int) -> list[tuple[str, dict]]:
+def custom_model_converse_stream(
+    answer_for: Any, request: dict[str, Any], *, latency_ms: int
+) -> list[tuple[str, dict]]:
     answer = custom_model_converse(answer_for, request, latency_ms=latency_ms)
     text = answer["output"]["message"]["content"][0]["text"]
     events: list[tuple[str, dict[str, Any]]] = [("messageStart", {"role": "assistant"})]
-    events += [("contentBlockDelta", {"delta": {"text": piece}, "contentBlockIndex": 0}) for piece in text_pieces(text)]
+    events += [
+        ("contentBlockDelta", {"delta": {"text": piece}, "contentBlockIndex": 0})
+        for piece in text_pieces(text)
+    ]
     events += [
         ("contentBlockStop", {"contentBlockIndex": 0}),
         ("messageStop", {"stopReason": "end_turn"}),

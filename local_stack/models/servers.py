@@ -159,7 +159,9 @@ class BedrockStandInHandler(_StandInHandler):
         path = urlsplit(self.path).path
         try:
             body = self._json_body() if self.command in ("POST", "PATCH") else {}
-            status, answer = route(self.customization, self.command, path, body if isinstance(body, dict) else {})
+            status, answer = route(
+                self.customization, self.command, path, body if isinstance(body, dict) else {}
+            )
         except StandInError as error:
             self._error(error)
             return
@@ -191,7 +193,9 @@ class BedrockStandInHandler(_StandInHandler):
                 self.state.apply_behaviour(model_id)
                 latency = int((time.monotonic() - started) * 1000)
                 if custom is not None:
-                    self._send_json(200, logic.custom_model_converse(custom.answer, request, latency_ms=latency))
+                    self._send_json(
+                        200, logic.custom_model_converse(custom.answer, request, latency_ms=latency)
+                    )
                 else:
                     self._send_json(200, logic.bedrock_converse(model_id, request, latency_ms=latency))
             elif operation == "converse-stream":

@@ -76,16 +76,21 @@ def _tenant(local_stack: LocalStack, admin: httpx2.Client) -> Tenant:
         ("claude", "bedrock", "anthropic.claude-3-5-sonnet-20241022-v2:0"),
     ):
         created = admin.post(
-            f"/admin/tenants/{tenant_id}/models", json={"alias": alias, "provider": provider, "model_id": model_id}
+            f"/admin/tenants/{tenant_id}/models",
+            json={"alias": alias, "provider": provider, "model_id": model_id},
         )
         assert created.status_code == 201, created.text
     keys = {}
     for role in ("admin", "developer"):
-        keys[role] = admin.post(f"/admin/tenants/{tenant_id}/keys", json={"name": role, "role": role}).json()["key"]
+        keys[role] = admin.post(f"/admin/tenants/{tenant_id}/keys", json={"name": role, "role": role}).json()[
+            "key"
+        ]
     return Tenant(
         id=tenant_id,
         client=OpenAI(base_url=local_stack.url + "/v1", api_key=keys["admin"], max_retries=0),
-        http=httpx2.Client(base_url=local_stack.url, headers={"Authorization": f"Bearer {keys['admin']}"}, timeout=30),
+        http=httpx2.Client(
+            base_url=local_stack.url, headers={"Authorization": f"Bearer {keys['admin']}"}, timeout=30
+        ),
         developer=OpenAI(base_url=local_stack.url + "/v1", api_key=keys["developer"], max_retries=0),
     )
 
@@ -109,7 +114,9 @@ def wait_for(client: OpenAI, job_id: str, *statuses: str, timeout: float = 60): 
 
 
 def approve(tenant: Tenant, job_id: str, approved: bool, comment: str = "") -> httpx2.Response:
-    return tenant.http.post(f"/v1/fine_tuning/jobs/{job_id}/approve", json={"approved": approved, "comment": comment})
+    return tenant.http.post(
+        f"/v1/fine_tuning/jobs/{job_id}/approve", json={"approved": approved, "comment": comment}
+    )
 
 
 def test_a_tenant_fine_tunes_a_bedrock_alias_approves_it_and_chats_with_the_result(tenant: Tenant) -> None:
@@ -136,11 +143,13 @@ def test_a_tenant_fine_tunes_a_bedrock_alias_approves_it_and_chats_with_the_resu
     assert reply.choices[0].message.content == "shipping"
     messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id)]
     assert any(m.startswith("Registered the fine-tuned model") for m in messages)
-    assert [j.id for j in client.fine_tuning.jobs.list()][0] == job.id
+    assert next(j.id for j in client.fine_tuning.jobs.list()) == job.id
 
 
 def test_only_a_tenant_admin_may_approve(tenant: Tenant, local_stack: LocalStack) -> None:
-    job = tenant.developer.fine_tuning.jobs.create(model="fast", training_file=upload(tenant.developer, consistent_dataset()))
+    job = tenant.developer.fine_tuning.jobs.create(
+        model="fast", training_file=upload(tenant.developer, consistent_dataset())
+    )
     wait_for(tenant.developer, job.id, "awaiting_approval", "failed")
     with pytest.raises(openai.PermissionDeniedError):
         tenant.developer.post(
@@ -179,7 +188,9 @@ def test_a_cancelled_job_stops_and_stays_cancelled(tenant: Tenant) -> None:
 
 def test_a_score_below_the_threshold_fails_the_job(tenant: Tenant) -> None:
     client = tenant.client
-    job = client.fine_tuning.jobs.create(model="fast", training_file=upload(client, inconsistent_dataset()), seed=7)
+    job = client.fine_tuning.jobs.create(
+        model="fast", training_file=upload(client, inconsistent_dataset()), seed=7
+    )
     job = wait_for(client, job.id, "failed", "awaiting_approval")
 
     assert job.status == "failed"
@@ -232,7 +243,9 @@ def test_too_few_examples_fail_the_job(tenant: Tenant) -> None:
     assert job.error.code == "invalid_training_file" and "at least 10" in job.error.message
 
 
-def test_bad_requests_are_refused_before_a_job_exists(tenant: Tenant, local_stack: LocalStack, admin: httpx2.Client) -> None:
+def test_bad_requests_are_refused_before_a_job_exists(
+    tenant: Tenant, local_stack: LocalStack, admin: httpx2.Client
+) -> None:
     client = tenant.client
     good = upload(client, consistent_dataset())
     other = _tenant(local_stack, admin)
@@ -280,7 +293,9 @@ def test_the_same_request_with_the_same_idempotency_key_makes_one_job(tenant: Te
     client.fine_tuning.jobs.cancel(first.id)
 
 
-def test_a_viewer_key_may_not_touch_files_or_jobs(tenant: Tenant, local_stack: LocalStack, admin: httpx2.Client) -> None:
+def test_a_viewer_key_may_not_touch_files_or_jobs(
+    tenant: Tenant, local_stack: LocalStack, admin: httpx2.Client
+) -> None:
     key = admin.post(f"/admin/tenants/{tenant.id}/keys", json={"name": "v", "role": "viewer"}).json()["key"]
     viewer = OpenAI(base_url=local_stack.url + "/v1", api_key=key, max_retries=0)
     with pytest.raises(openai.PermissionDeniedError):

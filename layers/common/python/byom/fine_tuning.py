@@ -162,7 +162,9 @@ class CreateJob(BaseModel):
     hyperparameters: Hyperparameters = Hyperparameters()
     suffix: Suffix | None = None
     seed: Annotated[int, Field(ge=0, le=2_147_483_647)] | None = None
-    metadata: Annotated[dict[str, Annotated[str, StringConstraints(max_length=512)]], Field(max_length=16)] = {}
+    metadata: Annotated[
+        dict[str, Annotated[str, StringConstraints(max_length=512)]], Field(max_length=16)
+    ] = {}
     method: dict[str, Any] | None = None
     integrations: list[Any] | None = None
     byom: ByomOptions = ByomOptions()

@@ -114,7 +114,9 @@ def upload_file():  # type: ignore[no-untyped-def]
 
 @files.get("/v1/files")
 def list_files():  # type: ignore[no-untyped-def]
-    records, more = logic.list_files(store(), principal(files), after=query(files, "after"), limit=_limit(files))
+    records, more = logic.list_files(
+        store(), principal(files), after=query(files, "after"), limit=_limit(files)
+    )
     return ok(_page([r.public() for r in records], more))
 
 

@@ -25,7 +25,9 @@ from byom.logic import fine_tuning as logic
 from byom.settings import fine_tuning_settings
 
 # Evaluation calls the model once per example; one attempt each, the task's Retry does the rest.
-_RUNTIME_CONFIG = Config(connect_timeout=5, read_timeout=60, retries={"total_max_attempts": 2, "mode": "standard"})
+_RUNTIME_CONFIG = Config(
+    connect_timeout=5, read_timeout=60, retries={"total_max_attempts": 2, "mode": "standard"}
+)
 
 
 @lru_cache(maxsize=1)

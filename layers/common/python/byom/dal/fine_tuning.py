@@ -3,6 +3,7 @@ machine, and Bedrock's model-customization control plane and runtime. The only b
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from typing import Any
@@ -192,7 +193,9 @@ class JobRepository:
             return False
         return True
 
-    def add_event(self, job_id: str, message: str, *, level: str = "info", data: dict[str, Any] | None = None) -> None:
+    def add_event(
+        self, job_id: str, message: str, *, level: str = "info", data: dict[str, Any] | None = None
+    ) -> None:
         now = clock.now()
         event = JobEvent(id=clock.new_id("ftevent"), created_at=now, level=level, message=message, data=data)  # type: ignore[arg-type]
         # Nanoseconds: events of the same second keep the order they happened in.
@@ -202,9 +205,9 @@ class JobRepository:
         }
         self._table.put_item(Item=to_item(item))
 
-    def events(self, job_id: str, after: str | None, limit: int) -> tuple[list[JobEvent], bool]:
+    def events(self, job_id: str, after: str | None, limit: int) -> tuple[builtins.list[JobEvent], bool]:
         condition = Key("job_id").eq(job_id) & Key("sk").begins_with(EVENT_PREFIX)
-        items = []
+        items: builtins.list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"KeyConditionExpression": condition, "ScanIndexForward": False}
         while True:
             page = self._table.query(**kwargs)
@@ -250,7 +253,9 @@ class Workflow:
 
     def start(self, name: str, payload: dict[str, Any]) -> str:
         try:
-            answer = self._sfn.start_execution(stateMachineArn=self._arn, name=name, input=json.dumps(payload))
+            answer = self._sfn.start_execution(
+                stateMachineArn=self._arn, name=name, input=json.dumps(payload)
+            )
         except ClientError as error:
             if error_code(error) != "ExecutionAlreadyExists":
                 raise
@@ -343,13 +348,17 @@ class BedrockCustomization:
             kwargs["validationDataConfig"] = {"validators": [{"s3Uri": validation_uri}]}
         if kms_key_id:
             kwargs["customModelKmsKeyId"] = kms_key_id
-        answer = _provider_call("CreateModelCustomizationJob", self._bedrock.create_model_customization_job, **kwargs)
+        answer = _provider_call(
+            "CreateModelCustomizationJob", self._bedrock.create_model_customization_job, **kwargs
+        )
         arn: str = answer["jobArn"]
         return arn
 
     def job(self, job_identifier: str) -> dict[str, Any]:
         answer: dict[str, Any] = _provider_call(
-            "GetModelCustomizationJob", self._bedrock.get_model_customization_job, jobIdentifier=job_identifier
+            "GetModelCustomizationJob",
+            self._bedrock.get_model_customization_job,
+            jobIdentifier=job_identifier,
         )
         return answer
 

@@ -54,7 +54,11 @@ def _text(content: Any, where: str) -> str:
     elif isinstance(content, list):
         parts = []
         for i, part in enumerate(content):
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+            if (
+                not isinstance(part, dict)
+                or part.get("type") != "text"
+                or not isinstance(part.get("text"), str)
+            ):
                 raise DatasetInvalid(f"{where}.content[{i}]: only text parts are supported")
             parts.append(part["text"])
         text = "".join(parts)
@@ -125,7 +129,9 @@ def parse_dataset(
         if pii_scanner is not None:
             found = pii_scanner(" ".join([example.system or "", *(t for _, t in example.turns)]))
             if found:
-                raise DatasetInvalid(f"line {number}: contains personal data ({', '.join(sorted(set(found)))})")
+                raise DatasetInvalid(
+                    f"line {number}: contains personal data ({', '.join(sorted(set(found)))})"
+                )
         examples.append(example)
         if len(examples) > limits.max_examples:
             raise DatasetInvalid(f"The {name} has more than {limits.max_examples} examples")
@@ -162,7 +168,8 @@ def prompt_completion(example: Example) -> dict[str, Any]:
     """Bedrock's prompt / completion schema (Titan, Llama, Cohere): single-turn only."""
     if len(example.turns) != 2:
         raise DatasetInvalid(
-            f"line {example.line}: this base model takes single-turn examples (one user, one assistant message)"
+            f"line {example.line}: this base model takes single-turn examples "
+            "(one user, one assistant message)"
         )
     prompt = example.turns[0][1] if not example.system else f"{example.system}\n\n{example.turns[0][1]}"
     return {"prompt": prompt, "completion": example.answer}

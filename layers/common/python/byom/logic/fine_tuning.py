@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from byom import clock
 from byom.domain import ModelAlias
@@ -93,7 +93,9 @@ def upload_file(
 ) -> FileRecord:
     tenant_id = require_tenant_key(principal, WRITERS)
     if purpose != FILE_PURPOSE:
-        raise InvalidRequest(f"purpose must be '{FILE_PURPOSE}' (the only purpose this gateway stores)", param="purpose")
+        raise InvalidRequest(
+            f"purpose must be '{FILE_PURPOSE}' (the only purpose this gateway stores)", param="purpose"
+        )
     if not data.strip():
         raise InvalidRequest("The file is empty", param="file")
     record = FileRecord(
@@ -136,7 +138,9 @@ def _training_file(store: FineTuningStore, tenant_id: str, file_id: str, param: 
     if record is None:
         raise InvalidRequest(f"{param}: no file '{file_id}'", param=param, code="file_not_found")
     if record.purpose != FILE_PURPOSE:
-        raise InvalidRequest(f"{param}: file '{file_id}' was not uploaded with purpose '{FILE_PURPOSE}'", param=param)
+        raise InvalidRequest(
+            f"{param}: file '{file_id}' was not uploaded with purpose '{FILE_PURPOSE}'", param=param
+        )
     return record
 
 
@@ -196,7 +200,9 @@ def create_job(store: FineTuningStore, principal: Principal, body: CreateJob) ->
         )
     except Exception:
         store.jobs.close(
-            job.id, "failed", {"error": {"code": "start_failed", "message": "The pipeline could not be started"}}
+            job.id,
+            "failed",
+            {"error": {"code": "start_failed", "message": "The pipeline could not be started"}},
         )
         raise
     store.jobs.update(job.id, {"execution_arn": execution_arn})
@@ -214,7 +220,9 @@ def get_job(store: FineTuningStore, principal: Principal, job_id: str) -> Job:
     return _job(store, require_tenant_key(principal, WRITERS), job_id)
 
 
-def list_jobs(store: FineTuningStore, principal: Principal, *, after: str | None, limit: int) -> tuple[list[Job], bool]:
+def list_jobs(
+    store: FineTuningStore, principal: Principal, *, after: str | None, limit: int
+) -> tuple[list[Job], bool]:
     tenant_id = require_tenant_key(principal, WRITERS)
     return store.jobs.list(tenant_id, after, limit)
 
@@ -256,7 +264,9 @@ def cancel_job(store: FineTuningStore, principal: Principal, job_id: str) -> Job
         # that keeps waiting after a stop (docs/decisions.md, the local stack's emulation).
         store.workflow.fail(token, CANCELLED, "Cancelled through the API")
     released = release(store, store.jobs.get(job.id) or job)
-    store.jobs.add_event(job.id, "Job cancelled" + (f" ({', '.join(released)})" if released else ""), level="warn")
+    store.jobs.add_event(
+        job.id, "Job cancelled" + (f" ({', '.join(released)})" if released else ""), level="warn"
+    )
     return _job(store, tenant_id, job_id)
 
 
@@ -266,7 +276,8 @@ def approve_job(store: FineTuningStore, principal: Principal, job_id: str, body:
     token, waiting_for = store.jobs.task_token(job.id)
     if job.byom_status != "awaiting_approval" or not token or waiting_for != "approval":
         raise InvalidRequest(
-            f"Job {job_id} is not awaiting approval (byom_status: {job.byom_status})", param="fine_tuning_job_id"
+            f"Job {job_id} is not awaiting approval (byom_status: {job.byom_status})",
+            param="fine_tuning_job_id",
         )
     decision = {
         "approved": body.approved,
@@ -282,7 +293,9 @@ def approve_job(store: FineTuningStore, principal: Principal, job_id: str, body:
     if not delivered:
         raise Conflict(f"Job {job_id} no longer waits for approval")
     verdict = "Approved" if body.approved else "Rejected"
-    store.jobs.add_event(job.id, f"{verdict} by key {principal.key_id}" + (f": {body.comment}" if body.comment else ""))
+    store.jobs.add_event(
+        job.id, f"{verdict} by key {principal.key_id}" + (f": {body.comment}" if body.comment else "")
+    )
     return _job(store, tenant_id, job_id)
 
 
@@ -424,7 +437,10 @@ def check_training(store: FineTuningStore, job_id: str) -> dict[str, Any]:
         store.jobs.add_event(job.id, f"Training completed: {answer.get('outputModelArn')}")
         return {"done": True}
     if status in ("Failed", "Stopped"):
-        raise TrainingFailed(f"The Bedrock customization job {status.lower()}: {answer.get('failureMessage') or 'no reason given'}")
+        raise TrainingFailed(
+            f"The Bedrock customization job {status.lower()}: "
+            f"{answer.get('failureMessage') or 'no reason given'}"
+        )
     return {"done": False}
 
 
@@ -463,7 +479,7 @@ def evaluate(store: FineTuningStore, job_id: str) -> dict[str, Any]:
     examples = examples[: store.max_eval_examples]
     assert store.runner_for is not None
     result = evaluation.score(examples, store.runner_for(job.deployment_arn or ""))
-    source = "validation_file" if job.validation_file else "holdout"
+    source: Literal["validation_file", "holdout"] = "validation_file" if job.validation_file else "holdout"
     record = Evaluation(
         score=round(result.value, 4),
         threshold=job.threshold,
@@ -474,11 +490,15 @@ def evaluate(store: FineTuningStore, job_id: str) -> dict[str, Any]:
         overridden=job.threshold_overridden,
     )
     store.jobs.update(job.id, {"evaluation": record.model_dump()})
-    summary = f"Evaluation: {result.correct}/{result.examples} correct, score {record.score:.2%} (threshold {job.threshold:.0%})"
+    summary = (
+        f"Evaluation: {result.correct}/{result.examples} correct, score {record.score:.2%} "
+        f"(threshold {job.threshold:.0%})"
+    )
     store.jobs.add_event(job.id, summary, level="info" if record.passed else "error")
     if not record.passed:
         raise EvaluationBelowThreshold(
-            f"Evaluation score {record.score:.2%} on {result.examples} held-out examples is below the threshold "
+            f"Evaluation score {record.score:.2%} on {result.examples} held-out examples "
+            "is below the threshold "
             f"{job.threshold:.0%}"
         )
     return {"score": record.score}
@@ -486,13 +506,21 @@ def evaluate(store: FineTuningStore, job_id: str) -> dict[str, Any]:
 
 def request_approval(store: FineTuningStore, job_id: str, token: str) -> dict[str, Any]:
     job = _open_job(store, job_id)
-    store.jobs.update(job.id, {"byom_status": "awaiting_approval", "task_token": token, "waiting_for": "approval"})
-    store.jobs.add_event(job.id, "Awaiting approval: POST /v1/fine_tuning/jobs/{id}/approve".replace("{id}", job.id))
+    store.jobs.update(
+        job.id, {"byom_status": "awaiting_approval", "task_token": token, "waiting_for": "approval"}
+    )
+    store.jobs.add_event(
+        job.id, "Awaiting approval: POST /v1/fine_tuning/jobs/{id}/approve".replace("{id}", job.id)
+    )
     if store.events is not None:
         store.events.put(
             "FineTuningJobAwaitingApproval",
-            {"tenant_id": job.tenant_id, "job_id": job.id, "model": job.model,
-             "evaluation": job.evaluation.model_dump() if job.evaluation else None},
+            {
+                "tenant_id": job.tenant_id,
+                "job_id": job.id,
+                "model": job.model,
+                "evaluation": job.evaluation.model_dump() if job.evaluation else None,
+            },
         )
     return {}
 
@@ -527,7 +555,12 @@ def register(store: FineTuningStore, job_id: str) -> dict[str, Any]:
         store.models.delete(job.tenant_id, alias)
         raise JobClosed(f"job {job.id} ended while registering")
     store.jobs.add_event(job.id, f"Registered the fine-tuned model as alias '{alias}'")
-    return {"fine_tuned_model": alias, "tenant_id": job.tenant_id, "job_id": job.id, "model_id": model.model_id}
+    return {
+        "fine_tuned_model": alias,
+        "tenant_id": job.tenant_id,
+        "job_id": job.id,
+        "model_id": model.model_id,
+    }
 
 
 _ERROR_CODES = {
@@ -543,9 +576,13 @@ def failure_of(error: dict[str, Any]) -> JobError:
     name = str(error.get("Error") or "States.TaskFailed")
     cause = str(error.get("Cause") or "")
     if name == APPROVAL_REJECTED:
-        return JobError(code="approval_rejected", message=f"Rejected at the approval gate: {cause or 'no comment'}")
+        return JobError(
+            code="approval_rejected", message=f"Rejected at the approval gate: {cause or 'no comment'}"
+        )
     if name == "States.Timeout":
-        return JobError(code="timeout", message="A step of the pipeline timed out (approval not given in time?)")
+        return JobError(
+            code="timeout", message="A step of the pipeline timed out (approval not given in time?)"
+        )
     try:
         payload = json.loads(cause)
     except ValueError:
@@ -553,8 +590,12 @@ def failure_of(error: dict[str, Any]) -> JobError:
     error_type = str(payload.get("errorType") or name) if isinstance(payload, dict) else name
     known = {cls.__name__: cls for cls in _pipeline_errors()}
     if error_type in known and isinstance(payload, dict):
-        return JobError(code=known[error_type].code, message=str(payload.get("errorMessage") or error_type)[:2000])
-    return JobError(code=_ERROR_CODES.get(name, "internal_error"), message=f"The pipeline failed ({error_type})")
+        return JobError(
+            code=known[error_type].code, message=str(payload.get("errorMessage") or error_type)[:2000]
+        )
+    return JobError(
+        code=_ERROR_CODES.get(name, "internal_error"), message=f"The pipeline failed ({error_type})"
+    )
 
 
 def _pipeline_errors() -> list[type[PipelineError]]:
@@ -579,10 +620,17 @@ def record_failure(store: FineTuningStore, job_id: str, error: dict[str, Any]) -
     current = store.jobs.get(job.id) or job
     released = release(store, current)
     if closed:
-        store.jobs.add_event(job.id, f"Job failed: {failure.message}", level="error", data={"code": failure.code})
+        store.jobs.add_event(
+            job.id, f"Job failed: {failure.message}", level="error", data={"code": failure.code}
+        )
         if store.events is not None:
             store.events.put(
                 "FineTuningJobFailed",
-                {"tenant_id": job.tenant_id, "job_id": job.id, "error": failure.model_dump(), "released": released},
+                {
+                    "tenant_id": job.tenant_id,
+                    "job_id": job.id,
+                    "error": failure.model_dump(),
+                    "released": released,
+                },
             )
     return {"recorded": closed, "status": current.byom_status, "released": released}
