@@ -253,21 +253,11 @@ class CustomizationState:
             self.hostings.pop(found["arn"], None)
 
     def custom_model_for(self, model_id: str) -> CustomModel | None:
-        """The stand-in custom model a Converse model id names (its hosting or itself); None when the
-        id is not a custom model's. An unknown hosting is a 404, as Bedrock answers it."""
-        if ":custom-model-deployment/" in model_id or ":provisioned-model/" in model_id:
-            with self._lock:
-                found = self.hostings.get(model_id)
-                if found is None:
-                    raise StandInError(404, f"The model {model_id} does not exist or is not deployed")
-                return self.models.get(found["modelArn"])
-        if ":custom-model/" in model_id:
-            with self._lock:
-                model = self.models.get(model_id)
-            if model is None:
-                raise StandInError(404, f"The custom model {model_id} does not exist")
-            return model
-        return None
+        """The stand-in custom model a Converse model id names (its hosting or itself). Any other id,
+        unknown ARNs of custom models included, keeps the echoing stand-in: it answers any model id."""
+        with self._lock:
+            hosting = self.hostings.get(model_id)
+            return self.models.get(hosting["modelArn"] if hosting else model_id)
 
 
 def route(
