@@ -128,6 +128,46 @@ class AlarmThresholds:
         )
 
 
+FINE_TUNING_CONTEXT = "byom:fineTuning"
+
+
+@dataclass(frozen=True)
+class FineTuningConfig:
+    """The `byom:fineTuning` context object; each field overrides its default (README)."""
+
+    min_training_examples: int = 10
+    max_eval_examples: int = 100
+    # Lambda's 6 MB request limit holds the base64 of about 4.4 MB.
+    max_file_bytes: int = 4 * 1024 * 1024
+    # The polling fallback when no Bedrock event arrives, and the hosting's status checks.
+    training_poll_seconds: int = 600
+    deployment_poll_seconds: int = 60
+    approval_timeout_seconds: int = 7 * 24 * 3600
+    default_eval_threshold: float = 0.9
+
+    @classmethod
+    def from_context(cls, scope: Construct) -> FineTuningConfig:
+        raw = scope.node.try_get_context(FINE_TUNING_CONTEXT) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"{FINE_TUNING_CONTEXT} must be an object")
+        unknown = set(raw) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{FINE_TUNING_CONTEXT}: unknown settings {sorted(unknown)}")
+        values: dict[str, Any] = {}
+        for name, value in raw.items():
+            kind = type(getattr(cls(), name))
+            try:
+                values[name] = kind(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"{FINE_TUNING_CONTEXT}.{name}={value!r} is not a {kind.__name__}") from None
+            if values[name] <= 0:
+                raise ValueError(f"{FINE_TUNING_CONTEXT}.{name} must be greater than 0")
+        config = cls(**values)
+        if config.default_eval_threshold > 1:
+            raise ValueError(f"{FINE_TUNING_CONTEXT}.default_eval_threshold must be at most 1")
+        return config
+
+
 @dataclass(frozen=True)
 class Settings:
     bundling: bool
@@ -137,6 +177,7 @@ class Settings:
     throttle_burst_limit: int
     web_acl_arn: str | None
     alarms: AlarmThresholds
+    fine_tuning: FineTuningConfig = FineTuningConfig()
 
     @classmethod
     def from_context(cls, scope: Construct) -> Settings:
@@ -160,6 +201,7 @@ class Settings:
             throttle_burst_limit=int(context(THROTTLE_BURST_CONTEXT)),
             web_acl_arn=scope.node.try_get_context(WEB_ACL_CONTEXT) or None,
             alarms=AlarmThresholds.from_context(scope),
+            fine_tuning=FineTuningConfig.from_context(scope),
         )
 
     @property

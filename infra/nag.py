@@ -91,8 +91,38 @@ def acknowledge(construct: IConstruct, rule: str, reason: str, *, finding: str |
     Validations.of(construct).acknowledge(Acknowledgment(id=f"{PACK}::{rule_id}", reason=reason))
 
 
+FINE_TUNING_OBJECTS_REASON = (
+    "Tenants' files and each job's prepared data and outputs are objects created at runtime under "
+    "tenants/{{tenant_id}}/..., so their keys are unknown at deploy time. The pattern confines this role "
+    "to the part of the bucket its step needs ({pattern}); tenant ids are checked by the code that "
+    "builds the keys, and objects are encrypted with the stack's key."
+)
+FINE_TUNING_BEDROCK_REASON = (
+    "Bedrock customization jobs, custom models and their hostings are created at runtime, one per "
+    "fine-tuning job and named after it, so their ARNs are unknown at deploy time. The grant is limited "
+    "to the actions this step needs on {what} of this account and region."
+)
+FINE_TUNING_BASE_MODEL_REASON = (
+    "Tenants choose the base model of a fine-tuning job at runtime (any customizable foundation model "
+    "of the region); the grant is CreateModelCustomizationJob, StopModelCustomizationJob and TagResource."
+)
+STATE_MACHINE_INVOKE_REASON = (
+    "CDK's LambdaInvoke grant covers the function's versions and aliases (<function arn>:*) besides the "
+    "function; the state machine invokes only the functions of its own tasks."
+)
+STATE_MACHINE_LOGS_REASON = (
+    "Step Functions log delivery (logs:CreateLogDelivery, ...) and X-Ray tracing do not support "
+    "resource-level permissions, so logging ALL and tracing need Resource '*'."
+)
+EXECUTIONS_REASON = (
+    "Cancelling a job stops its execution; executions are created at runtime, one per job, under this "
+    "stack's state machine only (execution:{name}:*)."
+)
+
+
 def acknowledge_findings(stack: ByomGatewayStack) -> None:
     _acknowledge_function_roles(stack)
+    _acknowledge_fine_tuning(stack)
     _acknowledge_admin_key_secret(stack)
     _acknowledge_api(stack)
 
@@ -136,6 +166,73 @@ def _acknowledge_function_roles(stack: ByomGatewayStack) -> None:
             BEDROCK_REASON.format(what=f"{resource} of this account and region"),
             finding=f"Resource::{_ARN}:bedrock:{_REGION_ACCOUNT}:{resource}/*",
         )
+
+
+def _acknowledge_fine_tuning(stack: ByomGatewayStack) -> None:
+    fine_tuning = stack.fine_tuning
+    bucket_arn = stack.resolve(stack.data.data_bucket.bucket_arn)["Fn::GetAtt"][0]
+    roles = [_role(fn.role) for fn in (*fine_tuning.tasks.all(), fine_tuning.api_function)]
+    bedrock = f"Resource::{_ARN}:bedrock:{_REGION_ACCOUNT}"
+    for role in roles:
+        acknowledge(role, "IAM5", XRAY_REASON, finding="Resource::*")
+        for pattern in ("tenants/*/files/*", "tenants/*/fine-tuning/*/data/*"):
+            acknowledge(
+                role,
+                "IAM5",
+                FINE_TUNING_OBJECTS_REASON.format(pattern=pattern),
+                finding=f"Resource::<{bucket_arn}.Arn>/{pattern}",
+            )
+        for resource in (
+            "model-customization-job",
+            "custom-model",
+            "custom-model-deployment",
+            "provisioned-model",
+        ):
+            acknowledge(
+                role,
+                "IAM5",
+                FINE_TUNING_BEDROCK_REASON.format(what=f"{resource}/*"),
+                finding=f"{bedrock}:{resource}/*",
+            )
+    acknowledge(
+        _role(fine_tuning.tasks.start_training.role),
+        "IAM5",
+        FINE_TUNING_BASE_MODEL_REASON,
+        finding=f"Resource::{_ARN}:bedrock:<AWS::Region>::foundation-model/*",
+    )
+    acknowledge(
+        _role(fine_tuning.api_function.role),
+        "IAM5",
+        EXECUTIONS_REASON.format(name=fine_tuning.state_machine_name),
+        finding=f"Resource::{_ARN}:states:{_REGION_ACCOUNT}:execution:{fine_tuning.state_machine_name}:*",
+    )
+    bedrock_role = fine_tuning.bedrock_role
+    for pattern in ("tenants/*/fine-tuning/*/data/*", "tenants/*/fine-tuning/*/output/*"):
+        acknowledge(
+            bedrock_role,
+            "IAM5",
+            FINE_TUNING_OBJECTS_REASON.format(pattern=pattern),
+            finding=f"Resource::<{bucket_arn}.Arn>/{pattern}",
+        )
+    machine_role = fine_tuning.state_machine.role
+    acknowledge(machine_role, "IAM5", STATE_MACHINE_LOGS_REASON, finding="Resource::*")
+    for fn in fine_tuning.tasks.all():
+        if fn is fine_tuning.tasks.training_events:
+            continue
+        function_id = stack.resolve(fn.function_arn)["Fn::GetAtt"][0]
+        acknowledge(
+            machine_role, "IAM5", STATE_MACHINE_INVOKE_REASON, finding=f"Resource::<{function_id}.Arn>:*"
+        )
+    acknowledge(
+        stack.data.data_bucket,
+        "S1",
+        "The bucket is reached only through the fine-tuning API and the pipeline's roles, which log every "
+        "upload (API access logs) and every read (the state machine's execution log); server access logs "
+        "would need a second, unencrypted-by-CMK bucket. Enable CloudTrail S3 data events for object-level "
+        "audit where required.",
+    )
+    for method in stack.api.fine_tuning_methods:
+        acknowledge(method, "COG4", API_KEY_AUTH_REASON)
 
 
 def _acknowledge_admin_key_secret(stack: ByomGatewayStack) -> None:

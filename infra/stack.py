@@ -11,6 +11,7 @@ from infra import nag
 from infra.config import Settings
 from infra.constructs.api import Api
 from infra.constructs.data import Data
+from infra.constructs.fine_tuning import FineTuning
 from infra.constructs.functions import Functions
 from infra.constructs.observability import Alerts, MonitoredFunctions, Observability
 from infra.constructs.security import Security
@@ -37,6 +38,14 @@ class ByomGatewayStack(Stack):
             data=self.data,
             alerts_topic=self.alerts.topic,
         )
+        self.fine_tuning = FineTuning(
+            self,
+            "FineTuning",
+            settings=settings,
+            key=self.security.key,
+            data=self.data,
+            functions=self.functions,
+        )
         self.api = Api(
             self,
             "Api",
@@ -45,6 +54,7 @@ class ByomGatewayStack(Stack):
             authorizer_function=self.functions.authorizer,
             admin_function=self.functions.admin,
             gateway_function=self.functions.gateway,
+            fine_tuning_function=self.fine_tuning.api_function,
         )
         self.observability = Observability(
             self,

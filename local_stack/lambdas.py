@@ -224,6 +224,16 @@ def discover_functions(template: Template, resolver: Resolver) -> list[LambdaFun
     return functions
 
 
+def register_function_arns(template: Template, resolver: Resolver) -> None:
+    """Every function's name and ARN, known before any resource is created: a state machine's
+    definition names its task functions, and those names must be the ones the stack invokes."""
+    for logical_id, resource in template.of_type("AWS::Lambda::Function"):
+        props = resource.get("Properties", {})
+        name = props.get("FunctionName") or f"{template.stack_name}-{logical_id}"
+        arn = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT_ID}:function:{name}"
+        resolver.register(logical_id, Physical(ref=name, attributes={"Arn": arn}))
+
+
 def merge_environments(functions: Iterable[LambdaFunction]) -> dict[str, str]:
     """One environment for every function; the same name with two values is an error."""
     merged: dict[str, str] = {}

@@ -312,7 +312,26 @@ def create_ssm_parameter(ctx: CreationContext, logical_id: str, props: dict[str,
     return Physical(ref=name, attributes={"Type": props.get("Type", "String"), "Value": props["Value"]})
 
 
+def create_state_machine(ctx: CreationContext, logical_id: str, props: dict[str, Any]) -> Physical:
+    """Created in moto's ASL interpreter (the local stack turns execution on before creating it)."""
+    name = props.get("StateMachineName") or f"{ctx.stack_name}-{logical_id}"
+    definition = props.get("DefinitionString") or json.dumps(props.get("Definition", {}))
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "definition": definition if isinstance(definition, str) else json.dumps(definition),
+        # IAM is not enforced locally; the role only has to look like one.
+        "roleArn": f"arn:{PARTITION}:iam::{ACCOUNT_ID}:role/{logical_id}Role",
+        "type": props.get("StateMachineType", "STANDARD"),
+    }
+    if props.get("TracingConfiguration"):
+        # CloudFormation says Enabled where the Step Functions API says enabled.
+        kwargs["tracingConfiguration"] = {"enabled": bool(props["TracingConfiguration"].get("Enabled"))}
+    arn = ctx.client("stepfunctions").create_state_machine(**kwargs)["stateMachineArn"]
+    return Physical(ref=arn, attributes={"Arn": arn, "Name": name})
+
+
 CREATORS: dict[str, Creator] = {
+    "AWS::StepFunctions::StateMachine": create_state_machine,
     "AWS::KMS::Key": create_kms_key,
     "AWS::KMS::Alias": create_kms_alias,
     "AWS::DynamoDB::Table": create_dynamodb_table,

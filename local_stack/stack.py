@@ -9,6 +9,7 @@ Usable in-process (tests) as well as by `python -m local_stack`:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -21,17 +22,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import boto3
 from moto import backends as moto_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
 from local_stack.apigateway import LocalApiGateway, build_rest_api
+from local_stack.events import LocalEventBus, lambda_rules
 from local_stack.httpbase import BackgroundServer
-from local_stack.lambdas import FunctionRuntime, LambdaFunction, discover_functions, merge_environments
+from local_stack.lambdas import (
+    FunctionRuntime,
+    LambdaFunction,
+    discover_functions,
+    merge_environments,
+    register_function_arns,
+)
+from local_stack.models.customization import CustomizationState
 from local_stack.models.servers import bedrock_stand_in, openai_stand_in
 from local_stack.resources import create_resources
 from local_stack.server import gateway_server
+from local_stack.stepfunctions import CONFIG as SFN_CONFIG
+from local_stack.stepfunctions import LambdaRouter, lambda_tasks_in_process
 from local_stack.template import REGION, Resolver, Template, load_template
 
 log = logging.getLogger(__name__)
@@ -43,7 +55,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_OVERRIDES = {
     "ALLOW_LOOPBACK_HTTP": "true",
     "POWERTOOLS_TRACE_DISABLED": "true",
+    # The stand-in hosts a custom model at once; the cloud's minute between checks would only wait.
+    "DEPLOYMENT_POLL_SECONDS": "1",
 }
+# How long a local model-customization job trains before it completes (BYOM_LOCAL_TRAINING_SECONDS).
+DEFAULT_TRAINING_SECONDS = 2.0
 
 
 _ONE_PER_PROCESS = threading.Lock()
@@ -67,6 +83,7 @@ class StackSettings:
     # successful admin write so a revoked key is still refused at once. Off: the authorizer runs
     # on every call.
     authorizer_cache: bool = True
+    training_seconds: float = DEFAULT_TRAINING_SECONDS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> StackSettings:
@@ -77,6 +94,7 @@ class StackSettings:
             template=Path(template) if template else None,
             authorizer_cache=(environ.get("BYOM_AUTHORIZER_CACHE") or "true").lower()
             not in ("0", "false", "no"),
+            training_seconds=float(environ.get("BYOM_LOCAL_TRAINING_SECONDS") or DEFAULT_TRAINING_SECONDS),
         )
 
 
@@ -160,6 +178,9 @@ class LocalStack:
         self._saved_environ: dict[str, str] | None = None
         self._saved_modules: dict[str, Any] = {}
         self._started = False
+        self._lambda_tasks: contextlib.ExitStack | None = None
+        self.customization = CustomizationState()
+        self.event_bus: LocalEventBus | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -198,11 +219,16 @@ class LocalStack:
         self._isolate_aws_environment()
         self.progress(f"AWS emulation (moto) at {self.moto_url}")
 
-        openai_server, bedrock_server = openai_stand_in().start(), bedrock_stand_in().start()
+        self.customization = CustomizationState(
+            read_s3=self._read_s3, training_seconds=settings.training_seconds
+        )
+        openai_server = openai_stand_in().start()
+        bedrock_server = bedrock_stand_in(customization=self.customization).start()
         self._servers += [openai_server, bedrock_server]
         self.openai_url, self.bedrock_url = openai_server.url + "/v1", bedrock_server.url
 
         resolver = Resolver(self.template)
+        register_function_arns(self.template, resolver)
         created = create_resources(self.template, resolver, self.moto_url, self.admin_key)
         log.info("created %d resources in the AWS emulation", len(created))
 
@@ -211,7 +237,16 @@ class LocalStack:
         os.environ.update(merge_environments(functions))
         os.environ.update(LOCAL_OVERRIDES)
         os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = self.bedrock_url
+        # The Bedrock control plane too (model customization): the same stand-in server.
+        os.environ["AWS_ENDPOINT_URL_BEDROCK"] = self.bedrock_url
         self._load_functions(functions)
+        router = LambdaRouter(lambda: self.functions)
+        self._lambda_tasks = contextlib.ExitStack()
+        self._lambda_tasks.enter_context(lambda_tasks_in_process(router))
+        self.event_bus = LocalEventBus(
+            lambda_rules(self.template, resolver), lambda arn, event: self._invoke_arn(router, arn, event)
+        )
+        self.customization.emit = self.event_bus.put
 
         api = build_rest_api(self.template, resolver)
         missing = {m.function_id for m in api.methods if m.function_id} - self.functions.keys()
@@ -243,6 +278,15 @@ class LocalStack:
         _no_proxy_opener().open(
             urllib.request.Request(self.moto_url + "/moto-api/reset", method="POST")
         ).read()
+        # State machines run in moto's ASL interpreter (before any is created: it is another backend).
+        _no_proxy_opener().open(
+            urllib.request.Request(
+                self.moto_url + "/moto-api/config",
+                data=json.dumps(SFN_CONFIG).encode(),
+                method="POST",
+                headers={"Content-Type": "application/json"},
+            )
+        ).read()
 
     def _isolate_aws_environment(self) -> None:
         """Every AWS SDK call of this process goes to the emulation, with dummy credentials."""
@@ -267,6 +311,8 @@ class LocalStack:
                 "AWS_CONFIG_FILE": os.devnull,
                 "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
                 "AWS_EC2_METADATA_DISABLED": "true",
+                # Where moto's ASL interpreter sends its service integrations (EventBridge, ...).
+                "MOTO_PORT": self.moto_url.rsplit(":", 1)[-1],
                 "NO_PROXY": no_proxy,
                 "no_proxy": no_proxy,
             }
@@ -296,8 +342,30 @@ class LocalStack:
     def _invoke(self, logical_id: str, event: dict[str, Any], caller_timeout: float | None) -> Any:
         return self.functions[logical_id].invoke(event, caller_timeout)
 
+    @staticmethod
+    def _invoke_arn(router: LambdaRouter, arn: str, event: dict[str, Any]) -> Any:
+        function = router.find(arn)
+        if function is None:
+            raise StackError(f"no local function {arn}")
+        return function.invoke(event)
+
+    def _read_s3(self, uri: str) -> bytes:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=self.moto_url,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
+
     def stop(self) -> None:
         """Stops every server and undoes this process's changes (environment, imports)."""
+        if self._lambda_tasks is not None:
+            self._lambda_tasks.close()
+            self._lambda_tasks = None
         for server in reversed(self._servers):
             with contextlib.suppress(Exception):
                 server.stop()

@@ -107,6 +107,7 @@ class Api(Construct):
         authorizer_function: lambda_.IFunction,
         admin_function: lambda_.IFunction,
         gateway_function: lambda_.IFunction,
+        fine_tuning_function: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
         self._settings = settings
@@ -117,6 +118,7 @@ class Api(Construct):
         self.health_method, self.admin_method, self.v1_method = self._build_routes(
             admin_function, gateway_function
         )
+        self.fine_tuning_methods = self._build_fine_tuning_routes(fine_tuning_function)
         self._build_error_responses()
         self.web_acl_association = self._build_web_acl_association()
 
@@ -185,6 +187,29 @@ class Api(Construct):
             health,
             self._add_protected_proxy(root.add_resource("admin"), admin),
             self._add_protected_proxy(root.add_resource("v1"), gateway),
+        )
+
+    def _build_fine_tuning_routes(self, function: lambda_.IFunction) -> list[apigw.Method]:
+        """/v1/files and /v1/fine_tuning/* go to their own function (own role: the bucket, the state
+        machine); API Gateway prefers these resources to /v1/{proxy+}."""
+        integration = apigw.LambdaIntegration(function, proxy=True, allow_test_invoke=False)
+        v1 = self.rest_api.root.get_resource("v1")
+        assert v1 is not None
+        files = v1.add_resource("files")
+        fine_tuning = v1.add_resource("fine_tuning")
+        return [
+            self._add_protected(files, integration),
+            self._add_protected_proxy(files, integration),
+            self._add_protected_proxy(fine_tuning, integration),
+        ]
+
+    def _add_protected(self, resource: apigw.Resource, integration: apigw.Integration) -> apigw.Method:
+        return resource.add_method(
+            "ANY",
+            integration,
+            authorizer=self.authorizer,
+            authorization_type=apigw.AuthorizationType.CUSTOM,
+            request_validator=self.validator,
         )
 
     def _add_protected_proxy(self, parent: apigw.Resource, integration: apigw.Integration) -> apigw.Method:

@@ -1,13 +1,15 @@
-"""The DynamoDB tables of docs/contracts.md."""
+"""The DynamoDB tables and the S3 bucket of docs/contracts.md."""
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 API_KEYS_BY_TENANT_INDEX = "by_tenant"
+FINE_TUNING_BY_TENANT_INDEX = "by_tenant"
 
 _S = dynamodb.AttributeType.STRING
 
@@ -24,6 +26,12 @@ class Data(Construct):
         self.models = self._build_table("Models", partition_key="tenant_id", sort_key="alias")
         self.cache = self._build_cache_table()
         self.usage = self._build_usage_table()
+        self.files = self._build_by_tenant_table("Files", partition_key="file_id")
+        self.jobs = self._build_by_tenant_table("FineTuningJobs", partition_key="job_id", sort_key="sk")
+        self.idempotency = self._build_table(
+            "Idempotency", partition_key="id", time_to_live_attribute="expiration", disposable=True
+        )
+        self.data_bucket = self._build_data_bucket()
 
     @property
     def tables(self) -> list[dynamodb.Table]:
@@ -40,6 +48,9 @@ class Data(Construct):
             "MODELS_TABLE": self.models,
             "CACHE_TABLE": self.cache,
             "USAGE_TABLE": self.usage,
+            "FILES_TABLE": self.files,
+            "JOBS_TABLE": self.jobs,
+            "IDEMPOTENCY_TABLE": self.idempotency,
         }
         return {name: table.table_name for name, table in env_vars.items() if table in tables}
 
@@ -82,6 +93,43 @@ class Data(Construct):
         are what tenants are billed from, so the table is kept; TTL sweeps only markers and holds."""
         return self._build_table(
             "Usage", partition_key="pk", sort_key="sk", time_to_live_attribute="expires_at"
+        )
+
+    def _build_by_tenant_table(
+        self, name: str, *, partition_key: str, sort_key: str | None = None
+    ) -> dynamodb.Table:
+        """Records keyed by their own id; the sparse `by_tenant` index lists a tenant's newest first."""
+        table = self._build_table(name, partition_key=partition_key, sort_key=sort_key)
+        table.add_global_secondary_index(
+            index_name=FINE_TUNING_BY_TENANT_INDEX,
+            partition_key=dynamodb.Attribute(name="tenant_id", type=_S),
+            sort_key=dynamodb.Attribute(name="created_key", type=_S),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )
+        return table
+
+    def _build_data_bucket(self) -> s3.Bucket:
+        """Tenants' training files and the pipeline's prepared data and outputs, under
+        `tenants/{tenant_id}/`. Encrypted with the stack's key; never public; TLS only."""
+        return s3.Bucket(
+            self,
+            "FineTuningData",
+            encryption=s3.BucketEncryption.KMS,
+            encryption_key=self._key,
+            bucket_key_enabled=True,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    id="ExpireOldVersions",
+                    noncurrent_version_expiration=Duration.days(30),
+                    abort_incomplete_multipart_upload_after=Duration.days(1),
+                )
+            ],
+            # Training data is the tenants': kept when the stack goes, like the tables.
+            removal_policy=RemovalPolicy.RETAIN,
         )
 
     def _build_api_keys_table(self) -> dynamodb.Table:

@@ -60,10 +60,17 @@ class FunctionSpec:
     description: str
     timeout_seconds: int
     memory_mb: int
+    code: str | None = None
+    """The folder under functions/ when several functions share one (Step Functions tasks)."""
+    handler: str = HANDLER
 
     @property
     def code_dir(self) -> Path:
-        return FUNCTIONS_DIR / self.name
+        return FUNCTIONS_DIR / (self.code or self.name)
+
+    @property
+    def construct_id(self) -> str:
+        return "".join(part.capitalize() for part in self.name.split("_"))
 
 
 AUTHORIZER = FunctionSpec("authorizer", "BYOM Gateway REQUEST authorizer (API keys)", 5, 256)
@@ -122,17 +129,24 @@ class Functions(Construct):
         return [common, deps]
 
     def _build_function(self, spec: FunctionSpec, environment: dict[str, str]) -> lambda_.Function:
-        construct_id = spec.name.capitalize()
+        return self.build_function(spec, environment)
+
+    def build_function(
+        self, spec: FunctionSpec, environment: dict[str, str], scope: Construct | None = None
+    ) -> lambda_.Function:
+        """A function with every default of the stack, created in `scope` (this construct by default)."""
+        scope = scope or self
+        construct_id = spec.construct_id
         # An explicit log group: retention and encryption are ours, not Lambda's defaults.
         log_group = logs.LogGroup(
-            self,
+            scope,
             f"{construct_id}Logs",
             retention=self._settings.log_retention,
             encryption_key=self._key,
         )
         # No AWS managed policy: every permission, logging included, is granted below or by the caller.
         role = iam.Role(
-            self,
+            scope,
             f"{construct_id}Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"Execution role of the BYOM Gateway {spec.name} function",
@@ -145,11 +159,11 @@ class Functions(Construct):
             )
         )
         return lambda_.Function(
-            self,
+            scope,
             construct_id,
             description=spec.description,
             code=lambda_.Code.from_asset(str(spec.code_dir), exclude=ASSET_EXCLUDES),
-            handler=HANDLER,
+            handler=spec.handler,
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
             timeout=Duration.seconds(spec.timeout_seconds),

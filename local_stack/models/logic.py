@@ -467,6 +467,7 @@ BEDROCK_ERRORS = {
     400: "ValidationException",
     403: "AccessDeniedException",
     404: "ResourceNotFoundException",
+    409: "ConflictException",
     408: "ModelTimeoutException",
     424: "ModelErrorException",
     429: "ThrottlingException",
@@ -655,3 +656,43 @@ def bedrock_invoke(model_id: str, body: Any) -> dict[str, Any]:
         400,
         f"The stand-in model {model_id} answers InvokeModel for embeddings only ('inputText' or 'texts').",
     )
+
+
+def _prompt_text(request: dict[str, Any]) -> str:
+    texts: list[str] = []
+    for message in request.get("messages", []):
+        if message.get("role") == "user":
+            texts.extend(_converse_block_text(block) for block in message.get("content", []))
+    return " ".join(texts)
+
+
+def custom_model_converse(answer_for: Any, request: dict[str, Any], *, latency_ms: int) -> dict[str, Any]:
+    """Converse answered by a stand-in custom model (local_stack.models.customization)."""
+    prompt = _prompt_text(request)
+    text = answer_for(prompt)
+    usage = {"inputTokens": count_tokens(prompt), "outputTokens": count_tokens(text)}
+    usage["totalTokens"] = usage["inputTokens"] + usage["outputTokens"]
+    return {
+        "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+        "stopReason": "end_turn",
+        "usage": usage,
+        "metrics": {"latencyMs": latency_ms},
+    }
+
+
+def custom_model_converse_stream(
+    answer_for: Any, request: dict[str, Any], *, latency_ms: int
+) -> list[tuple[str, dict]]:
+    answer = custom_model_converse(answer_for, request, latency_ms=latency_ms)
+    text = answer["output"]["message"]["content"][0]["text"]
+    events: list[tuple[str, dict[str, Any]]] = [("messageStart", {"role": "assistant"})]
+    events += [
+        ("contentBlockDelta", {"delta": {"text": piece}, "contentBlockIndex": 0})
+        for piece in text_pieces(text)
+    ]
+    events += [
+        ("contentBlockStop", {"contentBlockIndex": 0}),
+        ("messageStop", {"stopReason": "end_turn"}),
+        ("metadata", {"usage": answer["usage"], "metrics": {"latencyMs": latency_ms}}),
+    ]
+    return events

@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from local_stack.httpbase import BackgroundServer, Handler
 from local_stack.models import logic
+from local_stack.models.customization import CustomizationState, route
 from local_stack.models.eventstream import encode_event
 from local_stack.models.logic import StandInError
 
@@ -147,17 +148,37 @@ class OpenAIStandInHandler(_StandInHandler):
 
 
 class BedrockStandInHandler(_StandInHandler):
-    """POST /model/{modelId}/converse, /converse-stream and /invoke, as bedrock-runtime serves them."""
+    """POST /model/{modelId}/converse, /converse-stream and /invoke, as bedrock-runtime serves them;
+    and the model-customization part of the bedrock control plane (local_stack.models.customization)."""
+
+    @property
+    def customization(self) -> CustomizationState:
+        return self.server.state["customization"]
+
+    def _control_plane(self) -> None:
+        path = urlsplit(self.path).path
+        try:
+            body = self._json_body() if self.command in ("POST", "PATCH") else {}
+            status, answer = route(
+                self.customization, self.command, path, body if isinstance(body, dict) else {}
+            )
+        except StandInError as error:
+            self._error(error)
+            return
+        self._send_json(status, answer)
 
     def do_GET(self) -> None:
         if not self._request_log():
-            self._error(StandInError(404, f"Unknown operation: GET {self.path}"))
+            self._control_plane()
 
     def do_DELETE(self) -> None:
         if not self._request_log():
-            self._error(StandInError(404, f"Unknown operation: DELETE {self.path}"))
+            self._control_plane()
 
     def do_POST(self) -> None:
+        if not urlsplit(self.path).path.startswith("/model/"):
+            self._control_plane()
+            return
         # The model id is one URL-encoded path label (ARNs of custom models contain '/' and ':').
         parts = urlsplit(self.path).path.split("/")
         try:
@@ -166,16 +187,25 @@ class BedrockStandInHandler(_StandInHandler):
             model_id, operation = unquote(parts[2]), parts[3]
             request = self._json_body()
             started = time.monotonic()
+            custom = self.customization.custom_model_for(model_id)
             if operation == "converse":
                 self.state.record("converse", model_id, request)
                 self.state.apply_behaviour(model_id)
                 latency = int((time.monotonic() - started) * 1000)
-                self._send_json(200, logic.bedrock_converse(model_id, request, latency_ms=latency))
+                if custom is not None:
+                    self._send_json(
+                        200, logic.custom_model_converse(custom.answer, request, latency_ms=latency)
+                    )
+                else:
+                    self._send_json(200, logic.bedrock_converse(model_id, request, latency_ms=latency))
             elif operation == "converse-stream":
                 self.state.record("converse-stream", model_id, request)
                 self.state.apply_behaviour(model_id)
                 latency = int((time.monotonic() - started) * 1000)
-                events = logic.bedrock_converse_stream(model_id, request, latency_ms=latency)
+                if custom is not None:
+                    events = logic.custom_model_converse_stream(custom.answer, request, latency_ms=latency)
+                else:
+                    events = logic.bedrock_converse_stream(model_id, request, latency_ms=latency)
                 self.start_chunked(200, [("Content-Type", "application/vnd.amazon.eventstream")])
                 for event_type, payload in events:
                     self.write_chunk(encode_event(event_type, payload))
@@ -200,5 +230,10 @@ def openai_stand_in(port: int = 0) -> BackgroundServer:
     return BackgroundServer(OpenAIStandInHandler, port=port, state=StandInState())
 
 
-def bedrock_stand_in(port: int = 0) -> BackgroundServer:
-    return BackgroundServer(BedrockStandInHandler, port=port, state=StandInState())
+def bedrock_stand_in(port: int = 0, customization: CustomizationState | None = None) -> BackgroundServer:
+    return BackgroundServer(
+        BedrockStandInHandler,
+        port=port,
+        state=StandInState(),
+        customization=customization or CustomizationState(),
+    )

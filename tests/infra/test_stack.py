@@ -85,7 +85,8 @@ def test_tables_have_the_keys_and_indexes_of_the_contract(template: Template) ->
 
 def test_every_table_is_on_demand(template: Template) -> None:
     tables = resources(template, "AWS::DynamoDB::Table")
-    assert len(tables) == 6
+    # Six of the gateway, files, fine-tuning jobs and the idempotency records of job creation.
+    assert len(tables) == 9
     assert all(props(t)["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
 
 
@@ -125,12 +126,16 @@ def test_response_cache_entries_expire_by_ttl_on_expires_at(template: Template) 
     }
 
 
+# The gateway's three, the fine-tuning API and the eleven tasks of its state machine.
+FUNCTION_COUNT = 15
+
 # ---------------------------------------------------------------------------------------- logs
 
 
 def test_every_log_group_has_the_configured_retention(template: Template) -> None:
     log_groups = resources(template, "AWS::Logs::LogGroup")
-    assert len(log_groups) == 4  # three functions and the API access log
+    # A log group per function (3 + the fine-tuning API + 11 tasks), the API access log, the state machine.
+    assert len(log_groups) == FUNCTION_COUNT + 2
     assert all(props(lg).get("RetentionInDays") == RETENTION_DAYS for lg in log_groups.values())
 
 
@@ -144,7 +149,7 @@ def test_every_log_group_is_encrypted_with_the_customer_managed_key(template: Te
 
 def test_every_function_runs_python_3_14_on_arm64(template: Template) -> None:
     functions = resources(template, "AWS::Lambda::Function")
-    assert len(functions) == 3
+    assert len(functions) == FUNCTION_COUNT
     for fn in functions.values():
         assert props(fn)["Runtime"] == "python3.14"
         assert props(fn)["Architectures"] == ["arm64"]
@@ -163,14 +168,17 @@ def test_every_function_logs_json_to_its_own_log_group(template: Template) -> No
         assert config["LogFormat"] == "JSON"
         assert config["LogGroup"]["Ref"] in log_groups
         used.append(config["LogGroup"]["Ref"])
-    assert len(set(used)) == 3
+    assert len(set(used)) == FUNCTION_COUNT
 
 
 def test_every_function_uses_the_common_and_dependency_layers(template: Template) -> None:
     layers = resources(template, "AWS::Lambda::LayerVersion")
     assert len(layers) == 2
     for fn in resources(template, "AWS::Lambda::Function").values():
-        assert props(fn)["Handler"] == "handler.handler"
+        # Step Functions tasks share one folder, a module each (STYLE: one Lambda per task).
+        assert props(fn)["Handler"] == "handler.handler" or props(fn)["Environment"]["Variables"][
+            "POWERTOOLS_SERVICE_NAME"
+        ].startswith("byom-ft_")
         assert sorted(ref["Ref"] for ref in props(fn)["Layers"]) == sorted(layers)
 
 
@@ -248,7 +256,7 @@ def test_function_roles_use_no_aws_managed_policies(template: Template) -> None:
 
 def test_each_function_has_its_own_role(template: Template) -> None:
     roles = {json.dumps(props(fn)["Role"]) for fn in resources(template, "AWS::Lambda::Function").values()}
-    assert len(roles) == 3
+    assert len(roles) == FUNCTION_COUNT
 
 
 def test_function_roles_use_a_wildcard_resource_only_for_xray(template: Template) -> None:
@@ -374,6 +382,9 @@ ROUTES = {
     ("GET", "/health"): "gateway",
     ("ANY", "/admin/{proxy+}"): "admin",
     ("ANY", "/v1/{proxy+}"): "gateway",
+    ("ANY", "/v1/files"): "fine_tuning",
+    ("ANY", "/v1/files/{proxy+}"): "fine_tuning",
+    ("ANY", "/v1/fine_tuning/{proxy+}"): "fine_tuning",
 }
 
 

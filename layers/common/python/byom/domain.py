@@ -60,6 +60,8 @@ class CreateModel(_Request):
     cache_ttl_seconds: Annotated[int, Field(ge=1, le=86_400, strict=True)] | None = None
     # Under a hard budget a request without max_tokens is capped at this (the reservation's bound).
     max_output_tokens: Annotated[int, Field(ge=1, le=1_000_000, strict=True)] | None = None
+    # Fine-tuning: the held-out score a model fine-tuned from this alias needs before promotion.
+    eval_threshold: Annotated[float, Field(ge=0, le=1)] | None = None
 
 
 Fraction = Annotated[float, Field(gt=0, le=1), AfterValidator(_finite)]
@@ -135,6 +137,7 @@ class ModelAlias(BaseModel):
     fallbacks: list[str] = []
     cache_ttl_seconds: int | None = None
     max_output_tokens: int | None = None
+    eval_threshold: float | None = None
     budget_pricing: Pricing | None = None
     """The highest input and output prices on the alias's fallback chain, fixed at registration
     (aliases are immutable and a fallback cannot be deleted while used): what a reservation prices."""

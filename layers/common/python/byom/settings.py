@@ -69,3 +69,35 @@ def admin_settings() -> AdminSettings:
 @lru_cache(maxsize=1)
 def gateway_settings() -> GatewaySettings:
     return GatewaySettings.from_env()
+
+
+class FineTuningSettings(_Settings):
+    """The fine-tuning API function and the state machine's task functions (docs/contracts.md)."""
+
+    files_table: str
+    jobs_table: str
+    models_table: str
+    data_bucket: str
+    kms_key_id: str | None = None
+    event_bus_name: str = "default"
+    # The API function only.
+    state_machine_arn: str | None = None
+    idempotency_table: str | None = None
+    idempotency_seconds: int = Field(default=3600, ge=60)
+    # Lambda's 6 MB payload holds the base64 of about 4.4 MB; the rest is the multipart envelope.
+    max_file_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    # Waits the state machine reads from each execution's input.
+    training_poll_seconds: int = Field(default=600, ge=1)
+    deployment_poll_seconds: int = Field(default=60, ge=1)
+    approval_timeout_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+    # The task functions.
+    bedrock_role_arn: str = ""
+    min_training_examples: int = Field(default=10, ge=1)
+    max_training_examples: int = Field(default=20_000, ge=1)
+    max_eval_examples: int = Field(default=100, ge=1)
+    default_eval_threshold: float = Field(default=0.9, ge=0, le=1)
+
+
+@lru_cache(maxsize=1)
+def fine_tuning_settings() -> FineTuningSettings:
+    return FineTuningSettings.from_env()

@@ -289,6 +289,7 @@ def create_model(store: AdminStore, principal: Principal, tenant_id: str, body: 
         fallbacks=body.fallbacks,
         cache_ttl_seconds=body.cache_ttl_seconds,
         max_output_tokens=body.max_output_tokens,
+        eval_threshold=body.eval_threshold,
         budget_pricing=highest_pricing(chain),
         created_at=clock.now(),
     )

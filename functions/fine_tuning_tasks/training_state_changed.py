@@ -1,0 +1,10 @@
+"""EventBridge target: Bedrock customization job state changes wake the waiting execution."""
+
+from byom.api import fine_tuning_tasks
+from byom.observability import logger, tracer
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event, context):  # type: ignore[no-untyped-def]
+    return fine_tuning_tasks.training_state_changed(event)

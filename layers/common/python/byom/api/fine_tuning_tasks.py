@@ -1,0 +1,105 @@
+"""Entry points of the fine-tuning state machine's tasks: the event Step Functions sends in, one
+logic call, the output it continues with. Typed errors propagate: Lambda reports their class name as
+`errorType`, which the state machine's Retry and Catch match on."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from byom.dal.aws import client, table
+from byom.dal.fine_tuning import (
+    BedrockCustomization,
+    BedrockRunner,
+    DataBucket,
+    FileRepository,
+    JobEvents,
+    JobRepository,
+    Workflow,
+)
+from byom.dal.repositories import ModelRepository
+from byom.logic import fine_tuning as logic
+from byom.settings import fine_tuning_settings
+
+# Evaluation calls the model once per example; one attempt each, the task's Retry does the rest.
+_RUNTIME_CONFIG = Config(
+    connect_timeout=5, read_timeout=60, retries={"total_max_attempts": 2, "mode": "standard"}
+)
+
+
+@lru_cache(maxsize=1)
+def _runtime() -> Any:
+    return boto3.session.Session().client("bedrock-runtime", config=_RUNTIME_CONFIG)  # type: ignore[call-overload]
+
+
+@lru_cache(maxsize=1)
+def store() -> logic.FineTuningStore:
+    settings = fine_tuning_settings()
+    return logic.FineTuningStore(
+        files=FileRepository(table(settings.files_table)),
+        jobs=JobRepository(table(settings.jobs_table)),
+        bucket=DataBucket(client("s3"), settings.data_bucket, settings.kms_key_id),
+        models=ModelRepository(table(settings.models_table)),
+        workflow=Workflow(client("stepfunctions"), settings.state_machine_arn or ""),
+        bedrock=BedrockCustomization(client("bedrock")),
+        runner_for=lambda model_id: BedrockRunner(_runtime(), model_id),
+        events=JobEvents(client("events"), settings.event_bus_name),
+        bedrock_role_arn=settings.bedrock_role_arn,
+        kms_key_id=settings.kms_key_id,
+        min_training_examples=settings.min_training_examples,
+        max_training_examples=settings.max_training_examples,
+        max_eval_examples=settings.max_eval_examples,
+        default_threshold=settings.default_eval_threshold,
+    )
+
+
+def _job_id(event: dict[str, Any]) -> str:
+    return str(event["job_id"])
+
+
+def validate(event: dict[str, Any]) -> dict[str, Any]:
+    return logic.validate(store(), _job_id(event))
+
+
+def start_training(event: dict[str, Any]) -> dict[str, Any]:
+    return logic.start_training(store(), _job_id(event))
+
+
+def await_training(event: dict[str, Any]) -> dict[str, Any]:
+    return logic.await_training(store(), _job_id(event), event["task_token"])
+
+
+def check_training(event: dict[str, Any]) -> dict[str, Any]:
+    return logic.check_training(store(), _job_id(event))
+
+
+def training_state_changed(event: dict[str, Any]) -> dict[str, Any]:
+    """EventBridge: Bedrock's `Model Customization Job State Change`."""
+    return {"woken": logic.training_state_changed(store(), event.get("detail") or {})}
+
+
+def deploy(event: dict[str, Any]) -> dict[str, Any]:
+    return logic.deploy(store(), _job_id(event))
+
+
+def check_deployment(event: dict[str, Any]) -> dict[str, Any]:
+    return logic.check_deployment(store(), _job_id(event))
+
+
+def evaluate(event: dict[str, Any]) -> dict[str, Any]:
+    return logic.evaluate(store(), _job_id(event))
+
+
+def request_approval(event: dict[str, Any]) -> dict[str, Any]:
+    return logic.request_approval(store(), _job_id(event), event["task_token"])
+
+
+def register(event: dict[str, Any]) -> dict[str, Any]:
+    return logic.register(store(), _job_id(event))
+
+
+def record_failure(event: dict[str, Any]) -> dict[str, Any]:
+    return logic.record_failure(store(), _job_id(event), event.get("error") or {})

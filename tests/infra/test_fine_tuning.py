@@ -1,0 +1,162 @@
+"""The fine-tuning state machine, its functions and roles, as synthesized."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_cdk.assertions import Template
+
+from tests.infra.stack_template import as_list, props, resources, role_statements
+
+TASKS = (
+    "Validate",
+    "StartTraining",
+    "AwaitTraining",
+    "CheckTraining",
+    "Deploy",
+    "CheckDeployment",
+    "Evaluate",
+    "RequestApproval",
+    "Register",
+)
+
+
+def _definition(template: Template) -> dict[str, Any]:
+    (machine,) = resources(template, "AWS::StepFunctions::StateMachine").values()
+    parts = props(machine)["DefinitionString"]["Fn::Join"][1]
+    text = "".join(p if isinstance(p, str) else "arn:aws:lambda:::function:X" for p in parts)
+    definition: dict[str, Any] = json.loads(text)
+    return definition
+
+
+def _machine(template: Template) -> dict[str, Any]:
+    (machine,) = resources(template, "AWS::StepFunctions::StateMachine").values()
+    return props(machine)
+
+
+def test_the_state_machine_is_a_standard_workflow_logging_all_with_tracing(template: Template) -> None:
+    machine = _machine(template)
+    assert machine["StateMachineType"] == "STANDARD"
+    assert machine["LoggingConfiguration"]["Level"] == "ALL"
+    assert machine["TracingConfiguration"] == {"Enabled": True}
+
+
+def test_every_task_retries_throttling_with_backoff_and_jitter(template: Template) -> None:
+    states = _definition(template)["States"]
+    for name in (*TASKS, "RecordFailure"):
+        throttling = [r for r in states[name]["Retry"] if "ProviderThrottled" in r["ErrorEquals"]]
+        assert throttling, name
+        assert throttling[0]["BackoffRate"] == 2 and throttling[0]["JitterStrategy"] == "FULL", name
+        assert throttling[0]["MaxAttempts"] >= 3, name
+
+
+def test_every_task_catches_everything_into_the_failure_path(template: Template) -> None:
+    states = _definition(template)["States"]
+    for name in TASKS:
+        catchers = states[name]["Catch"]
+        assert catchers[-1] == {
+            "ErrorEquals": ["States.ALL"],
+            "ResultPath": "$.error",
+            "Next": "RecordFailure",
+        }, name
+    assert states["RecordFailure"]["Next"] == "JobFailed"
+    assert states["JobFailed"]["Type"] == "Fail"
+
+
+def test_training_waits_for_an_event_and_polls_when_none_comes(template: Template) -> None:
+    states = _definition(template)["States"]
+    wait = states["AwaitTraining"]
+    assert wait["Resource"].endswith(":states:::lambda:invoke.waitForTaskToken")
+    assert wait["TimeoutSecondsPath"] == "$.settings.training_poll_seconds"
+    assert wait["Catch"][0] == {
+        "ErrorEquals": ["States.Timeout"],
+        "ResultPath": "$.poll",
+        "Next": "CheckTraining",
+    }
+    choice = states["TrainingDone?"]
+    assert choice["Default"] == "AwaitTraining"
+
+
+def test_the_approval_gate_waits_for_a_token_with_a_configurable_timeout(template: Template) -> None:
+    gate = _definition(template)["States"]["RequestApproval"]
+    assert gate["Resource"].endswith(":states:::lambda:invoke.waitForTaskToken")
+    assert gate["TimeoutSecondsPath"] == "$.settings.approval_timeout_seconds"
+    assert gate["Parameters"]["Payload"]["task_token.$"] == "$$.Task.Token"
+
+
+def test_success_is_announced_on_eventbridge(template: Template) -> None:
+    states = _definition(template)["States"]
+    assert states["Register"]["Next"] == "NotifySucceeded"
+    notify = states["NotifySucceeded"]
+    assert notify["Resource"].endswith(":states:::events:putEvents")
+    assert notify["Parameters"]["Entries"][0]["DetailType"] == "FineTuningJobSucceeded"
+
+
+def test_bedrock_job_state_changes_reach_the_training_events_function(template: Template) -> None:
+    (rule,) = resources(template, "AWS::Events::Rule").values()
+    assert props(rule)["EventPattern"] == {
+        "source": ["aws.bedrock"],
+        "detail-type": ["Model Customization Job State Change"],
+    }
+
+
+def test_the_bedrock_service_role_reads_prepared_data_only_and_only_for_this_account(
+    template: Template,
+) -> None:
+    roles = resources(template, "AWS::IAM::Role")
+    (role_id,) = [
+        i
+        for i, r in roles.items()
+        if any(
+            s["Principal"].get("Service") == "bedrock.amazonaws.com"
+            for s in props(r)["AssumeRolePolicyDocument"]["Statement"]
+        )
+    ]
+    trust = props(roles[role_id])["AssumeRolePolicyDocument"]["Statement"][0]
+    assert "aws:SourceAccount" in trust["Condition"]["StringEquals"]
+    statements = [
+        s
+        for p in resources(template, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in props(p)["Roles"]
+        for s in props(p)["PolicyDocument"]["Statement"]
+    ]
+    reads = [s for s in statements if s["Action"] == "s3:GetObject"]
+    assert len(reads) == 1 and "/tenants/*/fine-tuning/*/data/*" in json.dumps(reads[0]["Resource"])
+
+
+def test_only_the_start_task_may_pass_the_bedrock_role_and_only_to_bedrock(template: Template) -> None:
+    statements = role_statements(template, "ft_start_training")
+    (pass_role,) = [s for s in statements if s["Action"] == "iam:PassRole"]
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}}
+    for other in ("ft_validate", "ft_evaluate", "ft_register", "fine_tuning"):
+        assert not [s for s in role_statements(template, other) if "iam:PassRole" in as_list(s["Action"])], (
+            other
+        )
+
+
+def test_the_api_function_may_start_and_stop_only_its_own_executions(template: Template) -> None:
+    statements = role_statements(template, "fine_tuning")
+    states = {
+        a: json.dumps(s["Resource"])
+        for s in statements
+        for a in as_list(s["Action"])
+        if a.startswith("states:")
+    }
+    assert set(states) == {
+        "states:StartExecution",
+        "states:StopExecution",
+        "states:SendTaskSuccess",
+        "states:SendTaskFailure",
+    }
+    assert all("byom-ByomGateway-fine-tuning" in resource for resource in states.values())
+
+
+def test_the_data_bucket_is_kms_encrypted_private_and_tls_only(template: Template) -> None:
+    (bucket,) = resources(template, "AWS::S3::Bucket").values()
+    rule = props(bucket)["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert props(bucket)["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] is True
+    (policy,) = resources(template, "AWS::S3::BucketPolicy").values()
+    denies = [s for s in props(policy)["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)

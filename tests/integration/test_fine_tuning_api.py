@@ -1,0 +1,144 @@
+"""The fine-tuning function in-process with real API Gateway events (multipart bodies base64-encoded,
+as binary media types reach Lambda) against moto's DynamoDB, S3 and Step Functions."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from byom.dal.fine_tuning import BY_TENANT_INDEX
+
+from tests.conftest import LambdaContext, api_event
+from tests.integration.conftest import load_handler, tenant_context
+
+BOUNDARY = "byomtestboundary"
+
+
+def multipart(fields: dict[str, tuple[str | None, bytes]]) -> bytes:
+    body = b""
+    for name, (filename, data) in fields.items():
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        body += f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data + b"\r\n"
+    return body + f"--{BOUNDARY}--\r\n".encode()
+
+
+def _by_tenant_table(name: str, key: str, sort_key: str | None = None) -> None:
+    schema = [{"AttributeName": key, "KeyType": "HASH"}]
+    attributes = {key, "tenant_id", "created_key"}
+    if sort_key:
+        schema.append({"AttributeName": sort_key, "KeyType": "RANGE"})
+        attributes.add(sort_key)
+    boto3.client("dynamodb").create_table(
+        TableName=name,
+        KeySchema=schema,
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in sorted(attributes)],
+        BillingMode="PAY_PER_REQUEST",
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": BY_TENANT_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "tenant_id", "KeyType": "HASH"},
+                    {"AttributeName": "created_key", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )
+
+
+@pytest.fixture
+def fine_tuning(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from byom import settings
+    from byom.api import fine_tuning as api
+
+    _by_tenant_table("byom-files", "file_id")
+    _by_tenant_table("byom-jobs", "job_id", "sk")
+    boto3.client("s3").create_bucket(Bucket="byom-data")
+    machine = boto3.client("stepfunctions").create_state_machine(
+        name="byom-test-fine-tuning",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}),
+        roleArn="arn:aws:iam::123456789012:role/sfn",
+    )["stateMachineArn"]
+    env = {
+        "FILES_TABLE": "byom-files",
+        "JOBS_TABLE": "byom-jobs",
+        "DATA_BUCKET": "byom-data",
+        "STATE_MACHINE_ARN": machine,
+        "MAX_FILE_BYTES": "1000",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for cached in (settings.fine_tuning_settings, api.store, api._idempotent_create, api._idempotency_config):
+        cached.cache_clear()
+    yield load_handler("fine_tuning")
+    for cached in (settings.fine_tuning_settings, api.store, api._idempotent_create, api._idempotency_config):
+        cached.cache_clear()
+
+
+def upload_event(body: bytes, role: str = "developer", tenant: str = "tnt_a") -> dict[str, Any]:
+    event = api_event("POST", "/v1/files", authorizer=tenant_context(tenant, role))
+    event["headers"]["content-type"] = f"multipart/form-data; boundary={BOUNDARY}"
+    event["body"] = base64.b64encode(body).decode()
+    event["isBase64Encoded"] = True
+    return event
+
+
+def call(handler: Any, event: dict[str, Any]) -> tuple[int, Any]:
+    response = handler(event, LambdaContext())
+    return response["statusCode"], json.loads(response["body"])
+
+
+def test_an_upload_is_stored_encrypted_under_the_tenants_prefix(fine_tuning: Any) -> None:
+    status, body = call(
+        fine_tuning, upload_event(multipart({"purpose": (None, b"fine-tune"), "file": ("t.jsonl", b"{}\n")}))
+    )
+
+    assert status == 200, body
+    assert body["object"] == "file" and body["bytes"] == 3 and body["filename"] == "t.jsonl"
+    stored = boto3.client("s3").get_object(Bucket="byom-data", Key=f"tenants/tnt_a/files/{body['id']}.jsonl")
+    assert stored["Body"].read() == b"{}\n"
+    assert stored["ServerSideEncryption"] == "aws:kms"
+
+
+def test_a_file_over_the_limit_is_a_413(fine_tuning: Any) -> None:
+    body = multipart({"purpose": (None, b"fine-tune"), "file": ("t.jsonl", b"x" * 1001)})
+    status, answer = call(fine_tuning, upload_event(body))
+    assert status == 413 and answer["error"]["code"] == "request_too_large"
+
+
+def test_another_tenants_file_is_not_found(fine_tuning: Any) -> None:
+    _, uploaded = call(
+        fine_tuning, upload_event(multipart({"purpose": (None, b"fine-tune"), "file": ("t.jsonl", b"{}\n")}))
+    )
+    event = api_event("GET", f"/v1/files/{uploaded['id']}", authorizer=tenant_context("tnt_b", "admin"))
+    status, answer = call(fine_tuning, event)
+    assert status == 404 and answer["error"]["type"] == "not_found_error"
+
+
+def test_a_job_on_an_unknown_file_is_a_400_and_starts_nothing(fine_tuning: Any, admin_api: Any) -> None:
+    tenant = admin_api("POST", "/admin/tenants", {"name": "acme"})[1]["id"]
+    admin_api(
+        "POST",
+        f"/admin/tenants/{tenant}/models",
+        {"alias": "fast", "provider": "bedrock", "model_id": "amazon.nova-micro-v1:0"},
+    )
+    event = api_event(
+        "POST",
+        "/v1/fine_tuning/jobs",
+        body={"model": "fast", "training_file": "file-x"},
+        authorizer=tenant_context(tenant, "admin"),
+    )
+    status, answer = call(fine_tuning, event)
+    assert status == 400 and answer["error"]["param"] == "training_file"
+    assert (
+        boto3.client("stepfunctions").list_executions(stateMachineArn=fine_tuning_machine())["executions"]
+        == []
+    )
+
+
+def fine_tuning_machine() -> str:
+    return boto3.client("stepfunctions").list_state_machines()["stateMachines"][0]["stateMachineArn"]
