@@ -24,7 +24,7 @@ class FakeOpenAI(ThreadingHTTPServer):
     echoes the caller's key back in an error for the model `echoes-the-key`."""
 
     def __init__(self, accepted_key: str | None = None) -> None:
-        super().__init__(("127.0.0.1", 0), _FakeOpenAIHandler)
+        super().__init__(("127.0.0.1", 0), FakeOpenAIHandler)
         self.accepted_key = accepted_key
         self.failures: list[tuple[int, str]] = []
         self.requests: list[dict[str, Any]] = []
@@ -37,7 +37,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.failures += [(status, message)] * times
 
 
-class _FakeOpenAIHandler(BaseHTTPRequestHandler):
+class FakeOpenAIHandler(BaseHTTPRequestHandler):
     server: FakeOpenAI
 
     def log_message(self, *_args: Any) -> None:

@@ -427,7 +427,7 @@ def test_settling_twice_counts_once_and_a_swept_hold_is_not_refunded_twice(serve
     assert served_usage.sweep("tnt_a", "2026-11", now=101) == 1
     metered = Metered("tnt_a", "2026-11", "2026-11-23", "r1", "key_1", "chat", 6, 2, 10_000)
 
-    first, again = served_usage.settle(metered, hold), served_usage.settle(metered, hold)
+    first, again = served_usage.settle(metered, hold).counted, served_usage.settle(metered, hold).counted
 
     ledger = served_usage.read_budget_state("tnt_a", "2026-11", "key_1").ledger
     assert (first, again) == (True, False)
@@ -461,6 +461,36 @@ def test_a_new_month_starts_from_the_full_budget(served_usage: UsageTable) -> No
     spend_the_whole_budget()
 
     assert served_usage.read_budget_state("tnt_a", "2026-02", "k").ledger.spent_micros == 100_000
+
+
+def test_a_threshold_reached_by_overlapping_calls_is_announced_by_the_one_that_reaches_it(
+    served_usage: UsageTable,
+) -> None:
+    budget = Budget(tenant_id="tnt_a", monthly_limit_usd=1, warn_at=[0.5, 0.8], hard=True, updated_at=0)
+    served_usage.put_budget(budget, "2026-11", {}, 1_000_000)
+    now = calendar.timegm((2026, 11, 23, 12, 0, 0))
+    sent: list[float] = []
+
+    class Notifier:
+        def budget_threshold_crossed(self, threshold: Any) -> None:
+            sent.append(threshold.fraction)
+
+    def meter(request_id: str) -> CallMeter:
+        state = served_usage.read_budget_state("tnt_a", "2026-11", "k")
+        return CallMeter(served_usage, Notifier(), None, "tnt_a", "k", request_id, state, lambda: now)
+
+    # Both read the ledger at $0, both reserve, then each spends $0.45: the second reaches 50 % and
+    # 80 % though neither saw the other's spend when it started.
+    first, second = meter("r1"), meter("r2")
+    for call in (first, second):
+        call.admit(Estimate(0, 450, 450_000))
+    for call in (first, second):
+        with call:
+            call.succeeded("chat", Usage(0, 225), Pricing(**PRICING), latency_ms=1)
+
+    ledger = served_usage.read_budget_state("tnt_a", "2026-11", "k").ledger
+    assert (ledger.spent_micros, ledger.warned) == (900_000, frozenset({"0.5", "0.8"}))
+    assert sent == [0.5, 0.8]
 
 
 # A cancelled stream

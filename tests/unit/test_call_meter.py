@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from byom.dal.usage import BudgetState, Hold, Ledger, Metered, ReservationRefused
+from byom.dal.usage import BudgetState, Hold, Ledger, Metered, ReservationRefused, Settled
 from byom.domain import Budget, Pricing
 from byom.errors import BudgetExceeded
 from byom.logic.budget import HOLD_SECONDS, CallMeter, Threshold
@@ -22,6 +22,8 @@ PRICE = Pricing(input_per_1k_usd=1.0, output_per_1k_usd=2.0)
 class RecordingUsage:
     refuse: list[ReservationRefused] = field(default_factory=list)
     metered_before: bool = False
+    spent: int = 0
+    """The ledger's spend, which a guarded settle answers with."""
     swept: int = 0
     warned: set[str] = field(default_factory=set)
     calls: list[tuple[str, Any]] = field(default_factory=list)
@@ -35,9 +37,14 @@ class RecordingUsage:
         self.calls.append(("sweep", month))
         return self.swept
 
-    def settle(self, metered: Metered, hold: Hold | None) -> bool:
+    def settle(self, metered: Metered, hold: Hold | None, spend_guard: int | None = None) -> Settled:
         self.calls.append(("settle", (metered, hold)))
-        return not self.metered_before
+        if self.metered_before:
+            return Settled(False)
+        before, self.spent = self.spent, self.spent + metered.cost_micros
+        if spend_guard is not None and before >= spend_guard:
+            return Settled(True, self.spent, frozenset(self.warned))
+        return Settled(True)
 
     def release(self, hold: Hold) -> bool:
         self.calls.append(("release", hold))
@@ -211,7 +218,7 @@ def test_any_interruption_before_settling_releases_the_hold(interruption: BaseEx
 
 
 def test_crossing_warn_at_fractions_announces_each_once() -> None:
-    usage, notifier = RecordingUsage(), RecordingNotifier()
+    usage, notifier = RecordingUsage(spent=450_000), RecordingNotifier()
     budget = _budget(1.0, warn_at=[0.5, 0.8])
 
     with _meter(usage, budget, spent=450_000, notifier=notifier) as first:
@@ -223,17 +230,36 @@ def test_crossing_warn_at_fractions_announces_each_once() -> None:
     assert notifier.sent[0].spent_usd == pytest.approx(0.55)
 
 
-def test_a_fraction_another_call_announced_is_not_announced_again() -> None:
-    usage, notifier = RecordingUsage(warned={"0.5"}), RecordingNotifier()
+def test_the_call_that_reaches_a_threshold_announces_it_though_it_started_before_others_spent() -> None:
+    usage, notifier = RecordingUsage(spent=450_000), RecordingNotifier()
 
-    with _meter(usage, _budget(warn_at=[0.5]), spent=600_000, notifier=notifier) as meter:
+    # It read the ledger at 0 %; another call has since spent 45 %.
+    with _meter(usage, _budget(1.0, warn_at=[0.5]), spent=0, notifier=notifier) as late:
+        late.succeeded("chat", Usage(100, 0), PRICE, latency_ms=1)
+
+    assert [(t.fraction, t.spent_usd) for t in notifier.sent] == [(0.5, pytest.approx(0.55))]
+
+
+def test_a_call_below_every_threshold_does_not_try_to_announce() -> None:
+    usage = RecordingUsage(spent=100_000)
+
+    with _meter(usage, _budget(1.0, warn_at=[0.5]), spent=100_000) as meter:
+        meter.succeeded("chat", Usage(100, 0), PRICE, latency_ms=1)
+
+    assert "mark_warned" not in usage.names()
+
+
+def test_a_fraction_another_call_announced_is_not_announced_again() -> None:
+    usage, notifier = RecordingUsage(warned={"0.5"}, spent=600_000), RecordingNotifier()
+
+    with _meter(usage, _budget(warn_at=[0.5]), spent=0, notifier=notifier) as meter:
         meter.succeeded("chat", Usage(1, 0), PRICE, latency_ms=1)
 
     assert notifier.sent == []
 
 
 def test_a_failed_notification_does_not_fail_the_call() -> None:
-    usage = RecordingUsage()
+    usage = RecordingUsage(spent=600_000)
 
     with _meter(
         usage, _budget(warn_at=[0.5]), spent=600_000, notifier=RecordingNotifier(broken=True)

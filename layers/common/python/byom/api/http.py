@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from typing import Any, TypeVar, cast
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -128,9 +129,18 @@ def build_resolver() -> APIGatewayRestResolver:
     return app
 
 
+# The resolver keeps the request being served in class attributes (`BaseRouter.current_event`)
+# shared by every resolver in the process. Lambda serves one request at a time per execution
+# environment, so in the cloud this lock is never contended; where one process serves requests
+# on several threads (the local stack, in-process tests) it keeps one request from reading another's
+# event, and so another's caller.
+_ONE_REQUEST_AT_A_TIME = threading.Lock()
+
+
 def serve(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Resolve, then stamp the request id on every answer (SPEC §4)."""
-    response = app.resolve(event, context)
+    with _ONE_REQUEST_AT_A_TIME:
+        response = app.resolve(event, context)
     request_id = (event.get("requestContext") or {}).get("requestId", "")
     if response.get("multiValueHeaders") is not None:
         response["multiValueHeaders"]["x-request-id"] = [request_id]

@@ -124,6 +124,16 @@ class Metered:
         }
 
 
+@dataclass(frozen=True)
+class Settled:
+    counted: bool
+    """False when the request was metered before."""
+    spent_micros: int | None = None
+    """The month's spend with this call, when its spend guard was reached; else not read."""
+    warned: frozenset[str] = frozenset()
+    """The thresholds already announced, when the spend was read."""
+
+
 def _typed_item(item: dict[str, Any]) -> dict[str, Any]:
     """An item of a cancellation reason: the resource client leaves it in DynamoDB's typed form."""
     deserializer = TypeDeserializer()
@@ -263,18 +273,41 @@ class UsageTable:
                     ) from None
             raise
 
-    def settle(self, metered: Metered, hold: Hold | None) -> bool:
+    def settle(self, metered: Metered, hold: Hold | None, spend_guard: int | None = None) -> Settled:
         """Count the call and turn its hold (if any) into what it really cost: one transaction with
-        the call's `req#` marker, so a repeated settle counts nothing. False if already counted.
+        the call's `req#` marker, so a repeated settle counts nothing.
+
+        `spend_guard`: the month's spend below which this call cannot have reached a budget
+        threshold (the next threshold less this call's cost). The ledger update is conditioned on
+        it; when the condition fails, the call is settled again without it and the answer carries
+        the month's spend, so the caller announces what was reached. Only the call that reaches a
+        threshold pays that second write, never the others.
 
         A hold swept meanwhile (the call outlived its expiry) was refunded by the sweep; the cost is
         then committed afresh."""
         try:
-            return self._settle(metered, hold)
+            return Settled(self._settle(metered, hold, spend_guard=spend_guard))
+        except _SpendReached as reached:
+            counted = self.settle(metered, hold).counted
+            return Settled(counted, reached.spent_micros + metered.cost_micros, reached.warned)
         except _HoldGone:
-            return self._settle(metered, None, unheld_limits=hold)
+            assert hold is not None  # only a hold can be gone
+            return self._settle_unheld(metered, hold, spend_guard)
 
-    def _settle(self, metered: Metered, hold: Hold | None, unheld_limits: Hold | None = None) -> bool:
+    def _settle_unheld(self, metered: Metered, hold: Hold, spend_guard: int | None) -> Settled:
+        try:
+            return Settled(self._settle(metered, None, unheld_limits=hold, spend_guard=spend_guard))
+        except _SpendReached as reached:
+            counted = self._settle(metered, None, unheld_limits=hold)
+            return Settled(counted, reached.spent_micros + metered.cost_micros, reached.warned)
+
+    def _settle(
+        self,
+        metered: Metered,
+        hold: Hold | None,
+        unheld_limits: Hold | None = None,
+        spend_guard: int | None = None,
+    ) -> bool:
         pk = month_pk(metered.tenant_id, metered.month)
         counters = metered.counters()
         held = hold.amount_micros if hold else 0
@@ -308,16 +341,18 @@ class UsageTable:
                 if ledgers[sk]:
                     adds.append("remaining_micros :refund")
                     values[":refund"] = -committed
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self.name,
-                        "Key": {"pk": pk, "sk": sk},
-                        "UpdateExpression": "ADD " + ", ".join(adds),
-                        "ExpressionAttributeValues": values,
-                    }
-                }
-            )
+            update: dict[str, Any] = {
+                "TableName": self.name,
+                "Key": {"pk": pk, "sk": sk},
+                "UpdateExpression": "ADD " + ", ".join(adds),
+                "ExpressionAttributeValues": values,
+            }
+            if sk == TOTAL and spend_guard is not None:
+                # Fails on a month's first settle too (no cost_micros yet): the spend is then known.
+                update["ConditionExpression"] = "cost_micros < :guard"
+                update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+                values[":guard"] = spend_guard
+            items.append({"Update": update})
         if hold is not None:
             items.append(self._delete_hold(hold))
         try:
@@ -326,6 +361,11 @@ class UsageTable:
             reasons = _reasons(error)
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 return False
+            if spend_guard is not None and reasons[1:2] == ["ConditionalCheckFailed"]:
+                old = _typed_item(error.response["CancellationReasons"][1].get("Item") or {})
+                raise _SpendReached(
+                    int(old.get("cost_micros", 0)), frozenset(old.get("warned", ()))
+                ) from None
             if hold is not None and reasons and reasons[-1] == "ConditionalCheckFailed":
                 raise _HoldGone() from None
             raise
@@ -445,3 +485,12 @@ class UsageTable:
 
 class _HoldGone(Exception):
     """The hold to settle was already released by a sweep."""
+
+
+class _SpendReached(Exception):
+    """The month's spend, before this call, was at or above the call's spend guard."""
+
+    def __init__(self, spent_micros: int, warned: frozenset[str]) -> None:
+        super().__init__("spend guard reached")
+        self.spent_micros = spent_micros
+        self.warned = warned

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from byom.dal.usage import BudgetState, Hold, Metered, ReservationRefused
+from byom.dal.usage import BudgetState, Hold, Metered, ReservationRefused, Settled
 from byom.domain import Pricing
 from byom.errors import BudgetExceeded
 from byom.logic.metering import (
@@ -144,24 +144,28 @@ class CallMeter:
     ) -> int:
         """Count the call with the provider's tokens at the answering model's price; its cost."""
         cost = 0 if cache_hit else cost_micros(pricing, usage.prompt_tokens, usage.completion_tokens)
-        self._settle(
-            self._metered(
-                alias,
-                input_tokens=0 if cache_hit else usage.prompt_tokens,
-                output_tokens=0 if cache_hit else usage.completion_tokens,
-                cost_micros=cost,
-                cache_hit=cache_hit,
-                latency_ms=latency_ms,
-            )
+        metered = self._metered(
+            alias,
+            input_tokens=0 if cache_hit else usage.prompt_tokens,
+            output_tokens=0 if cache_hit else usage.completion_tokens,
+            cost_micros=cost,
+            cache_hit=cache_hit,
+            latency_ms=latency_ms,
         )
+        settled = self._settle(metered, self._spend_guard(cost))
         self.cost_micros = cost
-        self._announce_thresholds(cost)
-        self._budget_metrics(self.state.ledger.spent_micros + cost)
+        if settled.spent_micros is not None:
+            self._announce_thresholds(settled.spent_micros, settled.warned)
+        self._budget_metrics(
+            settled.spent_micros
+            if settled.spent_micros is not None
+            else self.state.ledger.spent_micros + cost
+        )
         return cost
 
     def failed(self, alias: str, *, latency_ms: int | None) -> None:
         """A provider failure after retries and fallbacks: an error, not spend."""
-        self._settle(self._metered(alias, error=True, latency_ms=latency_ms))
+        self._settle(self._metered(alias, error=True, latency_ms=latency_ms), None)
 
     def _metered(self, alias: str, **counts: Any) -> Metered:
         return Metered(
@@ -174,8 +178,9 @@ class CallMeter:
             **counts,
         )
 
-    def _settle(self, metered: Metered) -> None:
-        if not self.usage.settle(metered, self.hold):
+    def _settle(self, metered: Metered, spend_guard: int | None) -> Settled:
+        settled: Settled = self.usage.settle(metered, self.hold, spend_guard)
+        if not settled.counted:
             # A request id seen before (a replayed event): counted once, so this hold goes back.
             logger.warning("request already metered", extra={"request_id": self.request_id})
             if self.hold is not None:
@@ -192,6 +197,20 @@ class CallMeter:
                 provider_error=metered.error,
                 cache_hit=metered.cache_hit,
             )
+        return settled
+
+    def _unannounced(self) -> list[float]:
+        budget = self.state.budget
+        if budget is None:
+            return []
+        return sorted(f for f in set(budget.warn_at) if fraction_label(f) not in self.state.ledger.warned)
+
+    def _spend_guard(self, cost: int) -> int | None:
+        """The spend below which this call reaches no unannounced threshold (see UsageTable.settle)."""
+        pending = self._unannounced()
+        if not pending or self.state.budget is None:
+            return None
+        return threshold_micros(to_micros(self.state.budget.monthly_limit_usd), pending[0]) - cost
 
     def _budget_metrics(self, spent: int) -> None:
         budget = self.state.budget
@@ -201,17 +220,16 @@ class CallMeter:
             tenant_id=self.tenant_id, spent_micros=spent, limit_micros=to_micros(budget.monthly_limit_usd)
         )
 
-    def _announce_thresholds(self, cost: int) -> None:
+    def _announce_thresholds(self, spent: int, warned: frozenset[str]) -> None:
         """Each `warn_at` fraction once a month: whoever records it in the ledger announces it.
 
-        The spend is the ledger read at the start of the call plus this call's cost; a concurrent
-        call's spend it missed is caught by the next call, which reads it."""
+        `spent` is the month's spend the ledger answered this call's settle with, so the call that
+        reaches a threshold is the one that sees it, however many calls overlap."""
         budget = self.state.budget
-        if budget is None or not budget.warn_at:
+        if budget is None:
             return
         limit = to_micros(budget.monthly_limit_usd)
-        spent = self.state.ledger.spent_micros + cost
-        for fraction in thresholds_reached(budget.warn_at, limit, spent, set(self.state.ledger.warned)):
+        for fraction in thresholds_reached(budget.warn_at, limit, spent, set(warned)):
             label = fraction_label(fraction)
             if not self.usage.mark_warned(
                 self.tenant_id, self.month, label, threshold_micros(limit, fraction)
