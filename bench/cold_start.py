@@ -134,6 +134,7 @@ def aws_and_upstream() -> Iterator[dict[str, str]]:
             "SECRET_PREFIX",
             "KMS_KEY_ID",
             "ADMIN_KEY_SECRET_ARN",
+            "SPEND_ALARM_PREFIX",
             *in_process.TABLES,
         ]
         env = {name: os.environ[name] for name in names}
@@ -326,8 +327,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     say(
         "1st call: gateway = POST /v1/chat/completions on an OpenAI-compatible alias (alias, credential "
-        "and provider key read, provider SDK imported); authorizer = a tenant key looked up; admin = "
-        "GET /admin/tenants. AWS is a moto server on loopback.\n"
+        "and provider key read, provider SDK imported, the call metered; 2nd call: a read and the "
+        "metering transaction); authorizer = a tenant key looked up; admin = GET /admin/tenants. AWS "
+        "is a moto server on loopback.\n"
     )
     for deployed, (rows, byom_self) in imports.items():
         say(

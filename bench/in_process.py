@@ -1,20 +1,23 @@
 """The gateway's own work per call: the gateway handler called in-process, AWS emulated by moto.
 
-    .venv/bin/python -m bench.in_process [--calls 1000] [--profile]
+    .venv/bin/python -m bench.in_process [--calls 1000] [--profile [none|soft|hard]]
 
-One OpenAI-compatible stand-in model server (local_stack.models) listens on loopback. Each round
-makes, one after the other:
+One OpenAI-compatible stand-in model server (local_stack.models) listens on loopback. Three tenants,
+each with an alias on it: one without a budget, one with a soft budget (warnings only), one with a
+hard budget (each call reserves its upper bound first). Each round makes, one after the other:
 
 - direct:        the `openai` SDK calls the stand-in (raw response, nothing parsed);
-- handler, moto: the gateway handler answers a /v1/chat/completions proxy event for an alias on
-                 that stand-in, its AWS calls answered by moto in this process;
+- handler, moto: for each tenant in turn, the gateway handler answers a /v1/chat/completions
+                 proxy event for its alias, its AWS calls answered by moto in this process;
 - handler, AWS replayed: the same, each AWS request answered at once with the bytes moto
-                 answered it with during the warm-up (a botocore before-send hook), so what is
-                 left beyond the provider call is the gateway's own work: routing, validation,
-                 the AWS SDK building, signing and parsing its requests, the provider SDK, answer.
+                 answered it with during the warm-up (a botocore before-send hook; a transaction,
+                 never the same twice, with moto's last successful answer), so what is left
+                 beyond the provider call is the gateway's own work: routing, validation, budget
+                 logic, the AWS SDK building, signing and parsing its requests, the provider SDK,
+                 the metric lines, the answer.
 
 Added latency is the handler's time minus the direct call's, paired per round. The AWS requests of
-one warm call are counted with the same hook.
+one warm call per tenant are counted with the same hook, and the time spent inside moto measured.
 """
 
 from __future__ import annotations
@@ -27,14 +30,20 @@ import io
 import json
 import os
 import pstats
+import sys
 from collections import Counter
+from collections.abc import Callable
+from contextlib import redirect_stdout
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.common import (
     FUNCTIONS,
+    STAND_IN_PRICING,
     AwsRequests,
     LambdaContext,
     Summary,
+    forget_markers,
     machine,
     ms,
     proxy_event,
@@ -53,6 +62,7 @@ TABLES = {
     ),
     "CREDENTIALS_TABLE": ("byom-credentials", [("tenant_id", "HASH"), ("name", "RANGE")], []),
     "MODELS_TABLE": ("byom-models", [("tenant_id", "HASH"), ("alias", "RANGE")], []),
+    "USAGE_TABLE": ("byom-usage", [("pk", "HASH"), ("sk", "RANGE")], []),
 }
 PLATFORM_ADMIN = {
     "principal": "platform_admin",
@@ -112,7 +122,14 @@ def _create_resources() -> None:
     admin_secret = boto3.client("secretsmanager").create_secret(
         Name="byom/bench/admin-key", SecretString="bench-admin-key", KmsKeyId=kms_key
     )["ARN"]
-    os.environ.update({"KMS_KEY_ID": kms_key, "ADMIN_KEY_SECRET_ARN": admin_secret})
+    # The stack names each budgeted tenant's spend alarm with this prefix (the admin function's setting).
+    os.environ.update(
+        {
+            "KMS_KEY_ID": kms_key,
+            "ADMIN_KEY_SECRET_ARN": admin_secret,
+            "SPEND_ALARM_PREFIX": "byom-bench-tenant-spend-",
+        }
+    )
 
 
 def load_handler(function: str) -> Any:
@@ -131,12 +148,16 @@ def _admin(handler: Any, method: str, path: str, body: Any) -> dict[str, Any]:
     return json.loads(response["body"])
 
 
-def _register_tenant(upstream_url: str) -> dict[str, str]:
+def _register_tenant(
+    upstream_url: str, name: str = "bench", budget: dict[str, Any] | None = None
+) -> dict[str, str]:
+    """A tenant with a credential and an alias on the stand-in (and a budget if given), through the
+    admin handler; answers the authorizer context a developer key of that tenant would get."""
     admin = load_handler("admin")
     from byom.observability import logger
 
     logger.setLevel("WARNING")  # the admin function's INFO lines would land in the tables' output
-    tenant = _admin(admin, "POST", "/admin/tenants", {"name": "bench"})
+    tenant = _admin(admin, "POST", "/admin/tenants", {"name": name})
     tenant_id = tenant["id"]
     _admin(
         admin,
@@ -148,40 +169,87 @@ def _register_tenant(upstream_url: str) -> dict[str, str]:
         admin,
         "POST",
         f"/admin/tenants/{tenant_id}/models",
-        {"alias": ALIAS, "provider": "openai_compatible", "model_id": STAND_IN_MODEL, "credential": "bench"},
+        {
+            "alias": ALIAS,
+            "provider": "openai_compatible",
+            "model_id": STAND_IN_MODEL,
+            "credential": "bench",
+            "pricing": STAND_IN_PRICING,
+        },
     )
+    if budget is not None:
+        _admin(admin, "PUT", f"/admin/tenants/{tenant_id}/budget", budget)
     logger.setLevel(os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"))
     return {"principal": "tenant", "tenant_id": tenant_id, "key_id": "key_bench", "role": "developer"}
 
 
-def run(calls: int, warmup: int, profile: bool) -> None:
+@dataclass(frozen=True)
+class Scenario:
+    """A tenant's budget: what a warm call reads and writes besides the provider call depends on it."""
+
+    key: str
+    label: str
+    budget: dict[str, Any] | None
+
+
+# $1,000 a month: the benchmark's calls never reach a warning threshold or the limit.
+SCENARIOS = (
+    Scenario("none", "no budget", None),
+    Scenario("soft", "soft budget", {"monthly_limit_usd": 1000, "warn_at": [0.5, 0.8], "hard": False}),
+    Scenario("hard", "hard budget", {"monthly_limit_usd": 1000, "warn_at": [], "hard": True}),
+)
+
+
+@dataclass
+class Measured:
+    """One scenario's figures: its first and warm calls' AWS requests, and per timed round the
+    handler's time with AWS by moto, the time inside moto, and the handler's time with AWS replayed."""
+
+    first: list[str] = field(default_factory=list)
+    warm: list[str] = field(default_factory=list)
+    moto: list[float] = field(default_factory=list)
+    inside_moto: list[float] = field(default_factory=list)
+    replay: list[float] = field(default_factory=list)
+
+
+def run(calls: int, warmup: int, profile: str | None) -> None:
     use_layer()
     _environment()
     hook = AwsRequests()
     hook.install()
 
+    import boto3
     import openai
     from moto import mock_aws
 
     from local_stack.models.servers import openai_stand_in
 
     upstream = openai_stand_in().start()
+    measured = {s.key: Measured() for s in SCENARIOS}
+    direct_samples: list[float] = []
     try:
-        with mock_aws():
+        with mock_aws(), open(os.devnull, "w") as devnull:
             hook.take_over_from_moto()
             _create_resources()
             upstream_url = upstream.url + "/v1"
-            principal = _register_tenant(upstream_url)
+            principals = {
+                s.key: _register_tenant(upstream_url, f"bench-{s.key}", s.budget) for s in SCENARIOS
+            }
             gateway = load_handler("gateway")
             request = {"model": ALIAS, "messages": MESSAGES, "max_tokens": 16}
 
-            def through_handler() -> None:
-                response = gateway(
-                    proxy_event("POST", "/v1/chat/completions", request, principal), LambdaContext()
-                )
-                if response["statusCode"] != 200:
-                    raise SystemExit(f"gateway answered {response['statusCode']}: {response['body']}")
+            def through_handler(principal: dict[str, str]) -> Callable[[], None]:
+                def call() -> None:
+                    response = gateway(
+                        proxy_event("POST", "/v1/chat/completions", request, principal), LambdaContext()
+                    )
+                    if response["statusCode"] != 200:
+                        raise SystemExit(f"gateway answered {response['statusCode']}: {response['body']}")
 
+                return call
+
+            handlers = {key: through_handler(principal) for key, principal in principals.items()}
+            dynamodb = boto3.client("dynamodb")
             client = openai.OpenAI(
                 api_key=PROVIDER_KEY,
                 base_url=upstream_url,
@@ -195,87 +263,113 @@ def run(calls: int, warmup: int, profile: bool) -> None:
                 )
                 raw.http_response.read()
 
-            hook.reset()
-            through_handler()
-            cold_calls = list(hook.calls)
-            for _ in range(warmup):
-                through_handler()
-                direct()
-            hook.reset()
-            through_handler()
-            warm_calls = list(hook.calls)
+            # Every call writes its CloudWatch metrics as EMF lines on stdout (the log stream, in
+            # Lambda): still written, but not into the tables.
+            with redirect_stdout(devnull):
+                for scenario in SCENARIOS:
+                    hook.reset()
+                    handlers[scenario.key]()
+                    measured[scenario.key].first = list(hook.calls)
+                for _ in range(warmup):
+                    direct()
+                    for scenario in SCENARIOS:
+                        handlers[scenario.key]()
+                    forget_markers(dynamodb, os.environ["USAGE_TABLE"])
+                for scenario in SCENARIOS:
+                    hook.reset()
+                    handlers[scenario.key]()
+                    measured[scenario.key].warm = list(hook.calls)
 
-            samples: dict[str, list[float]] = {"direct": [], "moto": [], "replay": []}
-            moto_seconds: list[float] = []
-            gc.collect()
-            for _ in range(calls):
-                samples["direct"].append(timed(direct))
-                hook.replay, hook.aws_seconds = False, 0.0
-                samples["moto"].append(timed(through_handler))
-                moto_seconds.append(hook.aws_seconds)
-                hook.replay = True
-                samples["replay"].append(timed(through_handler))
-            hook.replay = False
+                hook.reset()
+                gc.collect()
+                for i in range(calls):
+                    direct_samples.append(timed(direct))
+                    # Each scenario in turn goes first, so none is always nearest the direct call.
+                    for scenario in SCENARIOS[i % 3 :] + SCENARIOS[: i % 3]:
+                        figures, call = measured[scenario.key], handlers[scenario.key]
+                        hook.replay, hook.aws_seconds = False, 0.0
+                        figures.moto.append(timed(call))
+                        figures.inside_moto.append(hook.aws_seconds)
+                        hook.replay = True
+                        figures.replay.append(timed(call))
+                    hook.replay = False
+                    forget_markers(dynamodb, os.environ["USAGE_TABLE"])
+                missed = hook.missed
 
-            if profile:
-                _profile(through_handler, hook, calls)
+                if profile:
+                    _profile(handlers[profile], hook, calls)
     finally:
         upstream.stop()
         hook.uninstall()
 
-    _report(samples, moto_seconds, cold_calls, warm_calls, calls)
+    _report(direct_samples, measured, missed, calls)
 
 
-def _report(
-    samples: dict[str, list[float]],
-    moto_seconds: list[float],
-    cold_calls: list[str],
-    warm_calls: list[str],
-    calls: int,
-) -> None:
-    direct, moto, replay = (Summary.of(samples[k]) for k in ("direct", "moto", "replay"))
-    added_moto = Summary.of([h - d for h, d in zip(samples["moto"], samples["direct"], strict=True)])
-    added_replay = Summary.of([h - d for h, d in zip(samples["replay"], samples["direct"], strict=True)])
-    moto_time = Summary.of(moto_seconds)
+def _report(direct_samples: list[float], measured: dict[str, Measured], missed: int, calls: int) -> None:
+    direct = Summary.of(direct_samples)
+
+    def added(samples: list[float]) -> Summary:
+        return Summary.of([h - d for h, d in zip(samples, direct_samples, strict=True)])
+
     say(f"In-process gateway handler, {calls} calls per path ({machine()})\n")
+    rows = [["direct: openai SDK -> stand-in", ms(direct.median), ms(direct.p99), ms(direct.mean)]]
+    for scenario in SCENARIOS:
+        figures = measured[scenario.key]
+        for path, samples in (("AWS by moto", figures.moto), ("AWS replayed (0 ms)", figures.replay)):
+            summary = Summary.of(samples)
+            rows.append(
+                [f"handler, {scenario.label}, {path}", ms(summary.median), ms(summary.p99), ms(summary.mean)]
+            )
+    say(table("Latency per call (ms)", ["path", "median", "p99", "mean"], rows))
+
+    own = {s.key: added(measured[s.key].replay) for s in SCENARIOS}
+    moto = {s.key: Summary.of(measured[s.key].inside_moto) for s in SCENARIOS}
+    both = {s.key: added(measured[s.key].moto) for s in SCENARIOS}
+
+    def row(what: str, cell: Callable[[str], str]) -> list[str]:
+        return [what, *(cell(s.key) for s in SCENARIOS)]
+
     say(
         table(
-            "Latency per call (ms)",
-            ["path", "median", "p99", "mean"],
+            "A warm chat completion by budget: AWS round trips, and time added over the direct call (ms)",
+            ["", *(s.label for s in SCENARIOS)],
             [
-                ["direct: openai SDK -> stand-in", ms(direct.median), ms(direct.p99), ms(direct.mean)],
-                ["handler, AWS by moto", ms(moto.median), ms(moto.p99), ms(moto.mean)],
-                ["handler, AWS replayed (0 ms)", ms(replay.median), ms(replay.p99), ms(replay.mean)],
+                row("sequential AWS round trips", lambda k: str(len(measured[k].warm))),
+                row("by operation", lambda k: _counts(measured[k].warm)),
+                row("gateway's own work (AWS replayed), median", lambda k: ms(own[k].median)),
+                row("gateway's own work (AWS replayed), p99", lambda k: ms(own[k].p99)),
+                row("time inside moto (emulated AWS, not DynamoDB), median", lambda k: ms(moto[k].median)),
+                row("time inside moto (emulated AWS, not DynamoDB), p99", lambda k: ms(moto[k].p99)),
+                row("gateway + moto, median", lambda k: ms(both[k].median)),
+                row("gateway + moto, p99", lambda k: ms(both[k].p99)),
             ],
         )
     )
-    say(
-        table(
-            "Added over the direct call, paired per round (ms)",
-            ["what", "median", "p99"],
-            [
-                ["gateway + moto's AWS emulation", ms(added_moto.median), ms(added_moto.p99)],
-                ["time inside moto (of the above)", ms(moto_time.median), ms(moto_time.p99)],
-                ["gateway's own work (AWS replayed)", ms(added_replay.median), ms(added_replay.p99)],
-            ],
-        )
-    )
+    rows = []
+    for scenario in SCENARIOS:
+        figures = measured[scenario.key]
+        rows.append([scenario.label, "first (cold caches)", str(len(figures.first)), _names(figures.first)])
+        rows.append([scenario.label, "warm", str(len(figures.warm)), _names(figures.warm)])
     say(
         table(
             "AWS requests per /v1/chat/completions call (all sequential)",
-            ["call", "requests", "which"],
-            [
-                ["first (cold caches)", len(cold_calls), _names(cold_calls)],
-                ["warm", len(warm_calls), _names(warm_calls)],
-            ],
+            ["tenant", "call", "requests", "which"],
+            rows,
         )
     )
+    if missed:
+        say(f"Warning: {missed} AWS requests of the replayed calls were not replayed but sent to moto.\n")
 
 
 def _names(calls: list[str]) -> str:
     return (
         ", ".join(f"{name} x{count}" if count > 1 else name for name, count in Counter(calls).items()) or "-"
     )
+
+
+def _counts(calls: list[str]) -> str:
+    """`BatchGetItem 1, TransactWriteItems 2`: operations without their service, in order of first use."""
+    return ", ".join(f"{name.rsplit('.', 1)[-1]} {count}" for name, count in Counter(calls).items()) or "-"
 
 
 def _profile(call: Any, hook: AwsRequests, calls: int) -> None:
@@ -288,7 +382,7 @@ def _profile(call: Any, hook: AwsRequests, calls: int) -> None:
     hook.replay = False
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(60)
-    say(out.getvalue())
+    print(out.getvalue(), file=sys.__stdout__, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -297,7 +391,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--calls", type=int, default=1000, help="timed calls per path (default 1000)")
     parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--profile", action="store_true", help="also print a cProfile of the replayed path")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="none",
+        choices=[s.key for s in SCENARIOS],
+        help="also print a cProfile of one tenant's replayed path: none, soft or hard budget (default none)",
+    )
     args = parser.parse_args(argv)
     run(args.calls, args.warmup, args.profile)
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.common import REPO_ROOT, Summary, machine, ms, say, table
+from bench.common import REPO_ROOT, STAND_IN_PRICING, Summary, forget_markers, machine, ms, say, table
 
 LITELLM_VERSION = "1.102.4"
 LITELLM_VENV = REPO_ROOT / "bench" / ".venv-litellm"
@@ -247,9 +247,40 @@ def register(stack_url: str, upstream: str) -> str:
         "provider": "openai_compatible",
         "model_id": STAND_IN_MODEL,
         "credential": "bench",
+        "pricing": STAND_IN_PRICING,
     }
     admin(stack_url, "POST", f"{base}/models", model)
     return str(admin(stack_url, "POST", f"{base}/keys", {"name": "bench", "role": "developer"})["key"])
+
+
+class UsageMarkers:
+    """The usage table of a local stack, in its moto server: its `req#` markers are deleted between
+    rounds (bench.common.forget_markers), so every round meets the table at the same size."""
+
+    def __init__(self, moto_url: str) -> None:
+        import boto3
+
+        self._dynamodb = boto3.client(
+            "dynamodb",
+            endpoint_url=moto_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        # The one table keyed (pk, sk): docs/contracts.md
+        tables = self._dynamodb.list_tables()["TableNames"]
+        usage = [name for name in tables if _keys(self._dynamodb, name) == ["pk", "sk"]]
+        if len(usage) != 1:
+            raise SystemExit(f"local stack: no single usage table (pk, sk) among {tables}")
+        self.table = usage[0]
+
+    def forget(self) -> None:
+        forget_markers(self._dynamodb, self.table)
+
+
+def _keys(dynamodb: Any, table: str) -> list[str]:
+    schema = dynamodb.describe_table(TableName=table)["Table"]["KeySchema"]
+    return [key["AttributeName"] for key in sorted(schema, key=lambda k: k["KeyType"] != "HASH")]
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float) -> None:
@@ -294,6 +325,7 @@ def run(calls: int, warmup: int, template: Path | None, litellm: bool, venv: Pat
         upstream = upstream_process.wait_for_line("UPSTREAM ", 30)
 
         targets = [Target("direct", upstream, "/v1/chat/completions", PROVIDER_KEY, STAND_IN_MODEL)]
+        markers: list[UsageMarkers] = []
         for name, cache in (("byom", "true"), ("byom-uncached", "false")):
             byom_process = stack.enter_context(
                 started(
@@ -311,6 +343,7 @@ def run(calls: int, warmup: int, template: Path | None, litellm: bool, venv: Pat
             )
             progress(f"Starting the local stack ({name}) ...")
             stack_url = byom_process.wait_for_line("BYOM local stack ready at ", 180)
+            markers.append(UsageMarkers(byom_process.wait_for_line("AWS emulation (moto) at ", 10)))
             tenant_key = register(stack_url, upstream)
             targets.append(Target(name, stack_url, "/v1/chat/completions", tenant_key, ALIAS))
         if litellm_exe is not None:
@@ -349,10 +382,14 @@ def run(calls: int, warmup: int, template: Path | None, litellm: bool, venv: Pat
         for _ in range(warmup):
             for target in targets:
                 target.call()
+            for usage in markers:
+                usage.forget()
         samples: dict[str, list[float]] = {t.name: [] for t in targets}
         for _ in range(calls):
             for target in targets:
                 samples[target.name].append(target.call())
+            for usage in markers:
+                usage.forget()
         for target in targets:
             target.close()
         reconnects = {t.name: t.reconnects for t in targets}
