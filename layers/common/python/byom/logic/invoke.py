@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -332,53 +332,75 @@ def dry_run_body(target: Target, estimate: metering.Estimate, meter: CallMeter |
     return body
 
 
-def chat(store: InvokeStore, call: Call, request: ChatRequest) -> Answer:
+@dataclass(frozen=True)
+class _Done(Generic[T]):
+    value: T
+    answered_by: Target
+    attempts: int
+    cache: str | None
+    cost_micros: int | None
+
+
+def _answered(
+    store: InvokeStore,
+    target: Target,
+    meter: CallMeter | None,
+    kind: response_cache.Kind,
+    request: BaseModel,
+    estimate: metering.Estimate,
+    call: Callable[[Any, Target, float], T],
+    *,
+    replay: Callable[[Any], T],
+    as_result: Callable[[T], response_cache.Result],
+) -> _Done[T]:
+    """One invocation's life, whatever its kind: the cached answer, or a reservation, the provider
+    (with retries and fallbacks), the settlement and the cache. `replay` turns a cached answer into
+    what `call` answers; `as_result` the other way round."""
     deadline = Deadline(store.timing, store.policy.deadline_seconds)
+    key = _cache_key(store, target, kind, request)
+    with _guard(meter):
+        hit = _cached(store, key, target, kind)
+        if hit is not None:
+            cost = _settle_hit(meter, target, hit.result.usage)
+            return _Done(replay(hit.result), hit.answered_by, 0, response_cache.HIT, cost)
+        if meter is not None:
+            meter.admit(estimate)
+        started = time.perf_counter()
+        outcome = _metered(meter, target, lambda: _resilient(store, deadline, target, call))
+        result = as_result(outcome.value)
+        answer = result.message if isinstance(result, ChatResult) else None
+        cost = _settle(meter, outcome, billable(result.usage, estimate.input_tokens, answer), started)
+    _remember(store, key, target, kind, result, outcome.target)
+    return _Done(outcome.value, outcome.target, outcome.attempts, key and response_cache.MISS, cost)
+
+
+def chat(store: InvokeStore, call: Call, request: ChatRequest) -> Answer:
     target, meter = _start(store, call, request.model)
     estimate = metering.estimate_chat(request, target.budget_pricing, target.max_output_tokens)
     if call.dry_run:
         return Answer(target, dry_run_body(target, estimate, meter), Usage(), attempts=0, cost_micros=0)
-    key = _cache_key(store, target, "chat", request)
-    with _guard(meter):
-        hit = _cached(store, key, target, "chat")
-        if hit is not None and isinstance(hit.result, ChatResult):
-            body = completion_body(
-                hit.result, completion_id=_completion_id(), created=store.now(), model=target.alias
-            )
-            cost = _settle_hit(meter, target, hit.result.usage)
-            return Answer(
-                hit.answered_by,
-                body,
-                hit.result.usage,
-                attempts=0,
-                cache=response_cache.HIT,
-                cost_micros=cost,
-            )
-        if meter is not None:
-            meter.admit(estimate)
-        bounded = _bounded(request, target, meter)
-        started = time.perf_counter()
-        outcome = _metered(
-            meter,
-            target,
-            lambda: _resilient(
-                store,
-                deadline,
-                target,
-                lambda provider, t, timeout: provider.chat(bounded, t, timeout=timeout),
-            ),
-        )
-        result: ChatResult = outcome.value
-        cost = _settle(meter, outcome, billable(result.usage, estimate.input_tokens, result.message), started)
-    _remember(store, key, target, "chat", result, outcome.target)
-    body = completion_body(result, completion_id=_completion_id(), created=store.now(), model=target.alias)
+    bounded = _bounded(request, target, meter)
+    done: _Done[ChatResult] = _answered(
+        store,
+        target,
+        meter,
+        "chat",
+        request,
+        estimate,
+        lambda provider, t, timeout: provider.chat(bounded, t, timeout=timeout),
+        replay=lambda cached: cached,
+        as_result=lambda result: result,
+    )
+    body = completion_body(
+        done.value, completion_id=_completion_id(), created=store.now(), model=target.alias
+    )
     return Answer(
-        outcome.target,
+        done.answered_by,
         body,
-        result.usage,
-        attempts=outcome.attempts,
-        cache=key and response_cache.MISS,
-        cost_micros=cost,
+        done.value.usage,
+        attempts=done.attempts,
+        cache=done.cache,
+        cost_micros=done.cost_micros,
     )
 
 
@@ -427,48 +449,27 @@ def chat_stream(store: InvokeStore, call: Call, request: ChatRequest) -> StreamA
     """The provider's whole stream is read before this returns (streams are buffered, decision 19),
     so a refusal or a broken stream is an ordinary error response, after retries and fallbacks, and
     the stream is metered with the provider's own usage figures before its first byte is sent."""
-    deadline = Deadline(store.timing, store.policy.deadline_seconds)
     target, meter = _start(store, call, request.model)
-    key = _cache_key(store, target, "chat", request)
-    with _guard(meter):
-        hit = _cached(store, key, target, "chat")
-        if hit is not None and isinstance(hit.result, ChatResult):
-            cost = _settle_hit(meter, target, hit.result.usage)
-            return StreamAnswer(
-                hit.answered_by,
-                _sse(response_cache.replay(hit.result), store, target, request),
-                attempts=0,
-                cache=response_cache.HIT,
-                cost_micros=cost,
-            )
-        estimate = metering.estimate_chat(request, target.budget_pricing, target.max_output_tokens)
-        if meter is not None:
-            meter.admit(estimate)
-        bounded = _bounded(request, target, meter)
-        started = time.perf_counter()
-        outcome = _metered(
-            meter,
-            target,
-            lambda: _resilient(
-                store,
-                deadline,
-                target,
-                lambda provider, t, timeout: _drained(
-                    provider.stream(bounded, t, timeout=timeout), t, deadline
-                ),
-            ),
-        )
-        events: list[StreamEvent] = outcome.value
-        assembled = response_cache.assemble(events)
-        usage = billable(assembled.usage, estimate.input_tokens, assembled.message)
-        cost = _settle(meter, outcome, usage, started)
-    _remember(store, key, target, "chat", assembled, outcome.target)
+    estimate = metering.estimate_chat(request, target.budget_pricing, target.max_output_tokens)
+    bounded = _bounded(request, target, meter)
+    deadline = Deadline(store.timing, store.policy.deadline_seconds)
+    done: _Done[list[StreamEvent]] = _answered(
+        store,
+        target,
+        meter,
+        "chat",
+        request,
+        estimate,
+        lambda provider, t, timeout: _drained(provider.stream(bounded, t, timeout=timeout), t, deadline),
+        replay=lambda cached: list(response_cache.replay(cached)),
+        as_result=response_cache.assemble,
+    )
     return StreamAnswer(
-        outcome.target,
-        _sse(events, store, target, request),
-        attempts=outcome.attempts,
-        cache=key and response_cache.MISS,
-        cost_micros=cost,
+        done.answered_by,
+        _sse(done.value, store, target, request),
+        attempts=done.attempts,
+        cache=done.cache,
+        cost_micros=done.cost_micros,
     )
 
 
@@ -508,45 +509,24 @@ def embeddings_body(result: EmbeddingResult, *, model: str, encoding_format: str
 
 
 def embed(store: InvokeStore, call: Call, request: EmbeddingRequest) -> Answer:
-    deadline = Deadline(store.timing, store.policy.deadline_seconds)
     target, meter = _start(store, call, request.model)
-    key = _cache_key(store, target, "embeddings", request)
-    with _guard(meter):
-        hit = _cached(store, key, target, "embeddings")
-        if hit is not None and isinstance(hit.result, EmbeddingResult):
-            body = embeddings_body(hit.result, model=target.alias, encoding_format=request.encoding_format)
-            cost = _settle_hit(meter, target, hit.result.usage)
-            return Answer(
-                hit.answered_by,
-                body,
-                hit.result.usage,
-                attempts=0,
-                cache=response_cache.HIT,
-                cost_micros=cost,
-            )
-        estimate = metering.estimate_embeddings(request, target.budget_pricing)
-        if meter is not None:
-            meter.admit(estimate)
-        started = time.perf_counter()
-        outcome = _metered(
-            meter,
-            target,
-            lambda: _resilient(
-                store,
-                deadline,
-                target,
-                lambda provider, t, timeout: provider.embed(request, t, timeout=timeout),
-            ),
-        )
-        result: EmbeddingResult = outcome.value
-        cost = _settle(meter, outcome, billable(result.usage, estimate.input_tokens, None), started)
-    _remember(store, key, target, "embeddings", result, outcome.target)
-    body = embeddings_body(result, model=target.alias, encoding_format=request.encoding_format)
+    done: _Done[EmbeddingResult] = _answered(
+        store,
+        target,
+        meter,
+        "embeddings",
+        request,
+        metering.estimate_embeddings(request, target.budget_pricing),
+        lambda provider, t, timeout: provider.embed(request, t, timeout=timeout),
+        replay=lambda cached: cached,
+        as_result=lambda result: result,
+    )
+    body = embeddings_body(done.value, model=target.alias, encoding_format=request.encoding_format)
     return Answer(
-        outcome.target,
+        done.answered_by,
         body,
-        result.usage,
-        attempts=outcome.attempts,
-        cache=key and response_cache.MISS,
-        cost_micros=cost,
+        done.value.usage,
+        attempts=done.attempts,
+        cache=done.cache,
+        cost_micros=done.cost_micros,
     )
