@@ -28,6 +28,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
+from local_stack import moto_transactions
 from local_stack.apigateway import LocalApiGateway, build_rest_api
 from local_stack.events import LocalEventBus, lambda_rules
 from local_stack.httpbase import BackgroundServer
@@ -134,6 +135,7 @@ class SerializedMotoServer(ThreadedMotoServer):
 
     def _server_entry(self) -> None:
         _remember_moto_modules()
+        moto_transactions.install()
         app = DomainDispatcherApplication(create_backend_app)
         lock = threading.Lock()
 
