@@ -34,7 +34,7 @@ def _key(table: Table, operation: dict[str, Any]) -> tuple[DynamoType | None, Dy
 def _snapshot(table: Table, memo: dict[int, Any]) -> Table:
     touched = getattr(_touched, "keys", None)
     if touched is None:
-        clone: Table = object.__new__(Table)
+        clone: Table = object.__new__(Table)  # type: ignore[type-abstract]
         memo[id(table)] = clone
         clone.__dict__.update(copy.deepcopy(table.__dict__, memo))
         return clone
