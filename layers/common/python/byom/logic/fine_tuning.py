@@ -33,6 +33,7 @@ from byom.fine_tuning import (
     JobError,
     JobEvent,
     PipelineError,
+    ProviderRejected,
     TrainingFailed,
 )
 from byom.logic import datasets, evaluation
@@ -257,8 +258,13 @@ def release(store: FineTuningStore, job: Job) -> list[str]:
     if job.provider == OPENAI:
         # OpenAI hosts the result itself (billed per token): only a running job costs money.
         if job.provider_job_arn and not job.provider_model_id:
-            store.openai.cancel(job)
-            released.append("OpenAI fine-tuning job cancelled")
+            try:
+                store.openai.cancel(job)
+            except ProviderRejected as error:
+                # It ended meanwhile (OpenAI refuses to cancel a finished job): nothing runs.
+                released.append(f"OpenAI fine-tuning job not cancelled: {error.message}")
+            else:
+                released.append("OpenAI fine-tuning job cancelled")
         return released
     if job.provider_job_arn and not job.custom_model_arn:
         store.bedrock.stop(job.id)
