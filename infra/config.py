@@ -142,6 +142,8 @@ class FineTuningConfig:
     # The polling fallback when no Bedrock event arrives, and the hosting's status checks.
     training_poll_seconds: int = 600
     deployment_poll_seconds: int = 60
+    # OpenAI jobs: OpenAI sends no events, so the state machine looks this often (a Wait state).
+    openai_poll_seconds: int = 60
     approval_timeout_seconds: int = 7 * 24 * 3600
     default_eval_threshold: float = 0.9
 

@@ -194,6 +194,16 @@ def _acknowledge_fine_tuning(stack: ByomGatewayStack) -> None:
                 FINE_TUNING_BEDROCK_REASON.format(what=f"{resource}/*"),
                 finding=f"{bedrock}:{resource}/*",
             )
+    tenant_secrets = (
+        f"Resource::{_ARN}:secretsmanager:{_REGION_ACCOUNT}:secret:{stack.functions.secret_prefix}*"
+    )
+    for fn in fine_tuning.openai_callers:
+        acknowledge(
+            _role(fn.role),
+            "IAM5",
+            TENANT_SECRETS_REASON.format(prefix=stack.functions.secret_prefix),
+            finding=tenant_secrets,
+        )
     acknowledge(
         _role(fine_tuning.tasks.start_training.role),
         "IAM5",

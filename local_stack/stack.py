@@ -40,6 +40,7 @@ from local_stack.lambdas import (
     register_function_arns,
 )
 from local_stack.models.customization import CustomizationState
+from local_stack.models.openai_fine_tuning import OpenAIFineTuningState
 from local_stack.models.servers import bedrock_stand_in, openai_stand_in
 from local_stack.resources import create_resources
 from local_stack.server import gateway_server
@@ -58,6 +59,8 @@ LOCAL_OVERRIDES = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     # The stand-in hosts a custom model at once; the cloud's minute between checks would only wait.
     "DEPLOYMENT_POLL_SECONDS": "1",
+    # The OpenAI stand-in's jobs end after BYOM_LOCAL_TRAINING_SECONDS: look every second.
+    "OPENAI_POLL_SECONDS": "1",
 }
 # How long a local model-customization job trains before it completes (BYOM_LOCAL_TRAINING_SECONDS).
 DEFAULT_TRAINING_SECONDS = 2.0
@@ -224,7 +227,9 @@ class LocalStack:
         self.customization = CustomizationState(
             read_s3=self._read_s3, training_seconds=settings.training_seconds
         )
-        openai_server = openai_stand_in().start()
+        openai_server = openai_stand_in(
+            fine_tuning=OpenAIFineTuningState(training_seconds=settings.training_seconds)
+        ).start()
         bedrock_server = bedrock_stand_in(customization=self.customization).start()
         self._servers += [openai_server, bedrock_server]
         self.openai_url, self.bedrock_url = openai_server.url + "/v1", bedrock_server.url

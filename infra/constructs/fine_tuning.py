@@ -1,5 +1,6 @@
-"""Fine-tuning: the API function, one Lambda per Step Functions task, the state machine, the Bedrock
-service role and the EventBridge rule that wakes executions when a Bedrock job changes state."""
+"""Fine-tuning: the API function, one Lambda per Step Functions task, the state machine (a Bedrock
+branch and an OpenAI branch), the Bedrock service role and the EventBridge rule that wakes executions
+when a Bedrock job changes state."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from constructs import Construct
 
 from infra.config import Settings
 from infra.constructs.data import FINE_TUNING_BY_TENANT_INDEX, Data
-from infra.constructs.functions import EVENT_BUS_NAME, Functions, FunctionSpec
+from infra.constructs.functions import EVENT_BUS_NAME, Functions, FunctionSpec, secret_prefix
 
 TASKS_CODE = "fine_tuning_tasks"
 API = FunctionSpec(
@@ -51,6 +52,8 @@ START_TRAINING = _task("start_training", "start the Bedrock customization job")
 AWAIT_TRAINING = _task("await_training", "park the execution until the job changes state")
 CHECK_TRAINING = _task("check_training", "read the customization job's status")
 TRAINING_EVENTS = _task("training_state_changed", "wake the execution on Bedrock's job events")
+START_OPENAI_TRAINING = _task("start_openai_training", "upload the data and start the OpenAI job")
+CHECK_OPENAI_TRAINING = _task("check_openai_training", "read the OpenAI fine-tuning job's status")
 DEPLOY = _task("deploy", "host the custom model (on-demand or provisioned)")
 CHECK_DEPLOYMENT = _task("check_deployment", "read the hosting's status")
 EVALUATE = _task("evaluate", "score the model on held-out examples", 900, 512)
@@ -66,6 +69,8 @@ class TaskFunctions:
     await_training: lambda_.Function
     check_training: lambda_.Function
     training_events: lambda_.Function
+    start_openai_training: lambda_.Function
+    check_openai_training: lambda_.Function
     deploy: lambda_.Function
     check_deployment: lambda_.Function
     evaluate: lambda_.Function
@@ -110,6 +115,8 @@ class FineTuning(Construct):
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
         self.bedrock_role = self._build_bedrock_role()
+        self.openai_callers: list[lambda_.Function] = []
+        """The functions that call OpenAI with a tenant's credential (they read its secret)."""
         self.tasks = self._build_tasks()
         self.log_group = logs.LogGroup(
             self, "StateMachineLogs", retention=settings.log_retention, encryption_key=key
@@ -156,6 +163,38 @@ class FineTuning(Construct):
         if write:
             actions += ["dynamodb:PutItem", "dynamodb:UpdateItem"]
         self._allow(fn, "ReadWriteJobs", actions, [self._data.jobs.table_arn])
+
+    def _openai_access(self, fn: lambda_.Function) -> None:
+        """What calling OpenAI with a tenant's credential takes, as the data plane reads it: the
+        credential's record, its key under the tenants' secret prefix, decrypted through Secrets
+        Manager only. The environment is added here so only these functions build an OpenAI client."""
+        self.openai_callers.append(fn)
+        stack = Stack.of(self)
+        prefix = secret_prefix(self)
+        fn.add_environment("CREDENTIALS_TABLE", self._data.credentials.table_name)
+        fn.add_environment("SECRET_PREFIX", prefix)
+        fn.add_environment("ALLOW_LOOPBACK_HTTP", "false")
+        self._allow(fn, "ReadCredentials", ["dynamodb:GetItem"], [self._data.credentials.table_arn])
+        self._allow(
+            fn,
+            "ReadTenantCredentials",
+            ["secretsmanager:GetSecretValue"],
+            [
+                stack.format_arn(
+                    service="secretsmanager",
+                    resource="secret",
+                    resource_name=f"{prefix}*",
+                    arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                )
+            ],
+        )
+        self._allow(
+            fn,
+            "DecryptTenantCredentials",
+            ["kms:Decrypt"],
+            [self._key.key_arn],
+            conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}},
+        )
 
     def _event_bus_arn(self) -> str:
         return Stack.of(self).format_arn(
@@ -258,6 +297,17 @@ class FineTuning(Construct):
         check_training = watcher(CHECK_TRAINING, send=False)
         training_events = watcher(TRAINING_EVENTS, send=True)
 
+        start_openai = self._task_function(START_OPENAI_TRAINING)
+        self._jobs_access(start_openai)
+        self._allow(start_openai, "ReadPreparedData", ["s3:GetObject"], self._object_arns(DATA_PREFIX))
+        self._openai_access(start_openai)
+        start_openai.add_to_role_policy(self._key_statement(["s3", "dynamodb"]))
+
+        check_openai = self._task_function(CHECK_OPENAI_TRAINING)
+        self._jobs_access(check_openai)
+        self._openai_access(check_openai)
+        check_openai.add_to_role_policy(self._key_statement(["dynamodb"]))
+
         deploy = self._task_function(DEPLOY)
         self._jobs_access(deploy)
         self._allow(
@@ -290,6 +340,7 @@ class FineTuning(Construct):
         self._jobs_access(evaluate)
         self._allow(evaluate, "ReadPreparedData", ["s3:GetObject"], self._object_arns(DATA_PREFIX))
         self._allow(evaluate, "InvokeCustomModel", ["bedrock:InvokeModel"], hosting)
+        self._openai_access(evaluate)
         evaluate.add_to_role_policy(self._key_statement(["s3", "dynamodb"]))
 
         request_approval = self._task_function(REQUEST_APPROVAL)
@@ -320,6 +371,7 @@ class FineTuning(Construct):
             [*customization[:1], *hosting[1:]],
         )
         self._allow(record_failure, "AnnounceFailure", ["events:PutEvents"], [self._event_bus_arn()])
+        self._openai_access(record_failure)  # cancels a running OpenAI job
         record_failure.add_to_role_policy(self._key_statement(["dynamodb"]))
 
         return TaskFunctions(
@@ -328,6 +380,8 @@ class FineTuning(Construct):
             await_training=await_training,
             check_training=check_training,
             training_events=training_events,
+            start_openai_training=start_openai,
+            check_openai_training=check_openai,
             deploy=deploy,
             check_deployment=check_deployment,
             evaluate=evaluate,
@@ -401,6 +455,13 @@ class FineTuning(Construct):
         await_training.add_catch(check_training, errors=["States.Timeout"], result_path="$.poll")
         guarded(await_training)
 
+        # OpenAI sends no events: wait, look, and wait again until the job has ended.
+        start_openai = guarded(self._invoke("StartOpenAITraining", t.start_openai_training))
+        wait_openai = sfn.Wait(
+            self, "WaitForOpenAITraining", time=sfn.WaitTime.seconds_path("$.settings.openai_poll_seconds")
+        )
+        check_openai = guarded(self._invoke("CheckOpenAITraining", t.check_openai_training))
+
         deploy = guarded(self._invoke("Deploy", t.deploy))
         wait_deployment = sfn.Wait(
             self, "WaitForDeployment", time=sfn.WaitTime.seconds_path("$.settings.deployment_poll_seconds")
@@ -444,9 +505,18 @@ class FineTuning(Construct):
         succeeded = sfn.Succeed(self, "JobSucceeded")
         notify.add_catch(succeeded, errors=["States.ALL"], result_path="$.notify_error")
 
-        definition = (
-            validate.next(start)
-            .next(await_training)
+        validate.next(
+            sfn.Choice(self, "Provider?")
+            .when(sfn.Condition.string_equals("$.steps.Validate.output.provider", "openai"), start_openai)
+            .otherwise(start)
+        )
+        start_openai.next(wait_openai).next(check_openai).next(
+            sfn.Choice(self, "OpenAITrainingDone?")
+            .when(sfn.Condition.boolean_equals("$.steps.CheckOpenAITraining.output.done", True), evaluate)
+            .otherwise(wait_openai)
+        )
+        (
+            start.next(await_training)
             .next(check_training)
             .next(
                 sfn.Choice(self, "TrainingDone?")
@@ -466,12 +536,12 @@ class FineTuning(Construct):
             "StateMachine",
             state_machine_name=self.state_machine_name,
             state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_chainable(definition),
+            definition_body=sfn.DefinitionBody.from_chainable(validate),
             logs=sfn.LogOptions(
                 destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
             ),
             tracing_enabled=True,
-            comment="BYOM fine-tuning: validate, train on Bedrock, evaluate, approve, register",
+            comment="BYOM fine-tuning: validate, train on Bedrock or OpenAI, evaluate, approve, register",
         )
 
     def _build_training_rule(self) -> events.Rule:
@@ -499,6 +569,7 @@ class FineTuning(Construct):
                 "MAX_FILE_BYTES": str(fine.max_file_bytes),
                 "TRAINING_POLL_SECONDS": str(fine.training_poll_seconds),
                 "DEPLOYMENT_POLL_SECONDS": str(fine.deployment_poll_seconds),
+                "OPENAI_POLL_SECONDS": str(fine.openai_poll_seconds),
                 "APPROVAL_TIMEOUT_SECONDS": str(fine.approval_timeout_seconds),
                 "DEFAULT_EVAL_THRESHOLD": str(fine.default_eval_threshold),
             },
@@ -549,5 +620,6 @@ class FineTuning(Construct):
                 self._bedrock_arn("provisioned-model/*"),
             ],
         )
+        self._openai_access(fn)  # a cancel cancels a running OpenAI job
         fn.add_to_role_policy(self._key_statement(["s3", "dynamodb"]))
         return fn

@@ -62,8 +62,15 @@ class CustomModel:
         return max(self.examples, key=overlap)[1]
 
 
+def _text(content: Any) -> str:
+    """A message's text: OpenAI's string content, or Bedrock's (and OpenAI's) list of blocks."""
+    if isinstance(content, str):
+        return content
+    return "".join(block.get("text", "") for block in content or [] if isinstance(block, dict))
+
+
 def parse_training_data(data: bytes) -> list[tuple[str, str]]:
-    """(prompt, answer) pairs from Bedrock's conversation or prompt / completion JSONL."""
+    """(prompt, answer) pairs from Bedrock's conversation, prompt / completion or OpenAI's chat JSONL."""
     pairs = []
     for line in data.decode("utf-8").splitlines():
         if not line.strip():
@@ -72,10 +79,7 @@ def parse_training_data(data: bytes) -> list[tuple[str, str]]:
         if "prompt" in record:
             pairs.append((str(record["prompt"]), str(record.get("completion", ""))))
             continue
-        texts = [
-            (m.get("role"), "".join(block.get("text", "") for block in m.get("content", [])))
-            for m in record.get("messages", [])
-        ]
+        texts = [(m.get("role"), _text(m.get("content"))) for m in record.get("messages", [])]
         prompt = " ".join(text for role, text in texts[:-1] if role == "user")
         pairs.append((prompt, texts[-1][1] if texts else ""))
     return pairs

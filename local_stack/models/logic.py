@@ -696,3 +696,60 @@ def custom_model_converse_stream(
         ("metadata", {"usage": answer["usage"], "metrics": {"latencyMs": latency_ms}}),
     ]
     return events
+
+
+def _openai_prompt_text(request: dict[str, Any]) -> str:
+    return " ".join(
+        _openai_text(message.get("content"))
+        for message in request.get("messages", [])
+        if isinstance(message, dict) and message.get("role") == "user"
+    )
+
+
+def custom_model_chat_completion(
+    answer_for: Any, request: dict[str, Any], *, completion_id: str, created: int
+) -> dict[str, Any]:
+    """A chat completion answered by a stand-in fine-tuned model (local_stack.models.openai_fine_tuning)."""
+    prompt = _openai_prompt_text(request)
+    text = answer_for(prompt)
+    usage = {"prompt_tokens": count_tokens(prompt), "completion_tokens": count_tokens(text)}
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": request.get("model"),
+        "system_fingerprint": "stand-in",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": usage,
+    }
+
+
+def custom_model_chat_chunks(
+    answer_for: Any, request: dict[str, Any], *, completion_id: str, created: int
+) -> list[dict[str, Any]]:
+    answer = custom_model_chat_completion(answer_for, request, completion_id=completion_id, created=created)
+    text = answer["choices"][0]["message"]["content"]
+    base = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": answer["model"],
+    }
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return base | {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    chunks = [chunk({"role": "assistant", "content": ""})]
+    chunks += [chunk({"content": piece}) for piece in text_pieces(text)]
+    chunks.append(chunk({}, "stop"))
+    if (request.get("stream_options") or {}).get("include_usage"):
+        chunks.append(base | {"choices": [], "usage": answer["usage"]})
+    return chunks

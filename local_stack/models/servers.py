@@ -19,6 +19,8 @@ from local_stack.models import logic
 from local_stack.models.customization import CustomizationState, route
 from local_stack.models.eventstream import encode_event
 from local_stack.models.logic import StandInError
+from local_stack.models.openai_fine_tuning import OpenAIFineTuningState
+from local_stack.models.openai_fine_tuning import route as fine_tuning_route
 
 REQUEST_LOG_SIZE = 200
 
@@ -87,10 +89,30 @@ class _StandInHandler(Handler):
 
 
 class OpenAIStandInHandler(_StandInHandler):
-    """POST /v1/chat/completions (and streaming), POST /v1/embeddings, GET /v1/models."""
+    """POST /v1/chat/completions (and streaming), POST /v1/embeddings, GET /v1/models; and the
+    fine-tuning API (POST /v1/files, /v1/fine_tuning/jobs...: local_stack.models.openai_fine_tuning),
+    whose `ft:...` models chat here."""
+
+    @property
+    def fine_tuning(self) -> OpenAIFineTuningState:
+        return self.server.state["fine_tuning"]
+
+    def _fine_tuning(self, body: bytes) -> bool:
+        try:
+            answer = fine_tuning_route(
+                self.fine_tuning, self.command, self._route(), self.headers.get("Content-Type") or "", body
+            )
+        except StandInError as error:
+            self._error(error)
+            return True
+        if answer is None:
+            return False
+        self.state.record(f"fine_tuning {self.command} {self._route()}", "", None)
+        self._send_json(*answer)
+        return True
 
     def do_GET(self) -> None:
-        if self._request_log():
+        if self._request_log() or self._fine_tuning(b""):
             return
         path = self._route()
         if path == "/models":
@@ -107,6 +129,11 @@ class OpenAIStandInHandler(_StandInHandler):
 
     def do_POST(self) -> None:
         path = self._route()
+        if path == "/files" or path.startswith("/fine_tuning/"):
+            body, _ = self.read_body()
+            if not self._fine_tuning(body):
+                self._error(StandInError(404, f"Unknown request URL: POST {self.path}"))
+            return
         try:
             request = self._json_body()
             model = request.get("model", "") if isinstance(request, dict) else ""
@@ -129,12 +156,32 @@ class OpenAIStandInHandler(_StandInHandler):
 
     def _chat(self, request: dict[str, Any]) -> None:
         completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+        tuned = self.fine_tuning.model(str(request.get("model") or ""))
+        if tuned is not None:
+            self._tuned_chat(tuned.answer, request, completion_id, created)
+            return
         if not request.get("stream"):
             self._send_json(
                 200, logic.openai_chat_completion(request, completion_id=completion_id, created=created)
             )
             return
         chunks = logic.openai_chat_chunks(request, completion_id=completion_id, created=created)
+        self.start_chunked(
+            200, [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache")]
+        )
+        for chunk in chunks:
+            self.write_chunk(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.write_chunk(b"data: [DONE]\n\n")
+        self.end_chunked()
+
+    def _tuned_chat(self, answer: Any, request: dict[str, Any], completion_id: str, created: int) -> None:
+        if not request.get("stream"):
+            completion = logic.custom_model_chat_completion(
+                answer, request, completion_id=completion_id, created=created
+            )
+            self._send_json(200, completion)
+            return
+        chunks = logic.custom_model_chat_chunks(answer, request, completion_id=completion_id, created=created)
         self.start_chunked(
             200, [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache")]
         )
@@ -226,8 +273,13 @@ class BedrockStandInHandler(_StandInHandler):
         self._send_json(error.status, {"message": error.message}, [("x-amzn-ErrorType", error_type)])
 
 
-def openai_stand_in(port: int = 0) -> BackgroundServer:
-    return BackgroundServer(OpenAIStandInHandler, port=port, state=StandInState())
+def openai_stand_in(port: int = 0, fine_tuning: OpenAIFineTuningState | None = None) -> BackgroundServer:
+    return BackgroundServer(
+        OpenAIStandInHandler,
+        port=port,
+        state=StandInState(),
+        fine_tuning=fine_tuning or OpenAIFineTuningState(),
+    )
 
 
 def bedrock_stand_in(port: int = 0, customization: CustomizationState | None = None) -> BackgroundServer:

@@ -146,6 +146,107 @@ def test_a_tenant_fine_tunes_a_bedrock_alias_approves_it_and_chats_with_the_resu
     assert next(j.id for j in client.fine_tuning.jobs.list()) == job.id
 
 
+STAND_IN_PRICE = {"input_per_1k_usd": 0.001, "output_per_1k_usd": 0.002}
+
+
+def _openai_aliases(tenant: Tenant, local_stack: LocalStack, admin: httpx2.Client) -> None:
+    """An `openai` credential pointed at the local OpenAI stand-in (http on loopback is accepted only
+    by the local stack), an alias that trains and one whose training fails."""
+    base = f"/admin/tenants/{tenant.id}"
+    credential = {
+        "provider": "openai",
+        "base_url": local_stack.openai_stand_in_url,
+        "api_key": "sk-local-5678",
+    }
+    assert admin.put(f"{base}/credentials/oa", json=credential).status_code == 200
+    for alias, model_id in (("oa", "stand-in-chat"), ("oa-broken", "stand-in-chat-fail-training")):
+        created = admin.post(
+            f"{base}/models",
+            json={
+                "alias": alias,
+                "provider": "openai",
+                "model_id": model_id,
+                "credential": "oa",
+                "pricing": STAND_IN_PRICE,
+            },
+        )
+        assert created.status_code == 201, created.text
+
+
+def _stand_in_requests(local_stack: LocalStack) -> list[str]:
+    base = local_stack.openai_stand_in_url.removesuffix("/v1")
+    return [r["api"] for r in httpx2.get(f"{base}/_stand_in/requests").json()["requests"]]
+
+
+def test_a_tenant_fine_tunes_an_openai_alias_approves_it_and_chats_with_the_result(
+    tenant: Tenant, local_stack: LocalStack, admin: httpx2.Client
+) -> None:
+    _openai_aliases(tenant, local_stack, admin)
+    client = tenant.developer
+    training_file = upload(client, consistent_dataset())
+
+    job = client.fine_tuning.jobs.create(model="oa", training_file=training_file, suffix="tickets", seed=3)
+    job = wait_for(client, job.id, "awaiting_approval", "failed")
+    assert job.byom_status == "awaiting_approval", job.error  # type: ignore[attr-defined]
+    assert job.evaluation["score"] >= 0.9 and job.evaluation["passed"] is True  # type: ignore[attr-defined]
+
+    approved = approve(tenant, job.id, True, "looks right")
+    assert approved.status_code == 200, approved.text
+    job = wait_for(client, job.id, "succeeded", "failed")
+    assert job.status == "succeeded", job.error
+    assert job.fine_tuned_model and job.fine_tuned_model.startswith("ft:oa:tickets:")
+
+    reply = client.chat.completions.with_raw_response.create(
+        model=job.fine_tuned_model, messages=[{"role": "user", "content": "the package tracking stopped"}]
+    )
+    assert reply.parse().choices[0].message.content == "shipping"
+    assert reply.headers["x-byom-provider"] == "openai"
+    assert reply.headers["x-byom-model"].startswith("ft:stand-in-chat:byom-local:tickets:")
+    messages = [e.message for e in client.fine_tuning.jobs.list_events(job.id)]
+    assert any(m.startswith("Started OpenAI fine-tuning job ftjob-") for m in messages)
+    calls = _stand_in_requests(local_stack)
+    assert "fine_tuning POST /files" in calls and "fine_tuning POST /fine_tuning/jobs" in calls
+
+
+def test_a_failed_openai_job_fails_the_job_with_openai_s_message(
+    tenant: Tenant, local_stack: LocalStack, admin: httpx2.Client
+) -> None:
+    _openai_aliases(tenant, local_stack, admin)
+    client = tenant.client
+    job = client.fine_tuning.jobs.create(
+        model="oa-broken", training_file=upload(client, consistent_dataset())
+    )
+    job = wait_for(client, job.id, "failed", "awaiting_approval")
+
+    assert job.status == "failed"
+    assert job.error.code == "training_failed"
+    assert "ended failed" in job.error.message and "training failed" in job.error.message
+    assert not any(m.id.startswith("ft:") for m in client.models.list())
+
+
+def test_a_cancelled_openai_job_is_cancelled_at_openai(
+    tenant: Tenant, local_stack: LocalStack, admin: httpx2.Client
+) -> None:
+    _openai_aliases(tenant, local_stack, admin)
+    client = tenant.client
+    job = client.fine_tuning.jobs.create(model="oa", training_file=upload(client, consistent_dataset()))
+    deadline = time.monotonic() + 30
+    while not any(
+        e.message.startswith("Started OpenAI") for e in client.fine_tuning.jobs.list_events(job.id)
+    ):
+        assert time.monotonic() < deadline, "the OpenAI job never started"
+        time.sleep(0.2)
+
+    assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
+
+    events = [e.message for e in client.fine_tuning.jobs.list_events(job.id)]
+    assert any("OpenAI fine-tuning job cancelled" in m for m in events)
+    assert any(
+        c.startswith("fine_tuning POST /fine_tuning/jobs/ftjob-") and c.endswith("/cancel")
+        for c in _stand_in_requests(local_stack)
+    )
+
+
 def test_only_a_tenant_admin_may_approve(tenant: Tenant, local_stack: LocalStack) -> None:
     job = tenant.developer.fine_tuning.jobs.create(
         model="fast", training_file=upload(tenant.developer, consistent_dataset())

@@ -7,13 +7,15 @@ from typing import Any
 
 from aws_cdk.assertions import Template
 
-from tests.infra.stack_template import as_list, props, resources, role_statements
+from tests.infra.stack_template import as_list, environment, props, resources, role_statements
 
 TASKS = (
     "Validate",
     "StartTraining",
     "AwaitTraining",
     "CheckTraining",
+    "StartOpenAITraining",
+    "CheckOpenAITraining",
     "Deploy",
     "CheckDeployment",
     "Evaluate",
@@ -160,3 +162,64 @@ def test_the_data_bucket_is_kms_encrypted_private_and_tls_only(template: Templat
     (policy,) = resources(template, "AWS::S3::BucketPolicy").values()
     denies = [s for s in props(policy)["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
     assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
+
+
+def test_validation_branches_on_the_provider_bedrock_by_default(template: Template) -> None:
+    states = _definition(template)["States"]
+    assert states["Validate"]["Next"] == "Provider?"
+    choice = states["Provider?"]
+    assert choice["Type"] == "Choice"
+    assert choice["Choices"] == [
+        {
+            "Variable": "$.steps.Validate.output.provider",
+            "StringEquals": "openai",
+            "Next": "StartOpenAITraining",
+        }
+    ]
+    assert choice["Default"] == "StartTraining"
+
+
+def test_an_openai_job_is_polled_with_a_wait_state_between_looks(template: Template) -> None:
+    states = _definition(template)["States"]
+    assert states["StartOpenAITraining"]["Next"] == "WaitForOpenAITraining"
+    wait = states["WaitForOpenAITraining"]
+    assert wait["Type"] == "Wait" and wait["SecondsPath"] == "$.settings.openai_poll_seconds"
+    assert wait["Next"] == "CheckOpenAITraining"
+    assert states["CheckOpenAITraining"]["Next"] == "OpenAITrainingDone?"
+    done = states["OpenAITrainingDone?"]
+    assert done["Choices"] == [
+        {"Variable": "$.steps.CheckOpenAITraining.output.done", "BooleanEquals": True, "Next": "Evaluate"}
+    ]
+    # Not done: back to the wait, never straight back to the check (no busy loop).
+    assert done["Default"] == "WaitForOpenAITraining"
+
+
+def test_the_api_passes_the_openai_poll_interval_to_every_execution(template: Template) -> None:
+    assert environment(template, "fine_tuning")["OPENAI_POLL_SECONDS"] == "60"
+
+
+OPENAI_CALLERS = (
+    "ft_start_openai_training",
+    "ft_check_openai_training",
+    "ft_evaluate",
+    "ft_record_failure",
+    "fine_tuning",
+)
+
+
+def test_only_the_functions_that_call_openai_read_tenant_secrets_and_only_under_the_prefix(
+    template: Template,
+) -> None:
+    for name in OPENAI_CALLERS:
+        statements = role_statements(template, name)
+        (secrets,) = [s for s in statements if "secretsmanager:GetSecretValue" in as_list(s["Action"])]
+        assert as_list(secrets["Action"]) == ["secretsmanager:GetSecretValue"], name
+        assert json.dumps(secrets["Resource"]).endswith(':secret:byom/ByomGateway/tenants/*"]]}'), name
+        (decrypt,) = [s for s in statements if s.get("Sid") == "DecryptTenantCredentials"]
+        assert decrypt["Action"] == "kms:Decrypt", name
+        assert "secretsmanager." in json.dumps(decrypt["Condition"]["StringEquals"]["kms:ViaService"]), name
+        assert environment(template, name)["ALLOW_LOOPBACK_HTTP"] == "false", name
+    for name in ("ft_validate", "ft_start_training", "ft_check_training", "ft_deploy", "ft_register"):
+        statements = role_statements(template, name)
+        assert not [s for s in statements if "secretsmanager" in json.dumps(s["Action"])], name
+        assert "CREDENTIALS_TABLE" not in environment(template, name), name

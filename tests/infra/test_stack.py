@@ -127,14 +127,14 @@ def test_response_cache_entries_expire_by_ttl_on_expires_at(template: Template) 
 
 
 # The gateway's three, the fine-tuning API and the eleven tasks of its state machine.
-FUNCTION_COUNT = 15
+FUNCTION_COUNT = 17
 
 # ---------------------------------------------------------------------------------------- logs
 
 
 def test_every_log_group_has_the_configured_retention(template: Template) -> None:
     log_groups = resources(template, "AWS::Logs::LogGroup")
-    # A log group per function (3 + the fine-tuning API + 11 tasks), the API access log, the state machine.
+    # A log group per function (3 + the fine-tuning API + 13 tasks), the API access log, the state machine.
     assert len(log_groups) == FUNCTION_COUNT + 2
     assert all(props(lg).get("RetentionInDays") == RETENTION_DAYS for lg in log_groups.values())
 

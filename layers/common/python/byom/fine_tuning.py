@@ -223,7 +223,14 @@ class Job(BaseModel):
     evaluation: Evaluation | None = None
     execution_arn: str | None = None
     provider_job_arn: str | None = None
+    """The provider's job: Bedrock's customization job ARN, or OpenAI's fine-tuning job id."""
     custom_model_arn: str | None = None
+    credential: str | None = None
+    """The base alias's credential (OpenAI jobs: the key that trains and serves the result)."""
+    provider_file_id: str | None = None
+    """OpenAI jobs: the training file as uploaded to OpenAI."""
+    provider_model_id: str | None = None
+    """OpenAI jobs: OpenAI's `fine_tuned_model` (`ft:...`), the new alias's model id."""
     deployment_arn: str | None = None
     approval: dict[str, Any] | None = None
 

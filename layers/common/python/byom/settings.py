@@ -96,6 +96,14 @@ class FineTuningSettings(_Settings):
     max_training_examples: int = Field(default=20_000, ge=1)
     max_eval_examples: int = Field(default=100, ge=1)
     default_eval_threshold: float = Field(default=0.9, ge=0, le=1)
+    # OpenAI jobs: how often the state machine looks at the job (OpenAI sends no events), and what
+    # the functions that call OpenAI need to read a tenant's credential as the data plane does.
+    openai_poll_seconds: int = Field(default=60, ge=1)
+    credentials_table: str | None = None
+    secret_prefix: str = ""
+    allow_loopback_http: bool = False
+    provider_timeout_seconds: float = Field(default=25.0, gt=0)
+    provider_key_max_age_seconds: int = Field(default=300, ge=0)
 
 
 @lru_cache(maxsize=1)

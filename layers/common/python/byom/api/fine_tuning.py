@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 
 from byom.api import multipart
+from byom.api.fine_tuning_tasks import openai_fine_tuning
 from byom.api.http import build_resolver, header, json_body, ok, principal, query
 from byom.dal.aws import client, session, table
 from byom.dal.fine_tuning import BedrockCustomization, DataBucket, FileRepository, JobRepository, Workflow
@@ -44,12 +45,14 @@ def store() -> logic.FineTuningStore:
         models=ModelRepository(table(settings.models_table)),
         workflow=Workflow(client("stepfunctions"), settings.state_machine_arn or ""),
         bedrock=BedrockCustomization(client("bedrock")),
+        openai=openai_fine_tuning(settings),
         max_file_bytes=settings.max_file_bytes,
         default_threshold=settings.default_eval_threshold,
         timings={
             "training_poll_seconds": settings.training_poll_seconds,
             "deployment_poll_seconds": settings.deployment_poll_seconds,
             "approval_timeout_seconds": settings.approval_timeout_seconds,
+            "openai_poll_seconds": settings.openai_poll_seconds,
         },
     )
 

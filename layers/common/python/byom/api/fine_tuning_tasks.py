@@ -20,9 +20,13 @@ from byom.dal.fine_tuning import (
     JobRepository,
     Workflow,
 )
-from byom.dal.repositories import ModelRepository
+from byom.dal.repositories import CredentialRepository, ModelRepository
+from byom.dal.secrets import ProviderKeys
 from byom.logic import fine_tuning as logic
-from byom.settings import fine_tuning_settings
+from byom.providers import OPENAI_BASE_URL
+from byom.providers.openai_compat import OpenAICompatibleProvider
+from byom.providers.openai_fine_tuning import OpenAIFineTuning
+from byom.settings import FineTuningSettings, fine_tuning_settings
 
 # Evaluation calls the model once per example; one attempt each, the task's Retry does the rest.
 _RUNTIME_CONFIG = Config(
@@ -35,6 +39,21 @@ def _runtime() -> Any:
     return boto3.session.Session().client("bedrock-runtime", config=_RUNTIME_CONFIG)  # type: ignore[call-overload]
 
 
+def openai_fine_tuning(settings: FineTuningSettings) -> OpenAIFineTuning | None:
+    """OpenAI's fine-tuning API with the tenant's credential, for the functions given the credentials
+    table (those that call OpenAI); None for the others."""
+    if not settings.credentials_table:
+        return None
+    keys = ProviderKeys(settings.secret_prefix, settings.provider_key_max_age_seconds)
+    provider = OpenAICompatibleProvider(
+        keys,
+        timeout_seconds=settings.provider_timeout_seconds,
+        allow_loopback_http=settings.allow_loopback_http,
+        default_base_url=OPENAI_BASE_URL,
+    )
+    return OpenAIFineTuning(provider, CredentialRepository(table(settings.credentials_table)))
+
+
 @lru_cache(maxsize=1)
 def store() -> logic.FineTuningStore:
     settings = fine_tuning_settings()
@@ -45,6 +64,7 @@ def store() -> logic.FineTuningStore:
         models=ModelRepository(table(settings.models_table)),
         workflow=Workflow(client("stepfunctions"), settings.state_machine_arn or ""),
         bedrock=BedrockCustomization(client("bedrock")),
+        openai=openai_fine_tuning(settings),
         runner_for=lambda model_id: BedrockRunner(_runtime(), model_id),
         events=JobEvents(client("events"), settings.event_bus_name),
         bedrock_role_arn=settings.bedrock_role_arn,
@@ -74,6 +94,14 @@ def await_training(event: dict[str, Any]) -> dict[str, Any]:
 
 def check_training(event: dict[str, Any]) -> dict[str, Any]:
     return logic.check_training(store(), _job_id(event))
+
+
+def start_openai_training(event: dict[str, Any]) -> dict[str, Any]:
+    return logic.start_openai_training(store(), _job_id(event))
+
+
+def check_openai_training(event: dict[str, Any]) -> dict[str, Any]:
+    return logic.check_openai_training(store(), _job_id(event))
 
 
 def training_state_changed(event: dict[str, Any]) -> dict[str, Any]:

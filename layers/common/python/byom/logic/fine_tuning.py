@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from byom import clock
 from byom.domain import ModelAlias
@@ -33,15 +33,20 @@ from byom.fine_tuning import (
     JobError,
     JobEvent,
     PipelineError,
+    ProviderRejected,
     TrainingFailed,
 )
 from byom.logic import datasets, evaluation
 from byom.logic.access import Principal, require_tenant_key
+from byom.pricing import catalog_price
 
 _CATALOG = Path(__file__).resolve().parent.parent / "data" / "fine_tuning.json"
 
 WRITERS = ("admin", "developer")
 APPROVERS = ("admin",)
+OPENAI: Final = "openai"
+# OpenAI's per-example limit for the chat models it fine-tunes (gpt-4o-mini, gpt-4.1 family).
+OPENAI_MAX_EXAMPLE_TOKENS = 65_536
 # Bedrock's default learning rate for the models it fine-tunes; OpenAI's multiplier scales it.
 BASE_LEARNING_RATE = 0.00001
 
@@ -62,6 +67,8 @@ class FineTuningStore:
     models: Any = None
     workflow: Any = None
     bedrock: Any = None
+    openai: Any = None
+    """OpenAI's fine-tuning API (byom.providers.openai_fine_tuning) for jobs on `openai` aliases."""
     runner_for: Callable[[str], Callable[[datasets.Example], str]] | None = None
     events: Any = None
     pii_scanner: datasets.PiiScanner | None = None
@@ -145,12 +152,21 @@ def _training_file(store: FineTuningStore, tenant_id: str, file_id: str, param: 
 
 
 def fine_tunable(alias: ModelAlias) -> dict[str, Any]:
+    if alias.provider == OPENAI:
+        # OpenAI decides which of its models can be fine-tuned; it refuses the others when the job
+        # is created, and that message fails the job. The data is already its chat JSONL.
+        return {
+            "base_model": alias.model_id,
+            "format": "openai-chat",
+            "deployment": "on_demand",
+            "max_example_tokens": OPENAI_MAX_EXAMPLE_TOKENS,
+        }
     entry = catalog().get(alias.model_id) if alias.provider == "bedrock" else None
     if entry is None:
         supported = ", ".join(sorted(catalog()))
         raise InvalidRequest(
             f"model: alias '{alias.alias}' ({alias.provider} {alias.model_id}) cannot be fine-tuned here; "
-            f"fine-tuning runs on Bedrock aliases of: {supported}",
+            f"fine-tuning runs on openai aliases and on Bedrock aliases of: {supported}",
             param="model",
             code="model_not_fine_tunable",
         )
@@ -178,6 +194,7 @@ def create_job(store: FineTuningStore, principal: Principal, body: CreateJob) ->
         tenant_id=tenant_id,
         model=alias.alias,
         provider=alias.provider,
+        credential=alias.credential if alias.provider == OPENAI else None,
         base_model_id=entry["base_model"],
         data_format=entry["format"],
         deployment=body.byom.deployment or entry["deployment"],
@@ -238,6 +255,17 @@ def release(store: FineTuningStore, job: Job) -> list[str]:
     """Stops what may still cost money: a running training job and the evaluation deployment.
     The custom model itself is kept (storage only) unless the job succeeded, which keeps it too."""
     released = []
+    if job.provider == OPENAI:
+        # OpenAI hosts the result itself (billed per token): only a running job costs money.
+        if job.provider_job_arn and not job.provider_model_id:
+            try:
+                store.openai.cancel(job)
+            except ProviderRejected as error:
+                # It ended meanwhile (OpenAI refuses to cancel a finished job): nothing runs.
+                released.append(f"OpenAI fine-tuning job not cancelled: {error.message}")
+            else:
+                released.append("OpenAI fine-tuning job cancelled")
+        return released
     if job.provider_job_arn and not job.custom_model_arn:
         store.bedrock.stop(job.id)
         released.append("training job stopped")
@@ -313,10 +341,11 @@ def _open_job(store: FineTuningStore, job_id: str) -> Job:
 
 def _limits(store: FineTuningStore, job: Job, minimum: int) -> datasets.Limits:
     entry = next((e for e in catalog().values() if e["base_model"] == job.base_model_id), {})
+    default = OPENAI_MAX_EXAMPLE_TOKENS if job.provider == OPENAI else 32_000
     return datasets.Limits(
         min_examples=minimum,
         max_examples=store.max_training_examples,
-        max_example_tokens=int(entry.get("max_example_tokens", 32_000)),
+        max_example_tokens=int(entry.get("max_example_tokens", default)),
     )
 
 
@@ -365,7 +394,13 @@ def validate(store: FineTuningStore, job_id: str) -> dict[str, Any]:
         job.id,
         f"Validated {len(training)} training examples; {len(held_out)} held for evaluation ({source})",
     )
-    return {"training_examples": len(training), "evaluation_examples": len(held_out), "source": source}
+    return {
+        "training_examples": len(training),
+        "evaluation_examples": len(held_out),
+        "source": source,
+        # The state machine's `Provider?` choice branches on it.
+        "provider": job.provider,
+    }
 
 
 def bedrock_hyperparameters(hyper: dict[str, Any]) -> dict[str, str]:
@@ -444,6 +479,53 @@ def check_training(store: FineTuningStore, job_id: str) -> dict[str, Any]:
     return {"done": False}
 
 
+def start_openai_training(store: FineTuningStore, job_id: str) -> dict[str, Any]:
+    """Uploads the prepared training split to OpenAI (purpose fine-tune) and creates the job."""
+    job = _open_job(store, job_id)
+    file_id = job.provider_file_id
+    if not file_id:
+        file_id = store.openai.upload(job, store.bucket.get(f"{job_prefix(job)}/data/train.jsonl"))
+        store.jobs.update(job.id, {"provider_file_id": file_id})
+        store.jobs.add_event(job.id, f"Uploaded the training split to OpenAI as {file_id}")
+    openai_job = store.openai.start(job.model_copy(update={"provider_file_id": file_id}), file_id)
+    try:
+        store.jobs.update(job.id, {"provider_job_arn": openai_job})
+    except JobClosed:
+        # Cancelled while the job was being created: it must not train (and bill) unwatched.
+        store.openai.cancel(job.model_copy(update={"provider_job_arn": openai_job}))
+        raise
+    store.jobs.add_event(job.id, f"Started OpenAI fine-tuning job {openai_job} on {job.base_model_id}")
+    return {"provider_job_id": openai_job}
+
+
+OPENAI_RUNNING = frozenset({"validating_files", "queued", "running"})
+
+
+def check_openai_training(store: FineTuningStore, job_id: str) -> dict[str, Any]:
+    """One look at OpenAI's job; the state machine waits between looks (OpenAI sends no events)."""
+    job = _open_job(store, job_id)
+    answer = store.openai.job(job)
+    status = answer.get("status")
+    if status == "succeeded":
+        model = answer.get("fine_tuned_model")
+        if not model:
+            raise TrainingFailed("The OpenAI fine-tuning job succeeded without a fine_tuned_model")
+        fields: dict[str, Any] = {"provider_model_id": model, "byom_status": "evaluating"}
+        if isinstance(answer.get("trained_tokens"), int):
+            fields["trained_tokens"] = answer["trained_tokens"]
+        store.jobs.update(job.id, fields)
+        store.jobs.add_event(job.id, f"Training completed: {model}")
+        return {"done": True}
+    if status in OPENAI_RUNNING:
+        return {"done": False, "status": status}
+    error = answer.get("error") or {}
+    message = error.get("message") if isinstance(error, dict) else None
+    raise TrainingFailed(
+        f"The OpenAI fine-tuning job {answer.get('id') or job.provider_job_arn} ended {status}: "
+        f"{str(message or 'no reason given')[:1000]}"
+    )
+
+
 def deploy(store: FineTuningStore, job_id: str) -> dict[str, Any]:
     job = _open_job(store, job_id)
     if not job.custom_model_arn:
@@ -477,8 +559,12 @@ def evaluate(store: FineTuningStore, job_id: str) -> dict[str, Any]:
     data = store.bucket.get(f"{job_prefix(job)}/data/evaluation.jsonl")
     examples = datasets.parse_dataset(data, datasets.Limits(min_examples=1, max_example_tokens=10**9))
     examples = examples[: store.max_eval_examples]
-    assert store.runner_for is not None
-    result = evaluation.score(examples, store.runner_for(job.deployment_arn or ""))
+    if job.provider == OPENAI:
+        runner = store.openai.runner(job)
+    else:
+        assert store.runner_for is not None
+        runner = store.runner_for(job.deployment_arn or "")
+    result = evaluation.score(examples, runner)
     source: Literal["validation_file", "holdout"] = "validation_file" if job.validation_file else "holdout"
     record = Evaluation(
         score=round(result.value, 4),
@@ -535,13 +621,19 @@ def register(store: FineTuningStore, job_id: str) -> dict[str, Any]:
     store.jobs.update(job.id, {"byom_status": "registering"})
     base = store.models.get(job.tenant_id, job.model)
     alias = fine_tuned_alias(job)
+    pricing = base.pricing if base else None
+    if job.provider == OPENAI:
+        # OpenAI bills a fine-tuned model's tokens at their own rates; the catalog's when it has
+        # them, else the base alias's (docs/decisions.md).
+        pricing = catalog_price(job.provider_model_id or "") or pricing
     model = ModelAlias(
         tenant_id=job.tenant_id,
         alias=alias,
-        provider="bedrock",
-        model_id=job.deployment_arn or "",
-        pricing=base.pricing if base else None,
-        budget_pricing=base.pricing if base else None,
+        provider=OPENAI if job.provider == OPENAI else "bedrock",
+        model_id=(job.provider_model_id if job.provider == OPENAI else job.deployment_arn) or "",
+        credential=job.credential if job.provider == OPENAI else None,
+        pricing=pricing,
+        budget_pricing=pricing,
         max_output_tokens=base.max_output_tokens if base else None,
         created_at=clock.now(),
     )

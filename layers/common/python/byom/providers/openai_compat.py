@@ -356,3 +356,43 @@ class OpenAICompatibleProvider:
             raise self._malformed(target, "embeddings response")
         tokens = answer.usage.prompt_tokens if answer.usage else 0
         return EmbeddingResult(vectors=vectors, usage=Usage(prompt_tokens=tokens))
+
+    # fine-tuning: what the fine-tuning pipeline's tasks call (byom.providers.openai_fine_tuning),
+    # through the same destination checks, key refresh and scrubbing as the data plane.
+
+    def upload_file(self, target: Target, filename: str, data: bytes) -> str:
+        answer, _ = self._call(
+            target, lambda client: client.files.create(file=(filename, data), purpose="fine-tune")
+        )
+        return str(answer.id)
+
+    def create_fine_tuning_job(
+        self,
+        target: Target,
+        *,
+        training_file: str,
+        hyperparameters: dict[str, Any],
+        suffix: str | None,
+        seed: int | None,
+    ) -> str:
+        options: dict[str, Any] = {}
+        if suffix:
+            options["suffix"] = suffix
+        if seed is not None:
+            options["seed"] = seed
+        method = {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}}
+        answer, _ = self._call(
+            target,
+            lambda client: client.fine_tuning.jobs.create(
+                model=target.model_id, training_file=training_file, method=method, **options
+            ),
+        )
+        return str(answer.id)
+
+    def fine_tuning_job(self, target: Target, job_id: str) -> dict[str, Any]:
+        answer, _ = self._call(target, lambda client: client.fine_tuning.jobs.retrieve(job_id))
+        found: dict[str, Any] = answer.to_dict() if hasattr(answer, "to_dict") else dict(answer)
+        return found
+
+    def cancel_fine_tuning_job(self, target: Target, job_id: str) -> None:
+        self._call(target, lambda client: client.fine_tuning.jobs.cancel(job_id))

@@ -1,0 +1,10 @@
+"""Fine-tuning state machine task: start_openai_training (byom.logic.fine_tuning.start_openai_training)."""
+
+from byom.api import fine_tuning_tasks
+from byom.observability import logger, tracer
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event, context):  # type: ignore[no-untyped-def]
+    return fine_tuning_tasks.start_openai_training(event)
