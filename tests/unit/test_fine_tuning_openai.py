@@ -428,3 +428,12 @@ def test_a_refused_cancel_quotes_openai_without_the_key() -> None:
         _provider(upstream, FakeKeys()).cancel_fine_tuning_job(TARGET, "ftjob-abc")
     assert upstream.requests[0].url.path == "/v1/fine_tuning/jobs/ftjob-abc/cancel"
     assert "already completed" in refused.value.message and "CANARY" not in refused.value.message
+
+
+def test_a_fine_tuned_model_of_a_base_the_catalog_does_not_list_costs_twice_the_base_price() -> None:
+    s = store(openai_job(provider_model_id="ft:acme-base:org:tickets:abc", byom_status="awaiting_approval"))
+
+    registered = logic.register(s, "ftjob-1")
+
+    alias = s.models.get("tnt_a", registered["fine_tuned_model"])
+    assert alias.pricing == Pricing(input_per_1k_usd=0.0006, output_per_1k_usd=0.0024)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,15 @@ def _catalog() -> dict[str, dict[str, Any]]:
     return json.loads(_CATALOG.read_text())["models"]
 
 
+_DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$")
+
+
 def _base_model_id(model_id: str) -> str:
+    # OpenAI's fine-tuned models ("ft:gpt-4o-mini-2024-07-18:org:suffix:id") bill at the rates of
+    # fine-tuned models of their base, listed as "ft:gpt-4o-mini".
+    if model_id.startswith("ft:"):
+        base = model_id[3:].split(":", 1)[0]
+        return "ft:" + _DATED.sub("", base)
     # Cross-region inference profiles ("us.anthropic...") bill as the underlying model.
     head, _, rest = model_id.partition(".")
     return rest if head in {"us", "eu", "apac", "global", "us-gov", "jp", "au", "ca"} and rest else model_id

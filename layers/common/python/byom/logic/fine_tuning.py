@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from byom import clock
-from byom.domain import ModelAlias
+from byom.domain import ModelAlias, Pricing
 from byom.errors import Conflict, InvalidRequest, ModelNotFound, NotFound
 from byom.fine_tuning import (
     APPROVAL_REJECTED,
@@ -616,6 +616,14 @@ def fine_tuned_alias(job: Job) -> str:
     return f"ft:{job.model}:{job.suffix or 'custom'}:{short}"[:128]
 
 
+def _doubled(pricing: Pricing | None) -> Pricing | None:
+    if pricing is None:
+        return None
+    return Pricing(
+        input_per_1k_usd=pricing.input_per_1k_usd * 2, output_per_1k_usd=pricing.output_per_1k_usd * 2
+    )
+
+
 def register(store: FineTuningStore, job_id: str) -> dict[str, Any]:
     job = _open_job(store, job_id)
     store.jobs.update(job.id, {"byom_status": "registering"})
@@ -623,9 +631,9 @@ def register(store: FineTuningStore, job_id: str) -> dict[str, Any]:
     alias = fine_tuned_alias(job)
     pricing = base.pricing if base else None
     if job.provider == OPENAI:
-        # OpenAI bills a fine-tuned model's tokens at their own rates; the catalog's when it has
-        # them, else the base alias's (docs/decisions.md).
-        pricing = catalog_price(job.provider_model_id or "") or pricing
+        # OpenAI bills a fine-tuned model's tokens at their own rates: the catalog's for its base
+        # model, else twice the base alias's, the largest premium OpenAI charges (decision 49).
+        pricing = catalog_price(job.provider_model_id or "") or _doubled(pricing)
     model = ModelAlias(
         tenant_id=job.tenant_id,
         alias=alias,
