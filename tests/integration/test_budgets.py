@@ -415,7 +415,7 @@ def test_fifty_concurrent_reservations_admit_exactly_what_the_limit_holds(served
     for thread in threads:
         thread.join()
 
-    ledger = served_usage.read_budget_state("tnt_a", "2026-11", "key_1").ledger
+    ledger = served_usage.read_budget_state("tnt_a", "2026-11").ledger
     assert (len(admitted), len(refused)) == (14, 36)  # 14 x 70,000 <= 1,000,000 < 15 x 70,000
     assert (ledger.committed_micros, ledger.remaining_micros) == (980_000, 20_000)
     assert set(refused) == {20_000}
@@ -429,7 +429,7 @@ def test_settling_twice_counts_once_and_a_swept_hold_is_not_refunded_twice(serve
 
     first, again = served_usage.settle(metered, hold).counted, served_usage.settle(metered, hold).counted
 
-    ledger = served_usage.read_budget_state("tnt_a", "2026-11", "key_1").ledger
+    ledger = served_usage.read_budget_state("tnt_a", "2026-11").ledger
     assert (first, again) == (True, False)
     assert (ledger.spent_micros, ledger.committed_micros, ledger.remaining_micros) == (
         10_000,
@@ -445,7 +445,7 @@ def test_a_new_month_starts_from_the_full_budget(served_usage: UsageTable) -> No
     price = Pricing(**PRICING)
 
     def spend_the_whole_budget() -> None:
-        state = served_usage.read_budget_state("tnt_a", month_of(clock["now"]), "k")
+        state = served_usage.read_budget_state("tnt_a", month_of(clock["now"]))
         meter = CallMeter(
             served_usage, None, None, "tnt_a", "k", f"r{clock['now']}", state, lambda: clock["now"]
         )
@@ -460,7 +460,7 @@ def test_a_new_month_starts_from_the_full_budget(served_usage: UsageTable) -> No
     clock["now"] = calendar.timegm((2026, 2, 1, 0, 0, 1))
     spend_the_whole_budget()
 
-    assert served_usage.read_budget_state("tnt_a", "2026-02", "k").ledger.spent_micros == 100_000
+    assert served_usage.read_budget_state("tnt_a", "2026-02").ledger.spent_micros == 100_000
 
 
 def test_a_threshold_reached_by_overlapping_calls_is_announced_by_the_one_that_reaches_it(
@@ -476,7 +476,7 @@ def test_a_threshold_reached_by_overlapping_calls_is_announced_by_the_one_that_r
             sent.append(threshold.fraction)
 
     def meter(request_id: str) -> CallMeter:
-        state = served_usage.read_budget_state("tnt_a", "2026-11", "k")
+        state = served_usage.read_budget_state("tnt_a", "2026-11")
         return CallMeter(served_usage, Notifier(), None, "tnt_a", "k", request_id, state, lambda: now)
 
     # Both read the ledger at $0, both reserve, then each spends $0.45: the second reaches 50 % and
@@ -488,7 +488,7 @@ def test_a_threshold_reached_by_overlapping_calls_is_announced_by_the_one_that_r
         with call:
             call.succeeded("chat", Usage(0, 225), Pricing(**PRICING), latency_ms=1)
 
-    ledger = served_usage.read_budget_state("tnt_a", "2026-11", "k").ledger
+    ledger = served_usage.read_budget_state("tnt_a", "2026-11").ledger
     assert (ledger.spent_micros, ledger.warned) == (900_000, frozenset({"0.5", "0.8"}))
     assert sent == [0.5, 0.8]
 
@@ -533,5 +533,5 @@ def test_a_cancelled_stream_releases_its_reservation(served_usage: UsageTable) -
             store, invoke.Call(Principal("key_1", "developer", "tnt_a"), "req-cancel"), request
         )
 
-    ledger = served_usage.read_budget_state("tnt_a", "2026-11", "key_1").ledger
+    ledger = served_usage.read_budget_state("tnt_a", "2026-11").ledger
     assert (ledger.committed_micros, ledger.remaining_micros, ledger.spent_micros) == (0, 1_000_000, 0)

@@ -98,7 +98,7 @@ def _meter(
         tenant_id="tnt_a",
         key_id="key_1",
         request_id="req-1",
-        state=BudgetState(budget, Ledger(spent_micros=spent, committed_micros=spent), Ledger()),
+        state=BudgetState(budget, Ledger(spent_micros=spent, committed_micros=spent)),
         now=lambda: NOW,
     )
 

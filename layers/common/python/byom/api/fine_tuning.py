@@ -18,11 +18,9 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 
 from byom.api import multipart
-from byom.api.fine_tuning_tasks import openai_fine_tuning
+from byom.api.fine_tuning_tasks import shared_collaborators
 from byom.api.http import build_resolver, header, json_body, ok, principal, query
-from byom.dal.aws import client, session, table
-from byom.dal.fine_tuning import BedrockCustomization, DataBucket, FileRepository, JobRepository, Workflow
-from byom.dal.repositories import ModelRepository
+from byom.dal.aws import session
 from byom.errors import InvalidRequest, PayloadTooLarge
 from byom.fine_tuning import Approve, CreateJob
 from byom.logic import fine_tuning as logic
@@ -39,13 +37,7 @@ MAX_JOB_BODY_BYTES = 64 * 1024
 def store() -> logic.FineTuningStore:
     settings = fine_tuning_settings()
     return logic.FineTuningStore(
-        files=FileRepository(table(settings.files_table)),
-        jobs=JobRepository(table(settings.jobs_table)),
-        bucket=DataBucket(client("s3"), settings.data_bucket, settings.kms_key_id),
-        models=ModelRepository(table(settings.models_table)),
-        workflow=Workflow(client("stepfunctions"), settings.state_machine_arn or ""),
-        bedrock=BedrockCustomization(client("bedrock")),
-        openai=openai_fine_tuning(settings),
+        **shared_collaborators(settings),
         max_file_bytes=settings.max_file_bytes,
         default_threshold=settings.default_eval_threshold,
         timings={

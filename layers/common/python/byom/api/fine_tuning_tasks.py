@@ -54,17 +54,25 @@ def openai_fine_tuning(settings: FineTuningSettings) -> OpenAIFineTuning | None:
     return OpenAIFineTuning(provider, CredentialRepository(table(settings.credentials_table)))
 
 
+def shared_collaborators(settings: FineTuningSettings) -> dict[str, Any]:
+    """What both the API function and the tasks work with: the records, the bucket, the model
+    registry, the workflow and the providers' training APIs."""
+    return {
+        "files": FileRepository(table(settings.files_table)),
+        "jobs": JobRepository(table(settings.jobs_table)),
+        "bucket": DataBucket(client("s3"), settings.data_bucket, settings.kms_key_id),
+        "models": ModelRepository(table(settings.models_table)),
+        "workflow": Workflow(client("stepfunctions"), settings.state_machine_arn or ""),
+        "bedrock": BedrockCustomization(client("bedrock")),
+        "openai": openai_fine_tuning(settings),
+    }
+
+
 @lru_cache(maxsize=1)
 def store() -> logic.FineTuningStore:
     settings = fine_tuning_settings()
     return logic.FineTuningStore(
-        files=FileRepository(table(settings.files_table)),
-        jobs=JobRepository(table(settings.jobs_table)),
-        bucket=DataBucket(client("s3"), settings.data_bucket, settings.kms_key_id),
-        models=ModelRepository(table(settings.models_table)),
-        workflow=Workflow(client("stepfunctions"), settings.state_machine_arn or ""),
-        bedrock=BedrockCustomization(client("bedrock")),
-        openai=openai_fine_tuning(settings),
+        **shared_collaborators(settings),
         runner_for=lambda model_id: BedrockRunner(_runtime(), model_id),
         events=JobEvents(client("events"), settings.event_bus_name),
         bedrock_role_arn=settings.bedrock_role_arn,

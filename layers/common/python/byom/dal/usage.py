@@ -77,7 +77,6 @@ class BudgetState:
 
     budget: Budget | None
     ledger: Ledger
-    key_ledger: Ledger
 
 
 @dataclass(frozen=True)
@@ -191,32 +190,25 @@ class UsageTable:
 
     # The hot path
 
-    def call_keys(self, tenant_id: str, month: str, key_id: str) -> list[dict[str, str]]:
-        """What a call reads (in the same BatchGetItem as its alias): budget, ledger, key ledger."""
-        pk = month_pk(tenant_id, month)
-        return [
-            {"pk": tenant_id, "sk": BUDGET},
-            {"pk": pk, "sk": TOTAL},
-            {"pk": pk, "sk": f"key#{key_id}"},
-        ]
+    def call_keys(self, tenant_id: str, month: str) -> list[dict[str, str]]:
+        """What a call reads (in the same BatchGetItem as its alias): the budget and the month's
+        ledger. A key's own ledger is not read: its limit is enforced by the reservation's condition."""
+        return [{"pk": tenant_id, "sk": BUDGET}, {"pk": month_pk(tenant_id, month), "sk": TOTAL}]
 
-    def budget_state(self, items: Iterable[dict[str, Any]], tenant_id: str, key_id: str) -> BudgetState:
+    def budget_state(self, items: Iterable[dict[str, Any]], tenant_id: str) -> BudgetState:
         by_sk = {(i["pk"], i["sk"]): i for i in items}
         budget_item = by_sk.get((tenant_id, BUDGET))
         ledger = next((i for (pk, sk), i in by_sk.items() if sk == TOTAL and pk != tenant_id), None)
-        key_ledger = next((i for (_, sk), i in by_sk.items() if sk == f"key#{key_id}"), None)
         return BudgetState(
-            budget=self.budget_of(budget_item) if budget_item else None,
-            ledger=Ledger.of(ledger),
-            key_ledger=Ledger.of(key_ledger),
+            budget=self.budget_of(budget_item) if budget_item else None, ledger=Ledger.of(ledger)
         )
 
-    def read_budget_state(self, tenant_id: str, month: str, key_id: str) -> BudgetState:
+    def read_budget_state(self, tenant_id: str, month: str) -> BudgetState:
         """The same as the hot path's read, on its own (for callers without an alias to read)."""
-        keys = self.call_keys(tenant_id, month, key_id)
+        keys = self.call_keys(tenant_id, month)
         answer = self._client.batch_get_item(RequestItems={self.name: {"Keys": keys}})
         items = [from_item(i) for i in answer.get("Responses", {}).get(self.name, [])]
-        return self.budget_state(items, tenant_id, key_id)
+        return self.budget_state(items, tenant_id)
 
     @staticmethod
     def _reserve_update(pk: str, sk: str, amount: int, limit: int) -> dict[str, Any]:
@@ -469,10 +461,6 @@ class UsageTable:
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    def delete_tenant(self, tenant_id: str) -> None:
-        """The budget goes with the tenant; usage history stays (it is what was billed)."""
-        self.delete_budget(tenant_id)
 
     def _transact(self, items: list[dict[str, Any]]) -> None:
         for attempt in range(_CONFLICT_ATTEMPTS):

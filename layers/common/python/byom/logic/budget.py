@@ -9,7 +9,7 @@ a call. The counting itself is the usage table's: exactly once per request id.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from byom.dal.usage import BudgetState, Hold, Metered, ReservationRefused, Settled
@@ -66,8 +66,6 @@ class CallMeter:
     started_at: int = 0
     hold: Hold | None = None
     settled: bool = False
-    cost_micros: int = 0
-    crossed: list[Threshold] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.started_at = self.now()
@@ -153,7 +151,6 @@ class CallMeter:
             latency_ms=latency_ms,
         )
         settled = self._settle(metered, self._spend_guard(cost))
-        self.cost_micros = cost
         if settled.spent_micros is not None:
             self._announce_thresholds(settled.spent_micros, settled.warned)
         self._budget_metrics(
@@ -238,7 +235,6 @@ class CallMeter:
             threshold = Threshold(
                 self.tenant_id, self.month, fraction, budget.monthly_limit_usd, to_usd(spent)
             )
-            self.crossed.append(threshold)
             try:
                 self.notifier.budget_threshold_crossed(threshold)
             except Exception as error:  # the answer is the caller's, whatever the notification does

@@ -118,26 +118,23 @@ def _headers(target: Target, attempts: int, cache: str | None, cost_micros: int 
 
 
 def _read(
-    store: InvokeStore, tenant_id: str, alias: str, key_id: str | None, month: str
+    store: InvokeStore, tenant_id: str, alias: str, month: str | None
 ) -> tuple[Any, Any, BudgetState | None]:
-    """The alias, its credential and (for a metered call) the budget state: in one read where the
-    repository offers it (`get_for_call`, one BatchGetItem on a warm call), else one by one."""
-    wants_budget = store.usage is not None and key_id is not None
+    """The alias, its credential and (given the month of a metered call) the budget state: in one
+    read where the repository offers it (`get_for_call`, one BatchGetItem on a warm call), else one
+    by one."""
+    usage = store.usage if month is not None else None
     read_all = getattr(store.models, "get_for_call", None)
     if read_all is not None:
-        also = {store.usage.name: store.usage.call_keys(tenant_id, month, key_id)} if wants_budget else {}
+        also = {usage.name: usage.call_keys(tenant_id, month)} if usage is not None else {}
         model, credential, extras = read_all(tenant_id, alias, also)
-        state = (
-            store.usage.budget_state(extras.get(store.usage.name, []), tenant_id, key_id)
-            if wants_budget
-            else None
-        )
+        state = usage.budget_state(extras.get(usage.name, []), tenant_id) if usage is not None else None
         return model, credential, state
     model = store.models.get(tenant_id, alias)
     credential = None
     if model is not None and model.credential:
         credential = store.credentials.get(tenant_id, model.credential)
-    state = store.usage.read_budget_state(tenant_id, month, key_id) if wants_budget else None
+    state = usage.read_budget_state(tenant_id, month) if usage is not None else None
     return model, credential, state
 
 
@@ -167,7 +164,7 @@ def _target(tenant_id: str, alias: str, model: Any, credential: Any) -> Target:
 
 
 def resolve_target(store: InvokeStore, tenant_id: str, alias: str) -> Target:
-    model, credential, _ = _read(store, tenant_id, alias, None, "")
+    model, credential, _ = _read(store, tenant_id, alias, None)
     return _target(tenant_id, alias, model, credential)
 
 
@@ -175,7 +172,7 @@ def _start(store: InvokeStore, call: Call, alias: str) -> tuple[Target, CallMete
     """The first read of a call: the alias asked for and, when metered, a meter for its money."""
     tenant_id = require_tenant_key(call.principal, INVOKE_ROLES)
     now = store.now()
-    model, credential, state = _read(store, tenant_id, alias, call.principal.key_id, metering.month_of(now))
+    model, credential, state = _read(store, tenant_id, alias, metering.month_of(now))
     target = _target(tenant_id, alias, model, credential)
     if state is None or store.usage is None:
         return target, None
