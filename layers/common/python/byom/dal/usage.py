@@ -277,29 +277,24 @@ class UsageTable:
 
         A hold swept meanwhile (the call outlived its expiry) was refunded by the sweep; the cost is
         then committed afresh."""
-        try:
-            return Settled(self._settle(metered, hold, spend_guard=spend_guard))
-        except _SpendReached as reached:
-            counted = self.settle(metered, hold).counted
-            return Settled(counted, reached.spent_micros + metered.cost_micros, reached.warned)
-        except _HoldGone:
-            assert hold is not None  # only a hold can be gone
-            return self._settle_unheld(metered, hold, spend_guard)
-
-    def _settle_unheld(self, metered: Metered, hold: Hold, spend_guard: int | None) -> Settled:
-        try:
-            return Settled(self._settle(metered, None, unheld_limits=hold, spend_guard=spend_guard))
-        except _SpendReached as reached:
-            counted = self._settle(metered, None, unheld_limits=hold)
-            return Settled(counted, reached.spent_micros + metered.cost_micros, reached.warned)
+        held, guard, reached = hold, spend_guard, None
+        while True:
+            try:
+                counted = self._settle(metered, held, reserved=hold, spend_guard=guard)
+                break
+            except _SpendReached as spent:
+                reached, guard = spent, None
+            except _HoldGone:
+                held = None
+        if reached is None:
+            return Settled(counted)
+        return Settled(counted, reached.spent_micros + metered.cost_micros, reached.warned)
 
     def _settle(
-        self,
-        metered: Metered,
-        hold: Hold | None,
-        unheld_limits: Hold | None = None,
-        spend_guard: int | None = None,
+        self, metered: Metered, hold: Hold | None, *, reserved: Hold | None, spend_guard: int | None
     ) -> bool:
+        """`hold`: the hold to turn into the cost, None when there is none (or it was swept);
+        `reserved`: the call's reservation, whose limits the ledgers keep, swept or not."""
         pk = month_pk(metered.tenant_id, metered.month)
         # Adding zero changes nothing: left out, the request is smaller and quicker to build
         # (every call adds 1 to `requests` or `errors`, so an update is never empty).
@@ -307,10 +302,9 @@ class UsageTable:
         held = hold.amount_micros if hold else 0
         # With a hold: committed moves from the hold to the cost. Without: the cost is committed.
         committed = metered.cost_micros - held
-        limited = hold or unheld_limits
         ledgers = {
-            TOTAL: limited is not None,
-            f"key#{metered.key_id}": bool(limited and limited.key_limit_micros is not None),
+            TOTAL: reserved is not None,
+            f"key#{metered.key_id}": bool(reserved and reserved.key_limit_micros is not None),
         }
         items: list[dict[str, Any]] = [
             {
