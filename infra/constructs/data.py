@@ -10,6 +10,7 @@ from constructs import Construct
 
 API_KEYS_BY_TENANT_INDEX = "by_tenant"
 FINE_TUNING_BY_TENANT_INDEX = "by_tenant"
+AUDIT_BY_SUBJECT_INDEX = "by_subject"
 
 _S = dynamodb.AttributeType.STRING
 
@@ -31,6 +32,8 @@ class Data(Construct):
         self.idempotency = self._build_table(
             "Idempotency", partition_key="id", time_to_live_attribute="expiration", disposable=True
         )
+        self.policies = self._build_table("Policies", partition_key="tenant_id")
+        self.audit = self._build_audit_table()
         self.data_bucket = self._build_data_bucket()
 
     @property
@@ -51,6 +54,8 @@ class Data(Construct):
             "FILES_TABLE": self.files,
             "JOBS_TABLE": self.jobs,
             "IDEMPOTENCY_TABLE": self.idempotency,
+            "POLICIES_TABLE": self.policies,
+            "AUDIT_TABLE": self.audit,
         }
         return {name: table.table_name for name, table in env_vars.items() if table in tables}
 
@@ -94,6 +99,21 @@ class Data(Construct):
         return self._build_table(
             "Usage", partition_key="pk", sort_key="sk", time_to_live_attribute="expires_at"
         )
+
+    def _build_audit_table(self) -> dynamodb.Table:
+        """One record per model interaction and admin action (docs/contracts.md), newest last in
+        each tenant's partition; TTL from the tenant's `retention_days`. The sparse `by_subject`
+        index finds a data subject's records for export and erasure."""
+        table = self._build_table(
+            "Audit", partition_key="tenant_id", sort_key="sk", time_to_live_attribute="expires_at"
+        )
+        table.add_global_secondary_index(
+            index_name=AUDIT_BY_SUBJECT_INDEX,
+            partition_key=dynamodb.Attribute(name="subject", type=_S),
+            sort_key=dynamodb.Attribute(name="sk", type=_S),
+            projection_type=dynamodb.ProjectionType.KEYS_ONLY,
+        )
+        return table
 
     def _build_by_tenant_table(
         self, name: str, *, partition_key: str, sort_key: str | None = None
