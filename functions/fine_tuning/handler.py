@@ -1,7 +1,6 @@
 """Fine-tuning API Lambda: /v1/files and /v1/fine_tuning/jobs."""
 
-from byom.api.fine_tuning import build_fine_tuning_app
-from byom.api.http import serve
+from byom.api.fine_tuning import build_fine_tuning_app, serve_audited
 from byom.observability import logger, tracer
 
 app = build_fine_tuning_app()
@@ -10,4 +9,4 @@ app = build_fine_tuning_app()
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
 @tracer.capture_lambda_handler
 def handler(event, context):  # type: ignore[no-untyped-def]
-    return serve(app, event, context)
+    return serve_audited(app, event, context)

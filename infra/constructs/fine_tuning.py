@@ -564,7 +564,7 @@ class FineTuning(Construct):
             API,
             {
                 **self._environment(),
-                **data.environment(data.idempotency),
+                **data.environment(data.idempotency, data.audit, data.policies),
                 "STATE_MACHINE_ARN": self.state_machine_arn,
                 "MAX_FILE_BYTES": str(fine.max_file_bytes),
                 "TRAINING_POLL_SECONDS": str(fine.training_poll_seconds),
@@ -597,6 +597,9 @@ class FineTuning(Construct):
             ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
             [data.idempotency.table_arn],
         )
+        # Approvals and cancellations are admin actions in the audit trail, kept for the tenant's retention.
+        self._allow(fn, "RecordAdminActions", ["dynamodb:PutItem"], [data.audit.table_arn])
+        self._allow(fn, "ReadRetention", ["dynamodb:GetItem"], [data.policies.table_arn])
         self._allow(fn, "StoreUploads", ["s3:PutObject"], self._object_arns(UPLOADS_PREFIX))
         self._allow(fn, "StartExecutions", ["states:StartExecution"], [self.state_machine_arn])
         self._allow(

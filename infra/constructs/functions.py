@@ -219,7 +219,7 @@ class Functions(Construct):
         fn = self._build_function(
             ADMIN,
             {
-                **data.environment(*data.tables, data.usage),
+                **data.environment(*data.tables, data.usage, data.policies, data.audit),
                 "KMS_KEY_ID": self._key.key_arn,
                 "SECRET_PREFIX": self.secret_prefix,
                 "ALLOW_LOOPBACK_HTTP": "false",
@@ -235,6 +235,18 @@ class Functions(Construct):
             )
         )
         fn.add_to_role_policy(self._usage_statement(data))
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ManagePolicies",
+                actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:DeleteItem"],
+                resources=[data.policies.table_arn],
+            )
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="RecordAdminActions", actions=["dynamodb:PutItem"], resources=[data.audit.table_arn]
+            )
+        )
         fn.add_to_role_policy(
             iam.PolicyStatement(
                 sid="ListKeysOfTenant",
@@ -264,13 +276,18 @@ class Functions(Construct):
         fn = self._build_function(
             GATEWAY,
             {
-                **data.environment(data.models, data.credentials, data.cache, data.usage),
+                **data.environment(
+                    data.models, data.credentials, data.cache, data.usage, data.policies, data.audit
+                ),
                 "SECRET_PREFIX": self.secret_prefix,
                 "ALLOW_LOOPBACK_HTTP": "false",
                 "EVENT_BUS_NAME": EVENT_BUS_NAME,
                 "ALERTS_TOPIC_ARN": self._alerts_topic.topic_arn,
+                "DATA_BUCKET": data.data_bucket.bucket_name,
+                "KMS_KEY_ID": self._key.key_arn,
             },
         )
+        self._grant_governance(fn, data)
         fn.add_to_role_policy(
             iam.PolicyStatement(
                 sid="ReadModelsAndCredentials",
@@ -321,6 +338,43 @@ class Functions(Construct):
             )
         )
         return fn
+
+    def _grant_governance(self, fn: lambda_.Function, data: Data) -> None:
+        """What every call needs of governance: the tenant's policy (read with the alias), its audit
+        record (written in the metering transaction) and, for tenants that log content, the
+        encrypted prompt and answer under the tenant's prefix."""
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadPolicies",
+                actions=["dynamodb:GetItem", "dynamodb:BatchGetItem"],
+                resources=[data.policies.table_arn],
+            )
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="WriteAuditRecords", actions=["dynamodb:PutItem"], resources=[data.audit.table_arn]
+            )
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="StoreLoggedContent",
+                actions=["s3:PutObject"],
+                resources=[
+                    data.data_bucket.arn_for_objects("tenants/*/content/*"),
+                    data.data_bucket.arn_for_objects("tenants/*/subjects/*"),
+                ],
+            )
+        )
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="EnvelopeKeysForContent",
+                # Data keys for client-side encryption of logged content, bound to its purpose; each
+                # one carries the tenant id in its encryption context, so decrypting needs it too.
+                actions=["kms:GenerateDataKey"],
+                resources=[self._key.key_arn],
+                conditions={"StringEquals": {"kms:EncryptionContext:purpose": "audit-content"}},
+            )
+        )
 
     # ------------------------------------------------------------------------------------ helpers
 

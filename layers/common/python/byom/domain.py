@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 Role = Literal["admin", "developer", "viewer"]
+RedactionMode = Literal["off", "mask", "block"]
 Provider = Literal["openai", "openai_compatible", "bedrock"]
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
@@ -62,6 +63,8 @@ class CreateModel(_Request):
     max_output_tokens: Annotated[int, Field(ge=1, le=1_000_000, strict=True)] | None = None
     # Fine-tuning: the held-out score a model fine-tuned from this alias needs before promotion.
     eval_threshold: Annotated[float, Field(ge=0, le=1)] | None = None
+    # Overrides the tenant policy's redaction mode for this alias (e.g. "off" for an in-account model).
+    redaction_mode: RedactionMode | None = None
 
 
 Fraction = Annotated[float, Field(gt=0, le=1), AfterValidator(_finite)]
@@ -138,6 +141,7 @@ class ModelAlias(BaseModel):
     cache_ttl_seconds: int | None = None
     max_output_tokens: int | None = None
     eval_threshold: float | None = None
+    redaction_mode: RedactionMode | None = None
     budget_pricing: Pricing | None = None
     """The highest input and output prices on the alias's fallback chain, fixed at registration
     (aliases are immutable and a fallback cannot be deleted while used): what a reservation prices."""

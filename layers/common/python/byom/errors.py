@@ -111,3 +111,24 @@ class BudgetExceeded(ByomError):
     status = 429
     type = "insufficient_quota"
     code = "insufficient_quota"
+
+
+class ContentPolicyViolation(ByomError):
+    """The tenant's redaction policy blocks the request (SPEC §8). The message names the types
+    found, never the values."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "content_policy_violation"
+
+
+class RateLimited(ByomError):
+    """The tenant's tokens-per-minute limit is used up (SPEC §8); `retry-after` says when it refills."""
+
+    status = 429
+    type = "rate_limit_exceeded"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.headers["retry-after"] = str(max(1, retry_after_seconds))

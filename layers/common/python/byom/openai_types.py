@@ -158,6 +158,7 @@ class ChatRequest(_Open):
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    safety_identifier: str | None = None
     n: int | None = Field(default=None, validate_default=True)
 
     @field_validator("tool_choice")

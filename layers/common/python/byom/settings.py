@@ -34,6 +34,8 @@ class AdminSettings(_Settings):
     usage_table: str
     alerts_topic_arn: str | None = None
     spend_alarm_prefix: str
+    policies_table: str
+    audit_table: str
 
 
 class GatewaySettings(_Settings):
@@ -54,6 +56,11 @@ class GatewaySettings(_Settings):
     usage_table: str
     event_bus_name: str = "default"
     alerts_topic_arn: str | None = None
+    policies_table: str | None = None
+    audit_table: str | None = None
+    # Content logging: the bucket and key of tenants' stored prompts and answers.
+    data_bucket: str | None = None
+    kms_key_id: str | None = None
 
 
 @lru_cache(maxsize=1)
@@ -82,6 +89,9 @@ class FineTuningSettings(_Settings):
     event_bus_name: str = "default"
     # The API function only.
     state_machine_arn: str | None = None
+    # Approvals and cancellations are audited admin actions.
+    audit_table: str | None = None
+    policies_table: str | None = None
     idempotency_table: str | None = None
     idempotency_seconds: int = Field(default=3600, ge=60)
     # Lambda's 6 MB payload holds the base64 of about 4.4 MB; the rest is the multipart envelope.

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
+from byom.api import admin_audit
 from byom.api.http import build_resolver, json_body, listing, ok, principal, query
+from byom.dal.audit import AuditTable
 from byom.dal.alarms import SpendAlarms
 from byom.dal.aws import client, table
 from byom.dal.repositories import ApiKeyRepository, CredentialRepository, ModelRepository, TenantRepository
 from byom.dal.secrets import SecretStore
+from byom.dal.policies import PolicyRepository
 from byom.dal.usage import UsageTable
 from byom.domain import CreateKey, CreateModel, CreateTenant, PutBudget, PutCredential
+from byom.governance.policy import PutPolicy
 from byom.logic import admin
 from byom.observability import logger
 from byom.settings import admin_settings
@@ -33,7 +38,22 @@ def store() -> admin.AdminStore:
         alarms=SpendAlarms(
             client("cloudwatch"), prefix=settings.spend_alarm_prefix, topic_arn=settings.alerts_topic_arn
         ),
+        policies=PolicyRepository(table(settings.policies_table)),
     )
+
+
+@lru_cache(maxsize=1)
+def audit_log() -> AuditTable:
+    return AuditTable(table(admin_settings().audit_table))
+
+
+def _retention_days(tenant_id: str) -> int:
+    return int(store().policies.get(tenant_id).retention_days)
+
+
+def serve_audited(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Serve an admin request, then record it in the audit trail (byom.api.admin_audit)."""
+    return admin_audit.serve_audited(app, event, context, audit_log(), _retention_days)
 
 
 def _deleted(id_: str, object_: str):  # type: ignore[no-untyped-def]
@@ -159,8 +179,22 @@ def get_usage(tenant_id: str):  # type: ignore[no-untyped-def]
     return ok(admin.usage_report(store(), principal(budgets), tenant_id, month, group_by))
 
 
+policies = Router()
+
+
+@policies.put("/admin/tenants/<tenant_id>/policy")
+def put_policy(tenant_id: str):  # type: ignore[no-untyped-def]
+    policy = admin.put_policy(store(), principal(policies), tenant_id, json_body(policies, PutPolicy))
+    return ok(policy.public())
+
+
+@policies.get("/admin/tenants/<tenant_id>/policy")
+def get_policy(tenant_id: str):  # type: ignore[no-untyped-def]
+    return ok(admin.get_policy(store(), principal(policies), tenant_id).public())
+
+
 def build_admin_app() -> APIGatewayRestResolver:
     app = build_resolver()
-    for router in (tenants, keys, credentials, models, budgets):
+    for router in (tenants, keys, credentials, models, budgets, policies):
         app.include_router(router)
     return app

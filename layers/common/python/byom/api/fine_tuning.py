@@ -17,10 +17,12 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 
-from byom.api import multipart
+from byom.api import admin_audit, multipart
 from byom.api.fine_tuning_tasks import shared_collaborators
 from byom.api.http import build_resolver, header, json_body, ok, principal, query
-from byom.dal.aws import session
+from byom.dal.audit import AuditTable
+from byom.dal.aws import session, table
+from byom.dal.policies import PolicyRepository
 from byom.errors import InvalidRequest, PayloadTooLarge
 from byom.fine_tuning import Approve, CreateJob
 from byom.logic import fine_tuning as logic
@@ -47,6 +49,28 @@ def store() -> logic.FineTuningStore:
             "openai_poll_seconds": settings.openai_poll_seconds,
         },
     )
+
+
+# The routes of this API that are admin actions in the audit trail (SPEC §7: approvals).
+AUDITED_ACTIONS = ("/approve", "/cancel")
+
+
+@lru_cache(maxsize=1)
+def _audit() -> tuple[AuditTable | None, PolicyRepository | None]:
+    settings = fine_tuning_settings()
+    if not settings.audit_table:
+        return None, None
+    policies = PolicyRepository(table(settings.policies_table)) if settings.policies_table else None
+    return AuditTable(table(settings.audit_table)), policies
+
+
+def serve_audited(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    log, policies = _audit()
+
+    def retention_days(tenant_id: str) -> int:
+        return int(policies.get(tenant_id).retention_days) if policies is not None else 90
+
+    return admin_audit.serve_audited(app, event, context, log, retention_days, actions=AUDITED_ACTIONS)
 
 
 def _limit(router: Router) -> int:

@@ -9,8 +9,12 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from byom import clock
 from byom.api.http import build_resolver, header, json_body, listing, ok, principal, query, request_id
+from byom.dal.audit import AuditTable
 from byom.dal.aws import client, table
 from byom.dal.cache import ResponseCacheTable, cache_table
+from byom.dal.content import ContentStore
+from byom.dal.guardrails import BedrockGuardrails
+from byom.dal.policies import PolicyRepository
 from byom.dal.notify import Notifier
 from byom.dal.repositories import CredentialRepository, ModelRepository
 from byom.dal.secrets import ProviderKeys
@@ -86,6 +90,12 @@ def invoke_store() -> invoke.InvokeStore:
             topic_arn=settings.alerts_topic_arn,
         ),
         metrics=CallMetrics(),
+        policies=PolicyRepository(table(settings.policies_table)) if settings.policies_table else None,
+        guardrails=BedrockGuardrails(client("bedrock-runtime"), client("bedrock")),
+        audit=AuditTable(table(settings.audit_table)) if settings.audit_table else None,
+        content=ContentStore(client("s3"), client("kms"), settings.data_bucket, settings.kms_key_id)
+        if settings.data_bucket and settings.kms_key_id
+        else None,
         policy=RetryPolicy(
             max_attempts=settings.retry_max_attempts,
             base_seconds=settings.retry_base_seconds,
@@ -102,8 +112,13 @@ invocations = Router()
 DRY_RUN_HEADER = "x-byom-dry-run"
 
 
+SUBJECT_HEADER = "x-byom-user"
+
+
 def _call(router: Router, *, dry_run: bool = False) -> invoke.Call:
-    return invoke.Call(principal(router), request_id(router), dry_run=dry_run)
+    return invoke.Call(
+        principal(router), request_id(router), dry_run=dry_run, subject=header(router, SUBJECT_HEADER)
+    )
 
 
 @invocations.post("/v1/chat/completions")

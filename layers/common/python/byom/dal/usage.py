@@ -22,6 +22,7 @@ from byom.domain import Budget
 BUDGET = "budget"
 TOTAL = "total"
 MARKER_TTL_SECONDS = 40 * 86_400
+MINUTE_TTL_SECONDS = 86_400
 COUNTERS = (
     "requests",
     "input_tokens",
@@ -109,6 +110,8 @@ class Metered:
     error: bool = False
     cache_hit: bool = False
     latency_ms: int | None = None
+    tokens_minute: str | None = None
+    """Under a tokens-per-minute limit: the minute (`YYYY-MM-DDTHH:MM`) whose counter this adds to."""
 
     def counters(self) -> dict[str, int]:
         return {
@@ -190,10 +193,21 @@ class UsageTable:
 
     # The hot path
 
-    def call_keys(self, tenant_id: str, month: str) -> list[dict[str, str]]:
-        """What a call reads (in the same BatchGetItem as its alias): the budget and the month's
-        ledger. A key's own ledger is not read: its limit is enforced by the reservation's condition."""
-        return [{"pk": tenant_id, "sk": BUDGET}, {"pk": month_pk(tenant_id, month), "sk": TOTAL}]
+    def call_keys(self, tenant_id: str, month: str, minute: str | None = None) -> list[dict[str, str]]:
+        """What a call reads (in the same BatchGetItem as its alias): the budget, the month's
+        ledger and (given the minute) the tenant's token counter of this minute. A key's own ledger
+        is not read: its limit is enforced by the reservation's condition."""
+        keys = [{"pk": tenant_id, "sk": BUDGET}, {"pk": month_pk(tenant_id, month), "sk": TOTAL}]
+        if minute is not None:
+            keys.append({"pk": month_pk(tenant_id, month), "sk": f"tpm#{minute}"})
+        return keys
+
+    @staticmethod
+    def minute_tokens(items: Iterable[dict[str, Any]], tenant_id: str, month: str, minute: str) -> int:
+        """The tokens the tenant's calls settled in this minute (tokens-per-minute limits)."""
+        key = (month_pk(tenant_id, month), f"tpm#{minute}")
+        item = next((i for i in items if (i["pk"], i["sk"]) == key), None)
+        return int(item.get("tokens", 0)) if item else 0
 
     def budget_state(self, items: Iterable[dict[str, Any]], tenant_id: str) -> BudgetState:
         by_sk = {(i["pk"], i["sk"]): i for i in items}
@@ -265,7 +279,14 @@ class UsageTable:
                     ) from None
             raise
 
-    def settle(self, metered: Metered, hold: Hold | None, spend_guard: int | None = None) -> Settled:
+    def settle(
+        self,
+        metered: Metered,
+        hold: Hold | None,
+        spend_guard: int | None = None,
+        *,
+        also: list[dict[str, Any]] | None = None,
+    ) -> Settled:
         """Count the call and turn its hold (if any) into what it really cost: one transaction with
         the call's `req#` marker, so a repeated settle counts nothing.
 
@@ -276,11 +297,14 @@ class UsageTable:
         threshold pays that second write, never the others.
 
         A hold swept meanwhile (the call outlived its expiry) was refunded by the sweep; the cost is
-        then committed afresh."""
+        then committed afresh.
+
+        `also`: more items of the same transaction (the call's audit record), written exactly when
+        the call is metered."""
         held, guard, reached = hold, spend_guard, None
         while True:
             try:
-                counted = self._settle(metered, held, reserved=hold, spend_guard=guard)
+                counted = self._settle(metered, held, reserved=hold, spend_guard=guard, also=also or [])
                 break
             except _SpendReached as spent:
                 reached, guard = spent, None
@@ -291,7 +315,13 @@ class UsageTable:
         return Settled(counted, reached.spent_micros + metered.cost_micros, reached.warned)
 
     def _settle(
-        self, metered: Metered, hold: Hold | None, *, reserved: Hold | None, spend_guard: int | None
+        self,
+        metered: Metered,
+        hold: Hold | None,
+        *,
+        reserved: Hold | None,
+        spend_guard: int | None,
+        also: list[dict[str, Any]],
     ) -> bool:
         """`hold`: the hold to turn into the cost, None when there is none (or it was swept);
         `reserved`: the call's reservation, whose limits the ledgers keep, swept or not."""
@@ -341,6 +371,11 @@ class UsageTable:
                 update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
                 values[":guard"] = spend_guard
             items.append({"Update": update})
+        tokens = metered.input_tokens + metered.output_tokens
+        if metered.tokens_minute is not None and tokens:
+            items.append(self._minute_update(pk, metered.tokens_minute, tokens))
+        # The hold's delete stays last: a failed condition there is told by position.
+        items.extend(also)
         if hold is not None:
             items.append(self._delete_hold(hold))
         try:
@@ -358,6 +393,19 @@ class UsageTable:
                 raise _HoldGone() from None
             raise
         return True
+
+    def _minute_update(self, pk: str, minute: str, tokens: int) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self.name,
+                "Key": {"pk": pk, "sk": f"tpm#{minute}"},
+                "UpdateExpression": "ADD tokens :tokens SET expires_at = if_not_exists(expires_at, :expires)",
+                "ExpressionAttributeValues": {
+                    ":tokens": tokens,
+                    ":expires": int(time.time()) + MINUTE_TTL_SECONDS,
+                },
+            }
+        }
 
     def _delete_hold(self, hold: Hold, *, expired_before: int | None = None) -> dict[str, Any]:
         condition = "attribute_exists(pk)"
@@ -450,7 +498,7 @@ class UsageTable:
         while True:
             page = self._table.query(**kwargs)
             items.extend(
-                from_item(i) for i in page.get("Items", []) if not i["sk"].startswith(("req#", "hold#"))
+                from_item(i) for i in page.get("Items", []) if not i["sk"].startswith(("req#", "hold#", "tpm#"))
             )
             if "LastEvaluatedKey" not in page:
                 return items

@@ -4,11 +4,11 @@ Stored one item per tenant in the policies table; read with the alias on every c
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-RedactionMode = Literal["off", "mask", "block"]
+from byom.domain import RedactionMode
 
 # The built-in detector's types (byom.governance.redaction), in the order they are documented.
 BUILTIN_TYPES: tuple[str, ...] = (

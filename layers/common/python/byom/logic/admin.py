@@ -21,6 +21,9 @@ from byom.domain import (
     Tenant,
 )
 from byom.errors import Conflict, InvalidRequest, NotFound
+from byom.governance.guardrail import GuardrailScreen
+from byom.governance.policy import BUILTIN_TYPES, Policy, PutPolicy
+from byom.governance.redaction import validate_custom_pattern
 from byom.logic import usage as usage_logic
 from byom.logic.access import ALL_ROLES, Principal, require_platform_admin, require_tenant_access
 from byom.logic.metering import highest_pricing
@@ -44,6 +47,10 @@ class AdminStore:
     """The usage table (budgets); None where budgets are not kept (unit tests of other logic)."""
     alarms: Any = None
     """Per-tenant spend alarms (byom.dal.alarms.SpendAlarms); None: no alarms."""
+    policies: Any = None
+    """Governance policies (byom.dal.policies.PolicyRepository); None where not kept."""
+    guardrails: GuardrailScreen | None = None
+    """Bedrock Guardrails, to check that a policy's guardrail exists."""
 
 
 def _tenant(
@@ -103,6 +110,8 @@ def delete_tenant(store: AdminStore, principal: Principal, tenant_id: str) -> No
         store.usage.delete_budget(tenant_id)
     if store.alarms is not None:
         store.alarms.delete(tenant_id)
+    if store.policies is not None:
+        store.policies.delete(tenant_id)
     store.tenants.delete(tenant_id)
 
 
@@ -290,6 +299,7 @@ def create_model(store: AdminStore, principal: Principal, tenant_id: str, body: 
         cache_ttl_seconds=body.cache_ttl_seconds,
         max_output_tokens=body.max_output_tokens,
         eval_threshold=body.eval_threshold,
+        redaction_mode=body.redaction_mode,
         budget_pricing=highest_pricing(chain),
         created_at=clock.now(),
     )
@@ -337,3 +347,40 @@ def usage_report(
     """Every role of the tenant reads its usage (SPEC §4.2)."""
     _tenant(store, principal, tenant_id, roles=ALL_ROLES)
     return usage_logic.report(store.usage, tenant_id, month, group_by)
+
+
+# Governance policy
+
+
+def _check_policy(store: AdminStore, body: PutPolicy) -> None:
+    """Everything that can be wrong with a policy, found before anything is stored."""
+    names: set[str] = set()
+    for i, custom in enumerate(body.redaction.custom):
+        param = f"redaction.custom.{i}"
+        if custom.name in BUILTIN_TYPES or custom.name in names:
+            raise InvalidRequest(f"{param}.name: '{custom.name}' is already a type", param=f"{param}.name")
+        names.add(custom.name)
+        try:
+            validate_custom_pattern(custom.pattern)
+        except ValueError as error:
+            raise InvalidRequest(f"{param}.pattern: {error}", param=f"{param}.pattern") from None
+    guardrail = body.redaction.guardrail
+    if guardrail is not None and (store.guardrails is None or not store.guardrails.exists(guardrail.id, guardrail.version)):
+        raise InvalidRequest(
+            f"redaction.guardrail: no guardrail '{guardrail.id}' version '{guardrail.version}' in this account",
+            param="redaction.guardrail",
+        )
+
+
+def put_policy(store: AdminStore, principal: Principal, tenant_id: str, body: PutPolicy) -> Policy:
+    _tenant(store, principal, tenant_id)
+    _check_policy(store, body)
+    policy = Policy.model_validate(body.model_dump() | {"tenant_id": tenant_id, "updated_at": clock.now()})
+    store.policies.put(policy)
+    return policy
+
+
+def get_policy(store: AdminStore, principal: Principal, tenant_id: str) -> Policy:
+    _tenant(store, principal, tenant_id)
+    policy: Policy = store.policies.get(tenant_id)
+    return policy

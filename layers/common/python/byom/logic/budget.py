@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from byom.dal.usage import BudgetState, Hold, Metered, ReservationRefused, Settled
 from byom.domain import Pricing
@@ -53,6 +53,15 @@ class Threshold:
         }
 
 
+class SettleRecord(Protocol):
+    """The call's audit record, written in the same transaction as its metering
+    (byom.governance.trail.Trail): no extra AWS round trip on a warm call."""
+
+    def item(self, input_tokens: int, output_tokens: int, cost_micros: int) -> dict[str, Any] | None: ...
+
+    def settled(self) -> None: ...
+
+
 @dataclass
 class CallMeter:
     usage: Any  # byom.dal.usage.UsageTable, or a fake with the same methods
@@ -63,6 +72,8 @@ class CallMeter:
     request_id: str
     state: BudgetState
     now: Callable[[], int]
+    tokens_minute: str | None = None
+    """Under a tokens-per-minute limit, the minute whose counter this call's tokens add to."""
     started_at: int = 0
     hold: Hold | None = None
     settled: bool = False
@@ -139,6 +150,7 @@ class CallMeter:
         *,
         latency_ms: int | None,
         cache_hit: bool = False,
+        record: SettleRecord | None = None,
     ) -> int:
         """Count the call with the provider's tokens at the answering model's price; its cost."""
         cost = 0 if cache_hit else cost_micros(pricing, usage.prompt_tokens, usage.completion_tokens)
@@ -150,7 +162,7 @@ class CallMeter:
             cache_hit=cache_hit,
             latency_ms=latency_ms,
         )
-        settled = self._settle(metered, self._spend_guard(cost))
+        settled = self._settle(metered, self._spend_guard(cost), record)
         if settled.spent_micros is not None:
             self._announce_thresholds(settled.spent_micros, settled.warned)
         self._budget_metrics(
@@ -160,9 +172,9 @@ class CallMeter:
         )
         return cost
 
-    def failed(self, alias: str, *, latency_ms: int | None) -> None:
+    def failed(self, alias: str, *, latency_ms: int | None, record: SettleRecord | None = None) -> None:
         """A provider failure after retries and fallbacks: an error, not spend."""
-        self._settle(self._metered(alias, error=True, latency_ms=latency_ms), None)
+        self._settle(self._metered(alias, error=True, latency_ms=latency_ms), None, record)
 
     def _metered(self, alias: str, **counts: Any) -> Metered:
         return Metered(
@@ -172,11 +184,19 @@ class CallMeter:
             request_id=self.request_id,
             key_id=self.key_id,
             alias=alias,
+            tokens_minute=self.tokens_minute,
             **counts,
         )
 
-    def _settle(self, metered: Metered, spend_guard: int | None) -> Settled:
-        settled: Settled = self.usage.settle(metered, self.hold, spend_guard)
+    def _settle(self, metered: Metered, spend_guard: int | None, record: SettleRecord | None) -> Settled:
+        item = (
+            record.item(metered.input_tokens, metered.output_tokens, metered.cost_micros)
+            if record is not None
+            else None
+        )
+        settled: Settled = self.usage.settle(metered, self.hold, spend_guard, also=[item] if item else [])
+        if settled.counted and record is not None and item is not None:
+            record.settled()
         if not settled.counted:
             # A request id seen before (a replayed event): counted once, so this hold goes back.
             logger.warning("request already metered", extra={"request_id": self.request_id})

@@ -8,7 +8,8 @@ import secrets
 import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -16,7 +17,12 @@ from pydantic import BaseModel
 
 from byom import clock
 from byom.dal.usage import BudgetState
-from byom.errors import GatewayMisconfigured, ModelNotFound, ProviderError
+from byom.errors import ByomError, GatewayMisconfigured, ModelNotFound, ProviderError, RateLimited
+from byom.governance import screening
+from byom.governance.guardrail import GuardrailScreen
+from byom.governance.policy import Policy, default_policy
+from byom.governance.screening import Screening
+from byom.governance.trail import AuditLog, Trail, subject_of
 from byom.logic import metering, response_cache
 from byom.logic.access import Principal, require_tenant_key
 from byom.logic.budget import CallMeter
@@ -57,6 +63,14 @@ class InvokeStore:
     """Announces budget thresholds (byom.dal.notify.Notifier)."""
     metrics: Any = None
     """Emits each call's CloudWatch metrics (byom.metrics.CallMetrics)."""
+    policies: Any = None
+    """The tenants' governance policies (byom.dal.policies.PolicyRepository); None: the default."""
+    guardrails: GuardrailScreen | None = None
+    """Bedrock Guardrails, for tenants whose policy names one."""
+    audit: AuditLog | None = None
+    """The audit trail (byom.dal.audit.AuditTable); None: no records."""
+    content: Any = None
+    """Where prompts and answers of tenants with content logging go (byom.dal.content.ContentStore)."""
 
 
 @dataclass(frozen=True)
@@ -66,6 +80,8 @@ class Call:
     principal: Principal
     request_id: str
     dry_run: bool = False
+    subject: str | None = None
+    """The `x-byom-user` header: the data subject, unless the body names one."""
 
 
 @dataclass(frozen=True)
@@ -117,25 +133,50 @@ def _headers(target: Target, attempts: int, cache: str | None, cost_micros: int 
     return headers(target) | extra
 
 
-def _read(
-    store: InvokeStore, tenant_id: str, alias: str, month: str | None
-) -> tuple[Any, Any, BudgetState | None]:
-    """The alias, its credential and (given the month of a metered call) the budget state: in one
-    read where the repository offers it (`get_for_call`, one BatchGetItem on a warm call), else one
-    by one."""
-    usage = store.usage if month is not None else None
+@dataclass(frozen=True)
+class _Read:
+    model: Any
+    credential: Any
+    state: BudgetState | None
+    policy: Policy
+    minute_tokens: int = 0
+
+
+def minute_of(timestamp: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M", time.gmtime(timestamp))
+
+
+def _read(store: InvokeStore, tenant_id: str, alias: str, now: int | None) -> _Read:
+    """The alias, its credential, the tenant's policy and (given the time of a metered call) the
+    budget state and this minute's tokens: in one read where the repository offers it
+    (`get_for_call`, one BatchGetItem on a warm call), else one by one."""
+    usage = store.usage if now is not None else None
+    month = metering.month_of(now) if now is not None else ""
+    minute = minute_of(now) if now is not None else ""
+    policies = store.policies if now is not None else None
     read_all = getattr(store.models, "get_for_call", None)
     if read_all is not None:
-        also = {usage.name: usage.call_keys(tenant_id, month)} if usage is not None else {}
+        also = {usage.name: usage.call_keys(tenant_id, month, minute)} if usage is not None else {}
+        if policies is not None:
+            also[policies.name] = policies.call_keys(tenant_id)
         model, credential, extras = read_all(tenant_id, alias, also)
-        state = usage.budget_state(extras.get(usage.name, []), tenant_id) if usage is not None else None
-        return model, credential, state
+        usage_items = extras.get(usage.name, []) if usage is not None else []
+        return _Read(
+            model,
+            credential,
+            usage.budget_state(usage_items, tenant_id) if usage is not None else None,
+            policies.policy_of(extras.get(policies.name, []), tenant_id)
+            if policies is not None
+            else default_policy(tenant_id),
+            usage.minute_tokens(usage_items, tenant_id, month, minute) if usage is not None else 0,
+        )
     model = store.models.get(tenant_id, alias)
     credential = None
     if model is not None and model.credential:
         credential = store.credentials.get(tenant_id, model.credential)
     state = usage.read_budget_state(tenant_id, month) if usage is not None else None
-    return model, credential, state
+    policy = policies.get(tenant_id) if policies is not None else default_policy(tenant_id)
+    return _Read(model, credential, state, policy)
 
 
 def _target(tenant_id: str, alias: str, model: Any, credential: Any) -> Target:
@@ -164,18 +205,37 @@ def _target(tenant_id: str, alias: str, model: Any, credential: Any) -> Target:
 
 
 def resolve_target(store: InvokeStore, tenant_id: str, alias: str) -> Target:
-    model, credential, _ = _read(store, tenant_id, alias, None)
-    return _target(tenant_id, alias, model, credential)
+    read = _read(store, tenant_id, alias, None)
+    return _target(tenant_id, alias, read.model, read.credential)
 
 
-def _start(store: InvokeStore, call: Call, alias: str) -> tuple[Target, CallMeter | None]:
-    """The first read of a call: the alias asked for and, when metered, a meter for its money."""
-    tenant_id = require_tenant_key(call.principal, INVOKE_ROLES)
+@dataclass(frozen=True)
+class _Started:
+    target: Target
+    meter: CallMeter | None
+    policy: Policy
+    redaction_mode: Any
+    """The mode that applies to this alias: its own override, else the tenant's."""
+
+
+def _start(store: InvokeStore, call: Call, alias: str, trail: Trail) -> _Started:
+    """The first read of a call: the alias asked for, the tenant's policy and, when metered, a
+    meter for its money. A tenant over its tokens-per-minute limit is refused here."""
+    tenant_id = trail.tenant_id
     now = store.now()
-    model, credential, state = _read(store, tenant_id, alias, metering.month_of(now))
-    target = _target(tenant_id, alias, model, credential)
-    if state is None or store.usage is None:
-        return target, None
+    read = _read(store, tenant_id, alias, now)
+    trail.retention_days = read.policy.retention_days
+    target = _target(tenant_id, alias, read.model, read.credential)
+    trail.provider, trail.provider_model = target.provider, target.model_id
+    tokens_per_minute = read.policy.rate_limits.tokens_per_minute
+    if tokens_per_minute is not None and read.minute_tokens >= tokens_per_minute:
+        raise RateLimited(
+            f"Rate limit reached: the tenant's {tokens_per_minute} tokens per minute are used up",
+            retry_after_seconds=60 - now % 60,
+        )
+    mode = getattr(read.model, "redaction_mode", None) or read.policy.redaction.mode
+    if read.state is None or store.usage is None:
+        return _Started(target, None, read.policy, mode)
     meter = CallMeter(
         usage=store.usage,
         notifier=store.notifier,
@@ -183,32 +243,44 @@ def _start(store: InvokeStore, call: Call, alias: str) -> tuple[Target, CallMete
         tenant_id=tenant_id,
         key_id=call.principal.key_id,
         request_id=call.request_id,
-        state=state,
+        state=read.state,
         now=store.now,
+        tokens_minute=minute_of(now) if tokens_per_minute is not None else None,
     )
-    return target, meter
+    return _Started(target, meter, read.policy, mode)
 
 
 def _elapsed_ms(started: float) -> int:
     return round((time.perf_counter() - started) * 1000)
 
 
-def _metered(meter: CallMeter | None, target: Target, run: Callable[[], Outcome[T]]) -> Outcome[T]:
+def _metered(
+    meter: CallMeter | None, target: Target, trail: Trail, run: Callable[[], Outcome[T]]
+) -> Outcome[T]:
     """The provider call, its failure counted as an error (not spend) when metered."""
     started = time.perf_counter()
     try:
         return run()
-    except ProviderError:
+    except ProviderError as error:
         if meter is not None:
-            meter.failed(target.alias, latency_ms=_elapsed_ms(started))
+            trail.failed(error)
+            meter.failed(target.alias, latency_ms=_elapsed_ms(started), record=trail)
         raise
 
 
-def _settle(meter: CallMeter | None, outcome: Outcome[Any], usage: Usage, started: float) -> int | None:
+def _settle(
+    meter: CallMeter | None, outcome: Outcome[Any], usage: Usage, started: float, trail: Trail
+) -> int | None:
+    trail.provider, trail.provider_model = outcome.target.provider, outcome.target.model_id
     if meter is None:
+        trail.input_tokens, trail.output_tokens = usage.prompt_tokens, usage.completion_tokens
         return None
     return meter.succeeded(
-        outcome.target.alias, usage, outcome.target.pricing, latency_ms=_elapsed_ms(started)
+        outcome.target.alias,
+        usage,
+        outcome.target.pricing,
+        latency_ms=_elapsed_ms(started),
+        record=trail,
     )
 
 
@@ -220,10 +292,11 @@ def billable(usage: Usage, input_bound: int, answer: dict[str, Any] | None) -> U
     return Usage(input_bound, metering.answer_tokens_bound(answer or {}))
 
 
-def _settle_hit(meter: CallMeter | None, target: Target, usage: Usage) -> int | None:
+def _settle_hit(meter: CallMeter | None, target: Target, usage: Usage, trail: Trail) -> int | None:
+    trail.status, trail.cache_hit = "cache_hit", True
     if meter is None:
         return None
-    return meter.succeeded(target.alias, usage, None, latency_ms=None, cache_hit=True)
+    return meter.succeeded(target.alias, usage, None, latency_ms=None, cache_hit=True, record=trail)
 
 
 def _bounded(request: ChatRequest, target: Target, meter: CallMeter | None) -> ChatRequest:
@@ -291,6 +364,10 @@ def _remember(
 # Chat completions
 
 
+def _subject(request: ChatRequest) -> str | None:
+    return request.user or request.safety_identifier
+
+
 def completion_body(result: ChatResult, *, completion_id: str, created: int, model: str) -> dict[str, Any]:
     message = {"role": "assistant", "content": None, "refusal": None} | result.message
     return {
@@ -349,48 +426,141 @@ def _answered(
     *,
     replay: Callable[[Any], T],
     as_result: Callable[[T], response_cache.Result],
+    trail: Trail,
+    content: Callable[[response_cache.Result], dict[str, Any]] | None = None,
 ) -> _Done[T]:
     """One invocation's life, whatever its kind: the cached answer, or a reservation, the provider
     (with retries and fallbacks), the settlement and the cache. `replay` turns a cached answer into
-    what `call` answers; `as_result` the other way round."""
+    what `call` answers; `as_result` the other way round. `content`: what the tenant's content
+    log keeps of the call (None: nothing), stored while the call is settled."""
     deadline = Deadline(store.timing, store.policy.deadline_seconds)
     key = _cache_key(store, target, kind, request)
     with _guard(meter):
         hit = _cached(store, key, target, kind)
         if hit is not None:
-            cost = _settle_hit(meter, target, hit.result.usage)
+            kept = _keep_content(store, trail, content, hit.result)
+            cost = _settle_hit(meter, target, hit.result.usage, trail)
+            _kept(kept)
             return _Done(replay(hit.result), hit.answered_by, 0, response_cache.HIT, cost)
         if meter is not None:
             meter.admit(estimate)
         started = time.perf_counter()
-        outcome = _metered(meter, target, lambda: _resilient(store, deadline, target, call))
+        outcome = _metered(meter, target, trail, lambda: _resilient(store, deadline, target, call))
         result = as_result(outcome.value)
         answer = result.message if isinstance(result, ChatResult) else None
-        cost = _settle(meter, outcome, billable(result.usage, estimate.input_tokens, answer), started)
+        trail.cache_key = key
+        kept = _keep_content(store, trail, content, result)
+        cost = _settle(meter, outcome, billable(result.usage, estimate.input_tokens, answer), started, trail)
+        _kept(kept)
     _remember(store, key, target, kind, result, outcome.target)
     return _Done(outcome.value, outcome.target, outcome.attempts, key and response_cache.MISS, cost)
 
 
+# Prompts and answers of tenants with content logging are stored while the call settles.
+_CONTENT_WRITER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="content")
+
+
+def _keep_content(
+    store: InvokeStore,
+    trail: Trail,
+    content: Callable[[response_cache.Result], dict[str, Any]] | None,
+    result: response_cache.Result,
+) -> Future[str] | None:
+    if content is None or store.content is None:
+        return None
+    trail.content_key = store.content.key(trail.tenant_id, trail.request_id, trail.user)
+    document = content(result)
+    return _CONTENT_WRITER.submit(
+        store.content.put, trail.tenant_id, trail.request_id, document, trail.user
+    )
+
+
+def _kept(kept: Future[str] | None) -> None:
+    """Wait for the content's write: a function must not return with work in flight."""
+    if kept is not None:
+        kept.result()
+
+
+@contextmanager
+def _audited(store: InvokeStore, call: Call, route: str, model: str, user: str | None) -> Iterator[Trail]:
+    """The call's audit record, whatever happens: written with the metering when there is one,
+    else on its own once the outcome is known."""
+    tenant_id = require_tenant_key(call.principal, INVOKE_ROLES)
+    trail = Trail(
+        tenant_id=tenant_id,
+        key_id=call.principal.key_id,
+        request_id=call.request_id,
+        route=route,
+        model=model,
+        log=store.audit,
+    )
+    try:
+        trail.user = subject_of(user, call.subject)
+        yield trail
+    except ByomError as error:
+        trail.failed(error)
+        raise
+    except BaseException:
+        trail.crashed()
+        raise
+    finally:
+        try:
+            trail.write()
+        except Exception as error:  # the caller's answer stands; the gap is logged for operators
+            logger.error("audit record not written", extra={"error_type": type(error).__name__})
+
+
+def _screened_chat(
+    store: InvokeStore, started: _Started, request: ChatRequest, trail: Trail
+) -> tuple[ChatRequest, Screening]:
+    """The request as the provider may see it under the tenant's policy (SPEC §8)."""
+    screened, screening_ = screening.screen_chat(
+        request, started.policy.redaction, started.redaction_mode, store.guardrails
+    )
+    trail.redactions = screening_.counts
+    return screened, screening_
+
+
+def _chat_content(started: _Started, request: ChatRequest) -> Callable[[Any], dict[str, Any]] | None:
+    """What the content log keeps: the request and the answer as the provider saw and wrote them
+    (masked where the policy masks), never the values redaction took out."""
+    if not started.policy.content_logging:
+        return None
+    sent = request.model_dump(mode="json", include={"messages", "tools", "response_format"}, exclude_none=True)
+    return lambda result: {"request": sent, "response": result.message}
+
+
 def chat(store: InvokeStore, call: Call, request: ChatRequest) -> Answer:
-    target, meter = _start(store, call, request.model)
-    estimate = metering.estimate_chat(request, target.budget_pricing, target.max_output_tokens)
-    if call.dry_run:
-        return Answer(target, dry_run_body(target, estimate, meter), Usage(), attempts=0, cost_micros=0)
-    bounded = _bounded(request, target, meter)
-    done: _Done[ChatResult] = _answered(
-        store,
-        target,
-        meter,
-        "chat",
-        request,
-        estimate,
-        lambda provider, t, timeout: provider.chat(bounded, t, timeout=timeout),
-        replay=lambda cached: cached,
-        as_result=lambda result: result,
-    )
-    body = completion_body(
-        done.value, completion_id=_completion_id(), created=store.now(), model=target.alias
-    )
+    with _audited(store, call, "chat.completions", request.model, _subject(request)) as trail:
+        started = _start(store, call, request.model, trail)
+        target, meter = started.target, started.meter
+        request, screening_ = _screened_chat(store, started, request, trail)
+        estimate = metering.estimate_chat(request, target.budget_pricing, target.max_output_tokens)
+        if call.dry_run:
+            trail.status = "dry_run"
+            return Answer(target, dry_run_body(target, estimate, meter), Usage(), attempts=0, cost_micros=0)
+        bounded = _bounded(request, target, meter)
+        done: _Done[ChatResult] = _answered(
+            store,
+            target,
+            meter,
+            "chat",
+            request,
+            estimate,
+            lambda provider, t, timeout: provider.chat(bounded, t, timeout=timeout),
+            replay=lambda cached: cached,
+            as_result=lambda result: result,
+            trail=trail,
+            content=_chat_content(started, request),
+        )
+    result = done.value
+    if screening_.restores:
+        result = ChatResult(
+            message=screening.restore_message(result.message, screening_),
+            finish_reason=result.finish_reason,
+            usage=result.usage,
+        )
+    body = completion_body(result, completion_id=_completion_id(), created=store.now(), model=target.alias)
     return Answer(
         done.answered_by,
         body,
@@ -446,24 +616,29 @@ def chat_stream(store: InvokeStore, call: Call, request: ChatRequest) -> StreamA
     """The provider's whole stream is read before this returns (streams are buffered, decision 19),
     so a refusal or a broken stream is an ordinary error response, after retries and fallbacks, and
     the stream is metered with the provider's own usage figures before its first byte is sent."""
-    target, meter = _start(store, call, request.model)
-    estimate = metering.estimate_chat(request, target.budget_pricing, target.max_output_tokens)
-    bounded = _bounded(request, target, meter)
-    deadline = Deadline(store.timing, store.policy.deadline_seconds)
-    done: _Done[list[StreamEvent]] = _answered(
-        store,
-        target,
-        meter,
-        "chat",
-        request,
-        estimate,
-        lambda provider, t, timeout: _drained(provider.stream(bounded, t, timeout=timeout), t, deadline),
-        replay=lambda cached: list(response_cache.replay(cached)),
-        as_result=response_cache.assemble,
-    )
+    with _audited(store, call, "chat.completions", request.model, _subject(request)) as trail:
+        started = _start(store, call, request.model, trail)
+        target, meter = started.target, started.meter
+        request, screening_ = _screened_chat(store, started, request, trail)
+        estimate = metering.estimate_chat(request, target.budget_pricing, target.max_output_tokens)
+        bounded = _bounded(request, target, meter)
+        deadline = Deadline(store.timing, store.policy.deadline_seconds)
+        done: _Done[list[StreamEvent]] = _answered(
+            store,
+            target,
+            meter,
+            "chat",
+            request,
+            estimate,
+            lambda provider, t, timeout: _drained(provider.stream(bounded, t, timeout=timeout), t, deadline),
+            replay=lambda cached: list(response_cache.replay(cached)),
+            as_result=response_cache.assemble,
+            trail=trail,
+            content=_chat_content(started, request),
+        )
     return StreamAnswer(
         done.answered_by,
-        _sse(done.value, store, target, request),
+        _sse(screening.restore_stream(done.value, screening_), store, target, request),
         attempts=done.attempts,
         cache=done.cache,
         cost_micros=done.cost_micros,
@@ -506,18 +681,29 @@ def embeddings_body(result: EmbeddingResult, *, model: str, encoding_format: str
 
 
 def embed(store: InvokeStore, call: Call, request: EmbeddingRequest) -> Answer:
-    target, meter = _start(store, call, request.model)
-    done: _Done[EmbeddingResult] = _answered(
-        store,
-        target,
-        meter,
-        "embeddings",
-        request,
-        metering.estimate_embeddings(request, target.budget_pricing),
-        lambda provider, t, timeout: provider.embed(request, t, timeout=timeout),
-        replay=lambda cached: cached,
-        as_result=lambda result: result,
-    )
+    with _audited(store, call, "embeddings", request.model, request.user) as trail:
+        started = _start(store, call, request.model, trail)
+        target, meter = started.target, started.meter
+        texts, screening_ = screening.screen(
+            request.texts, started.policy.redaction, started.redaction_mode, store.guardrails
+        )
+        trail.redactions = screening_.counts
+        if texts != request.texts:
+            request = request.model_copy(update={"input": texts})
+        sent = {"input": texts}
+        done: _Done[EmbeddingResult] = _answered(
+            store,
+            target,
+            meter,
+            "embeddings",
+            request,
+            metering.estimate_embeddings(request, target.budget_pricing),
+            lambda provider, t, timeout: provider.embed(request, t, timeout=timeout),
+            replay=lambda cached: cached,
+            as_result=lambda result: result,
+            trail=trail,
+            content=(lambda _result: {"request": sent}) if started.policy.content_logging else None,
+        )
     body = embeddings_body(done.value, model=target.alias, encoding_format=request.encoding_format)
     return Answer(
         done.answered_by,
