@@ -18,6 +18,9 @@ from local_stack.httpbase import BackgroundServer, Handler
 from local_stack.models import logic
 from local_stack.models.customization import CustomizationState, route
 from local_stack.models.eventstream import encode_event
+from local_stack.models.guardrails import GuardrailsState
+from local_stack.models.guardrails import handles as guardrail_path
+from local_stack.models.guardrails import route as guardrails_route
 from local_stack.models.logic import StandInError
 from local_stack.models.openai_fine_tuning import OpenAIFineTuningState
 from local_stack.models.openai_fine_tuning import route as fine_tuning_route
@@ -196,14 +199,36 @@ class OpenAIStandInHandler(_StandInHandler):
 
 class BedrockStandInHandler(_StandInHandler):
     """POST /model/{modelId}/converse, /converse-stream and /invoke, as bedrock-runtime serves them;
-    and the model-customization part of the bedrock control plane (local_stack.models.customization)."""
+    the model-customization part of the bedrock control plane (local_stack.models.customization);
+    and ApplyGuardrail / GetGuardrail of stand-in guardrails (local_stack.models.guardrails)."""
 
     @property
     def customization(self) -> CustomizationState:
         return self.server.state["customization"]
 
+    def _guardrails(self) -> None:
+        url = urlsplit(self.path)
+        try:
+            body = self._json_body() if self.command == "POST" else {}
+            if self.command == "POST":
+                self.state.record("apply-guardrail", unquote(url.path.split("/")[2]), body)
+            status, answer = guardrails_route(
+                self.server.state["guardrails"],
+                self.command,
+                url.path,
+                url.query,
+                body if isinstance(body, dict) else {},
+            )
+        except StandInError as error:
+            self._error(error)
+            return
+        self._send_json(status, answer)
+
     def _control_plane(self) -> None:
         path = urlsplit(self.path).path
+        if guardrail_path(path):
+            self._guardrails()
+            return
         try:
             body = self._json_body() if self.command in ("POST", "PATCH") else {}
             status, answer = route(
@@ -282,10 +307,15 @@ def openai_stand_in(port: int = 0, fine_tuning: OpenAIFineTuningState | None = N
     )
 
 
-def bedrock_stand_in(port: int = 0, customization: CustomizationState | None = None) -> BackgroundServer:
+def bedrock_stand_in(
+    port: int = 0,
+    customization: CustomizationState | None = None,
+    guardrails: GuardrailsState | None = None,
+) -> BackgroundServer:
     return BackgroundServer(
         BedrockStandInHandler,
         port=port,
         state=StandInState(),
         customization=customization or CustomizationState(),
+        guardrails=guardrails or GuardrailsState(),
     )
