@@ -37,8 +37,16 @@ class RecordingUsage:
         self.calls.append(("sweep", month))
         return self.swept
 
-    def settle(self, metered: Metered, hold: Hold | None, spend_guard: int | None = None) -> Settled:
+    def settle(
+        self,
+        metered: Metered,
+        hold: Hold | None,
+        spend_guard: int | None = None,
+        *,
+        also: list[dict[str, Any]] | None = None,
+    ) -> Settled:
         self.calls.append(("settle", (metered, hold)))
+        self.also = list(also or [])
         if self.metered_before:
             return Settled(False)
         before, self.spent = self.spent, self.spent + metered.cost_micros

@@ -10,12 +10,12 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from byom.api import admin_audit
 from byom.api.http import build_resolver, json_body, listing, ok, principal, query
-from byom.dal.audit import AuditTable
 from byom.dal.alarms import SpendAlarms
+from byom.dal.audit import AuditTable
 from byom.dal.aws import client, table
+from byom.dal.policies import PolicyRepository
 from byom.dal.repositories import ApiKeyRepository, CredentialRepository, ModelRepository, TenantRepository
 from byom.dal.secrets import SecretStore
-from byom.dal.policies import PolicyRepository
 from byom.dal.usage import UsageTable
 from byom.domain import CreateKey, CreateModel, CreateTenant, PutBudget, PutCredential
 from byom.governance.policy import PutPolicy

@@ -14,8 +14,8 @@ from byom.dal.aws import client, table
 from byom.dal.cache import ResponseCacheTable, cache_table
 from byom.dal.content import ContentStore
 from byom.dal.guardrails import BedrockGuardrails
-from byom.dal.policies import PolicyRepository
 from byom.dal.notify import Notifier
+from byom.dal.policies import PolicyRepository
 from byom.dal.repositories import CredentialRepository, ModelRepository
 from byom.dal.secrets import ProviderKeys
 from byom.dal.usage import UsageTable
@@ -91,7 +91,7 @@ def invoke_store() -> invoke.InvokeStore:
         ),
         metrics=CallMetrics(),
         policies=PolicyRepository(table(settings.policies_table)) if settings.policies_table else None,
-        guardrails=BedrockGuardrails(client("bedrock-runtime"), client("bedrock")),
+        guardrails=BedrockGuardrails(),
         audit=AuditTable(table(settings.audit_table)) if settings.audit_table else None,
         content=ContentStore(client("s3"), client("kms"), settings.data_bucket, settings.kms_key_id)
         if settings.data_bucket and settings.kms_key_id

@@ -498,7 +498,9 @@ class UsageTable:
         while True:
             page = self._table.query(**kwargs)
             items.extend(
-                from_item(i) for i in page.get("Items", []) if not i["sk"].startswith(("req#", "hold#", "tpm#"))
+                from_item(i)
+                for i in page.get("Items", [])
+                if not i["sk"].startswith(("req#", "hold#", "tpm#"))
             )
             if "LastEvaluatedKey" not in page:
                 return items

@@ -83,7 +83,9 @@ class AuditRecord(BaseModel):
         return self.sk
 
     def public(self) -> dict:
-        body = self.model_dump(exclude={"cache_key", "content_key", "expires_at", "cost_micros"}, exclude_none=True)
+        body = self.model_dump(
+            exclude={"cache_key", "content_key", "expires_at", "cost_micros"}, exclude_none=True
+        )
         return body | {
             "object": "audit_record",
             "id": self.id,

@@ -46,7 +46,12 @@ class CustomPattern(_Request):
 class GuardrailRef(_Request):
     """An Amazon Bedrock guardrail applied with ApplyGuardrail before the provider call."""
 
-    id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{1,64}$|^arn:aws[a-z-]*:bedrock:[a-z0-9-]+:\d{12}:guardrail/[a-z0-9]+$")]
+    id: Annotated[
+        str,
+        StringConstraints(
+            pattern=r"^[a-z0-9]{1,64}$|^arn:aws[a-z-]*:bedrock:[a-z0-9-]+:\d{12}:guardrail/[a-z0-9]+$"
+        ),
+    ]
     version: Annotated[str, StringConstraints(pattern=r"^(DRAFT|[1-9][0-9]{0,7})$")]
 
 
@@ -59,8 +64,8 @@ def _known_types(types: list[str]) -> list[str]:
 
 class Redaction(_Request):
     mode: RedactionMode = "off"
-    types: Annotated[list[str], Field(max_length=len(BUILTIN_TYPES) * 2), AfterValidator(_known_types)] = list(
-        BUILTIN_TYPES
+    types: Annotated[list[str], Field(max_length=len(BUILTIN_TYPES) * 2), AfterValidator(_known_types)] = (
+        list(BUILTIN_TYPES)
     )
     custom: Annotated[list[CustomPattern], Field(max_length=20)] = []
     restore: bool = False

@@ -104,7 +104,9 @@ def _map_message(message: Message, f: Callable[[str], str]) -> Message:
     if message.tool_calls:
         update["tool_calls"] = [
             call.model_copy(
-                update={"function": call.function.model_copy(update={"arguments": f(call.function.arguments)})}
+                update={
+                    "function": call.function.model_copy(update={"arguments": f(call.function.arguments)})
+                }
             )
             for call in message.tool_calls
         ]
@@ -150,7 +152,8 @@ def restore_message(message: dict[str, Any], screening: Screening) -> dict[str, 
         restored["content"] = redactor.restore(restored["content"])
     if restored.get("tool_calls"):
         restored["tool_calls"] = [
-            call | {"function": call["function"] | {"arguments": redactor.restore(call["function"]["arguments"])}}
+            call
+            | {"function": call["function"] | {"arguments": redactor.restore(call["function"]["arguments"])}}
             if isinstance(call.get("function"), dict) and isinstance(call["function"].get("arguments"), str)
             else call
             for call in restored["tool_calls"]
@@ -187,7 +190,9 @@ def restore_stream(events: Iterable[StreamEvent], screening: Screening) -> Itera
         if isinstance(delta.get("content"), str):
             delta["content"] = text.feed(delta["content"])
         if delta.get("tool_calls"):
-            delta["tool_calls"] = [_restore_call(call, arguments, screening.redactor) for call in delta["tool_calls"]]
+            delta["tool_calls"] = [
+                _restore_call(call, arguments, screening.redactor) for call in delta["tool_calls"]
+            ]
         if event.finish_reason is not None:
             yield from flushed()
         yield StreamDelta(delta, finish_reason=event.finish_reason)

@@ -365,9 +365,11 @@ def _check_policy(store: AdminStore, body: PutPolicy) -> None:
         except ValueError as error:
             raise InvalidRequest(f"{param}.pattern: {error}", param=f"{param}.pattern") from None
     guardrail = body.redaction.guardrail
-    if guardrail is not None and (store.guardrails is None or not store.guardrails.exists(guardrail.id, guardrail.version)):
+    if guardrail is not None and (
+        store.guardrails is None or not store.guardrails.exists(guardrail.id, guardrail.version)
+    ):
         raise InvalidRequest(
-            f"redaction.guardrail: no guardrail '{guardrail.id}' version '{guardrail.version}' in this account",
+            f"redaction.guardrail: no guardrail '{guardrail.id}' version '{guardrail.version}' here",
             param="redaction.guardrail",
         )
 

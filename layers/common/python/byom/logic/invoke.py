@@ -470,9 +470,7 @@ def _keep_content(
         return None
     trail.content_key = store.content.key(trail.tenant_id, trail.request_id, trail.user)
     document = content(result)
-    return _CONTENT_WRITER.submit(
-        store.content.put, trail.tenant_id, trail.request_id, document, trail.user
-    )
+    return _CONTENT_WRITER.submit(store.content.put, trail.tenant_id, trail.request_id, document, trail.user)
 
 
 def _kept(kept: Future[str] | None) -> None:
@@ -526,7 +524,9 @@ def _chat_content(started: _Started, request: ChatRequest) -> Callable[[Any], di
     (masked where the policy masks), never the values redaction took out."""
     if not started.policy.content_logging:
         return None
-    sent = request.model_dump(mode="json", include={"messages", "tools", "response_format"}, exclude_none=True)
+    sent = request.model_dump(
+        mode="json", include={"messages", "tools", "response_format"}, exclude_none=True
+    )
     return lambda result: {"request": sent, "response": result.message}
 
 
