@@ -255,9 +255,14 @@ class FineTuning(Construct):
 
         validate = self._task_function(
             VALIDATE,
-            {"MIN_TRAINING_EXAMPLES": str(self._settings.fine_tuning.min_training_examples)},
+            {
+                "MIN_TRAINING_EXAMPLES": str(self._settings.fine_tuning.min_training_examples),
+                **self._data.environment(self._data.policies),
+            },
         )
         self._jobs_access(validate)
+        # Datasets are redacted by the tenant's policy, as prompts are.
+        self._allow(validate, "ReadPolicies", ["dynamodb:GetItem"], [self._data.policies.table_arn])
         self._allow(validate, "ReadFiles", ["dynamodb:GetItem"], [self._data.files.table_arn])
         self._allow(validate, "ReadUploads", ["s3:GetObject"], self._object_arns(UPLOADS_PREFIX))
         self._allow(validate, "WritePreparedData", ["s3:PutObject"], self._object_arns(DATA_PREFIX))

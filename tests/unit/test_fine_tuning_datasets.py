@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+
+from byom.governance import screening
+from byom.governance.policy import Redaction
 from byom.api import multipart
 from byom.errors import InvalidRequest
 from byom.fine_tuning import APPROVAL_REJECTED, DatasetInvalid
@@ -69,13 +72,27 @@ def test_an_example_over_the_model_limit_is_refused() -> None:
         )
 
 
-def test_personal_data_found_by_the_scanner_is_refused_naming_the_line() -> None:
-    with pytest.raises(DatasetInvalid, match=r"line 2: contains personal data \(email\)"):
+BLOCK = Redaction(mode="block")
+MASK = Redaction(mode="mask")
+
+
+def test_a_line_with_personal_data_fails_a_blocking_policy_naming_the_line_and_type() -> None:
+    with pytest.raises(DatasetInvalid, match=r"line 2: .*: email$") as refused:
         datasets.parse_dataset(
-            data(GOOD, line(("user", "mail a@b.c"), ("assistant", "ok"))),
+            data(GOOD, line(("user", "mail ann@example.com"), ("assistant", "ok"))),
             LIMITS,
-            pii_scanner=lambda text: ["email"] if "@" in text else [],
+            screen=lambda texts: screening.screen(texts, BLOCK, "block")[0],
         )
+    assert "ann@" not in str(refused.value)
+
+
+def test_a_masking_policy_masks_the_line_before_training() -> None:
+    _, masked = datasets.parse_dataset(
+        data(GOOD, line(("user", "mail ann@example.com"), ("assistant", "Done, ann@example.com"))),
+        LIMITS,
+        screen=lambda texts: screening.screen(texts, MASK, "mask")[0],
+    )
+    assert masked.turns == (("user", "mail <EMAIL_1>"), ("assistant", "Done, <EMAIL_1>"))
 
 
 def test_conversation_format_is_bedrocks_schema() -> None:

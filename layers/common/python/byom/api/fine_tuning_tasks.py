@@ -20,6 +20,7 @@ from byom.dal.fine_tuning import (
     JobRepository,
     Workflow,
 )
+from byom.dal.policies import PolicyRepository
 from byom.dal.repositories import CredentialRepository, ModelRepository
 from byom.dal.secrets import ProviderKeys
 from byom.logic import fine_tuning as logic
@@ -81,6 +82,7 @@ def store() -> logic.FineTuningStore:
         max_training_examples=settings.max_training_examples,
         max_eval_examples=settings.max_eval_examples,
         default_threshold=settings.default_eval_threshold,
+        policies=PolicyRepository(table(settings.policies_table)) if settings.policies_table else None,
     )
 
 

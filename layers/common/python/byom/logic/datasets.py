@@ -11,14 +11,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from byom.errors import ContentPolicyViolation
 from byom.fine_tuning import DatasetInvalid
 
 ROLES = ("system", "user", "assistant")
 # What one example may weigh, estimated at 4 characters a token (no tokenizer in the Lambda).
 CHARS_PER_TOKEN = 4
 
-PiiScanner = Callable[[str], Sequence[str]]
-"""Answers the kinds of personal data found in a text (empty: none). The governance layer's scan."""
+DatasetScreen = Callable[[Sequence[str]], list[str]]
+"""An example's texts (system, then the turns) as the provider may see them under the tenant's
+policy: masked, or ContentPolicyViolation naming the types found (byom.governance.screening)."""
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def parse_dataset(
     limits: Limits,
     *,
     name: str = "training file",
-    pii_scanner: PiiScanner | None = None,
+    screen: DatasetScreen | None = None,
 ) -> list[Example]:
     """Every example of a chat JSONL file, or DatasetInvalid naming the first bad line."""
     try:
@@ -126,18 +128,27 @@ def parse_dataset(
             raise DatasetInvalid(
                 f"line {number}: about {tokens} tokens; the model takes at most {limits.max_example_tokens}"
             )
-        if pii_scanner is not None:
-            found = pii_scanner(" ".join([example.system or "", *(t for _, t in example.turns)]))
-            if found:
-                raise DatasetInvalid(
-                    f"line {number}: contains personal data ({', '.join(sorted(set(found)))})"
-                )
+        if screen is not None:
+            example = _screened(example, screen)
         examples.append(example)
         if len(examples) > limits.max_examples:
             raise DatasetInvalid(f"The {name} has more than {limits.max_examples} examples")
     if not examples:
         raise DatasetInvalid(f"The {name} is empty")
     return examples
+
+
+def _screened(example: Example, screen: DatasetScreen) -> Example:
+    texts = [example.system or "", *(text for _, text in example.turns)]
+    try:
+        screened = screen(texts)
+    except ContentPolicyViolation as refused:
+        raise DatasetInvalid(f"line {example.line}: {refused.message}") from None
+    if screened == texts:
+        return example
+    system = screened[0] if example.system is not None else None
+    turns = tuple((role, text) for (role, _), text in zip(example.turns, screened[1:], strict=True))
+    return Example(line=example.line, system=system, turns=turns)
 
 
 def split_holdout(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:

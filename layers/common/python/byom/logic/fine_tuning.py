@@ -36,6 +36,7 @@ from byom.fine_tuning import (
     ProviderRejected,
     TrainingFailed,
 )
+from byom.governance import screening
 from byom.logic import datasets, evaluation
 from byom.logic.access import Principal, require_tenant_key
 from byom.pricing import catalog_price
@@ -71,7 +72,9 @@ class FineTuningStore:
     """OpenAI's fine-tuning API (byom.providers.openai_fine_tuning) for jobs on `openai` aliases."""
     runner_for: Callable[[str], Callable[[datasets.Example], str]] | None = None
     events: Any = None
-    pii_scanner: datasets.PiiScanner | None = None
+    policies: Any = None
+    """Tenants' governance policies (byom.dal.policies.PolicyRepository): datasets are redacted as
+    prompts are (SPEC §8). None: no redaction."""
     bedrock_role_arn: str = ""
     kms_key_id: str | None = None
     max_file_bytes: int = 4 * 1024 * 1024
@@ -349,12 +352,24 @@ def _limits(store: FineTuningStore, job: Job, minimum: int) -> datasets.Limits:
     )
 
 
+def _dataset_screen(store: FineTuningStore, job: Job) -> datasets.DatasetScreen | None:
+    """The tenant's redaction policy over each example: masked, or the job fails naming the line."""
+    if store.policies is None:
+        return None
+    redaction = store.policies.get(job.tenant_id).redaction
+    if redaction.mode == "off":
+        return None
+    return lambda texts: screening.screen(texts, redaction, redaction.mode)[0]
+
+
 def _read_dataset(store: FineTuningStore, job: Job, file_id: str, name: str) -> list[datasets.Example]:
     record = store.files.get(job.tenant_id, file_id)
     if record is None:
         raise DatasetInvalid(f"The {name} '{file_id}' no longer exists")
     data = store.bucket.get(record.s3_key)
-    examples = datasets.parse_dataset(data, _limits(store, job, 1), name=name, pii_scanner=store.pii_scanner)
+    examples = datasets.parse_dataset(
+        data, _limits(store, job, 1), name=name, screen=_dataset_screen(store, job)
+    )
     # The provider's format may refuse what chat JSONL allows (multi-turn on prompt/completion).
     datasets.to_jsonl(examples, job.data_format)
     return examples
