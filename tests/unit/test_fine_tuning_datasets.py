@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from byom.governance import screening
-from byom.governance.policy import Redaction
 from byom.api import multipart
 from byom.errors import InvalidRequest
 from byom.fine_tuning import APPROVAL_REJECTED, DatasetInvalid
+from byom.governance import screening
+from byom.governance.policy import Redaction
 from byom.logic import datasets, evaluation
 from byom.logic.fine_tuning import bedrock_hyperparameters, failure_of
 
