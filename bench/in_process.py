@@ -63,6 +63,13 @@ TABLES = {
     "CREDENTIALS_TABLE": ("byom-credentials", [("tenant_id", "HASH"), ("name", "RANGE")], []),
     "MODELS_TABLE": ("byom-models", [("tenant_id", "HASH"), ("alias", "RANGE")], []),
     "USAGE_TABLE": ("byom-usage", [("pk", "HASH"), ("sk", "RANGE")], []),
+    # Governance: every call reads its tenant's policy and writes its audit record (SPEC §7).
+    "POLICIES_TABLE": ("byom-policies", [("tenant_id", "HASH")], []),
+    "AUDIT_TABLE": (
+        "byom-audit",
+        [("tenant_id", "HASH"), ("sk", "RANGE")],
+        [("by_subject", [("subject", "HASH"), ("sk", "RANGE")])],
+    ),
 }
 PLATFORM_ADMIN = {
     "principal": "platform_admin",
