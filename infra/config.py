@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aws_cdk import Aws
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -36,6 +37,8 @@ ALARM_P99_LATENCY_CONTEXT = "byom:alarmP99LatencyMs"
 ALARM_LAMBDA_ERRORS_CONTEXT = "byom:alarmLambdaErrors"
 ALARM_LAMBDA_THROTTLES_CONTEXT = "byom:alarmLambdaThrottles"
 ALARM_AUTHORIZER_ERRORS_CONTEXT = "byom:alarmAuthorizerErrors"
+GUARDRAIL_ARNS_CONTEXT = "byom:guardrailArns"
+DEFAULT_GUARDRAIL_ARNS = (f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}:{Aws.ACCOUNT_ID}:guardrail/*",)
 
 # CloudWatch Logs accepts only these retention periods.
 _RETENTION = {
@@ -170,6 +173,33 @@ class FineTuningConfig:
         return config
 
 
+def guardrail_arns(scope: Construct) -> tuple[str, ...]:
+    """The guardrails a tenant's redaction policy may name (`byom:guardrailArns`, a list of ARNs or
+    ARN patterns); by default every guardrail of the stack's account and region."""
+    raw = scope.node.try_get_context(GUARDRAIL_ARNS_CONTEXT)
+    if raw is None:
+        return DEFAULT_GUARDRAIL_ARNS
+    if isinstance(raw, str):
+        # `cdk -c key=value` passes a string: accept a JSON list or a comma-separated one.
+        raw = json.loads(raw) if raw.lstrip().startswith("[") else [a for a in raw.split(",") if a.strip()]
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f"{GUARDRAIL_ARNS_CONTEXT} must be a non-empty list of guardrail ARNs")
+    arns = tuple(str(arn).strip() for arn in raw)
+    for arn in arns:
+        parts = arn.split(":", 5)
+        if (
+            len(parts) != 6
+            or parts[0] != "arn"
+            or parts[2] != "bedrock"
+            or not parts[5].startswith("guardrail/")
+        ):
+            raise ValueError(
+                f"{GUARDRAIL_ARNS_CONTEXT}: {arn!r} is not a guardrail ARN "
+                "(arn:<partition>:bedrock:<region>:<account>:guardrail/<id or *>)"
+            )
+    return arns
+
+
 @dataclass(frozen=True)
 class Settings:
     bundling: bool
@@ -180,6 +210,7 @@ class Settings:
     web_acl_arn: str | None
     alarms: AlarmThresholds
     fine_tuning: FineTuningConfig = FineTuningConfig()
+    guardrail_arns: tuple[str, ...] = DEFAULT_GUARDRAIL_ARNS
 
     @classmethod
     def from_context(cls, scope: Construct) -> Settings:
@@ -204,6 +235,7 @@ class Settings:
             web_acl_arn=scope.node.try_get_context(WEB_ACL_CONTEXT) or None,
             alarms=AlarmThresholds.from_context(scope),
             fine_tuning=FineTuningConfig.from_context(scope),
+            guardrail_arns=guardrail_arns(scope),
         )
 
     @property

@@ -15,6 +15,8 @@ from aws_cdk import aws_iam as iam
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
+from infra.config import DEFAULT_GUARDRAIL_ARNS, guardrail_arns
+
 if TYPE_CHECKING:
     from infra.stack import ByomGatewayStack
 
@@ -43,6 +45,11 @@ BEDROCK_REASON = (
     "infrastructure), so the gateway may invoke any {what}; the grant is limited to InvokeModel and "
     "InvokeModelWithResponseStream. Which models are usable is governed by Bedrock model access; "
     "restrict further with an SCP if required."
+)
+GUARDRAILS_REASON = (
+    "A tenant's redaction policy names its own Bedrock guardrail (id and version), set at runtime through "
+    "the admin API, so the guardrail ids are unknown at deploy time. The grant is {actions} only, on "
+    "{what}; narrow it with the byom:guardrailArns context."
 )
 SPEND_ALARMS_REASON = (
     "The admin API creates and deletes one CloudWatch alarm per tenant with a budget, named "
@@ -122,6 +129,7 @@ EXECUTIONS_REASON = (
 
 def acknowledge_findings(stack: ByomGatewayStack) -> None:
     _acknowledge_function_roles(stack)
+    _acknowledge_guardrails(stack)
     _acknowledge_fine_tuning(stack)
     _acknowledge_admin_key_secret(stack)
     _acknowledge_api(stack)
@@ -166,6 +174,25 @@ def _acknowledge_function_roles(stack: ByomGatewayStack) -> None:
             BEDROCK_REASON.format(what=f"{resource} of this account and region"),
             finding=f"Resource::{_ARN}:bedrock:{_REGION_ACCOUNT}:{resource}/*",
         )
+
+
+def _acknowledge_guardrails(stack: ByomGatewayStack) -> None:
+    arns = guardrail_arns(stack)
+    if arns == DEFAULT_GUARDRAIL_ARNS:
+        patterns = {
+            f"{_ARN}:bedrock:{_REGION_ACCOUNT}:guardrail/*": "the guardrails of this account and region"
+        }
+    else:
+        patterns = {arn: f"the guardrails matching {arn} (byom:guardrailArns)" for arn in arns if "*" in arn}
+    functions = stack.functions
+    for fn, actions in ((functions.gateway, "ApplyGuardrail"), (functions.admin, "GetGuardrail")):
+        for pattern, what in patterns.items():
+            acknowledge(
+                _role(fn.role),
+                "IAM5",
+                GUARDRAILS_REASON.format(actions=actions, what=what),
+                finding=f"Resource::{pattern}",
+            )
 
 
 def _acknowledge_fine_tuning(stack: ByomGatewayStack) -> None:

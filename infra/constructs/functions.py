@@ -52,6 +52,9 @@ SECRET_WRITE_ACTIONS = [
     "secretsmanager:TagResource",
 ]
 BEDROCK_INVOKE_ACTIONS = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+# Redaction with a tenant's guardrail (SPEC §8): the gateway applies it, the admin API checks it exists.
+GUARDRAIL_APPLY_ACTIONS = ["bedrock:ApplyGuardrail"]
+GUARDRAIL_READ_ACTIONS = ["bedrock:GetGuardrail"]
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,7 @@ class Functions(Construct):
             )
         )
         fn.add_to_role_policy(self._key_statement(["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"]))
+        self._grant_guardrails(fn, GUARDRAIL_READ_ACTIONS)
         return fn
 
     def _build_gateway(self, data: Data) -> lambda_.Function:
@@ -337,6 +341,7 @@ class Functions(Construct):
                 resources=self._bedrock_model_arns(),
             )
         )
+        self._grant_guardrails(fn, GUARDRAIL_APPLY_ACTIONS)
         return fn
 
     def _grant_governance(self, fn: lambda_.Function, data: Data) -> None:
@@ -412,6 +417,16 @@ class Functions(Construct):
             resource="secret",
             resource_name=f"{self.secret_prefix}*",
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+
+    def _grant_guardrails(self, fn: lambda_.Function, actions: list[str]) -> None:
+        """The guardrails of `byom:guardrailArns` (default: the account's own, in this region)."""
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="UseTenantGuardrails",
+                actions=actions,
+                resources=list(self._settings.guardrail_arns),
+            )
         )
 
     def _bedrock_model_arns(self) -> list[str]:
