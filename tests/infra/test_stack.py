@@ -66,6 +66,11 @@ CONTRACT_TABLES = {
     "MODELS_TABLE": ([("tenant_id", "HASH"), ("alias", "RANGE")], []),
     "CACHE_TABLE": ([("cache_key", "HASH")], []),
     "USAGE_TABLE": ([("pk", "HASH"), ("sk", "RANGE")], []),
+    "POLICIES_TABLE": ([("tenant_id", "HASH")], []),
+    "AUDIT_TABLE": (
+        [("tenant_id", "HASH"), ("sk", "RANGE")],
+        [("by_subject", [("subject", "HASH"), ("sk", "RANGE")])],
+    ),
 }
 
 
@@ -78,15 +83,18 @@ def test_tables_have_the_keys_and_indexes_of_the_contract(template: Template) ->
             for gsi in table.get("GlobalSecondaryIndexes", [])
         ]
         assert actual_indexes == indexes, env_var
+        # The audit's subject index holds keys only: erasure and export read the records by key.
+        projection = "KEYS_ONLY" if env_var == "AUDIT_TABLE" else "ALL"
         assert all(
-            gsi["Projection"]["ProjectionType"] == "ALL" for gsi in table.get("GlobalSecondaryIndexes", [])
+            gsi["Projection"]["ProjectionType"] == projection for gsi in table.get("GlobalSecondaryIndexes", [])
         )
 
 
 def test_every_table_is_on_demand(template: Template) -> None:
     tables = resources(template, "AWS::DynamoDB::Table")
-    # Six of the gateway, files, fine-tuning jobs and the idempotency records of job creation.
-    assert len(tables) == 9
+    # Six of the gateway, files, fine-tuning jobs, the idempotency records of job creation, and
+    # governance's policies and audit trail.
+    assert len(tables) == 11
     assert all(props(t)["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
 
 

@@ -13,6 +13,7 @@ from byom.api.http import build_resolver, json_body, listing, ok, principal, que
 from byom.dal.alarms import SpendAlarms
 from byom.dal.audit import AuditTable
 from byom.dal.aws import client, table
+from byom.dal.guardrails import BedrockGuardrails
 from byom.dal.policies import PolicyRepository
 from byom.dal.repositories import ApiKeyRepository, CredentialRepository, ModelRepository, TenantRepository
 from byom.dal.secrets import SecretStore
@@ -39,6 +40,7 @@ def store() -> admin.AdminStore:
             client("cloudwatch"), prefix=settings.spend_alarm_prefix, topic_arn=settings.alerts_topic_arn
         ),
         policies=PolicyRepository(table(settings.policies_table)),
+        guardrails=BedrockGuardrails(),
     )
 
 
