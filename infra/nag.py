@@ -126,8 +126,9 @@ TENANT_OBJECTS_REASON = (
 )
 TENANT_AUDIT_INDEXES_REASON = (
     "The tenant data role queries the audit table's indexes (by_subject: a data subject's records for "
-    "export and erasure); every grant on the table and its indexes is conditioned on dynamodb:LeadingKeys "
-    "matching the session's tenant_id tag, so the wildcard names the table's indexes, not other tenants' items."
+    "export and erasure); every grant on the table and its indexes is conditioned on "
+    "dynamodb:LeadingKeys matching the session's tenant_id tag, so the wildcard names the table's "
+    "indexes, not other tenants' items."
 )
 
 

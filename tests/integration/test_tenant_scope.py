@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from moto import mock_aws
-
 from byom.dal import aws, tenant_scope
+from moto import mock_aws
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/TenantDataAccessRole"
 
