@@ -125,11 +125,24 @@ EXECUTIONS_REASON = (
     "Cancelling a job stops its execution; executions are created at runtime, one per job, under this "
     "stack's state machine only (execution:{name}:*)."
 )
+TENANT_OBJECTS_REASON = (
+    "The tenant data role reads and erases one tenant's objects: the key pattern is bound to the "
+    "session's tenant_id tag (aws:PrincipalTag), which the trust policy requires, so a session of one "
+    "tenant matches tenants/<its id>/* only. The objects are created at runtime, so the keys are unknown "
+    "at deploy time."
+)
+TENANT_AUDIT_INDEXES_REASON = (
+    "The tenant data role queries the audit table's indexes (by_subject: a data subject's records for "
+    "export and erasure); every grant on the table and its indexes is conditioned on "
+    "dynamodb:LeadingKeys matching the session's tenant_id tag, so the wildcard names the table's "
+    "indexes, not other tenants' items."
+)
 
 
 def acknowledge_findings(stack: ByomGatewayStack) -> None:
     _acknowledge_function_roles(stack)
     _acknowledge_guardrails(stack)
+    _acknowledge_governance(stack)
     _acknowledge_fine_tuning(stack)
     _acknowledge_admin_key_secret(stack)
     _acknowledge_api(stack)
@@ -193,6 +206,17 @@ def _acknowledge_guardrails(stack: ByomGatewayStack) -> None:
                 GUARDRAILS_REASON.format(actions=actions, what=what),
                 finding=f"Resource::{pattern}",
             )
+def _acknowledge_governance(stack: ByomGatewayStack) -> None:
+    role = stack.governance.tenant_data_role
+    bucket_id = stack.resolve(stack.data.data_bucket.bucket_arn)["Fn::GetAtt"][0]
+    audit_id = stack.resolve(stack.data.audit.table_arn)["Fn::GetAtt"][0]
+    acknowledge(
+        role,
+        "IAM5",
+        TENANT_OBJECTS_REASON,
+        finding=f"Resource::<{bucket_id}.Arn>/tenants/<aws:PrincipalTag/tenant_id>/*",
+    )
+    acknowledge(role, "IAM5", TENANT_AUDIT_INDEXES_REASON, finding=f"Resource::<{audit_id}.Arn>/index/*")
 
 
 def _acknowledge_fine_tuning(stack: ByomGatewayStack) -> None:

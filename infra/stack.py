@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra import nag
@@ -13,6 +15,7 @@ from infra.constructs.api import Api
 from infra.constructs.data import Data
 from infra.constructs.fine_tuning import FineTuning
 from infra.constructs.functions import Functions
+from infra.constructs.governance import Governance
 from infra.constructs.observability import Alerts, MonitoredFunctions, Observability
 from infra.constructs.security import Security
 
@@ -38,6 +41,14 @@ class ByomGatewayStack(Stack):
             data=self.data,
             alerts_topic=self.alerts.topic,
         )
+        self.governance = Governance(
+            self,
+            "Governance",
+            key=self.security.key,
+            data=self.data,
+            trusted=[_role(self.functions.admin), _role(self.functions.gateway)],
+        )
+        self.functions.grant_tenant_scope(self.governance.tenant_data_role)
         self.fine_tuning = FineTuning(
             self,
             "FineTuning",
@@ -76,3 +87,9 @@ class ByomGatewayStack(Stack):
             description="Secrets Manager secret holding the platform admin key",
         )
         nag.acknowledge_findings(self)
+
+
+def _role(fn: lambda_.Function) -> iam.IRole:
+    if fn.role is None:
+        raise ValueError("every function is created with its own role")
+    return fn.role

@@ -32,6 +32,7 @@ from local_stack import moto_transactions
 from local_stack.apigateway import LocalApiGateway, build_rest_api
 from local_stack.events import LocalEventBus, lambda_rules
 from local_stack.httpbase import BackgroundServer
+from local_stack.iam_emulation import IamEmulation
 from local_stack.lambdas import (
     FunctionRuntime,
     LambdaFunction,
@@ -134,12 +135,17 @@ def _remember_moto_modules() -> None:
 
 class SerializedMotoServer(ThreadedMotoServer):
     """moto's threaded server with one request at a time: moto's backends take no locks, and
-    DynamoDB conditional writes (budget reservations) must be atomic, as they are in AWS."""
+    DynamoDB conditional writes (budget reservations) must be atomic, as they are in AWS. Requests
+    pass the IAM emulation of tenant-scoped sessions first (local_stack.iam_emulation)."""
+
+    def __init__(self, *args: Any, iam: IamEmulation, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.iam = iam
 
     def _server_entry(self) -> None:
         _remember_moto_modules()
         moto_transactions.install()
-        app = DomainDispatcherApplication(create_backend_app)
+        app = self.iam.wrap(DomainDispatcherApplication(create_backend_app))
         lock = threading.Lock()
 
         def serialized(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -186,6 +192,7 @@ class LocalStack:
         self._lambda_tasks: contextlib.ExitStack | None = None
         self.customization = CustomizationState()
         self.event_bus: LocalEventBus | None = None
+        self.iam = IamEmulation()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -238,6 +245,8 @@ class LocalStack:
         register_function_arns(self.template, resolver)
         created = create_resources(self.template, resolver, self.moto_url, self.admin_key)
         log.info("created %d resources in the AWS emulation", len(created))
+        self.iam.configure(self.template, resolver)
+        log.info("IAM emulated for sessions of %s", sorted(self.iam.roles) or "no role")
 
         functions = discover_functions(self.template, resolver)
         self.functions = {f.logical_id: f for f in functions}
@@ -277,7 +286,7 @@ class LocalStack:
         werkzeug_log = logging.getLogger("werkzeug")
         if werkzeug_log.level == logging.NOTSET:
             werkzeug_log.setLevel(logging.WARNING)  # else it logs every AWS call moto serves
-        self._moto = SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto = SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False, iam=self.iam)
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.moto_url = f"http://{host}:{port}"

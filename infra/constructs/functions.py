@@ -381,6 +381,20 @@ class Functions(Construct):
             )
         )
 
+    def grant_tenant_scope(self, role: iam.IRole) -> None:
+        """The admin and gateway functions read and erase tenant data with credentials scoped to one
+        tenant (byom.dal.tenant_scope): they may assume `role` with a `tenant_id` session tag."""
+        for fn in (self.admin, self.gateway):
+            fn.add_environment("TENANT_DATA_ROLE_ARN", role.role_arn)
+            fn.add_to_role_policy(
+                iam.PolicyStatement(
+                    sid="AssumeTenantDataRole",
+                    actions=["sts:AssumeRole", "sts:TagSession"],
+                    resources=[role.role_arn],
+                    conditions={"Null": {"aws:RequestTag/tenant_id": "false"}},
+                )
+            )
+
     # ------------------------------------------------------------------------------------ helpers
 
     def _key_statement(self, actions: list[str], *, through_sns: bool = False) -> iam.PolicyStatement:

@@ -215,6 +215,7 @@ def test_function_timeout_and_memory(template: Template, name: str, timeout: int
                 "ALLOW_LOOPBACK_HTTP",
                 "ALERTS_TOPIC_ARN",
                 "SPEND_ALARM_PREFIX",
+                "TENANT_DATA_ROLE_ARN",
             },
         ),
         (
@@ -228,6 +229,7 @@ def test_function_timeout_and_memory(template: Template, name: str, timeout: int
                 "ALLOW_LOOPBACK_HTTP",
                 "EVENT_BUS_NAME",
                 "ALERTS_TOPIC_ARN",
+                "TENANT_DATA_ROLE_ARN",
             },
         ),
     ],

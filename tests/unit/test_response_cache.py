@@ -128,10 +128,11 @@ def test_another_alias_or_model_behind_it_has_another_key() -> None:
     )
 
 
-def test_the_key_is_a_sha256_digest_that_reveals_nothing() -> None:
+def test_the_key_is_the_tenant_and_a_sha256_digest_that_reveals_nothing_else() -> None:
     key = _key(chat_request())
 
-    assert len(key) == 64 and "tnt_a" not in key and int(key, 16) >= 0
+    tenant_id, _, digest = key.partition("#")
+    assert tenant_id == "tnt_a" and len(digest) == 64 and int(digest, 16) >= 0
 
 
 # Chat

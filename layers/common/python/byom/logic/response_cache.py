@@ -78,7 +78,9 @@ def cache_key(target: Target, kind: Kind, request: BaseModel) -> str:
         kind,
         normalised(request, kind),
     ]
-    return hashlib.sha256(_canonical(material).encode()).hexdigest()
+    # Prefixed with the tenant so that DynamoDB's leading-key condition can scope the entry to its
+    # tenant (the erasure deletes it with tenant-scoped credentials); the digest reveals nothing.
+    return f"{target.tenant_id}#{hashlib.sha256(_canonical(material).encode()).hexdigest()}"
 
 
 # Stored answers
