@@ -13,6 +13,7 @@ from byom.dal.aws import client, table
 from byom.dal.repositories import ApiKeyRepository, CredentialRepository, ModelRepository, TenantRepository
 from byom.dal.secrets import SecretStore
 from byom.dal.usage import UsageTable
+from byom.dal.usage_plans import UsagePlanRepository
 from byom.domain import CreateKey, CreateModel, CreateTenant, PutBudget, PutCredential
 from byom.logic import admin
 from byom.observability import logger
@@ -33,6 +34,11 @@ def store() -> admin.AdminStore:
         alarms=SpendAlarms(
             client("cloudwatch"), prefix=settings.spend_alarm_prefix, topic_arn=settings.alerts_topic_arn
         ),
+        usage_plans=UsagePlanRepository(
+            client("apigateway"), rest_api_id=settings.rest_api_id, stage=settings.stage_name
+        )
+        if settings.rest_api_id
+        else None,
     )
 
 
