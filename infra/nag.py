@@ -57,6 +57,12 @@ SPEND_ALARMS_REASON = (
     "The grant is PutMetricAlarm and DeleteAlarms only, on alarms under this stack's spend prefix: the "
     "stack's own alarms and any other alarm of the account are outside it."
 )
+USAGE_PLANS_REASON = (
+    "The admin API creates one API Gateway usage plan per tenant and one API key per tenant key at "
+    "runtime (requests per minute per key, SPEC §8); API Gateway generates their ids, and usage plans "
+    "and API keys are region-level resources with no account or API in their ARN, so {pattern} is as "
+    "tight as IAM allows. Each verb is granted only on the paths the admin function uses it on."
+)
 PUBLIC_HEALTH_REASON = (
     'GET /health is the public liveness probe: it answers a constant {{"status": "ok"}}, reads no '
     "tenant data and calls no provider, so uptime monitors can call it without credentials."
@@ -164,6 +170,14 @@ def _acknowledge_function_roles(stack: ByomGatewayStack) -> None:
         SPEND_ALARMS_REASON.format(prefix=functions.spend_alarm_prefix),
         finding=f"Resource::{_ARN}:cloudwatch:{_REGION_ACCOUNT}:alarm:{functions.spend_alarm_prefix}*",
     )
+
+    for pattern in ("/usageplans/*", "/usageplans/*/keys", "/apikeys/*"):
+        acknowledge(
+            _role(functions.admin.role),
+            "IAM5",
+            USAGE_PLANS_REASON.format(pattern=pattern),
+            finding=f"Resource::{_ARN}:apigateway:<AWS::Region>::{pattern}",
+        )
 
     gateway_role = _role(functions.gateway.role)
     acknowledge(

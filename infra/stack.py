@@ -11,7 +11,7 @@ from constructs import Construct
 
 from infra import nag
 from infra.config import Settings
-from infra.constructs.api import Api
+from infra.constructs.api import STAGE_NAME, Api
 from infra.constructs.data import Data
 from infra.constructs.fine_tuning import FineTuning
 from infra.constructs.functions import Functions
@@ -66,6 +66,9 @@ class ByomGatewayStack(Stack):
             admin_function=self.functions.admin,
             gateway_function=self.functions.gateway,
             fine_tuning_function=self.fine_tuning.api_function,
+        )
+        self.functions.connect_usage_plans(
+            self.api.rest_api.rest_api_id, STAGE_NAME, self.api.platform_usage_key
         )
         self.observability = Observability(
             self,

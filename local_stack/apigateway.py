@@ -1,5 +1,5 @@
 """API Gateway (REST API) emulation: routes from the template, events as API Gateway builds them,
-Lambda authorizers, Lambda proxy integrations and the template's gateway responses.
+Lambda authorizers, Lambda proxy integrations, usage plans and the template's gateway responses.
 
 Everything but LocalApiGateway.handle's calls into functions is pure; handle itself takes the
 request as data and answers the response as data, so it is tested without sockets.
@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from local_stack.lambdas import FunctionError, InvocationTimeout
@@ -57,6 +57,7 @@ _ERROR_TYPES = {
     "ACCESS_DENIED": "AccessDeniedException",
     "AUTHORIZER_CONFIGURATION_ERROR": "AuthorizerConfigurationException",
     "AUTHORIZER_FAILURE": "AuthorizerFailureException",
+    "INVALID_API_KEY": "ForbiddenException",
     "MISSING_AUTHENTICATION_TOKEN": "MissingAuthenticationTokenException",
     "REQUEST_TOO_LARGE": "RequestTooLargeException",
     "THROTTLED": "TooManyRequestsException",
@@ -129,6 +130,7 @@ class Method:
     authorizer: Authorizer | None = None
     mock: MockResponse | None = None
     timeout_seconds: float = 29.0  # the integration's TimeoutInMillis
+    api_key_required: bool = False
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,8 @@ def match_resource(resource_path: str, path: str) -> tuple[tuple[int, ...], dict
 # -- reading the template -------------------------------------------------------------------------
 
 
-def _api_id(logical_id: str) -> str:
+def api_id_of(logical_id: str) -> str:
+    """The id the emulation gives the REST API of that logical id (its Ref, locally)."""
     digest = hashlib.sha256(logical_id.encode()).hexdigest()
     return "".join(c for c in digest if c.isalnum())[:10]
 
@@ -284,6 +287,7 @@ def build_rest_api(template: Template, resolver: Resolver) -> RestApi:
                 authorizer=authorizers.get(authorizer_id) if authorizer_id else None,
                 mock=_mock_response(integration, resolver) if integration_type == "MOCK" else None,
                 timeout_seconds=int(integration.get("TimeoutInMillis", 29000)) / 1000,
+                api_key_required=props.get("ApiKeyRequired") is True,
             )
         )
         if integration_type == "AWS_PROXY" and not functions:
@@ -316,7 +320,7 @@ def build_rest_api(template: Template, resolver: Resolver) -> RestApi:
 
     resource_paths = sorted({"/", *(full_path(r) for r in parents)})
     return RestApi(
-        api_id=_api_id(api_logical_id),
+        api_id=api_id_of(api_logical_id),
         stage=stage,
         resource_paths=resource_paths,
         methods=methods,
@@ -354,6 +358,77 @@ class TokenBucket:
                 return False
             self.tokens -= 1
             return True
+
+
+# -- usage plans ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanLimits:
+    """The usage plan an API key is in on the served stage, and its throttle (rate/s, burst)."""
+
+    plan_id: str
+    throttle: tuple[float, int] | None
+
+
+class UsagePlanLookup(Protocol):
+    def plan_of(self, usage_key: str, api_id: str, stage: str) -> PlanLimits | None:
+        """The plan of the enabled API key with that value on the stage; None: no such key or plan."""
+        ...
+
+
+# How long a key's plan is remembered. API Gateway also takes a moment to apply plan changes; writes
+# through the admin API flush it at once (LocalApiGateway.flush_authorizer_cache).
+PLAN_CACHE_SECONDS = 5.0
+
+
+class UsagePlanThrottles:
+    """API Gateway's per-key throttling: a token bucket per API key, with its plan's throttle.
+
+    A key's bucket survives cache flushes and is replaced only when its plan's throttle changes,
+    so a flush never hands a throttled key a full burst."""
+
+    def __init__(
+        self, lookup: UsagePlanLookup, api_id: str, stage: str, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._lookup, self._api_id, self._stage, self._clock = lookup, api_id, stage, clock
+        self._plans: dict[str, tuple[float, PlanLimits | None]] = {}
+        self._buckets: dict[str, tuple[tuple[float, int], TokenBucket]] = {}
+        self._lock = threading.Lock()
+
+    def admit(self, usage_key: str | None) -> str | None:
+        """None when the request may go on, else the gateway response type that refuses it."""
+        if not usage_key:
+            return "INVALID_API_KEY"
+        plan = self._plan(usage_key)
+        if plan is None:
+            return "INVALID_API_KEY"
+        if plan.throttle is None:
+            return None
+        return None if self._bucket(usage_key, plan.throttle).take() else "THROTTLED"
+
+    def flush(self) -> None:
+        with self._lock:
+            self._plans.clear()
+
+    def _plan(self, usage_key: str) -> PlanLimits | None:
+        now = self._clock()
+        with self._lock:
+            cached = self._plans.get(usage_key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        plan = self._lookup.plan_of(usage_key, self._api_id, self._stage)
+        with self._lock:
+            self._plans[usage_key] = (now + PLAN_CACHE_SECONDS, plan)
+        return plan
+
+    def _bucket(self, usage_key: str, throttle: tuple[float, int]) -> TokenBucket:
+        with self._lock:
+            current = self._buckets.get(usage_key)
+            if current is None or current[0] != throttle:
+                current = (throttle, TokenBucket(*throttle, clock=self._clock))
+                self._buckets[usage_key] = current
+            return current[1]
 
 
 # -- events -------------------------------------------------------------------------------------
@@ -426,7 +501,7 @@ def _request_context(
         "stage": api.stage,
         "requestId": request_id,
         "extendedRequestId": request_id,
-        "resourceId": _api_id(method.resource_path)[:6],
+        "resourceId": api_id_of(method.resource_path)[:6],
         "resourcePath": method.resource_path,
         "httpMethod": request.method.upper(),
         "path": f"/{api.stage}{request.path}",
@@ -702,8 +777,9 @@ CacheKey = tuple[str, tuple[str, ...]]
 class LocalApiGateway:
     """Serves one REST API: match, authorize, integrate, answer.
 
-    `cache_authorizer_results` keeps an authorizer's policy and context for the template's TTL, per
-    identity source values, as API Gateway does. `flush_cache_after_writes_under` names a path
+    `cache_authorizer_results` keeps an authorizer's policy, context and usage identifier key for
+    the template's TTL, per identity source values, as API Gateway does. `usage_plans` finds the
+    plan of the API key the authorizer names, for methods that require one. `flush_cache_after_writes_under` names a path
     prefix (the admin API) whose successful writes flush that cache, as an operator would flush
     the stage's authorizer cache: a revoked key is then refused at once, while every other call
     skips the authorizer round trip as it does in the cloud.
@@ -716,6 +792,7 @@ class LocalApiGateway:
         *,
         cache_authorizer_results: bool = False,
         flush_cache_after_writes_under: str | None = None,
+        usage_plans: UsagePlanLookup | None = None,
     ) -> None:
         self.api = api
         self.invoke = invoke
@@ -723,9 +800,14 @@ class LocalApiGateway:
         self._bucket = TokenBucket(*api.throttle) if api.throttle else None
         self._cache_authorizer_results = cache_authorizer_results
         self._flush_prefix = flush_cache_after_writes_under
-        # (authorizer, identity source values) -> (expires at, policy, context)
-        self._authorizer_results: dict[CacheKey, tuple[float, dict[str, Any], dict[str, Any]]] = {}
+        # (authorizer, identity source values) -> (expires at, policy, context, usage identifier key)
+        self._authorizer_results: dict[
+            CacheKey, tuple[float, dict[str, Any], dict[str, Any], str | None]
+        ] = {}
         self._authorizer_results_lock = threading.Lock()
+        # Methods with ApiKeyRequired are throttled by the plan of the key the authorizer names;
+        # without a lookup (tests of other parts) API keys are not checked.
+        self._usage_plans = UsagePlanThrottles(usage_plans, api.api_id, api.stage) if usage_plans else None
 
     def handle(self, request: HttpRequest) -> HttpResponse:
         request_id = str(uuid.uuid4())
@@ -757,12 +839,16 @@ class LocalApiGateway:
             return self._gateway("MISSING_AUTHENTICATION_TOKEN", request_id, request)
         method, path_parameters = matched
 
-        authorizer_ctx = None
+        authorizer_ctx, usage_key = None, None
         if method.authorization_type == "CUSTOM" and method.authorizer is not None:
             outcome = self._authorize(method, request, path_parameters, request_id)
             if isinstance(outcome, HttpResponse):
                 return outcome
-            authorizer_ctx = outcome
+            authorizer_ctx, usage_key = outcome
+        if method.api_key_required and self._usage_plans is not None:
+            refused = self._usage_plans.admit(usage_key)
+            if refused is not None:
+                return self._gateway(refused, request_id, request)
 
         if method.integration_type == "MOCK" and method.mock is not None:
             return HttpResponse(method.mock.status, list(method.mock.headers), method.mock.body.encode())
@@ -802,7 +888,8 @@ class LocalApiGateway:
 
     def _authorize(
         self, method: Method, request: HttpRequest, path_parameters: dict[str, str], request_id: str
-    ) -> HttpResponse | dict[str, Any]:
+    ) -> HttpResponse | tuple[dict[str, Any], str | None]:
+        """The refusal, or the authorizer's context and the usage identifier key it named."""
         authorizer = method.authorizer
         assert authorizer is not None
         identity: list[str] = []
@@ -820,7 +907,8 @@ class LocalApiGateway:
         cache_key = (authorizer.logical_id, tuple(identity))
         cached = self._cached_authorizer_result(cache_key)
         if cached is not None:
-            return self._decide(*cached, event["methodArn"], request_id, request)
+            policy, context, usage_key = cached
+            return self._decide(policy, context, usage_key, event["methodArn"], request_id, request)
         started = time.monotonic()
         try:
             result = self.invoke(authorizer.function_id, event, None)
@@ -837,11 +925,14 @@ class LocalApiGateway:
         except AuthorizerConfigurationError as error:
             log.error("authorizer %s: %s", authorizer.function_id, error)
             return self._gateway("AUTHORIZER_CONFIGURATION_ERROR", request_id, request)
+        usage_key = result.get("usageIdentifierKey")
+        usage_key = usage_key if isinstance(usage_key, str) else None
         if self._cache_authorizer_results and authorizer.result_ttl_seconds > 0:
             expires = time.monotonic() + authorizer.result_ttl_seconds
+            entry = (expires, policy, context | {"integrationLatency": 0}, usage_key)
             with self._authorizer_results_lock:
-                self._authorizer_results[cache_key] = (expires, policy, context | {"integrationLatency": 0})
-        return self._decide(policy, context, event["methodArn"], request_id, request)
+                self._authorizer_results[cache_key] = entry
+        return self._decide(policy, context, usage_key, event["methodArn"], request_id, request)
 
     def _is_successful_admin_write(self, request: HttpRequest, response: HttpResponse) -> bool:
         return (
@@ -852,10 +943,15 @@ class LocalApiGateway:
         )
 
     def flush_authorizer_cache(self) -> None:
+        """And the usage plans remembered: an admin write may have changed a key's plan."""
         with self._authorizer_results_lock:
             self._authorizer_results.clear()
+        if self._usage_plans is not None:
+            self._usage_plans.flush()
 
-    def _cached_authorizer_result(self, key: CacheKey) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    def _cached_authorizer_result(
+        self, key: CacheKey
+    ) -> tuple[dict[str, Any], dict[str, Any], str | None] | None:
         if not self._cache_authorizer_results:
             return None
         with self._authorizer_results_lock:
@@ -863,16 +959,17 @@ class LocalApiGateway:
             if entry is None or entry[0] <= time.monotonic():
                 self._authorizer_results.pop(key, None)
                 return None
-        return entry[1], dict(entry[2])
+        return entry[1], dict(entry[2]), entry[3]
 
     def _decide(
         self,
         policy: dict[str, Any],
         context: dict[str, Any],
+        usage_key: str | None,
         method_arn: str,
         request_id: str,
         request: HttpRequest,
-    ) -> HttpResponse | dict[str, Any]:
+    ) -> HttpResponse | tuple[dict[str, Any], str | None]:
         """The (possibly cached) policy applied to this request's method, as API Gateway does."""
         decision = evaluate_policy(policy, method_arn)
         if decision == "deny":
@@ -880,4 +977,4 @@ class LocalApiGateway:
             return self._gateway("ACCESS_DENIED", request_id, request, message)
         if decision == "implicit_deny":
             return self._gateway("ACCESS_DENIED", request_id, request)
-        return context
+        return context, usage_key

@@ -2,7 +2,8 @@
 
 One small function per resource type, registered in CREATORS; adding a type is one entry.
 Types without an entry are skipped: Lambda functions run in-process, API Gateway is emulated by
-local_stack.apigateway, IAM is not enforced locally.
+local_stack.apigateway (its usage plans and API keys are created here, in moto, where the
+emulation reads them), IAM is not enforced locally.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import boto3
 
+from local_stack.apigateway import api_id_of
 from local_stack.template import ACCOUNT_ID, PARTITION, REGION, Physical, Resolver, Template, dependency_order
 
 log = logging.getLogger(__name__)
@@ -330,6 +332,48 @@ def create_state_machine(ctx: CreationContext, logical_id: str, props: dict[str,
     return Physical(ref=arn, attributes={"Arn": arn, "Name": name})
 
 
+# -- API Gateway usage plans -----------------------------------------------------------------
+
+
+def register_rest_api(ctx: CreationContext, logical_id: str, props: dict[str, Any]) -> Physical:
+    """Not created in moto (local_stack.apigateway serves it): its Ref is the id the emulation
+    gives it, so usage plans bound to "the API's stage" name the API that is served."""
+    return Physical(ref=api_id_of(logical_id))
+
+
+def register_stage(ctx: CreationContext, logical_id: str, props: dict[str, Any]) -> Physical:
+    return Physical(ref=props["StageName"])
+
+
+def create_api_key(ctx: CreationContext, logical_id: str, props: dict[str, Any]) -> Physical:
+    kwargs: dict[str, Any] = {"name": props.get("Name") or logical_id, "enabled": bool(props.get("Enabled"))}
+    kwargs |= {k.lower(): props[k] for k in ("Description", "Value") if k in props}
+    key_id = ctx.client("apigateway").create_api_key(**kwargs)["id"]
+    return Physical(ref=key_id, attributes={"APIKeyId": key_id})
+
+
+def create_usage_plan(ctx: CreationContext, logical_id: str, props: dict[str, Any]) -> Physical:
+    kwargs: dict[str, Any] = {"name": props.get("UsagePlanName") or logical_id}
+    if props.get("Description"):
+        kwargs["description"] = props["Description"]
+    kwargs["apiStages"] = [{"apiId": s["ApiId"], "stage": s["Stage"]} for s in props.get("ApiStages", [])]
+    throttle = props.get("Throttle") or {}
+    if throttle:
+        kwargs["throttle"] = {
+            "rateLimit": float(throttle["RateLimit"]),
+            "burstLimit": int(throttle["BurstLimit"]),
+        }
+    plan_id = ctx.client("apigateway").create_usage_plan(**kwargs)["id"]
+    return Physical(ref=plan_id, attributes={"Id": plan_id})
+
+
+def create_usage_plan_key(ctx: CreationContext, logical_id: str, props: dict[str, Any]) -> Physical:
+    ctx.client("apigateway").create_usage_plan_key(
+        usagePlanId=props["UsagePlanId"], keyId=props["KeyId"], keyType=props.get("KeyType", "API_KEY")
+    )
+    return Physical(ref=f"{props['UsagePlanId']}:{props['KeyId']}")
+
+
 CREATORS: dict[str, Creator] = {
     "AWS::StepFunctions::StateMachine": create_state_machine,
     "AWS::KMS::Key": create_kms_key,
@@ -342,6 +386,11 @@ CREATORS: dict[str, Creator] = {
     "AWS::SQS::Queue": create_sqs_queue,
     "AWS::Events::EventBus": create_event_bus,
     "AWS::SSM::Parameter": create_ssm_parameter,
+    "AWS::ApiGateway::RestApi": register_rest_api,
+    "AWS::ApiGateway::Stage": register_stage,
+    "AWS::ApiGateway::ApiKey": create_api_key,
+    "AWS::ApiGateway::UsagePlan": create_usage_plan,
+    "AWS::ApiGateway::UsagePlanKey": create_usage_plan_key,
 }
 
 

@@ -28,7 +28,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
-from local_stack import moto_transactions
+from local_stack import moto_transactions, moto_usage_plans
 from local_stack.apigateway import LocalApiGateway, build_rest_api
 from local_stack.events import LocalEventBus, lambda_rules
 from local_stack.httpbase import BackgroundServer
@@ -145,6 +145,7 @@ class SerializedMotoServer(ThreadedMotoServer):
     def _server_entry(self) -> None:
         _remember_moto_modules()
         moto_transactions.install()
+        moto_usage_plans.install()
         app = self.iam.wrap(DomainDispatcherApplication(create_backend_app))
         lock = threading.Lock()
 
@@ -274,6 +275,7 @@ class LocalStack:
             self._invoke,
             cache_authorizer_results=settings.authorizer_cache,
             flush_cache_after_writes_under=ADMIN_PATH_PREFIX,
+            usage_plans=moto_usage_plans.MotoUsagePlans(),
         )
         try:
             server = gateway_server(gateway, settings.port)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Aws, Duration, Fn, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -17,6 +17,13 @@ from infra.config import Settings
 
 STAGE_NAME = "prod"
 AUTHORIZATION_HEADER = "Authorization"
+# A throttled caller may retry after this many seconds (THROTTLED's `retry-after`). A gateway
+# response header is a static string or a request/context value, and no context variable holds
+# the plan's rate, so one value serves every plan: 1 s is when the stage's per-second bucket, and
+# that of any plan of 60 requests per minute or more (byom.governance.rate_limits), has a token
+# again. A plan under 60 per minute refills more slowly; a client retrying after 1 s may be
+# throttled again, and gives up after its retries rather than waiting a minute.
+RETRY_AFTER_SECONDS = 1
 F = apigw.AccessLogField
 
 # Never $context.requestOverride / bodies / the Authorization header: bodies carry provider keys.
@@ -55,6 +62,7 @@ class ErrorResponse:
     type: str
     code: str | None = None
     message: str | None = None  # a clearer fixed text than API Gateway's own, where it misleads
+    headers: tuple[tuple[str, str], ...] = ()  # besides ERROR_RESPONSE_HEADERS
 
     def template(self) -> str:
         code = json.dumps(self.code)
@@ -77,7 +85,23 @@ ERROR_RESPONSES = [
     ErrorResponse(
         apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, "404", "not_found_error", None, "Unknown route"
     ),
-    ErrorResponse(apigw.ResponseType.THROTTLED, "429", "rate_limit_exceeded", "rate_limit_exceeded"),
+    # The stage's throttle and the per-key usage plans (SPEC §8).
+    ErrorResponse(
+        apigw.ResponseType.THROTTLED,
+        "429",
+        "rate_limit_exceeded",
+        "rate_limit_exceeded",
+        headers=(("retry-after", f"'{RETRY_AFTER_SECONDS}'"),),
+    ),
+    # The authorizer named no API key of a usage plan of the stage: a key created before usage
+    # plans, or one whose API key was removed by hand. Not the caller's doing.
+    ErrorResponse(
+        apigw.ResponseType.INVALID_API_KEY,
+        "403",
+        "permission_error",
+        None,
+        "This API key has no usage plan; ask the platform admin to issue a new key",
+    ),
     ErrorResponse(apigw.ResponseType.REQUEST_TOO_LARGE, "413", "invalid_request_error", "request_too_large"),
     ErrorResponse(apigw.ResponseType.BAD_REQUEST_BODY, "400", "invalid_request_error"),
     ErrorResponse(apigw.ResponseType.BAD_REQUEST_PARAMETERS, "400", "invalid_request_error"),
@@ -94,8 +118,23 @@ ERROR_RESPONSE_HEADERS = {
 }
 
 
+def platform_usage_key(scope: Construct) -> str:
+    """The API key value of the platform admin's usage plan: derived from the stack's id, unique
+    per stack (API key values must be unique in a region) and alphanumeric, as API Gateway wants.
+    No secret: with the key source AUTHORIZER, API Gateway reads usage keys from the authorizer's
+    answer only, so the value grants nothing to anyone who reads it here."""
+    stack_uuid = Fn.select(2, Fn.split("/", Aws.STACK_ID))
+    return Fn.join("", ["byomplatformadmin", Fn.join("", Fn.split("-", stack_uuid))])
+
+
 class Api(Construct):
-    """`GET /health` is public; `/admin/{proxy+}` and `/v1/{proxy+}` go through the authorizer."""
+    """`GET /health` is public; `/admin/{proxy+}` and `/v1/{proxy+}` go through the authorizer.
+
+    Every authorized method requires an API key, which the authorizer names (`usageIdentifierKey`,
+    the API's key source AUTHORIZER): its usage plan throttles it. Tenant keys have their tenant's
+    plan, created at runtime by the admin function (byom.dal.usage_plans); the platform admin has
+    the stack's platform plan, with no throttle of its own (the stage's applies).
+    """
 
     def __init__(
         self,
@@ -119,6 +158,8 @@ class Api(Construct):
             admin_function, gateway_function
         )
         self.fine_tuning_methods = self._build_fine_tuning_routes(fine_tuning_function)
+        self.platform_usage_key = platform_usage_key(self)
+        self.platform_usage_plan = self._build_platform_usage_plan()
         self._build_error_responses()
         self.web_acl_association = self._build_web_acl_association()
 
@@ -135,6 +176,9 @@ class Api(Construct):
             endpoint_types=[apigw.EndpointType.REGIONAL],
             # Multipart uploads (POST /v1/files) must reach Lambda base64-encoded, byte for byte.
             binary_media_types=["multipart/form-data"],
+            # Usage plans identify callers by the key the authorizer names, never by a header:
+            # clients send only their BYOM key.
+            api_key_source_type=apigw.ApiKeySourceType.AUTHORIZER,
             # Execution logging needs the account-level CloudWatch role.
             cloud_watch_role=True,
             deploy_options=apigw.StageOptions(
@@ -209,6 +253,7 @@ class Api(Construct):
             integration,
             authorizer=self.authorizer,
             authorization_type=apigw.AuthorizationType.CUSTOM,
+            api_key_required=True,
             request_validator=self.validator,
         )
 
@@ -218,8 +263,23 @@ class Api(Construct):
             integration,
             authorizer=self.authorizer,
             authorization_type=apigw.AuthorizationType.CUSTOM,
+            api_key_required=True,
             request_validator=self.validator,
         )
+
+    def _build_platform_usage_plan(self) -> apigw.UsagePlan:
+        key = self.rest_api.add_api_key(
+            "PlatformUsageKey",
+            description="Usage identifier of the platform admin (named by the authorizer; not a credential)",
+            value=self.platform_usage_key,
+        )
+        plan = self.rest_api.add_usage_plan(
+            "PlatformUsagePlan",
+            description="The platform admin: no throttle of its own, the stage's applies",
+            api_stages=[apigw.UsagePlanPerApiStage(api=self.rest_api, stage=self.rest_api.deployment_stage)],
+        )
+        plan.add_api_key(key)
+        return plan
 
     def _build_error_responses(self) -> None:
         for response in ERROR_RESPONSES:
@@ -227,7 +287,7 @@ class Api(Construct):
                 response.response_type.response_type,
                 type=response.response_type,
                 status_code=response.status_code,
-                response_headers=ERROR_RESPONSE_HEADERS,
+                response_headers=ERROR_RESPONSE_HEADERS | dict(response.headers),
                 templates={"application/json": response.template()},
             )
 

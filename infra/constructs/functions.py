@@ -395,6 +395,44 @@ class Functions(Construct):
                 )
             )
 
+    def connect_usage_plans(self, rest_api_id: str, stage_name: str, platform_usage_key: str) -> None:
+        """Once the API exists: the admin function manages the tenants' usage plans and API keys
+        on its stage (byom.dal.usage_plans), the authorizer names the platform admin's key.
+
+        No dependency cycle: the API's methods depend on the functions, the functions only on the
+        RestApi resource (its id) and a fixed stage name, never on the stage or deployment."""
+        self.authorizer.add_environment("PLATFORM_USAGE_KEY", platform_usage_key)
+        self.admin.add_environment("REST_API_ID", rest_api_id)
+        self.admin.add_environment("STAGE_NAME", stage_name)
+
+        # Usage plans and API keys are region-level API Gateway resources without an account in
+        # their ARN, and their ids are generated at creation, so /usageplans/* and /apikeys/* are
+        # as tight as ARNs allow; each verb is granted only on the paths it is used on.
+        def arns(*paths: str) -> list[str]:
+            return [f"arn:{Aws.PARTITION}:apigateway:{Aws.REGION}::{path}" for path in paths]
+
+        self.admin.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="CreateUsagePlansAndKeys",
+                actions=["apigateway:POST"],
+                resources=arns("/usageplans", "/apikeys", "/usageplans/*/keys"),
+            )
+        )
+        self.admin.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ManageUsagePlans",
+                actions=["apigateway:GET", "apigateway:PATCH", "apigateway:DELETE"],
+                resources=arns("/usageplans/*"),
+            )
+        )
+        self.admin.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="DeleteUsageKeys",
+                actions=["apigateway:DELETE"],
+                resources=arns("/apikeys/*"),
+            )
+        )
+
     # ------------------------------------------------------------------------------------ helpers
 
     def _key_statement(self, actions: list[str], *, through_sns: bool = False) -> iam.PolicyStatement:

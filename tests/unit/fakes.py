@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from byom.domain import ApiKey, Credential, ModelAlias, Tenant
 from byom.errors import Conflict
+from byom.governance.rate_limits import Throttle, UsageKey
 
 
 class FakeTenants:
@@ -23,6 +24,15 @@ class FakeTenants:
 
     def delete(self, tenant_id: str) -> None:
         self.items.pop(tenant_id, None)
+
+    def set_usage_plan(self, tenant_id: str, plan_id: str) -> str:
+        tenant = self.items.get(tenant_id)
+        if tenant is None:
+            raise Conflict(f"tenant '{tenant_id}' was deleted meanwhile")
+        if tenant.usage_plan_id is None:
+            self.items[tenant_id] = tenant.model_copy(update={"usage_plan_id": plan_id})
+            return plan_id
+        return tenant.usage_plan_id
 
 
 class FakeKeys:
@@ -147,3 +157,43 @@ class FakeResponseCache:
         if self.fail_writes:
             raise RuntimeError("simulated DynamoDB outage")
         self.items[item["cache_key"]] = dict(item)
+
+
+class FakeUsagePlans:
+    """API Gateway usage plans in memory (byom.logic.admin.UsagePlans); API keys can be made to
+    fail being added to their plan."""
+
+    def __init__(self) -> None:
+        self.plans: dict[str, Throttle | None] = {}
+        self.plan_of_tenant: dict[str, str] = {}
+        self.keys: dict[str, str] = {}  # usage key id -> plan id
+        self.values: dict[str, str] = {}  # usage key id -> value
+        self.fail_next_key = False
+
+    def create_plan(self, tenant_id: str, throttle: Throttle | None) -> str:
+        plan_id = f"plan{len(self.plans) + 1}"
+        self.plans[plan_id] = throttle
+        self.plan_of_tenant[tenant_id] = plan_id
+        return plan_id
+
+    def set_throttle(self, plan_id: str, throttle: Throttle | None) -> None:
+        if plan_id not in self.plans:
+            raise KeyError(plan_id)
+        self.plans[plan_id] = throttle
+
+    def delete_plan(self, plan_id: str) -> None:
+        self.plans.pop(plan_id, None)
+
+    def create_key(self, plan_id: str, name: str) -> UsageKey:
+        if self.fail_next_key:
+            self.fail_next_key = False
+            raise RuntimeError("simulated API Gateway outage")
+        if plan_id not in self.plans:
+            raise KeyError(plan_id)
+        key = UsageKey(id=f"uk{len(self.values) + 1}", value=f"usage-value-{name}-0123456789")
+        self.keys[key.id] = plan_id
+        self.values[key.id] = key.value
+        return key
+
+    def delete_key(self, usage_key_id: str) -> None:
+        self.keys.pop(usage_key_id, None)

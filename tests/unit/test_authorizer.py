@@ -84,3 +84,44 @@ def test_wildcard_arn_keeps_region_account_api_and_stage() -> None:
     assert api_wildcard_arn("arn:aws:execute-api:eu-west-1:1:api/dev/POST/admin/tenants") == (
         "arn:aws:execute-api:eu-west-1:1:api/dev/*"
     )
+
+
+def _keys_with_usage_key(usage_key: str | None) -> FakeKeys:
+    keys = FakeKeys()
+    keys.create(
+        ApiKey(
+            id="key_1",
+            tenant_id="tnt_a",
+            name="ci",
+            role="developer",
+            key_hash=hash_api_key(TENANT_KEY),
+            last4="0001",
+            created_at=1,
+            usage_key_id="uk1",
+            usage_key=usage_key,
+        )
+    )
+    return keys
+
+
+def test_a_tenant_key_names_its_usage_plan_key() -> None:
+    keys = _keys_with_usage_key("usage-value-0123456789abcdef")
+
+    decision = authorize(f"Bearer {TENANT_KEY}", METHOD_ARN, keys, _admin_key)
+
+    assert decision["usageIdentifierKey"] == "usage-value-0123456789abcdef"
+    assert "usage" not in str(decision["context"])
+
+
+def test_a_tenant_key_without_a_usage_plan_key_names_none() -> None:
+    decision = authorize(f"Bearer {TENANT_KEY}", METHOD_ARN, _keys(), _admin_key)
+
+    assert "usageIdentifierKey" not in decision
+
+
+def test_the_platform_admin_names_the_platform_usage_plan_key() -> None:
+    decision = authorize(
+        "Bearer platform-admin-secret", METHOD_ARN, _keys(), _admin_key, "byomplatformadmin0123456789"
+    )
+
+    assert decision["usageIdentifierKey"] == "byomplatformadmin0123456789"

@@ -95,6 +95,9 @@ class Tenant(BaseModel):
     name: str
     monthly_budget_usd: float | None = None
     created_at: int
+    # The tenant's API Gateway usage plan (byom.governance.rate_limits), set on first need with
+    # its own conditional update; excluded from dumps, so no route shows it.
+    usage_plan_id: str | None = Field(default=None, exclude=True)
 
 
 class ApiKey(BaseModel):
@@ -108,9 +111,14 @@ class ApiKey(BaseModel):
     last4: str
     created_at: int
     revoked_at: int | None = None
+    # The key's API Gateway API key (byom.governance.rate_limits.UsageKey): the authorizer returns
+    # the value as usageIdentifierKey. Stored, never shown.
+    usage_key_id: str | None = None
+    usage_key: str | None = None
 
     def public(self) -> dict:
-        return self.model_dump(exclude={"key_hash"}) | {"object": "api_key"}
+        hidden = {"key_hash", "usage_key_id", "usage_key"}
+        return self.model_dump(exclude=hidden) | {"object": "api_key"}
 
 
 class Credential(BaseModel):

@@ -21,6 +21,8 @@ class AuthorizerSettings(_Settings):
     api_keys_table: str
     admin_key_secret_arn: str
     admin_key_max_age_seconds: int = 300
+    # The API key value of the stack's platform usage plan, returned for the platform admin.
+    platform_usage_key: str | None = None
 
 
 class AdminSettings(_Settings):
@@ -36,6 +38,9 @@ class AdminSettings(_Settings):
     spend_alarm_prefix: str
     policies_table: str
     audit_table: str
+    # The REST API and stage the tenants' usage plans are bound to; unset: no usage plans managed.
+    rest_api_id: str | None = None
+    stage_name: str = "prod"
 
 
 class GatewaySettings(_Settings):

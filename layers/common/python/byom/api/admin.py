@@ -18,6 +18,7 @@ from byom.dal.policies import PolicyRepository
 from byom.dal.repositories import ApiKeyRepository, CredentialRepository, ModelRepository, TenantRepository
 from byom.dal.secrets import SecretStore
 from byom.dal.usage import UsageTable
+from byom.dal.usage_plans import UsagePlanRepository
 from byom.domain import CreateKey, CreateModel, CreateTenant, PutBudget, PutCredential
 from byom.governance.policy import PutPolicy
 from byom.logic import admin
@@ -41,6 +42,11 @@ def store() -> admin.AdminStore:
         ),
         policies=PolicyRepository(table(settings.policies_table)),
         guardrails=BedrockGuardrails(),
+        usage_plans=UsagePlanRepository(
+            client("apigateway"), rest_api_id=settings.rest_api_id, stage=settings.stage_name
+        )
+        if settings.rest_api_id
+        else None,
     )
 
 

@@ -34,5 +34,9 @@ def _header(headers: dict[str, Any] | None, name: str) -> str | None:
 
 def authorize_event(event: dict[str, Any]) -> dict[str, Any]:
     return authorize(
-        _header(event.get("headers"), "authorization"), event.get("methodArn", ""), _keys(), _admin_key
+        _header(event.get("headers"), "authorization"),
+        event.get("methodArn", ""),
+        _keys(),
+        _admin_key,
+        authorizer_settings().platform_usage_key,
     )

@@ -68,6 +68,24 @@ class TenantRepository:
     def delete(self, tenant_id: str) -> None:
         self._table.delete_item(Key={"tenant_id": tenant_id})
 
+    def set_usage_plan(self, tenant_id: str, plan_id: str) -> str:
+        """Record the tenant's usage plan unless one is recorded already; answer the one recorded."""
+        try:
+            self._table.update_item(
+                Key={"tenant_id": tenant_id},
+                UpdateExpression="SET usage_plan_id = :plan",
+                ConditionExpression="attribute_exists(tenant_id) AND attribute_not_exists(usage_plan_id)",
+                ExpressionAttributeValues={":plan": plan_id},
+            )
+            return plan_id
+        except ClientError as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+        tenant = self.get(tenant_id)
+        if tenant is None or tenant.usage_plan_id is None:
+            raise Conflict(f"tenant '{tenant_id}' was deleted meanwhile")
+        return tenant.usage_plan_id
+
     @staticmethod
     def _tenant(item: dict[str, Any]) -> Tenant:
         return Tenant.model_validate(item | {"id": item["tenant_id"]})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from byom import clock
 from byom.domain import (
@@ -24,6 +24,8 @@ from byom.errors import Conflict, InvalidRequest, NotFound
 from byom.governance.guardrail import GuardrailScreen
 from byom.governance.policy import BUILTIN_TYPES, Policy, PutPolicy
 from byom.governance.redaction import validate_custom_pattern
+from byom.governance.policy import RateLimits
+from byom.governance.rate_limits import Throttle, UsageKey, throttle_for
 from byom.logic import usage as usage_logic
 from byom.logic.access import ALL_ROLES, Principal, require_platform_admin, require_tenant_access
 from byom.logic.metering import highest_pricing
@@ -31,6 +33,20 @@ from byom.pricing import catalog_price
 from byom.security import generate_api_key, hash_api_key, validate_base_url
 
 _CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class UsagePlans(Protocol):
+    """API Gateway usage plans (byom.governance.rate_limits): one per tenant, an API key per key."""
+
+    def create_plan(self, tenant_id: str, throttle: Throttle | None) -> str: ...
+
+    def set_throttle(self, plan_id: str, throttle: Throttle | None) -> None: ...
+
+    def delete_plan(self, plan_id: str) -> None: ...
+
+    def create_key(self, plan_id: str, name: str) -> UsageKey: ...
+
+    def delete_key(self, usage_key_id: str) -> None: ...
 
 
 @dataclass
@@ -51,6 +67,8 @@ class AdminStore:
     """Governance policies (byom.dal.policies.PolicyRepository); None where not kept."""
     guardrails: GuardrailScreen | None = None
     """Bedrock Guardrails, to check that a policy's guardrail exists."""
+    usage_plans: UsagePlans | None = None
+    """API Gateway usage plans; None where the API enforces none (handler tests without a stage)."""
 
 
 def _tenant(
@@ -98,13 +116,14 @@ def get_tenant(store: AdminStore, principal: Principal, tenant_id: str) -> Tenan
 
 def delete_tenant(store: AdminStore, principal: Principal, tenant_id: str) -> None:
     """Children first, the tenant record last: a failure part-way leaves a tenant a retry can finish."""
-    _tenant(store, principal, tenant_id, roles=())
+    tenant = _tenant(store, principal, tenant_id, roles=())
     for model in store.models.list(tenant_id):
         store.models.delete(tenant_id, model.alias)
     for credential in store.credentials.list(tenant_id):
         store.secrets.delete(tenant_id, credential.name)
         store.credentials.delete(tenant_id, credential.name)
     for key in store.keys.list(tenant_id):
+        _delete_usage_key(store, key)
         store.keys.delete(key)
     if store.usage is not None:
         store.usage.delete_budget(tenant_id)
@@ -112,6 +131,8 @@ def delete_tenant(store: AdminStore, principal: Principal, tenant_id: str) -> No
         store.alarms.delete(tenant_id)
     if store.policies is not None:
         store.policies.delete(tenant_id)
+    if store.usage_plans is not None and tenant.usage_plan_id:
+        store.usage_plans.delete_plan(tenant.usage_plan_id)
     store.tenants.delete(tenant_id)
 
 
@@ -121,8 +142,11 @@ def delete_tenant(store: AdminStore, principal: Principal, tenant_id: str) -> No
 def create_key(
     store: AdminStore, principal: Principal, tenant_id: str, body: CreateKey
 ) -> tuple[ApiKey, str]:
-    """Return the stored key and the plaintext, which is shown once and never stored."""
-    _tenant(store, principal, tenant_id)
+    """Return the stored key and the plaintext, which is shown once and never stored.
+
+    The key's API Gateway API key is created first, in the tenant's usage plan, and deleted again
+    if the key cannot be stored: a stored key always has one."""
+    tenant = _tenant(store, principal, tenant_id)
     plaintext = generate_api_key()
     key = ApiKey(
         id=clock.new_id("key"),
@@ -133,7 +157,15 @@ def create_key(
         last4=plaintext[-4:],
         created_at=clock.now(),
     )
-    store.keys.create(key)
+    usage_key = None
+    if store.usage_plans is not None:
+        usage_key = store.usage_plans.create_key(_usage_plan(store, store.usage_plans, tenant), key.id)
+        key = key.model_copy(update={"usage_key_id": usage_key.id, "usage_key": usage_key.value})
+    try:
+        store.keys.create(key)
+    except Exception:
+        _delete_usage_key(store, key)
+        raise
     return key, plaintext
 
 
@@ -147,7 +179,49 @@ def revoke_key(store: AdminStore, principal: Principal, tenant_id: str, key_id: 
     key = store.keys.get(tenant_id, key_id)
     if key is None:
         raise NotFound(f"No API key '{key_id}'")
-    return store.keys.revoke(key, clock.now())
+    revoked = store.keys.revoke(key, clock.now())
+    # After the revocation, which is what refuses the key (401): this only tidies its usage plan.
+    _delete_usage_key(store, key)
+    return revoked
+
+
+# Rate limits (SPEC §8)
+
+
+def _usage_plan(store: AdminStore, plans: UsagePlans, tenant: Tenant) -> str:
+    """The tenant's usage plan, created without a throttle of its own on first need. Of two plans
+    created at once, the one recorded first is kept and the other deleted."""
+    if tenant.usage_plan_id:
+        return tenant.usage_plan_id
+    created = plans.create_plan(tenant.id, None)
+    try:
+        kept: str = store.tenants.set_usage_plan(tenant.id, created)
+    except Exception:
+        plans.delete_plan(created)
+        raise
+    if kept != created:
+        plans.delete_plan(created)
+    return kept
+
+
+def _delete_usage_key(store: AdminStore, key: ApiKey) -> None:
+    if store.usage_plans is not None and key.usage_key_id:
+        store.usage_plans.delete_key(key.usage_key_id)
+
+
+def apply_rate_limits(store: AdminStore, tenant_id: str, limits: RateLimits) -> Throttle | None:
+    """Set the tenant's usage plan to `limits.requests_per_minute` per key (None: the stage's
+    default throttle only). For the policy route, after its own access check; answers the
+    throttle applied. API Gateway takes a little while to apply a plan change everywhere."""
+    tenant = store.tenants.get(tenant_id)
+    if tenant is None:
+        raise NotFound(f"No tenant '{tenant_id}'")
+    throttle = throttle_for(limits.requests_per_minute)
+    plans = store.usage_plans
+    if plans is None or (throttle is None and not tenant.usage_plan_id):
+        return throttle
+    plans.set_throttle(_usage_plan(store, plans, tenant), throttle)
+    return throttle
 
 
 # Provider credentials
@@ -378,6 +452,8 @@ def put_policy(store: AdminStore, principal: Principal, tenant_id: str, body: Pu
     _tenant(store, principal, tenant_id)
     _check_policy(store, body)
     policy = Policy.model_validate(body.model_dump() | {"tenant_id": tenant_id, "updated_at": clock.now()})
+    # The usage plan first: if API Gateway refuses, nothing is stored and the old policy holds.
+    apply_rate_limits(store, tenant_id, body.rate_limits)
     store.policies.put(policy)
     return policy
 

@@ -36,8 +36,12 @@ def api_wildcard_arn(method_arn: str) -> str:
     return f"{prefix}:execute-api:{region_account_api[0]}/{region_account_api[1]}/*"
 
 
-def policy(principal_id: str, method_arn: str, context: dict[str, str]) -> dict[str, Any]:
-    return {
+def policy(
+    principal_id: str, method_arn: str, context: dict[str, str], usage_key: str | None = None
+) -> dict[str, Any]:
+    """The answer API Gateway expects; `usage_key` is the API key value of the caller's usage plan
+    (the API's key source is AUTHORIZER), without which a method requiring an API key answers 403."""
+    decision: dict[str, Any] = {
         "principalId": principal_id,
         "policyDocument": {
             "Version": "2012-10-17",
@@ -47,11 +51,20 @@ def policy(principal_id: str, method_arn: str, context: dict[str, str]) -> dict[
         },
         "context": context,
     }
+    if usage_key:
+        decision["usageIdentifierKey"] = usage_key
+    return decision
 
 
 def authorize(
-    authorization: str | None, method_arn: str, keys: KeyLookup, admin_key: Callable[[], str]
+    authorization: str | None,
+    method_arn: str,
+    keys: KeyLookup,
+    admin_key: Callable[[], str],
+    platform_usage_key: str | None = None,
 ) -> dict:
+    """`platform_usage_key`: the API key value of the stack's platform usage plan (no secret: API
+    Gateway takes usage keys from this authorizer only), returned for the platform admin."""
     token = bearer_token(authorization)
     if token is None:
         raise Unauthorized()
@@ -60,7 +73,8 @@ def authorize(
         if key is None or key.revoked_at is not None:
             raise Unauthorized()
         context = {"principal": "tenant", "tenant_id": key.tenant_id, "key_id": key.id, "role": key.role}
-        return policy(key.id, method_arn, context)
+        # Read with the key itself: naming its usage plan costs no request of its own.
+        return policy(key.id, method_arn, context, key.usage_key)
     if same_secret(token, admin_key()):
         context = {
             "principal": PLATFORM_ADMIN,
@@ -68,5 +82,5 @@ def authorize(
             "key_id": PLATFORM_ADMIN_ID,
             "role": PLATFORM_ADMIN,
         }
-        return policy(PLATFORM_ADMIN_ID, method_arn, context)
+        return policy(PLATFORM_ADMIN_ID, method_arn, context, platform_usage_key)
     raise Unauthorized()
