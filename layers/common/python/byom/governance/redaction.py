@@ -152,16 +152,18 @@ _NUMERIC_RUN = re.compile(r"[+(0-9](?:[0-9 .()/+-]{6,}|(?<=[A-Z]{2}[0-9])[0-9])"
 _PHONE = re.compile(
     r"(?<![\w+/.:-])(?:"
     # international: +CC, an optional (0) or (area), then groups
-    r"\+[1-9]\d{0,2}(?:[ .-]?\(0?\d{1,4}\))?[ .-]?\d{1,14}(?:[ .-]\d{1,6}){0,5}"
+    r"\+[1-9]\d{0,2}(?:[ .-]?\(0?\d{1,4}\))?[ .-]?\d{1,14}(?:[ .-]\d{1,10}){0,5}"
+    # national ones never right after another number ("DE88 3704 0044 0532 0130 00" holds no phone)
+    r"|(?<!\d )(?:"
     # North American: (555) 123-4567, 555-123-4567, 555.123.4567, 1-800-555-0199
-    r"|(?:1[ .-])?\([2-9]\d{2}\)[ ]?\d{3}[ .-]\d{4}"
+    r"(?:1[ .-])?\([2-9]\d{2}\)[ ]?\d{3}[ .-]\d{4}"
     r"|(?:1[ .-])?[2-9]\d{2}([ .-])\d{3}\1\d{4}"
     # trunk-prefixed national numbers: UK 020 7946 0958, DE 030/12345678, FR 01 23 45 67 89, IN 011-2345-6789
-    r"|\(0\d{1,4}\)[ ]?\d{2,8}(?:[ .-]\d{2,4}){0,3}"
-    r"|0\d{1,4}[ /.-]\d{2,8}(?:[ .-]\d{2,4}){0,3}"
+    r"|\(0[1-9]\d{0,3}\)[ ]?\d{2,8}(?:[ .-]\d{2,4}){0,3}"
+    r"|0[1-9]\d{0,3}[ /.-]\d{2,8}(?:[ .-]\d{2,4}){0,3}"
     # Indian mobile without its trunk prefix: 98765 43210
     r"|[6-9]\d{4} \d{5}"
-    r")(?![\w]|[.:/-]\d)"
+    r"))(?![\w]|[.:/-]\d)"
 )
 
 _CARD = re.compile(r"(?<![\w.-])\d(?:[ -]?\d){12,18}(?![\w]|[.-]\d)")
@@ -243,7 +245,12 @@ def _scan_email(text: str) -> Iterator[Finding]:
         at = text.find("@", (domain.end() if domain else at) + 1)
 
 
+_SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
+
+
 def _phone_ok(value: str) -> bool:
+    if _SSN_SHAPE.fullmatch(value):
+        return False  # an SSN's shape, valid or not, is no phone format
     digits = _digit_count(value)
     if value.startswith("+"):
         return 8 <= digits <= 15
@@ -262,10 +269,10 @@ class _Numeric:
 _NUMERIC: dict[str, _Numeric] = {
     n.type: n
     for n in (
-        _Numeric("phone", _PHONE, lambda run, digits: digits >= 9 or (digits == 8 and "+" in run), _phone_ok),
         _Numeric("payment_card", _CARD, lambda _run, digits: digits >= 13, _card_ok),
         _Numeric("us_ssn", _SSN, lambda run, digits: digits >= 9 and "-" in run, lambda _: True),
         _Numeric("ipv4", _IPV4, lambda run, digits: digits >= 4 and run.count(".") >= 3, lambda _: True),
+        _Numeric("phone", _PHONE, lambda run, digits: digits >= 9 or (digits == 8 and "+" in run), _phone_ok),
     )
 }
 _SEPARATORS = str.maketrans("", "", " .()/+-")
@@ -423,7 +430,8 @@ class BuiltinDetector:
             raise ValueError(f"unknown built-in type '{sorted(unknown)[0]}'")
         ordered = [t for t in BUILTIN_TYPES if t in wanted]
         self._scans: list[Scan] = [_SCANS[t] for t in ordered if t in _SCANS]
-        numeric = [_NUMERIC[t] for t in ordered if t in _NUMERIC]
+        # the most specific numeric types first: a tie (the same span) goes to the first found
+        numeric = [n for t, n in _NUMERIC.items() if t in wanted]
         if numeric or "iban" in wanted:
             self._scans.insert(0, _numeric_scan(numeric, "iban" in wanted))
         self._custom = [(name, re.compile(pattern)) for name, pattern in custom]
@@ -550,18 +558,31 @@ def _children(item: tuple[Any, Any]) -> list[Any]:
     return []
 
 
-def _walk(items: Any) -> Iterator[tuple[Any, Any]]:
+def _walk(items: Any, into_atomic: bool = True) -> Iterator[tuple[Any, Any]]:
     for item in items:
         yield item
+        if not into_atomic and item[0] in (_ATOMIC_GROUP, _POSSESSIVE_REPEAT):
+            continue  # never backtracks into: what it holds cannot multiply the ways to match
         for child in _children(item):
-            yield from _walk(child)
+            yield from _walk(child, into_atomic)
+
+
+def _flat(items: Any) -> list[tuple[Any, Any]]:
+    """A sequence with its plain groups opened: `(a?a)` is the sequence a?, a."""
+    out: list[tuple[Any, Any]] = []
+    for item in items:
+        if item[0] is sre_constants.SUBPATTERN:
+            out.extend(_flat(item[1][-1]))
+        else:
+            out.append(item)
+    return out
 
 
 def _ambiguity(body: Any) -> str | None:
     """Why a repeated body can match one text in many ways, or None."""
     if body.getwidth()[0] == 0:
         return "a repeated group that can match the empty string"
-    for op, av in _walk(body):
+    for op, av in _walk(body, into_atomic=False):
         if op in _REPEATS and av[1] > 1 and av[0] != av[1]:
             return "nested quantifiers (a repeat inside a repeat, like (a+)+)"
         if op is sre_constants.BRANCH:
@@ -569,15 +590,29 @@ def _ambiguity(body: Any) -> str | None:
             for i, a in enumerate(firsts):
                 if any(_overlap(a, b) for b in firsts[i + 1 :]):
                     return "a repeated alternation whose branches can start alike (like (a|aa)*)"
-    # an optional element followed by what it can also start with: (a?a)+
-    items = list(body)
-    for i, item in enumerate(items):
-        first, nullable = _item_first(item)
-        if nullable and first and i + 1 < len(items):
-            rest, _ = _first(items[i + 1 :])
-            if _overlap(first, rest):
-                return "an optional element inside a repeat followed by one like it (like (a?a)+)"
+    # an optional element followed by what it can also start with, the next round's start included:
+    # (a?a)+, and (a|aa)* which the parser turns into a(?:|a)
+    items = _flat(body)
+    if _optional_clash(items, _first(items)[0]):
+        return "an optional element inside a repeat followed by one like it (like (a?a)+ or (a|aa)*)"
     return None
+
+
+def _union(a: frozenset[int], b: frozenset[int]) -> frozenset[int]:
+    return _ALL if _ALL in (a, b) else a | b
+
+
+def _optional_clash(items: list[tuple[Any, Any]], after: frozenset[int]) -> bool:
+    """Whether an optional element can start like what follows it (`after`: what follows the sequence)."""
+    for i, item in enumerate(items):
+        rest, rest_nullable = _first(items[i + 1 :])
+        follow = _union(rest, after) if rest_nullable else rest
+        first, nullable = _item_first(item)
+        if nullable and first and _overlap(first, follow):
+            return True
+        if item[0] is sre_constants.BRANCH and any(_optional_clash(_flat(b), follow) for b in item[1][1]):
+            return True
+    return False
 
 
 def validate_custom_pattern(pattern: str) -> None:
@@ -600,8 +635,6 @@ def validate_custom_pattern(pattern: str) -> None:
         raise ValueError(f"pattern does not compile: {error.msg} (at position {error.pos})") from None
     except RecursionError:
         raise ValueError("pattern does not compile: nested too deeply") from None
-    if parsed.getwidth()[0] == 0:
-        raise ValueError("pattern matches the empty string")
     for op, av in _walk(parsed):
         if op in (sre_constants.GROUPREF, sre_constants.GROUPREF_EXISTS):
             raise ValueError("pattern uses a backreference, which cannot be matched in bounded time")
@@ -609,6 +642,8 @@ def validate_custom_pattern(pattern: str) -> None:
             reason = _ambiguity(av[2])
             if reason:
                 raise ValueError(f"pattern can backtrack catastrophically: {reason}")
+    if parsed.getwidth()[0] == 0:
+        raise ValueError("pattern matches the empty string")
 
 
 # -- the redactor -----------------------------------------------------------------------------------
