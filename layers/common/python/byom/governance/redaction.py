@@ -3,10 +3,12 @@
 Pure logic, offline: a detector finds values in a text; a `Redactor`, one per request, masks them
 with typed, numbered placeholders (`<EMAIL_1>`) and puts them back in the answer, streams included.
 
-Each built-in type is one precompiled regex, run only when a cheap test on the text says it can
-match (an '@' for emails, a '-----BEGIN' for private keys...), and every match is then validated
-(Luhn, mod-97, `ipaddress`, a JWT header that decodes) before it counts. Overlapping findings are
-resolved once: the longest wins, then the earliest.
+Each built-in type is found from something literal (an '@', `-----BEGIN `, `eyJ`, a key's prefix)
+or, for the numeric types and IBANs, inside the runs of digits one pass finds; its own precompiled
+regex then runs there only, and every match is validated (Luhn, mod-97, `ipaddress`, a JWT header
+that decodes) before it counts. Overlapping findings are resolved once: the longest wins, then the
+earliest. Masking shortens a text, which can bring a context word within reach of a 40-character
+token the secret-key rule skipped before; that is the one way masked text can hold a new finding.
 """
 
 from __future__ import annotations
