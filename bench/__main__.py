@@ -1,4 +1,4 @@
-"""All three benchmarks, one after the other: `python -m bench` (what `make bench` runs).
+"""All four benchmarks, one after the other: `python -m bench` (what `make bench` runs).
 
     .venv/bin/python -m bench [--quick]
 
@@ -27,6 +27,8 @@ def main() -> None:
     parser.add_argument("--no-litellm", action="store_true", help="leave LiteLLM's proxy out")
     args = parser.parse_args()
     runs, calls = (3, 100) if args.quick else (15, 1000)
+    _run("bench.redaction", "--runs", "200" if args.quick else "2000")
+    say()
     _run("bench.cold_start", "--runs", str(runs))
     say()
     _run("bench.in_process", "--calls", str(calls))

@@ -3,10 +3,12 @@
 Pure logic, offline: a detector finds values in a text; a `Redactor`, one per request, masks them
 with typed, numbered placeholders (`<EMAIL_1>`) and puts them back in the answer, streams included.
 
-Each built-in type is one precompiled regex, run only when a cheap test on the text says it can
-match (an '@' for emails, a '-----BEGIN' for private keys...), and every match is then validated
-(Luhn, mod-97, `ipaddress`, a JWT header that decodes) before it counts. Overlapping findings are
-resolved once: the longest wins, then the earliest.
+Each built-in type is found from something literal (an '@', `-----BEGIN `, `eyJ`, a key's prefix)
+or, for the numeric types and IBANs, inside the runs of digits one pass finds; its own precompiled
+regex then runs there only, and every match is validated (Luhn, mod-97, `ipaddress`, a JWT header
+that decodes) before it counts. Overlapping findings are resolved once: the longest wins, then the
+earliest. Masking shortens a text, which can bring a context word within reach of a 40-character
+token the secret-key rule skipped before; that is the one way masked text can hold a new finding.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import re._constants as sre_constants
 import re._parser as sre_parse
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any, Protocol
 
 from byom.governance.policy import BUILTIN_TYPES
@@ -140,8 +143,10 @@ _EMAIL_DOMAIN = re.compile(
 )
 _EMAIL_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.%+-")
 
-# Runs of digits and the separators numbers are written with; 7 characters at least (1.2.3.4).
-_NUMERIC_RUN = re.compile(r"[+(0-9][0-9 .()/+-]{6,}")
+# Runs of digits and the separators numbers are written with, 7 characters at least (1.2.3.4), and
+# the check digits of anything that starts like an IBAN (two capitals, two digits): one pass finds
+# where every numeric type and the IBAN can be (a class as the first item keeps the scan in C).
+_NUMERIC_RUN = re.compile(r"[+(0-9](?:[0-9 .()/+-]{6,}|(?<=[A-Z]{2}[0-9])[0-9])")
 
 # Phones: an international number (+ and a country code; 8 to 15 digits, separators optional), or a
 # national one written with its usual grouping, which is then required: a plain run of digits is an
@@ -149,16 +154,18 @@ _NUMERIC_RUN = re.compile(r"[+(0-9][0-9 .()/+-]{6,}")
 _PHONE = re.compile(
     r"(?<![\w+/.:-])(?:"
     # international: +CC, an optional (0) or (area), then groups
-    r"\+[1-9]\d{0,2}(?:[ .-]?\(0?\d{1,4}\))?[ .-]?\d{1,14}(?:[ .-]\d{1,6}){0,5}"
+    r"\+[1-9]\d{0,2}(?:[ .-]?\(0?\d{1,4}\))?[ .-]?\d{1,14}(?:[ .-]\d{1,10}){0,5}"
+    # national ones never right after another number ("DE88 3704 0044 0532 0130 00" holds no phone)
+    r"|(?<!\d )(?:"
     # North American: (555) 123-4567, 555-123-4567, 555.123.4567, 1-800-555-0199
-    r"|(?:1[ .-])?\([2-9]\d{2}\)[ ]?\d{3}[ .-]\d{4}"
+    r"(?:1[ .-])?\([2-9]\d{2}\)[ ]?\d{3}[ .-]\d{4}"
     r"|(?:1[ .-])?[2-9]\d{2}([ .-])\d{3}\1\d{4}"
     # trunk-prefixed national numbers: UK 020 7946 0958, DE 030/12345678, FR 01 23 45 67 89, IN 011-2345-6789
-    r"|\(0\d{1,4}\)[ ]?\d{2,8}(?:[ .-]\d{2,4}){0,3}"
-    r"|0\d{1,4}[ /.-]\d{2,8}(?:[ .-]\d{2,4}){0,3}"
+    r"|\(0[1-9]\d{0,3}\)[ ]?\d{2,8}(?:[ .-]\d{2,4}){0,3}"
+    r"|0[1-9]\d{0,3}[ /.-]\d{2,8}(?:[ .-]\d{2,4}){0,3}"
     # Indian mobile without its trunk prefix: 98765 43210
     r"|[6-9]\d{4} \d{5}"
-    r")(?![\w]|[.:/-]\d)"
+    r"))(?![\w]|[.:/-]\d)"
 )
 
 _CARD = re.compile(r"(?<![\w.-])\d(?:[ -]?\d){12,18}(?![\w]|[.-]\d)")
@@ -168,7 +175,7 @@ _SSN = re.compile(r"(?<![\w.-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _IPV4 = re.compile(rf"(?<![\w.-]){_OCTET}(?:\.{_OCTET}){{3}}(?![\w-]|\.\d)")
 
-_IBAN = re.compile(r"[A-Z](?<![\w-][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?(?![\w-])")
+_IBAN = re.compile(r"(?<![\w-])[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?(?![\w-])")
 
 # Two colons with at most four hex digits between them find a candidate; from the start of its
 # hex-and-colon token, the candidate regex (an IPv4 tail and a zone allowed) takes it whole and
@@ -189,7 +196,7 @@ _AWS_ACCESS_KEY_ID = re.compile(
 # "aws" or "secret" (any case, so `aws_secret_access_key = ...`, `SecretAccessKey: ...` and
 # `AWS_SECRET=...` count) or after an access key id's "AKIA"/"ASIA".
 _AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
-_AWS_SECRET_CONTEXT = ("aws", "secret", "akia", "asia")
+_AWS_SECRET_CONTEXT = ("aws", "secret", "akia", "asia")  # searched in the lower-cased text
 _AWS_SECRET_WINDOW = 80
 
 _PRIVATE_KEY = re.compile(
@@ -206,11 +213,12 @@ _JWT = re.compile(r"eyJ(?<![\w-]eyJ)[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{2,}\.[A-Za-
 # match too); Slack `xoxb-`/`xoxp-`/`xapp-`...; GitHub `ghp_`/`gho_`/`ghu_`/`ghs_`/`ghr_` and
 # `github_pat_`; Google `AIza` + 35; Hugging Face `hf_`. A body that is a plain hyphenated name
 # (`sk-learn-...`) is kept out by requiring two of lower case, upper case and digits.
+# One pattern per literal prefix, run only when the text holds it (a literal is found in C at
+# memchr speed; an alternation of prefixes would be tried at every 's', 'g', 'x'...).
 _API_KEYS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (prefix, re.compile(re.escape(prefix) + rf"(?<![\w-]{re.escape(prefix)})" + body + r"(?![\w-])"))
+    (prefix, re.compile(prefix + rf"(?<![\w-]{prefix})(?:{body})(?![\w-])"))
     for prefix, body in (
-        ("sk-", r"[A-Za-z0-9_-]{20,}"),
-        ("sk_", r"(?:live|test)_[A-Za-z0-9]{16,}"),
+        ("sk", r"-[A-Za-z0-9_-]{20,}|_(?:live|test)_[A-Za-z0-9]{16,}"),
         ("rk_", r"(?:live|test)_[A-Za-z0-9]{16,}"),
         ("byom-", r"[A-Za-z0-9_-]{32,}"),
         ("xox", r"[abposr]-[A-Za-z0-9-]{10,}"),
@@ -239,7 +247,12 @@ def _scan_email(text: str) -> Iterator[Finding]:
         at = text.find("@", (domain.end() if domain else at) + 1)
 
 
+_SSN_SHAPE = re.compile(r"\d{3}-\d{2}-\d{4}")
+
+
 def _phone_ok(value: str) -> bool:
+    if _SSN_SHAPE.fullmatch(value):
+        return False  # an SSN's shape, valid or not, is no phone format
     digits = _digit_count(value)
     if value.startswith("+"):
         return 8 <= digits <= 15
@@ -250,31 +263,40 @@ def _phone_ok(value: str) -> bool:
 class _Numeric:
     type: str
     pattern: re.Pattern[str]
-    min_length: int
+    may_match: Callable[[str, int], bool]
+    """On the run and its number of digits: False when the pattern cannot match in it."""
     accept: Callable[[str], bool]
 
 
 _NUMERIC: dict[str, _Numeric] = {
     n.type: n
     for n in (
-        _Numeric("phone", _PHONE, 9, _phone_ok),
-        _Numeric("payment_card", _CARD, 13, _card_ok),
-        _Numeric("us_ssn", _SSN, 11, lambda _: True),
-        _Numeric("ipv4", _IPV4, 7, lambda _: True),
+        _Numeric("payment_card", _CARD, lambda _run, digits: digits >= 13, _card_ok),
+        _Numeric("us_ssn", _SSN, lambda run, digits: digits >= 9 and "-" in run, lambda _: True),
+        _Numeric("ipv4", _IPV4, lambda run, digits: digits >= 4 and run.count(".") >= 3, lambda _: True),
+        _Numeric("phone", _PHONE, lambda run, digits: digits >= 9 or (digits == 8 and "+" in run), _phone_ok),
     )
 }
+_SEPARATORS = str.maketrans("", "", " .()/+-")
 
 
-def _numeric_scan(kinds: Sequence[_Numeric]) -> Scan:
+def _numeric_scan(kinds: Sequence[_Numeric], iban: bool) -> Scan:
     def scan(text: str) -> Iterator[Finding]:
         size = len(text)
         for run in _NUMERIC_RUN.finditer(text):
             start, end = run.span()
-            length = end - start
+            if iban and start >= 2 and text[start - 2 : start].isupper():
+                found = _iban_at(text, start - 2)
+                if found:
+                    yield found
+            value = run.group()
+            digits = len(value.translate(_SEPARATORS))
+            if digits < 4:
+                continue
             # two characters past the run, for the patterns' look-ahead (a "-5" that ends a date)
             stop = min(size, end + 2)
             for kind in kinds:
-                if length >= kind.min_length:
+                if kind.may_match(value, digits):
                     for match in kind.pattern.finditer(text, start, stop):
                         if kind.accept(match.group()):
                             yield _finding(kind.type, match)
@@ -282,23 +304,26 @@ def _numeric_scan(kinds: Sequence[_Numeric]) -> Scan:
     return scan
 
 
-def _scan_iban(text: str) -> Iterator[Finding]:
-    for match in _IBAN.finditer(text):
-        value = match.group()
-        length = _IBAN_LENGTHS.get(value[:2])
-        compact = value.replace(" ", "")
-        if length is None or len(compact) < length:
-            continue
-        end, seen = 0, 0
-        while seen < length:
-            if value[end] != " ":
-                seen += 1
-            end += 1
-        if end < len(value) and value[end] != " ":
-            continue  # the country's length ends inside a group: not an IBAN
-        if _iban_ok(compact[:length]):
-            start = match.start()
-            yield Finding("iban", start, start + end, value[:end])
+def _iban_at(text: str, start: int) -> Finding | None:
+    """The IBAN at `start`, cut to its country's length, if its checksum holds."""
+    match = _IBAN.match(text, start)
+    if match is None:
+        return None
+    value = match.group()
+    length = _IBAN_LENGTHS.get(value[:2])
+    compact = value.replace(" ", "")
+    if length is None or len(compact) < length:
+        return None
+    end, seen = 0, 0
+    while seen < length:
+        if value[end] != " ":
+            seen += 1
+        end += 1
+    if end < len(value) and value[end] != " ":
+        return None  # the country's length ends inside a group: not an IBAN
+    if not _iban_ok(compact[:length]):
+        return None
+    return Finding("iban", start, start + end, value[:end])
 
 
 def _scan_ipv6(text: str) -> Iterator[Finding]:
@@ -315,8 +340,8 @@ def _scan_ipv6(text: str) -> Iterator[Finding]:
             continue
         covered = match.end()
         value = match.group()
-        if len(value) < 6:
-            continue  # `::1`, `a::b`: too short to be someone's address
+        if len(value) < 6 or ("::" not in value and value.count(":") < 6):
+            continue  # `::1`, `a::b`: too short to be someone's address; `12:30:45` too few groups
         try:
             ipaddress.IPv6Address(value)
         except ValueError:
@@ -373,7 +398,6 @@ def _scan_api_key(text: str) -> Iterator[Finding]:
 
 _SCANS: dict[str, Scan] = {
     "email": _scan_email,
-    "iban": _scan_iban,
     "ipv6": _scan_ipv6,
     "aws_access_key_id": _literal_scan("aws_access_key_id", "A", _AWS_ACCESS_KEY_ID, lambda _: True),
     "aws_secret_access_key": _scan_aws_secret,
@@ -381,12 +405,15 @@ _SCANS: dict[str, Scan] = {
     "jwt": _literal_scan("jwt", "eyJ", _JWT, _jwt_ok),
     "api_key": _scan_api_key,
 }
-assert set(_SCANS) | set(_NUMERIC) == set(BUILTIN_TYPES), "every built-in type has a scan"
+assert set(_SCANS) | set(_NUMERIC) | {"iban"} == set(BUILTIN_TYPES), "every built-in type has a scan"
 
 
 def _resolve(findings: Iterable[Finding]) -> list[Finding]:
     """Non-overlapping, sorted by start: the longest finding wins, then the earliest, then the first given."""
-    ranked = sorted(findings, key=lambda f: (f.start - f.end, f.start))
+    ordered = sorted(findings, key=lambda f: f.start)
+    if all(a.end <= b.start for a, b in pairwise(ordered)):
+        return ordered  # the common case: nothing overlaps
+    ranked = sorted(ordered, key=lambda f: (f.start - f.end, f.start))
     kept: list[Finding] = []
     for finding in ranked:
         if all(finding.end <= k.start or finding.start >= k.end for k in kept):
@@ -405,9 +432,10 @@ class BuiltinDetector:
             raise ValueError(f"unknown built-in type '{sorted(unknown)[0]}'")
         ordered = [t for t in BUILTIN_TYPES if t in wanted]
         self._scans: list[Scan] = [_SCANS[t] for t in ordered if t in _SCANS]
-        numeric = [_NUMERIC[t] for t in ordered if t in _NUMERIC]
-        if numeric:
-            self._scans.insert(0, _numeric_scan(numeric))
+        # the most specific numeric types first: a tie (the same span) goes to the first found
+        numeric = [n for t, n in _NUMERIC.items() if t in wanted]
+        if numeric or "iban" in wanted:
+            self._scans.insert(0, _numeric_scan(numeric, "iban" in wanted))
         self._custom = [(name, re.compile(pattern)) for name, pattern in custom]
 
     def find(self, text: str) -> list[Finding]:
@@ -532,18 +560,31 @@ def _children(item: tuple[Any, Any]) -> list[Any]:
     return []
 
 
-def _walk(items: Any) -> Iterator[tuple[Any, Any]]:
+def _walk(items: Any, into_atomic: bool = True) -> Iterator[tuple[Any, Any]]:
     for item in items:
         yield item
+        if not into_atomic and item[0] in (_ATOMIC_GROUP, _POSSESSIVE_REPEAT):
+            continue  # never backtracks into: what it holds cannot multiply the ways to match
         for child in _children(item):
-            yield from _walk(child)
+            yield from _walk(child, into_atomic)
+
+
+def _flat(items: Any) -> list[tuple[Any, Any]]:
+    """A sequence with its plain groups opened: `(a?a)` is the sequence a?, a."""
+    out: list[tuple[Any, Any]] = []
+    for item in items:
+        if item[0] is sre_constants.SUBPATTERN:
+            out.extend(_flat(item[1][-1]))
+        else:
+            out.append(item)
+    return out
 
 
 def _ambiguity(body: Any) -> str | None:
     """Why a repeated body can match one text in many ways, or None."""
     if body.getwidth()[0] == 0:
         return "a repeated group that can match the empty string"
-    for op, av in _walk(body):
+    for op, av in _walk(body, into_atomic=False):
         if op in _REPEATS and av[1] > 1 and av[0] != av[1]:
             return "nested quantifiers (a repeat inside a repeat, like (a+)+)"
         if op is sre_constants.BRANCH:
@@ -551,15 +592,29 @@ def _ambiguity(body: Any) -> str | None:
             for i, a in enumerate(firsts):
                 if any(_overlap(a, b) for b in firsts[i + 1 :]):
                     return "a repeated alternation whose branches can start alike (like (a|aa)*)"
-    # an optional element followed by what it can also start with: (a?a)+
-    items = list(body)
-    for i, item in enumerate(items):
-        first, nullable = _item_first(item)
-        if nullable and first and i + 1 < len(items):
-            rest, _ = _first(items[i + 1 :])
-            if _overlap(first, rest):
-                return "an optional element inside a repeat followed by one like it (like (a?a)+)"
+    # an optional element followed by what it can also start with, the next round's start included:
+    # (a?a)+, and (a|aa)* which the parser turns into a(?:|a)
+    items = _flat(body)
+    if _optional_clash(items, _first(items)[0]):
+        return "an optional element inside a repeat followed by one like it (like (a?a)+ or (a|aa)*)"
     return None
+
+
+def _union(a: frozenset[int], b: frozenset[int]) -> frozenset[int]:
+    return _ALL if _ALL in (a, b) else a | b
+
+
+def _optional_clash(items: list[tuple[Any, Any]], after: frozenset[int]) -> bool:
+    """Whether an optional element can start like what follows it (`after`: what follows the sequence)."""
+    for i, item in enumerate(items):
+        rest, rest_nullable = _first(items[i + 1 :])
+        follow = _union(rest, after) if rest_nullable else rest
+        first, nullable = _item_first(item)
+        if nullable and first and _overlap(first, follow):
+            return True
+        if item[0] is sre_constants.BRANCH and any(_optional_clash(_flat(b), follow) for b in item[1][1]):
+            return True
+    return False
 
 
 def validate_custom_pattern(pattern: str) -> None:
@@ -582,8 +637,6 @@ def validate_custom_pattern(pattern: str) -> None:
         raise ValueError(f"pattern does not compile: {error.msg} (at position {error.pos})") from None
     except RecursionError:
         raise ValueError("pattern does not compile: nested too deeply") from None
-    if parsed.getwidth()[0] == 0:
-        raise ValueError("pattern matches the empty string")
     for op, av in _walk(parsed):
         if op in (sre_constants.GROUPREF, sre_constants.GROUPREF_EXISTS):
             raise ValueError("pattern uses a backreference, which cannot be matched in bounded time")
@@ -591,6 +644,8 @@ def validate_custom_pattern(pattern: str) -> None:
             reason = _ambiguity(av[2])
             if reason:
                 raise ValueError(f"pattern can backtrack catastrophically: {reason}")
+    if parsed.getwidth()[0] == 0:
+        raise ValueError("pattern matches the empty string")
 
 
 # -- the redactor -----------------------------------------------------------------------------------
