@@ -220,9 +220,26 @@ def _acknowledge_guardrails(stack: ByomGatewayStack) -> None:
                 GUARDRAILS_REASON.format(actions=actions, what=what),
                 finding=f"Resource::{pattern}",
             )
+
+
+CONTENT_LOG_REASON = (
+    "Tenants with content logging have each call's prompt and answer stored as an object created at "
+    "runtime under tenants/<tenant id>/content/ (or .../subjects/<hash>/content/ when the call names a "
+    "data subject), so the keys are unknown at deploy time; the gateway may only put them (never read), "
+    "and their contents are encrypted client-side with a data key bound to the tenant."
+)
+
+
 def _acknowledge_governance(stack: ByomGatewayStack) -> None:
     role = stack.governance.tenant_data_role
     bucket_id = stack.resolve(stack.data.data_bucket.bucket_arn)["Fn::GetAtt"][0]
+    for pattern in ("tenants/*/content/*", "tenants/*/subjects/*"):
+        acknowledge(
+            _role(stack.functions.gateway.role),
+            "IAM5",
+            CONTENT_LOG_REASON,
+            finding=f"Resource::<{bucket_id}.Arn>/{pattern}",
+        )
     audit_id = stack.resolve(stack.data.audit.table_arn)["Fn::GetAtt"][0]
     acknowledge(
         role,

@@ -86,7 +86,8 @@ def test_tables_have_the_keys_and_indexes_of_the_contract(template: Template) ->
         # The audit's subject index holds keys only: erasure and export read the records by key.
         projection = "KEYS_ONLY" if env_var == "AUDIT_TABLE" else "ALL"
         assert all(
-            gsi["Projection"]["ProjectionType"] == projection for gsi in table.get("GlobalSecondaryIndexes", [])
+            gsi["Projection"]["ProjectionType"] == projection
+            for gsi in table.get("GlobalSecondaryIndexes", [])
         )
 
 
@@ -218,6 +219,8 @@ def test_function_timeout_and_memory(template: Template, name: str, timeout: int
                 "TENANT_DATA_ROLE_ARN",
                 "REST_API_ID",
                 "STAGE_NAME",
+                "POLICIES_TABLE",
+                "AUDIT_TABLE",
             },
         ),
         (
@@ -232,6 +235,10 @@ def test_function_timeout_and_memory(template: Template, name: str, timeout: int
                 "EVENT_BUS_NAME",
                 "ALERTS_TOPIC_ARN",
                 "TENANT_DATA_ROLE_ARN",
+                "POLICIES_TABLE",
+                "AUDIT_TABLE",
+                "DATA_BUCKET",
+                "KMS_KEY_ID",
             },
         ),
     ],
@@ -317,17 +324,22 @@ def test_authorizer_reads_only_the_api_keys_table(template: Template) -> None:
     assert granted == [("dynamodb:GetItem", {"Fn::GetAtt": [api_keys, "Arn"]})]
 
 
-def test_gateway_writes_only_the_response_cache_and_the_usage_table(template: Template) -> None:
+def test_gateway_writes_only_the_response_cache_the_usage_table_and_audit_records(template: Template) -> None:
     env = environment(template, "gateway")
     cache_arn = {"Fn::GetAtt": [env["CACHE_TABLE"]["Ref"], "Arn"]}
     usage_arn = {"Fn::GetAtt": [env["USAGE_TABLE"]["Ref"], "Arn"]}
+    audit_arn = {"Fn::GetAtt": [env["AUDIT_TABLE"]["Ref"], "Arn"]}
     writes = {
         (action, json.dumps(resource))
         for action, resource in actions_on(role_statements(template, "gateway"), "dynamodb:")
         if action not in ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query")
     }
-    # Puts only on the cache; on the usage table what reserving and settling need, no scans or batches.
-    assert writes == {("dynamodb:PutItem", json.dumps(cache_arn))} | {
+    # Puts only on the cache and the audit (records are never changed); on the usage table what
+    # reserving and settling need, no scans or batches.
+    assert writes == {
+        ("dynamodb:PutItem", json.dumps(cache_arn)),
+        ("dynamodb:PutItem", json.dumps(audit_arn)),
+    } | {
         (action, json.dumps(usage_arn))
         for action in (
             "dynamodb:PutItem",
@@ -385,6 +397,13 @@ def test_key_use_is_limited_to_the_services_that_encrypt_for_the_function(
     ]
     assert key_statements
     for statement in key_statements:
+        if statement.get("Sid") == "EnvelopeKeysForContent":
+            # Called directly, for client-side encryption of logged content, bound to that purpose.
+            assert statement["Condition"] == {
+                "StringEquals": {"kms:EncryptionContext:purpose": "audit-content"}
+            }
+            assert statement["Action"] == "kms:GenerateDataKey"
+            continue
         assert via_services(statement) == services
 
 
