@@ -132,11 +132,18 @@ def screen_chat(
         return request, OFF
     texts = chat_texts(request)
     screened, screening = screen(texts, redaction, mode, guardrails)
-    if screened == texts:
-        return request, screening
-    replacements = iter(screened)
-    messages = [_map_message(m, lambda _text: next(replacements)) for m in request.messages]
-    return request.model_copy(update={"messages": messages}), screening
+    update: dict[str, Any] = {name: None for name in _SUBJECT_FIELDS}
+    if screened != texts:
+        replacements = iter(screened)
+        update["messages"] = [_map_message(m, lambda _text: next(replacements)) for m in request.messages]
+    copied = request.model_copy(update=update)
+    # The data subject's id is the gateway's (audit, erasure): under a policy it stays in the
+    # account. Unset, not null: providers are sent the fields the caller set.
+    copied.__pydantic_fields_set__.difference_update(_SUBJECT_FIELDS)
+    return copied, screening
+
+
+_SUBJECT_FIELDS = ("user", "safety_identifier")
 
 
 # Answers
