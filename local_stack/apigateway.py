@@ -779,8 +779,9 @@ class LocalApiGateway:
 
     `cache_authorizer_results` keeps an authorizer's policy, context and usage identifier key for
     the template's TTL, per identity source values, as API Gateway does. `usage_plans` finds the
-    plan of the API key the authorizer names, for methods that require one. `flush_cache_after_writes_under` names a path
-    prefix (the admin API) whose successful writes flush that cache, as an operator would flush
+    plan of the API key the authorizer names, for methods that require one.
+    `flush_cache_after_writes_under` names a path prefix (the admin API) whose successful writes
+    flush that cache (and the usage plans remembered), as an operator would flush
     the stage's authorizer cache: a revoked key is then refused at once, while every other call
     skips the authorizer round trip as it does in the cloud.
     """
