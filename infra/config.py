@@ -36,6 +36,8 @@ ALARM_P99_LATENCY_CONTEXT = "byom:alarmP99LatencyMs"
 ALARM_LAMBDA_ERRORS_CONTEXT = "byom:alarmLambdaErrors"
 ALARM_LAMBDA_THROTTLES_CONTEXT = "byom:alarmLambdaThrottles"
 ALARM_AUTHORIZER_ERRORS_CONTEXT = "byom:alarmAuthorizerErrors"
+# Lambda tenant isolation mode for the gateway function (docs/decisions.md); off by default.
+TENANT_ISOLATION_CONTEXT = "byom:tenantIsolation"
 
 # CloudWatch Logs accepts only these retention periods.
 _RETENTION = {
@@ -79,6 +81,17 @@ def _bundling(scope: Construct) -> bool:
     value = scope.node.try_get_context(BUNDLING_CONTEXT)
     if value is None:
         value = os.environ.get(BUNDLING_ENV, "")
+    return _truthy(value)
+
+
+def _tenant_isolation(scope: Construct) -> bool:
+    value = scope.node.try_get_context(TENANT_ISOLATION_CONTEXT)
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if str(value).strip().lower() not in {"1", "true", "yes", "on", "0", "false", "no", "off", ""}:
+        raise ValueError(f"{TENANT_ISOLATION_CONTEXT}={value!r} is not a boolean")
     return _truthy(value)
 
 
@@ -180,6 +193,7 @@ class Settings:
     web_acl_arn: str | None
     alarms: AlarmThresholds
     fine_tuning: FineTuningConfig = FineTuningConfig()
+    tenant_isolation: bool = False
 
     @classmethod
     def from_context(cls, scope: Construct) -> Settings:
@@ -204,6 +218,7 @@ class Settings:
             web_acl_arn=scope.node.try_get_context(WEB_ACL_CONTEXT) or None,
             alarms=AlarmThresholds.from_context(scope),
             fine_tuning=FineTuningConfig.from_context(scope),
+            tenant_isolation=_tenant_isolation(scope),
         )
 
     @property

@@ -132,7 +132,12 @@ class Functions(Construct):
         return self.build_function(spec, environment)
 
     def build_function(
-        self, spec: FunctionSpec, environment: dict[str, str], scope: Construct | None = None
+        self,
+        spec: FunctionSpec,
+        environment: dict[str, str],
+        scope: Construct | None = None,
+        *,
+        tenancy_config: lambda_.TenancyConfig | None = None,
     ) -> lambda_.Function:
         """A function with every default of the stack, created in `scope` (this construct by default)."""
         scope = scope or self
@@ -175,6 +180,7 @@ class Functions(Construct):
             role=role,
             layers=self.layers,
             environment={**self._powertools_environment(spec), **environment},
+            tenancy_config=tenancy_config,
         )
 
     @staticmethod
@@ -261,7 +267,7 @@ class Functions(Construct):
         return fn
 
     def _build_gateway(self, data: Data) -> lambda_.Function:
-        fn = self._build_function(
+        fn = self.build_function(
             GATEWAY,
             {
                 **data.environment(data.models, data.credentials, data.cache, data.usage),
@@ -270,6 +276,8 @@ class Functions(Construct):
                 "EVENT_BUS_NAME": EVENT_BUS_NAME,
                 "ALERTS_TOPIC_ARN": self._alerts_topic.topic_arn,
             },
+            # One execution environment per tenant (byom:tenantIsolation; docs/decisions.md).
+            tenancy_config=lambda_.TenancyConfig.PER_TENANT if self._settings.tenant_isolation else None,
         )
         fn.add_to_role_policy(
             iam.PolicyStatement(
