@@ -39,6 +39,8 @@ ALARM_LAMBDA_THROTTLES_CONTEXT = "byom:alarmLambdaThrottles"
 ALARM_AUTHORIZER_ERRORS_CONTEXT = "byom:alarmAuthorizerErrors"
 GUARDRAIL_ARNS_CONTEXT = "byom:guardrailArns"
 DEFAULT_GUARDRAIL_ARNS = (f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}:{Aws.ACCOUNT_ID}:guardrail/*",)
+# Lambda tenant isolation mode for the gateway function (docs/decisions.md); off by default.
+TENANT_ISOLATION_CONTEXT = "byom:tenantIsolation"
 
 # CloudWatch Logs accepts only these retention periods.
 _RETENTION = {
@@ -82,6 +84,17 @@ def _bundling(scope: Construct) -> bool:
     value = scope.node.try_get_context(BUNDLING_CONTEXT)
     if value is None:
         value = os.environ.get(BUNDLING_ENV, "")
+    return _truthy(value)
+
+
+def _tenant_isolation(scope: Construct) -> bool:
+    value = scope.node.try_get_context(TENANT_ISOLATION_CONTEXT)
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if str(value).strip().lower() not in {"1", "true", "yes", "on", "0", "false", "no", "off", ""}:
+        raise ValueError(f"{TENANT_ISOLATION_CONTEXT}={value!r} is not a boolean")
     return _truthy(value)
 
 
@@ -211,6 +224,7 @@ class Settings:
     alarms: AlarmThresholds
     fine_tuning: FineTuningConfig = FineTuningConfig()
     guardrail_arns: tuple[str, ...] = DEFAULT_GUARDRAIL_ARNS
+    tenant_isolation: bool = False
 
     @classmethod
     def from_context(cls, scope: Construct) -> Settings:
@@ -236,6 +250,7 @@ class Settings:
             alarms=AlarmThresholds.from_context(scope),
             fine_tuning=FineTuningConfig.from_context(scope),
             guardrail_arns=guardrail_arns(scope),
+            tenant_isolation=_tenant_isolation(scope),
         )
 
     @property

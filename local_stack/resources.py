@@ -3,7 +3,8 @@
 One small function per resource type, registered in CREATORS; adding a type is one entry.
 Types without an entry are skipped: Lambda functions run in-process, API Gateway is emulated by
 local_stack.apigateway (its usage plans and API keys are created here, in moto, where the
-emulation reads them), IAM is not enforced locally.
+emulation reads them), IAM is not enforced locally (except for tenant-scoped sessions, which
+local_stack.iam_emulation judges by the template's role policies).
 """
 
 from __future__ import annotations

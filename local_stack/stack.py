@@ -138,9 +138,10 @@ class SerializedMotoServer(ThreadedMotoServer):
     DynamoDB conditional writes (budget reservations) must be atomic, as they are in AWS. Requests
     pass the IAM emulation of tenant-scoped sessions first (local_stack.iam_emulation)."""
 
-    def __init__(self, *args: Any, iam: IamEmulation, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, iam: IamEmulation | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.iam = iam
+        # Unconfigured, the emulation passes every request through.
+        self.iam = iam or IamEmulation()
 
     def _server_entry(self) -> None:
         _remember_moto_modules()

@@ -24,6 +24,12 @@ AUTHORIZATION_HEADER = "Authorization"
 # again. A plan under 60 per minute refills more slowly; a client retrying after 1 s may be
 # throttled again, and gives up after its retries rather than waiting a minute.
 RETRY_AFTER_SECONDS = 1
+
+# Lambda tenant isolation: API Gateway names the tenant in the Invoke call's X-Amz-Tenant-Id header.
+TENANT_ID_HEADER = "integration.request.header.X-Amz-Tenant-Id"
+AUTHORIZER_TENANT_ID = "context.authorizer.tenant_id"
+# GET /health has no authorizer and no tenant: its calls share one execution environment.
+HEALTH_TENANT_ID = "'health'"
 F = apigw.AccessLogField
 
 # Never $context.requestOverride / bodies / the Authorization header: bodies carry provider keys.
@@ -219,11 +225,11 @@ class Api(Construct):
     ) -> tuple[apigw.Method, apigw.Method, apigw.Method]:
         root = self.rest_api.root
         # allow_test_invoke=False: no extra Lambda permission for the console's test-invoke stage.
-        gateway = apigw.LambdaIntegration(gateway_function, proxy=True, allow_test_invoke=False)
+        gateway = self._gateway_integration(gateway_function, AUTHORIZER_TENANT_ID)
         admin = apigw.LambdaIntegration(admin_function, proxy=True, allow_test_invoke=False)
         health = root.add_resource("health").add_method(
             "GET",
-            gateway,
+            self._gateway_integration(gateway_function, HEALTH_TENANT_ID),
             authorization_type=apigw.AuthorizationType.NONE,
             request_validator=self.validator,
         )
@@ -231,6 +237,13 @@ class Api(Construct):
             health,
             self._add_protected_proxy(root.add_resource("admin"), admin),
             self._add_protected_proxy(root.add_resource("v1"), gateway),
+        )
+
+    def _gateway_integration(self, function: lambda_.IFunction, tenant_id: str) -> apigw.LambdaIntegration:
+        """With tenant isolation on, every invocation must name its tenant (Lambda refuses it otherwise)."""
+        parameters = {TENANT_ID_HEADER: tenant_id} if self._settings.tenant_isolation else None
+        return apigw.LambdaIntegration(
+            function, proxy=True, allow_test_invoke=False, request_parameters=parameters
         )
 
     def _build_fine_tuning_routes(self, function: lambda_.IFunction) -> list[apigw.Method]:

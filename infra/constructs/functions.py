@@ -135,7 +135,12 @@ class Functions(Construct):
         return self.build_function(spec, environment)
 
     def build_function(
-        self, spec: FunctionSpec, environment: dict[str, str], scope: Construct | None = None
+        self,
+        spec: FunctionSpec,
+        environment: dict[str, str],
+        scope: Construct | None = None,
+        *,
+        tenancy_config: lambda_.TenancyConfig | None = None,
     ) -> lambda_.Function:
         """A function with every default of the stack, created in `scope` (this construct by default)."""
         scope = scope or self
@@ -178,6 +183,7 @@ class Functions(Construct):
             role=role,
             layers=self.layers,
             environment={**self._powertools_environment(spec), **environment},
+            tenancy_config=tenancy_config,
         )
 
     @staticmethod
@@ -277,7 +283,7 @@ class Functions(Construct):
         return fn
 
     def _build_gateway(self, data: Data) -> lambda_.Function:
-        fn = self._build_function(
+        fn = self.build_function(
             GATEWAY,
             {
                 **data.environment(
@@ -290,6 +296,8 @@ class Functions(Construct):
                 "DATA_BUCKET": data.data_bucket.bucket_name,
                 "KMS_KEY_ID": self._key.key_arn,
             },
+            # One execution environment per tenant (byom:tenantIsolation; docs/decisions.md).
+            tenancy_config=lambda_.TenancyConfig.PER_TENANT if self._settings.tenant_isolation else None,
         )
         self._grant_governance(fn, data)
         fn.add_to_role_policy(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,7 @@ def allow(action: str | list[str] = "s3:GetObject", resource: str | list[str] = 
 
 
 def decide(
-    statement: dict, *, action: str = "s3:GetObject", resource: str = "arn:x", **context: object
+    statement: dict, *, action: str = "s3:GetObject", resource: str = "arn:x", **context: Any
 ) -> Decision:
     return evaluate([policy(statement)], Request(action, resource, {**A, **context}))  # type: ignore[arg-type]
 
@@ -148,15 +149,20 @@ def test_string_like_globs() -> None:
     assert decide(statement) is Decision.IMPLICIT_DENY
 
 
+def multi(key: str, *values: str) -> dict[str, Any]:
+    """A multivalued context key."""
+    return {key: list(values)}
+
+
 LEADING_KEYS = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [TAG, f"{TAG}#*"]}}
 
 
 def test_for_all_values_needs_every_value_to_match() -> None:
     statement = allow(Condition=LEADING_KEYS)
 
-    assert decide(statement, **{"dynamodb:LeadingKeys": ["A", "A#2026-11"]}) is Decision.ALLOW
-    assert decide(statement, **{"dynamodb:LeadingKeys": ["A", "B#2026-11"]}) is Decision.IMPLICIT_DENY
-    assert decide(statement, **{"dynamodb:LeadingKeys": ["AB"]}) is Decision.IMPLICIT_DENY
+    assert decide(statement, **multi("dynamodb:LeadingKeys", "A", "A#2026-11")) is Decision.ALLOW
+    assert decide(statement, **multi("dynamodb:LeadingKeys", "A", "B#2026-11")) is Decision.IMPLICIT_DENY
+    assert decide(statement, **multi("dynamodb:LeadingKeys", "AB")) is Decision.IMPLICIT_DENY
 
 
 def test_for_all_values_holds_for_a_missing_key_as_in_iam() -> None:
@@ -166,8 +172,8 @@ def test_for_all_values_holds_for_a_missing_key_as_in_iam() -> None:
 def test_for_any_value_needs_one_value_to_match_and_a_missing_key_fails() -> None:
     statement = allow(Condition={"ForAnyValue:StringLike": {"aws:TagKeys": ["tenant_*"]}})
 
-    assert decide(statement, **{"aws:TagKeys": ["other", "tenant_id"]}) is Decision.ALLOW
-    assert decide(statement, **{"aws:TagKeys": ["other"]}) is Decision.IMPLICIT_DENY
+    assert decide(statement, **multi("aws:TagKeys", "other", "tenant_id")) is Decision.ALLOW
+    assert decide(statement, **multi("aws:TagKeys", "other")) is Decision.IMPLICIT_DENY
     assert decide(statement) is Decision.IMPLICIT_DENY
 
 
