@@ -34,6 +34,11 @@ class AdminSettings(_Settings):
     usage_table: str
     alerts_topic_arn: str | None = None
     spend_alarm_prefix: str
+    # Governance: audit records, policies, the response cache (erasure), stored content.
+    audit_table: str
+    policies_table: str
+    cache_table: str
+    data_bucket: str
 
 
 class GatewaySettings(_Settings):

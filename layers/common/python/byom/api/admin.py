@@ -7,6 +7,7 @@ from functools import lru_cache
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
+from byom.api.governance import governance
 from byom.api.http import build_resolver, json_body, listing, ok, principal, query
 from byom.dal.alarms import SpendAlarms
 from byom.dal.aws import client, table
@@ -161,6 +162,6 @@ def get_usage(tenant_id: str):  # type: ignore[no-untyped-def]
 
 def build_admin_app() -> APIGatewayRestResolver:
     app = build_resolver()
-    for router in (tenants, keys, credentials, models, budgets):
+    for router in (tenants, keys, credentials, models, budgets, governance):
         app.include_router(router)
     return app
