@@ -39,7 +39,16 @@ TABLES = {
     "MODELS_TABLE": ("byom-models", [("tenant_id", "HASH"), ("alias", "RANGE")], []),
     "CACHE_TABLE": ("byom-cache", [("cache_key", "HASH")], []),
     "USAGE_TABLE": ("byom-usage", [("pk", "HASH"), ("sk", "RANGE")], []),
+    "POLICIES_TABLE": ("byom-policies", [("tenant_id", "HASH")], []),
+    "AUDIT_TABLE": (
+        "byom-audit",
+        [("tenant_id", "HASH"), ("sk", "RANGE")],
+        [("by_subject", [("subject", "HASH"), ("sk", "RANGE")])],
+    ),
 }
+# Indexes project every attribute unless listed here (as the stack's do).
+KEYS_ONLY_INDEXES = {("byom-audit", "by_subject")}
+DATA_BUCKET = "byom-tenant-data"
 # Retries wait milliseconds here, not the deployed 0.2 s and up.
 FAST_RETRIES = {"RETRY_BASE_SECONDS": "0.001", "RETRY_CAP_SECONDS": "0.002"}
 
@@ -58,7 +67,9 @@ def _create_tables(kms_key: str) -> None:
                 {
                     "IndexName": index,
                     "KeySchema": _schema(index_keys),
-                    "Projection": {"ProjectionType": "ALL"},
+                    "Projection": {
+                        "ProjectionType": "KEYS_ONLY" if (name, index) in KEYS_ONLY_INDEXES else "ALL"
+                    },
                 }
                 for index, index_keys in indexes
             ]
@@ -72,9 +83,31 @@ def _create_tables(kms_key: str) -> None:
         )
 
 
+def _create_data_bucket(kms_key: str) -> None:
+    """Versioned and SSE-KMS, as the stack's data bucket."""
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=DATA_BUCKET)
+    s3.put_bucket_versioning(Bucket=DATA_BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_encryption(
+        Bucket=DATA_BUCKET,
+        ServerSideEncryptionConfiguration={
+            "Rules": [
+                {
+                    "ApplyServerSideEncryptionByDefault": {
+                        "SSEAlgorithm": "aws:kms",
+                        "KMSMasterKeyID": kms_key,
+                    },
+                    "BucketKeyEnabled": True,
+                }
+            ]
+        },
+    )
+
+
 def _clear_caches() -> None:
     from byom import settings
     from byom.api import admin, authorizer, gateway
+    from byom.api import governance as governance_api
     from byom.dal import aws, cache
     from byom.providers import bedrock
 
@@ -87,6 +120,7 @@ def _clear_caches() -> None:
         aws.table,
         cache.cache_table,
         admin.store,
+        governance_api.store,
         gateway.model_repository,
         gateway.invoke_store,
         gateway.usage_table,
@@ -110,11 +144,13 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     with mock_aws():
         kms_key = boto3.client("kms").create_key(Description="byom test key")["KeyMetadata"]["Arn"]
         _create_tables(kms_key)
+        _create_data_bucket(kms_key)
         admin_secret = boto3.client("secretsmanager").create_secret(
             Name="byom/test/admin-key", SecretString=ADMIN_KEY, KmsKeyId=kms_key
         )["ARN"]
         env = {variable: name for variable, (name, _, _) in TABLES.items()} | {
             "KMS_KEY_ID": kms_key,
+            "DATA_BUCKET": DATA_BUCKET,
             "SPEND_ALARM_PREFIX": "byom-test-tenant-spend-",
             "SECRET_PREFIX": "byom/test/tenants/",
             "ADMIN_KEY_SECRET_ARN": admin_secret,

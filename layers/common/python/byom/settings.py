@@ -36,8 +36,11 @@ class AdminSettings(_Settings):
     usage_table: str
     alerts_topic_arn: str | None = None
     spend_alarm_prefix: str
-    policies_table: str
+    # Governance: audit records, policies, the response cache (erasure), stored content.
     audit_table: str
+    policies_table: str
+    cache_table: str
+    data_bucket: str
     # The REST API and stage the tenants' usage plans are bound to; unset: no usage plans managed.
     rest_api_id: str | None = None
     stage_name: str = "prod"

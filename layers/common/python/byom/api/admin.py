@@ -9,6 +9,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from byom.api import admin_audit
+from byom.api.governance import governance
 from byom.api.http import build_resolver, json_body, listing, ok, principal, query
 from byom.dal.alarms import SpendAlarms
 from byom.dal.audit import AuditTable
@@ -203,6 +204,6 @@ def get_policy(tenant_id: str):  # type: ignore[no-untyped-def]
 
 def build_admin_app() -> APIGatewayRestResolver:
     app = build_resolver()
-    for router in (tenants, keys, credentials, models, budgets, policies):
+    for router in (tenants, keys, credentials, models, budgets, policies, governance):
         app.include_router(router)
     return app

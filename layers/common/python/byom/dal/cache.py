@@ -31,3 +31,7 @@ class ResponseCacheTable:
     def put(self, item: dict[str, Any]) -> None:
         # No Decimal conversion needed: the answer is one JSON string, the rest strings and ints.
         self._table.put_item(Item=item)
+
+    def delete(self, cache_key: str) -> bool:
+        """Remove an entry (a data subject's erasure); False if there was none."""
+        return "Attributes" in self._table.delete_item(Key={"cache_key": cache_key}, ReturnValues="ALL_OLD")
