@@ -16,7 +16,6 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from infra.config import DEFAULT_GUARDRAIL_ARNS, guardrail_arns
-from infra.constructs.functions import CONTENT_OBJECTS
 
 if TYPE_CHECKING:
     from infra.stack import ByomGatewayStack
@@ -153,7 +152,6 @@ def acknowledge_findings(stack: ByomGatewayStack) -> None:
     _acknowledge_fine_tuning(stack)
     _acknowledge_admin_key_secret(stack)
     _acknowledge_api(stack)
-    _acknowledge_governance_data(stack)
 
 
 def _acknowledge_function_roles(stack: ByomGatewayStack) -> None:
@@ -327,26 +325,6 @@ def _acknowledge_fine_tuning(stack: ByomGatewayStack) -> None:
     )
     for method in stack.api.fine_tuning_methods:
         acknowledge(method, "COG4", API_KEY_AUTH_REASON)
-
-
-GOVERNANCE_CONTENT_REASON = (
-    "Stored audit content is written at runtime, one object per logged call, under {pattern}: the "
-    "tenant and the (hashed) data subject are data, unknown at deploy time. The admin function reads "
-    "these objects for audit queries and exports and deletes a subject's for erasure; nothing outside "
-    "the tenants' content prefixes is reachable, and each object is also sealed with a KMS data key "
-    "bound to its tenant by the encryption context."
-)
-
-
-def _acknowledge_governance_data(stack: ByomGatewayStack) -> None:
-    bucket_arn = stack.resolve(stack.data.data_bucket.bucket_arn)["Fn::GetAtt"][0]
-    for pattern in CONTENT_OBJECTS:
-        acknowledge(
-            _role(stack.functions.admin.role),
-            "IAM5",
-            GOVERNANCE_CONTENT_REASON.format(pattern=pattern),
-            finding=f"Resource::<{bucket_arn}.Arn>/{pattern}",
-        )
 
 
 def _acknowledge_admin_key_secret(stack: ByomGatewayStack) -> None:

@@ -15,7 +15,7 @@ from aws_cdk import aws_sns as sns
 from constructs import Construct
 
 from infra.config import ASSET_EXCLUDES, COMMON_LAYER_DIR, FUNCTIONS_DIR, Settings
-from infra.constructs.data import API_KEYS_BY_TENANT_INDEX, AUDIT_BY_SUBJECT_INDEX, Data
+from infra.constructs.data import API_KEYS_BY_TENANT_INDEX, Data
 from infra.constructs.observability import METRICS_NAMESPACE, alarm_arn, spend_alarm_prefix
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -237,7 +237,6 @@ class Functions(Construct):
                 "SPEND_ALARM_PREFIX": self.spend_alarm_prefix,
             },
         )
-        self._grant_governance_data(fn, data)
         fn.add_to_role_policy(
             iam.PolicyStatement(
                 sid="ReadWriteTables",
@@ -445,12 +444,6 @@ class Functions(Construct):
 
     # ------------------------------------------------------------------------------------ helpers
 
-    def _grant_governance_data(self, fn: lambda_.Function, data: Data) -> None:
-        """The admin routes over audit records and data subjects: query and erase records, read and
-        delete their cache entries, read stored content and delete every version of a subject's."""
-        for statement in governance_data_statements(data, self._key):
-            fn.add_to_role_policy(statement)
-
     def _key_statement(self, actions: list[str], *, through_sns: bool = False) -> iam.PolicyStatement:
         # The key is only usable through the services that encrypt with it on the function's behalf.
         services = ["secretsmanager", "dynamodb", *(["sns"] if through_sns else [])]
@@ -510,62 +503,3 @@ class Functions(Construct):
             f"arn:{Aws.PARTITION}:bedrock:*::foundation-model/*",
             *(f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}:{stack.account}:{name}" for name in account_scoped),
         ]
-
-
-SUBJECT_CONTENT = "tenants/*/subjects/*"
-CONTENT_OBJECTS = ("tenants/*/content/*", SUBJECT_CONTENT)
-AUDIT_CONTENT_PURPOSE = "audit-content"
-
-
-def governance_data_statements(data: Data, key: kms.IKey) -> list[iam.PolicyStatement]:
-    bucket = data.data_bucket
-    return [
-        iam.PolicyStatement(
-            sid="QueryAndEraseAuditRecords",
-            actions=[
-                "dynamodb:Query",
-                "dynamodb:GetItem",
-                "dynamodb:BatchGetItem",
-                "dynamodb:PutItem",
-                "dynamodb:DeleteItem",
-                "dynamodb:BatchWriteItem",
-            ],
-            resources=[data.audit.table_arn, f"{data.audit.table_arn}/index/{AUDIT_BY_SUBJECT_INDEX}"],
-        ),
-        iam.PolicyStatement(
-            sid="ReadPolicies", actions=["dynamodb:GetItem"], resources=[data.policies.table_arn]
-        ),
-        iam.PolicyStatement(
-            sid="ExportAndEraseCacheEntries",
-            actions=["dynamodb:GetItem", "dynamodb:DeleteItem"],
-            resources=[data.cache.table_arn],
-        ),
-        iam.PolicyStatement(
-            sid="ReadStoredContent",
-            actions=["s3:GetObject"],
-            resources=[bucket.arn_for_objects(p) for p in CONTENT_OBJECTS],
-        ),
-        iam.PolicyStatement(
-            sid="ListSubjectContentVersions",
-            actions=["s3:ListBucketVersions"],
-            resources=[bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": [SUBJECT_CONTENT]}},
-        ),
-        iam.PolicyStatement(
-            sid="EraseSubjectContent",
-            actions=["s3:DeleteObject", "s3:DeleteObjectVersion"],
-            resources=[bucket.arn_for_objects(SUBJECT_CONTENT)],
-        ),
-        iam.PolicyStatement(
-            sid="DecryptContentObjectsThroughS3",
-            actions=["kms:Decrypt"],
-            resources=[key.key_arn],
-            conditions={"StringEquals": {"kms:ViaService": f"s3.{Aws.REGION}.amazonaws.com"}},
-        ),
-        iam.PolicyStatement(
-            sid="OpenContentDataKeys",
-            actions=["kms:Decrypt"],
-            resources=[key.key_arn],
-            conditions={"StringEquals": {"kms:EncryptionContext:purpose": AUDIT_CONTENT_PURPOSE}},
-        ),
-    ]

@@ -30,7 +30,8 @@ AUDIT_ACTIONS = [
     "dynamodb:PutItem",
 ]
 USAGE_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"]
-CACHE_ACTIONS = ["dynamodb:DeleteItem"]
+# A subject's export shows the cache entries their calls wrote; erasure deletes them.
+CACHE_ACTIONS = ["dynamodb:GetItem", "dynamodb:DeleteItem"]
 OBJECT_ACTIONS = ["s3:GetObject", "s3:DeleteObject", "s3:DeleteObjectVersion"]
 BUCKET_ACTIONS = ["s3:ListBucket", "s3:ListBucketVersions"]
 KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"]
@@ -104,7 +105,7 @@ class Governance(Construct):
         )
         role.add_to_policy(
             iam.PolicyStatement(
-                sid="EraseTenantCacheEntries",
+                sid="ExportAndEraseTenantCacheEntries",
                 actions=CACHE_ACTIONS,
                 resources=[data.cache.table_arn],
                 conditions=_leading_keys(),

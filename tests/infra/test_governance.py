@@ -137,11 +137,16 @@ def test_usage_is_read_only(role_policies: list, action: str) -> None:
     assert decision is Decision.IMPLICIT_DENY
 
 
-def test_cache_entries_may_only_be_erased(role_policies: list) -> None:
+def test_cache_entries_may_only_be_read_for_export_and_erased(role_policies: list) -> None:
     own = {"dynamodb:LeadingKeys": ["tnt_a#0f3c"]}
 
     assert as_tenant_a(role_policies, "dynamodb:DeleteItem", CACHE, **own) is Decision.ALLOW
-    assert as_tenant_a(role_policies, "dynamodb:GetItem", CACHE, **own) is Decision.IMPLICIT_DENY
+    assert as_tenant_a(role_policies, "dynamodb:GetItem", CACHE, **own) is Decision.ALLOW
+    assert as_tenant_a(role_policies, "dynamodb:PutItem", CACHE, **own) is Decision.IMPLICIT_DENY
+    assert (
+        as_tenant_a(role_policies, "dynamodb:GetItem", CACHE, **{"dynamodb:LeadingKeys": ["tnt_b#0f3c"]})
+        is Decision.IMPLICIT_DENY
+    )
     assert (
         as_tenant_a(role_policies, "dynamodb:DeleteItem", CACHE, **{"dynamodb:LeadingKeys": ["tnt_b#0f3c"]})
         is Decision.IMPLICIT_DENY

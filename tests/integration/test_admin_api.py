@@ -212,8 +212,12 @@ def test_deleting_a_tenant_removes_its_keys_credentials_models_and_budget(
 
     dynamodb = boto3.client("dynamodb")
     assert status == 200
-    state = [t for t in dynamodb.list_tables()["TableNames"] if t != aws["USAGE_TABLE"]]
+    history = (aws["USAGE_TABLE"], aws["AUDIT_TABLE"])
+    state = [t for t in dynamodb.list_tables()["TableNames"] if t not in history]
     assert all(dynamodb.scan(TableName=t)["Count"] == 0 for t in state)
+    # Its audit trail stays too, until the tenant's retention expires it: the deletion is on it.
+    actions = [i["action"]["S"] for i in dynamodb.scan(TableName=aws["AUDIT_TABLE"])["Items"]]
+    assert "DELETE /admin/tenants/{tenant_id}" in actions
     # What the tenant spent stays on record (its month ledgers); its budget goes.
     usage = dynamodb.scan(TableName=aws["USAGE_TABLE"])["Items"]
     assert [i["sk"]["S"] for i in usage if i["pk"]["S"] == tenant["id"]] == []

@@ -83,6 +83,12 @@ class ContentStore:
 
     # Writing
 
+    @staticmethod
+    def key(tenant_id: str, request_id: str, user: str | None) -> str:
+        """Where `put` stores this call's content: known before the write, so the audit record
+        can name it while the content is written alongside the metering."""
+        return content_key(tenant_id, request_id, user)
+
     def put(self, tenant_id: str, request_id: str, content: dict[str, Any], user: str | None) -> str:
         """Seal `content` (`{"request": ..., "response": ...}`) and store it; answers the object key,
         which goes on the audit record as `content_key`. Pass the record's `user`: a subject's
