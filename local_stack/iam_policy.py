@@ -303,6 +303,24 @@ def dynamodb_requests(
             context["dynamodb:LeadingKeys"] = sorted(set(leading))
         return Request(action=action, resource=resource, context=context)
 
+    if operation in ("TransactWriteItems", "TransactGetItems"):
+        # IAM authorizes a transaction item by item, each as its own action (Put -> PutItem, ...).
+        actions = {
+            "Put": "PutItem",
+            "Update": "UpdateItem",
+            "Delete": "DeleteItem",
+            "ConditionCheck": "ConditionCheckItem",
+            "Get": "GetItem",
+        }
+        requests = []
+        for entry in body.get("TransactItems", []):
+            for kind, inner in entry.items():
+                single = dict(inner)
+                if kind in ("Update", "Delete", "ConditionCheck", "Get"):
+                    single.setdefault("Key", inner.get("Key", {}))
+                requests.extend(dynamodb_requests(actions[kind], single, tables, base))
+        return requests
+
     if operation in ("BatchGetItem", "BatchWriteItem"):
         requests = []
         for name, spec in body.get("RequestItems", {}).items():

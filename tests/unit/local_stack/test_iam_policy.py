@@ -418,3 +418,18 @@ def test_a_decrypt_names_the_blobs_key_and_its_encryption_context() -> None:
     assert request.resource == f"arn:aws:kms:r:1:key/{key_id}"
     assert request.context["kms:EncryptionContext:tenant_id"] == "B"
     assert request.context["kms:EncryptionContext:purpose"] == "audit-content"
+
+
+def test_a_transaction_is_authorized_item_by_item_as_its_own_actions() -> None:
+    tables = {"audit": TableKeys(arn="arn:aws:dynamodb:us-east-1:1:table/audit", partition_key="tenant_id")}
+    body = {
+        "TransactItems": [
+            {"Put": {"TableName": "audit", "Item": {"tenant_id": {"S": "tnt_a"}, "sk": {"S": "1"}}}},
+            {"Delete": {"TableName": "audit", "Key": {"tenant_id": {"S": "tnt_b"}, "sk": {"S": "2"}}}},
+        ]
+    }
+    requests = dynamodb_requests("TransactWriteItems", body, tables, {})
+    assert [(r.action, r.context["dynamodb:LeadingKeys"]) for r in requests] == [
+        ("dynamodb:PutItem", ["tnt_a"]),
+        ("dynamodb:DeleteItem", ["tnt_b"]),
+    ]
