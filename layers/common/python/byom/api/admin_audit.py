@@ -16,9 +16,9 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
 from byom.api.http import serve
-from byom.governance.audit import PLATFORM_ADMIN_ACTOR, AuditRecord
+from byom.governance.audit import PLATFORM_ADMIN_ACTOR, AuditRecord, expires_at
 from byom.governance.policy import DEFAULT_RETENTION_DAYS
-from byom.governance.trail import DAY_SECONDS, AuditLog
+from byom.governance.trail import AuditLog
 from byom.logic.access import PLATFORM_ADMIN
 from byom.observability import logger
 
@@ -102,7 +102,7 @@ def admin_record(
         kind="admin",
         request_id=request_id,
         created_at_ms=now_ms,
-        expires_at=now_ms // 1000 + retention_days(tenant_id) * DAY_SECONDS,
+        expires_at=expires_at(now_ms, retention_days(tenant_id)),
         key_id=PLATFORM_ADMIN_ACTOR if role == PLATFORM_ADMIN else key_id,
         action=f"{method} {template}",
         target=target,

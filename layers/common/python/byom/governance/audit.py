@@ -22,6 +22,12 @@ InteractionStatus = Literal[
 ]
 
 PLATFORM_ADMIN_ACTOR = "platform-admin"
+DAY_SECONDS = 86_400
+
+
+def expires_at(created_at_ms: int, retention_days: int) -> int:
+    """A record's DynamoDB TTL: its tenant's retention after it was made."""
+    return created_at_ms // 1000 + retention_days * DAY_SECONDS
 
 
 def sort_key(created_at_ms: int, request_id: str, kind: Kind) -> str:

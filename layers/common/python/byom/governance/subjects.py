@@ -19,10 +19,10 @@ from typing import Any, Literal, Protocol
 
 from byom.errors import InvalidRequest
 from byom.governance.audit import AuditRecord
+from byom.governance.audit import expires_at as audit_expiry
 from byom.governance.audit_query import ContentReader, with_content
 from byom.governance.policy import MAX_SUBJECT_LENGTH
 
-DAY_SECONDS = 86_400
 # The admin function has 15 s; what is left is for the answer and the last page's round trips.
 ERASURE_BUDGET_SECONDS = 10.0
 EXPORT_PAGE_RECORDS = 100
@@ -139,7 +139,7 @@ def erase(
     erased = {"audit_records": 0, "content_objects": 0, "cache_entries": 0}
     for name, count in records.erasure_progress(tenant_id, user).items():
         erased[name] = erased.get(name, 0) + count
-    expires_at = now_ms() // 1000 + retention_days * DAY_SECONDS
+    expires_at = audit_expiry(now_ms(), retention_days)
 
     def pause() -> Erasure:
         records.save_erasure_progress(tenant_id, user, erased, expires_at)
@@ -172,7 +172,7 @@ def erase(
             kind="erasure",
             request_id=request_id,
             created_at_ms=created_at_ms,
-            expires_at=created_at_ms // 1000 + retention_days * DAY_SECONDS,
+            expires_at=audit_expiry(created_at_ms, retention_days),
             key_id=actor_key_id,
             action=ERASURE_ACTION,
             status="200",

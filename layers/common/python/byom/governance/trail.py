@@ -21,10 +21,8 @@ from byom.errors import (
     ProviderError,
     RateLimited,
 )
-from byom.governance.audit import AuditRecord
+from byom.governance.audit import AuditRecord, expires_at
 from byom.governance.policy import DEFAULT_RETENTION_DAYS, MAX_SUBJECT_LENGTH
-
-DAY_SECONDS = 86_400
 
 
 class AuditLog(Protocol):
@@ -102,7 +100,7 @@ class Trail:
             kind="interaction",
             request_id=self.request_id,
             created_at_ms=self.created_at_ms,
-            expires_at=self.created_at_ms // 1000 + self.retention_days * DAY_SECONDS,
+            expires_at=expires_at(self.created_at_ms, self.retention_days),
             key_id=self.key_id,
             user=self.user,
             route=self.route,

@@ -22,10 +22,9 @@ from byom.domain import (
 )
 from byom.errors import Conflict, InvalidRequest, NotFound
 from byom.governance.guardrail import GuardrailScreen
-from byom.governance.policy import BUILTIN_TYPES, Policy, PutPolicy
-from byom.governance.redaction import validate_custom_pattern
-from byom.governance.policy import RateLimits
+from byom.governance.policy import BUILTIN_TYPES, Policy, PutPolicy, RateLimits
 from byom.governance.rate_limits import Throttle, UsageKey, throttle_for
+from byom.governance.redaction import validate_custom_pattern
 from byom.logic import usage as usage_logic
 from byom.logic.access import ALL_ROLES, Principal, require_platform_admin, require_tenant_access
 from byom.logic.metering import highest_pricing
