@@ -18,6 +18,7 @@ from byom.dal.guardrails import BedrockGuardrails
 from byom.dal.policies import PolicyRepository
 from byom.dal.repositories import ApiKeyRepository, CredentialRepository, ModelRepository, TenantRepository
 from byom.dal.secrets import SecretStore
+from byom.dal.tenant_scope import scoped_table
 from byom.dal.usage import UsageTable
 from byom.dal.usage_plans import UsagePlanRepository
 from byom.domain import CreateKey, CreateModel, CreateTenant, PutBudget, PutCredential
@@ -43,6 +44,7 @@ def store() -> admin.AdminStore:
         ),
         policies=PolicyRepository(table(settings.policies_table)),
         guardrails=BedrockGuardrails(),
+        tenant_usage=lambda tenant_id: UsageTable(scoped_table(tenant_id, settings.usage_table)),
         usage_plans=UsagePlanRepository(
             client("apigateway"), rest_api_id=settings.rest_api_id, stage=settings.stage_name
         )

@@ -18,6 +18,7 @@ from byom.dal.notify import Notifier
 from byom.dal.policies import PolicyRepository
 from byom.dal.repositories import CredentialRepository, ModelRepository
 from byom.dal.secrets import ProviderKeys
+from byom.dal.tenant_scope import scoped_table
 from byom.dal.usage import UsageTable
 from byom.logic import invoke, recommend
 from byom.logic import usage as usage_logic
@@ -161,13 +162,16 @@ usage = Router()
 @usage.get("/v1/usage")
 def get_usage():  # type: ignore[no-untyped-def]
     tenant_id = require_tenant_key(principal(usage))
-    return ok(usage_logic.report(usage_table(), tenant_id, query(usage, "month"), query(usage, "group_by")))
+    reader = UsageTable(scoped_table(tenant_id, gateway_settings().usage_table))
+    month, group_by = query(usage, "month"), query(usage, "group_by")
+    return ok(usage_logic.report(usage_table(), tenant_id, month, group_by, reader=reader))
 
 
 @models.get("/v1/models/recommend")
 def recommend_models():  # type: ignore[no-untyped-def]
     tenant_id = require_tenant_key(principal(models))
-    month_items = usage_table().month_items(tenant_id, month_of(clock.now()))
+    reader = UsageTable(scoped_table(tenant_id, gateway_settings().usage_table))
+    month_items = reader.month_items(tenant_id, month_of(clock.now()))
     ranked = recommend.recommend(
         model_repository().list(tenant_id),
         month_items,

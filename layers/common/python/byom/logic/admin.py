@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -66,6 +66,8 @@ class AdminStore:
     """Governance policies (byom.dal.policies.PolicyRepository); None where not kept."""
     guardrails: GuardrailScreen | None = None
     """Bedrock Guardrails, to check that a policy's guardrail exists."""
+    tenant_usage: Callable[[str], Any] | None = None
+    """The usage table of one tenant, opened with credentials scoped to it (reports read it)."""
     usage_plans: UsagePlans | None = None
     """API Gateway usage plans; None where the API enforces none (handler tests without a stage)."""
 
@@ -417,9 +419,10 @@ def delete_budget(store: AdminStore, principal: Principal, tenant_id: str) -> No
 def usage_report(
     store: AdminStore, principal: Principal, tenant_id: str, month: str | None, group_by: str | None
 ) -> dict[str, Any]:
-    """Every role of the tenant reads its usage (SPEC §4.2)."""
+    """Every role of the tenant reads its usage (SPEC §4.2), with the tenant's own credentials."""
     _tenant(store, principal, tenant_id, roles=ALL_ROLES)
-    return usage_logic.report(store.usage, tenant_id, month, group_by)
+    reader = store.tenant_usage(tenant_id) if store.tenant_usage is not None else None
+    return usage_logic.report(store.usage, tenant_id, month, group_by, reader=reader)
 
 
 # Governance policy

@@ -92,15 +92,20 @@ def counters(item: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def report(usage: Any, tenant_id: str, month: str | None, group_by: str | None) -> dict[str, Any]:
-    """The month's usage of a tenant: totals, one item per model / key / day, and the budget."""
+def report(
+    usage: Any, tenant_id: str, month: str | None, group_by: str | None, *, reader: Any = None
+) -> dict[str, Any]:
+    """The month's usage of a tenant: totals, one item per model / key / day, and the budget.
+    `reader`: the usage table opened with the tenant's own credentials (byom.dal.tenant_scope), which
+    every read goes through; `usage` (the function's) only sweeps expired holds."""
+    reader = reader or usage
     now = clock.now()
     month = _month(month, now)
     group = _group(group_by)
     if month == month_of(now):
         # Holds of crashed calls would otherwise show as committed until a call sweeps them.
         usage.sweep(tenant_id, month, now)
-    items = usage.month_items(tenant_id, month)
+    items = reader.month_items(tenant_id, month)
     total = next((i for i in items if i["sk"] == "total"), None)
     prefix = GROUPS[group]
     grouped = sorted(
@@ -113,7 +118,7 @@ def report(usage: Any, tenant_id: str, month: str | None, group_by: str | None) 
         "group_by": group,
         "total": counters(total),
         "items": grouped,
-        "budget": _budget_view(usage.get_budget(tenant_id), total or {}),
+        "budget": _budget_view(reader.get_budget(tenant_id), total or {}),
     }
 
 
