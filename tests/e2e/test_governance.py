@@ -4,6 +4,7 @@ and erasure, tokens-per-minute limits, and policies that are refused whole."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 
@@ -56,6 +57,13 @@ def tenant(local_stack: LocalStack, admin: httpx2.Client) -> dict:
             "provider": "openai_compatible",
             "model_id": "stand-in-embed",
             "credential": "local",
+        },
+        {
+            "alias": "cached",
+            "provider": "openai_compatible",
+            "model_id": "stand-in-chat",
+            "credential": "local",
+            "cache_ttl_seconds": 600,
         },
     ):
         assert admin.post(f"{base}/models", json={"pricing": PRICE, **alias}).status_code == 201
@@ -229,6 +237,27 @@ def test_every_call_and_admin_action_is_in_the_audit_with_its_outcome(
     assert EMAIL not in json.dumps(records) and "sk-local-gov" not in json.dumps(records)
 
 
+def test_budget_refusals_and_cache_hits_are_in_the_audit(
+    admin: httpx2.Client, tenant: dict, sdk: openai.OpenAI
+) -> None:
+    assert _policy(admin, tenant).status_code == 200
+    for _ in range(2):
+        sdk.chat.completions.create(model="cached", messages=[{"role": "user", "content": "same question"}])
+    budget = {"monthly_limit_usd": 0.000001, "warn_at": [], "hard": True}
+    assert admin.put(f"{tenant['base']}/budget", json=budget).status_code == 200
+    try:
+        with pytest.raises(openai.RateLimitError) as refused:
+            sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": "over budget"}])
+        assert refused.value.code == "insufficient_quota"
+    finally:
+        assert admin.delete(f"{tenant['base']}/budget").status_code == 200
+
+    statuses = [r["status"] for r in _audit(admin, tenant, kind="interaction")]
+    assert "budget_refused" in statuses and "cache_hit" in statuses
+    (hit, *_) = _audit(admin, tenant, status="cache_hit")
+    assert hit["cache_hit"] is True and hit["cost_usd"] == 0
+
+
 def test_the_audit_filters_by_status_and_kind(admin: httpx2.Client, tenant: dict) -> None:
     assert all(r["status"] == "policy_blocked" for r in _audit(admin, tenant, status="policy_blocked"))
     assert all(r["kind"] == "admin" for r in _audit(admin, tenant, kind="admin"))
@@ -267,7 +296,9 @@ def test_a_subject_is_exported_then_erased_and_nothing_of_them_remains(
     for text in ("first", "second"):
         sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": text}], user=SUBJECT)
     sdk.chat.completions.create(
-        model="chat", messages=[{"role": "user", "content": "third"}], extra_headers={"x-byom-user": SUBJECT}
+        model="cached",
+        messages=[{"role": "user", "content": "third"}],
+        extra_headers={"x-byom-user": SUBJECT},
     )
     sdk.chat.completions.create(
         model="chat", messages=[{"role": "user", "content": "someone else"}], user="other"
@@ -276,11 +307,21 @@ def test_a_subject_is_exported_then_erased_and_nothing_of_them_remains(
     exported = admin.get(f"{tenant['base']}/subjects/{SUBJECT}")
     assert exported.status_code == 200, exported.text
     assert len(exported.json()["audit_records"]) == 3
+    assert len(exported.json()["cache_entries"]) == 1
+    # Each record carries the content its call stored (content logging is on).
+    words = set(
+        json.dumps([r.get("content") for r in exported.json()["audit_records"]]).replace('"', " ").split()
+    )
+    assert {"first", "second", "third"} <= words
 
     erased = admin.delete(f"{tenant['base']}/subjects/{SUBJECT}")
     assert erased.status_code == 200, erased.text
-    assert erased.json()["erased"]["audit_records"] == 3
-    assert erased.json()["erased"]["content_objects"] == 3
+    assert erased.json()["erased"] == {"audit_records": 3, "content_objects": 3, "cache_entries": 1}
+    s3 = _aws(local_stack, "s3")
+    bucket = next(b["Name"] for b in s3.list_buckets()["Buckets"] if "finetuningdata" in b["Name"].lower())
+    prefix = f"tenants/{tenant['id']}/subjects/{hashlib.sha256(SUBJECT.encode()).hexdigest()}/"
+    left = s3.list_object_versions(Bucket=bucket, Prefix=prefix)
+    assert not left.get("Versions") and not left.get("DeleteMarkers")
 
     assert admin.get(f"{tenant['base']}/subjects/{SUBJECT}").json()["audit_records"] == []
     assert admin.delete(f"{tenant['base']}/subjects/{SUBJECT}").json()["erased"]["audit_records"] == 0
