@@ -9,7 +9,7 @@ METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/prod/GET/v1/mode
 TENANT_KEY = "byom-tenant-key-0001"
 
 
-def _keys(revoked_at: int | None = None) -> FakeKeys:
+def _keys(revoked_at: int | None = None, usage_key: str | None = None) -> FakeKeys:
     keys = FakeKeys()
     keys.create(
         ApiKey(
@@ -21,6 +21,8 @@ def _keys(revoked_at: int | None = None) -> FakeKeys:
             last4="0001",
             created_at=1,
             revoked_at=revoked_at,
+            usage_key_id="uk1" if usage_key is not None else None,
+            usage_key=usage_key,
         )
     )
     return keys
@@ -87,21 +89,7 @@ def test_wildcard_arn_keeps_region_account_api_and_stage() -> None:
 
 
 def _keys_with_usage_key(usage_key: str | None) -> FakeKeys:
-    keys = FakeKeys()
-    keys.create(
-        ApiKey(
-            id="key_1",
-            tenant_id="tnt_a",
-            name="ci",
-            role="developer",
-            key_hash=hash_api_key(TENANT_KEY),
-            last4="0001",
-            created_at=1,
-            usage_key_id="uk1",
-            usage_key=usage_key,
-        )
-    )
-    return keys
+    return _keys(usage_key=usage_key)
 
 
 def test_a_tenant_key_names_its_usage_plan_key() -> None:

@@ -519,6 +519,21 @@ def _screened_chat(
     return screened, screening_
 
 
+def _begin_chat(
+    store: InvokeStore, call: Call, request: ChatRequest, trail: Trail
+) -> tuple[_Started, ChatRequest, Screening, metering.Estimate]:
+    """What every chat call does first: read, screen the request by the policy, bound its cost."""
+    started = _start(store, call, request.model, trail)
+    request, screening_ = _screened_chat(store, started, request, trail)
+    target = started.target
+    return (
+        started,
+        request,
+        screening_,
+        metering.estimate_chat(request, target.budget_pricing, target.max_output_tokens),
+    )
+
+
 def _chat_content(started: _Started, request: ChatRequest) -> Callable[[Any], dict[str, Any]] | None:
     """What the content log keeps: the request and the answer as the provider saw and wrote them
     (masked where the policy masks), never the values redaction took out."""
@@ -532,10 +547,8 @@ def _chat_content(started: _Started, request: ChatRequest) -> Callable[[Any], di
 
 def chat(store: InvokeStore, call: Call, request: ChatRequest) -> Answer:
     with _audited(store, call, "chat.completions", request.model, _subject(request)) as trail:
-        started = _start(store, call, request.model, trail)
+        started, request, screening_, estimate = _begin_chat(store, call, request, trail)
         target, meter = started.target, started.meter
-        request, screening_ = _screened_chat(store, started, request, trail)
-        estimate = metering.estimate_chat(request, target.budget_pricing, target.max_output_tokens)
         if call.dry_run:
             trail.status = "dry_run"
             return Answer(target, dry_run_body(target, estimate, meter), Usage(), attempts=0, cost_micros=0)
@@ -617,10 +630,8 @@ def chat_stream(store: InvokeStore, call: Call, request: ChatRequest) -> StreamA
     so a refusal or a broken stream is an ordinary error response, after retries and fallbacks, and
     the stream is metered with the provider's own usage figures before its first byte is sent."""
     with _audited(store, call, "chat.completions", request.model, _subject(request)) as trail:
-        started = _start(store, call, request.model, trail)
+        started, request, screening_, estimate = _begin_chat(store, call, request, trail)
         target, meter = started.target, started.meter
-        request, screening_ = _screened_chat(store, started, request, trail)
-        estimate = metering.estimate_chat(request, target.budget_pricing, target.max_output_tokens)
         bounded = _bounded(request, target, meter)
         deadline = Deadline(store.timing, store.policy.deadline_seconds)
         done: _Done[list[StreamEvent]] = _answered(
