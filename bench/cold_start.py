@@ -133,6 +133,7 @@ def aws_and_upstream() -> Iterator[dict[str, str]]:
             "ALLOW_LOOPBACK_HTTP",
             "SECRET_PREFIX",
             "KMS_KEY_ID",
+            "DATA_BUCKET",
             "ADMIN_KEY_SECRET_ARN",
             "SPEND_ALARM_PREFIX",
             *in_process.TABLES,

@@ -63,8 +63,10 @@ TABLES = {
     "CREDENTIALS_TABLE": ("byom-credentials", [("tenant_id", "HASH"), ("name", "RANGE")], []),
     "MODELS_TABLE": ("byom-models", [("tenant_id", "HASH"), ("alias", "RANGE")], []),
     "USAGE_TABLE": ("byom-usage", [("pk", "HASH"), ("sk", "RANGE")], []),
-    # Governance: every call reads its tenant's policy and writes its audit record (SPEC §7).
+    # Governance: every call reads its tenant's policy and writes its audit record (SPEC §7); the
+    # admin function erases a subject's cache entries.
     "POLICIES_TABLE": ("byom-policies", [("tenant_id", "HASH")], []),
+    "CACHE_TABLE": ("byom-cache", [("cache_key", "HASH")], []),
     "AUDIT_TABLE": (
         "byom-audit",
         [("tenant_id", "HASH"), ("sk", "RANGE")],
@@ -78,6 +80,7 @@ PLATFORM_ADMIN = {
     "role": "platform_admin",
 }
 ALIAS = "bench-chat"
+DATA_BUCKET = "byom-bench-data"
 STAND_IN_MODEL = "stand-in-chat"
 PROVIDER_KEY = "sk-bench-provider-key"
 MESSAGES: list[Any] = [{"role": "user", "content": "Say hello to the benchmark in five words."}]
@@ -126,6 +129,8 @@ def _create_resources() -> None:
             **extra,
         )
         os.environ[variable] = name
+    # Stored content of tenants with content logging (none of the benchmark's tenants logs content).
+    boto3.client("s3").create_bucket(Bucket=DATA_BUCKET)
     admin_secret = boto3.client("secretsmanager").create_secret(
         Name="byom/bench/admin-key", SecretString="bench-admin-key", KmsKeyId=kms_key
     )["ARN"]
@@ -133,6 +138,7 @@ def _create_resources() -> None:
     os.environ.update(
         {
             "KMS_KEY_ID": kms_key,
+            "DATA_BUCKET": DATA_BUCKET,
             "ADMIN_KEY_SECRET_ARN": admin_secret,
             "SPEND_ALARM_PREFIX": "byom-bench-tenant-spend-",
         }
