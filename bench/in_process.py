@@ -225,7 +225,11 @@ class Measured:
     replay: list[float] = field(default_factory=list)
 
 
-def run(calls: int, warmup: int, profile: str | None) -> None:
+# What `--no-audit` takes from the gateway's environment: its policies, audit records and content.
+GOVERNANCE_ENV = ("POLICIES_TABLE", "AUDIT_TABLE", "DATA_BUCKET")
+
+
+def run(calls: int, warmup: int, profile: str | None, audit: bool = True) -> None:
     use_layer()
     _environment()
     hook = AwsRequests()
@@ -248,6 +252,9 @@ def run(calls: int, warmup: int, profile: str | None) -> None:
             principals = {
                 s.key: _register_tenant(upstream_url, f"bench-{s.key}", s.budget) for s in SCENARIOS
             }
+            if not audit:
+                for name in GOVERNANCE_ENV:
+                    os.environ.pop(name, None)
             gateway = load_handler("gateway")
             request = {"model": ALIAS, "messages": MESSAGES, "max_tokens": 16}
 
@@ -411,8 +418,14 @@ def main(argv: list[str] | None = None) -> None:
         choices=[s.key for s in SCENARIOS],
         help="also print a cProfile of one tenant's replayed path: none, soft or hard budget (default none)",
     )
+    parser.add_argument(
+        "--no-audit",
+        action="store_true",
+        help="the gateway without its governance tables (no policy read, no audit record): the "
+        "figures before governance, to compare with a run with them",
+    )
     args = parser.parse_args(argv)
-    run(args.calls, args.warmup, args.profile)
+    run(args.calls, args.warmup, args.profile, audit=not args.no_audit)
 
 
 if __name__ == "__main__":
