@@ -229,13 +229,20 @@ def forget_markers(dynamodb: Any, table: str) -> int:
     them between rounds, outside the timings: each call has a request id of its own, so no call
     finds another's marker, and the table keeps its starting size.
     """
-    markers = dynamodb.scan(
-        TableName=table,
-        FilterExpression="begins_with(sk, :marker)",
-        ExpressionAttributeValues={":marker": {"S": "req#"}},
-        ProjectionExpression="pk, sk",
-    )["Items"]
-    for start in range(0, len(markers), 25):
-        deletes = [{"DeleteRequest": {"Key": key}} for key in markers[start : start + 25]]
+    return forget_items(dynamodb, table, sk_prefix="req#")
+
+
+def forget_items(dynamodb: Any, table: str, *, sk_prefix: str | None = None) -> int:
+    """Delete the items of `table` (those whose `sk` starts with `sk_prefix`); how many there were.
+    The audit records calls leave grow moto's transactions as markers do (forget_markers)."""
+    kwargs: dict[str, Any] = {"TableName": table}
+    if sk_prefix is not None:
+        kwargs["FilterExpression"] = "begins_with(sk, :prefix)"
+        kwargs["ExpressionAttributeValues"] = {":prefix": {"S": sk_prefix}}
+    schema = dynamodb.describe_table(TableName=table)["Table"]["KeySchema"]
+    kwargs["ProjectionExpression"] = ", ".join(k["AttributeName"] for k in schema)
+    items = dynamodb.scan(**kwargs)["Items"]
+    for start in range(0, len(items), 25):
+        deletes = [{"DeleteRequest": {"Key": key}} for key in items[start : start + 25]]
         dynamodb.batch_write_item(RequestItems={table: deletes})
-    return len(markers)
+    return len(items)

@@ -156,6 +156,22 @@ def test_block_refuses_naming_the_types_never_the_values(
     assert "stand-in-chat" not in upstream()
 
 
+def test_a_bedrock_guardrail_masks_what_it_anonymizes_and_blocks_what_it_blocks(
+    admin: httpx2.Client, tenant: dict, sdk: openai.OpenAI, upstream
+) -> None:  # type: ignore[no-untyped-def]
+    # The local stand-in guardrail `localpii` anonymizes email and phone, blocks cards and SSNs.
+    policy = {"mode": "mask", "types": [], "restore": True, "guardrail": {"id": "localpii", "version": "1"}}
+    assert _policy(admin, tenant, redaction=policy).status_code == 200
+
+    reply = sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": f"mail {EMAIL}"}])
+    assert EMAIL not in upstream() and "<EMAIL_1>" in upstream()
+    assert EMAIL in (reply.choices[0].message.content or "")
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        sdk.chat.completions.create(model="chat", messages=[{"role": "user", "content": f"card {CARD}"}])
+    assert refused.value.code == "content_policy_violation" and "4111" not in refused.value.message
+
+
 def test_a_redacted_value_never_reaches_the_logs(local_stack: LocalStack) -> None:
     logs = local_stack.logs()
     assert EMAIL not in logs and "4111 1111" not in logs
