@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from byom.dal.aws import error_code
 
@@ -48,6 +47,13 @@ def content_key(tenant_id: str, request_id: str, user: str | None) -> str:
 
 def _context(tenant_id: str) -> dict[str, str]:
     return {"tenant_id": tenant_id, "purpose": PURPOSE}
+
+
+def _aesgcm(key: bytes) -> Any:
+    # Imported on first use: only tenants with content logging need it, not every cold start.
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM(key)
 
 
 def _b64(data: bytes) -> str:
@@ -96,7 +102,7 @@ class ContentStore:
         data_key = self._data_key(tenant_id)
         nonce = os.urandom(12)
         plaintext = json.dumps(content, separators=(",", ":")).encode()
-        ciphertext = AESGCM(data_key.plaintext).encrypt(nonce, plaintext, tenant_id.encode())
+        ciphertext = _aesgcm(data_key.plaintext).encrypt(nonce, plaintext, tenant_id.encode())
         envelope = {
             "v": ENVELOPE_VERSION,
             "key": _b64(data_key.sealed),
@@ -142,7 +148,7 @@ class ContentStore:
         if envelope.get("v") != ENVELOPE_VERSION:
             raise ValueError(f"unknown content envelope version {envelope.get('v')!r}")
         data_key = self._open(tenant_id, base64.b64decode(envelope["key"]))
-        plaintext = AESGCM(data_key).decrypt(
+        plaintext = _aesgcm(data_key).decrypt(
             base64.b64decode(envelope["nonce"]), base64.b64decode(envelope["ciphertext"]), tenant_id.encode()
         )
         content: dict[str, Any] = json.loads(plaintext)
