@@ -142,6 +142,8 @@ def test_block_refuses_naming_the_types_not_the_values(
     assert "jane" not in refused.value.message and "4111" not in refused.value.message
     assert provider.seen == []
     assert refused.value.status == 400 and refused.value.code == "content_policy_violation"
+    (record,) = store.audit.records  # type: ignore[union-attr]
+    assert record.status == "policy_blocked" and record.redactions == {"email": 1, "payment_card": 1}
 
 
 def test_an_alias_may_override_the_tenants_mode(store: invoke.InvokeStore, provider: EchoProvider) -> None:

@@ -121,6 +121,11 @@ class ContentPolicyViolation(ByomError):
     type = "invalid_request_error"
     code = "content_policy_violation"
 
+    def __init__(self, message: str, *, found: dict[str, int] | None = None) -> None:
+        super().__init__(message)
+        self.found = dict(found or {})
+        """How many values of each type were found (for the audit record; never the values)."""
+
 
 class RateLimited(ByomError):
     """The tenant's tokens-per-minute limit is used up (SPEC §8); `retry-after` says when it refills."""

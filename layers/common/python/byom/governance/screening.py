@@ -49,10 +49,11 @@ def _detector(redaction: Redaction, values: dict[str, str]) -> Detector:
     return CombinedDetector([ValueDetector(values), builtin])
 
 
-def _refuse(types: Iterable[str]) -> ContentPolicyViolation:
-    found = ", ".join(sorted(set(types)))
+def _refuse(types: Iterable[str], counts: dict[str, int] | None = None) -> ContentPolicyViolation:
+    names = sorted(set(types))
     return ContentPolicyViolation(
-        f"The request contains data the tenant's policy does not let leave the account: {found}"
+        f"The request contains data the tenant's policy does not let leave the account: {', '.join(names)}",
+        found=counts if counts is not None else dict.fromkeys(names, 1),
     )
 
 
@@ -78,7 +79,7 @@ def screen(
         for text in texts:
             redactor.scan(text)
         if redactor.found_types:
-            raise _refuse(redactor.found_types)
+            raise _refuse(redactor.found_types, redactor.counts)
         return list(texts), screening
     return [redactor.mask(text) for text in texts], screening
 

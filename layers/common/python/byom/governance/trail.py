@@ -86,6 +86,8 @@ class Trail:
     written: bool = False
 
     def failed(self, error: ByomError) -> None:
+        if isinstance(error, ContentPolicyViolation):
+            self.redactions = error.found
         self.status = _status_of(error)
         self.http_status = error.status
         self.error_source = error.source
