@@ -16,7 +16,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.conditions import Attr, ConditionBase, Key
 from botocore.exceptions import ClientError
@@ -24,7 +24,9 @@ from botocore.exceptions import ClientError
 from byom.dal.aws import error_code, from_item, to_item
 from byom.errors import InvalidRequest
 from byom.governance.audit import AuditRecord, subject_key
-from byom.governance.audit_query import AuditFilters
+
+if TYPE_CHECKING:  # the query models: the admin function's, not every call's
+    from byom.governance.audit_query import AuditFilters
 
 BY_SUBJECT_INDEX = "by_subject"
 # A query reads at most this many pages before answering with a next_token, so that a filter

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from byom.errors import ContentPolicyViolation
 from byom.governance.guardrail import GuardrailScreen
 from byom.governance.policy import Redaction, RedactionMode
-from byom.governance.redaction import BuiltinDetector, CombinedDetector, Detector, Redactor, ValueDetector
 from byom.openai_types import ChatRequest, ContentPart, Message
 from byom.providers import StreamDelta, StreamEvent
+
+if TYPE_CHECKING:
+    from byom.governance.redaction import Detector, Redactor
 
 
 @dataclass
@@ -43,6 +45,9 @@ OFF = Screening()
 
 
 def _detector(redaction: Redaction, values: dict[str, str]) -> Detector:
+    # Imported on first use: compiling the detector is paid by tenants with a policy, not at INIT.
+    from byom.governance.redaction import BuiltinDetector, CombinedDetector, ValueDetector
+
     builtin = BuiltinDetector(redaction.types, [(c.name, c.pattern) for c in redaction.custom])
     if not values:
         return builtin
@@ -73,6 +78,8 @@ def screen(
         if verdict.blocked_types:
             raise _refuse(verdict.blocked_types)
         values = dict(verdict.values)
+    from byom.governance.redaction import Redactor
+
     redactor = Redactor(_detector(redaction, values))
     screening = Screening(mode=mode, redactor=redactor, restore=redaction.restore and mode == "mask")
     if mode == "block":
