@@ -10,7 +10,7 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 from byom import clock
 from byom.api.http import build_resolver, header, json_body, listing, ok, principal, query, request_id
 from byom.dal.audit import AuditTable
-from byom.dal.aws import client, table
+from byom.dal.aws import LazyClient, client, table
 from byom.dal.cache import ResponseCacheTable, cache_table
 from byom.dal.content import ContentStore
 from byom.dal.guardrails import BedrockGuardrails
@@ -94,7 +94,7 @@ def invoke_store() -> invoke.InvokeStore:
         policies=PolicyRepository(table(settings.policies_table)) if settings.policies_table else None,
         guardrails=BedrockGuardrails(),
         audit=AuditTable(table(settings.audit_table)) if settings.audit_table else None,
-        content=ContentStore(client("s3"), client("kms"), settings.data_bucket, settings.kms_key_id)
+        content=ContentStore(LazyClient("s3"), LazyClient("kms"), settings.data_bucket, settings.kms_key_id)
         if settings.data_bucket and settings.kms_key_id
         else None,
         policy=RetryPolicy(

@@ -38,6 +38,17 @@ def client(service: str) -> Any:
         return session().client(service, config=_CONFIG)  # type: ignore[call-overload]
 
 
+class LazyClient:
+    """`client(service)`, made on first use: for collaborators most calls never use (the S3 and KMS
+    clients of content logging), whose models would otherwise be loaded on every first call."""
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(client(self._service), name)
+
+
 @cache
 def table(name: str) -> Any:
     # A resource (and client) per table, as tests stub one table's client; from the shared
