@@ -11,6 +11,10 @@ from constructs import Construct
 API_KEYS_BY_TENANT_INDEX = "by_tenant"
 FINE_TUNING_BY_TENANT_INDEX = "by_tenant"
 AUDIT_BY_SUBJECT_INDEX = "by_subject"
+# Logged content expires with its tenant's retention: each object is tagged with the largest of these
+# not above the tenant's retention_days (byom.dal.content.RETENTION_TIERS, the same list).
+CONTENT_RETENTION_TAG = "byom-retention-days"
+CONTENT_RETENTION_TIERS = (1, 7, 30, 90, 180, 365, 730, 1095, 1825, 2555, 3650)
 
 _S = dynamodb.AttributeType.STRING
 
@@ -146,7 +150,16 @@ class Data(Construct):
                     id="ExpireOldVersions",
                     noncurrent_version_expiration=Duration.days(30),
                     abort_incomplete_multipart_upload_after=Duration.days(1),
-                )
+                ),
+                *(
+                    s3.LifecycleRule(
+                        id=f"ExpireLoggedContent{days}Days",
+                        tag_filters={CONTENT_RETENTION_TAG: str(days)},
+                        expiration=Duration.days(days),
+                        noncurrent_version_expiration=Duration.days(1),
+                    )
+                    for days in CONTENT_RETENTION_TIERS
+                ),
             ],
             # Training data is the tenants': kept when the stack goes, like the tables.
             removal_policy=RemovalPolicy.RETAIN,

@@ -372,7 +372,8 @@ class Functions(Construct):
         fn.add_to_role_policy(
             iam.PolicyStatement(
                 sid="StoreLoggedContent",
-                actions=["s3:PutObject"],
+                # Tagged with its retention tier, which the bucket's lifecycle rules expire it by.
+                actions=["s3:PutObject", "s3:PutObjectTagging"],
                 resources=[
                     data.data_bucket.arn_for_objects("tenants/*/content/*"),
                     data.data_bucket.arn_for_objects("tenants/*/subjects/*"),

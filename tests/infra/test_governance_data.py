@@ -68,7 +68,7 @@ def test_the_admin_function_reaches_no_stored_content_with_its_own_role(template
 def test_the_gateway_only_puts_logged_content_and_generates_its_data_keys(template: Template) -> None:
     statements = role_statements(template, "gateway")
     s3 = {a for s in statements for a in as_list(s["Action"]) if a.startswith("s3:")}
-    assert s3 == {"s3:PutObject"}
+    assert s3 == {"s3:PutObject", "s3:PutObjectTagging"}
     (direct,) = [
         s
         for s in statements
@@ -77,3 +77,28 @@ def test_the_gateway_only_puts_logged_content_and_generates_its_data_keys(templa
     ]
     assert as_list(direct["Action"]) == ["kms:GenerateDataKey"]
     assert direct["Condition"] == {"StringEquals": {"kms:EncryptionContext:purpose": "audit-content"}}
+
+
+def test_logged_content_expires_with_its_retention_tier(template: Template) -> None:
+    from byom.dal.content import RETENTION_TAG, RETENTION_TIERS
+
+    from infra.constructs.data import CONTENT_RETENTION_TAG, CONTENT_RETENTION_TIERS
+
+    assert (RETENTION_TAG, RETENTION_TIERS) == (CONTENT_RETENTION_TAG, CONTENT_RETENTION_TIERS)
+    (bucket,) = [
+        props(b)
+        for b in resources(template, "AWS::S3::Bucket").values()
+        if "LifecycleConfiguration" in props(b)
+    ]
+    rules = {
+        r["TagFilters"][0]["Value"]: r
+        for r in bucket["LifecycleConfiguration"]["Rules"]
+        if r.get("TagFilters")
+    }
+    assert set(rules) == {str(days) for days in RETENTION_TIERS}
+    for days, rule in rules.items():
+        assert rule["TagFilters"] == [{"Key": RETENTION_TAG, "Value": days}]
+        assert (
+            rule["ExpirationInDays"] == int(days)
+            and rule["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1
+        )

@@ -194,6 +194,13 @@ def test_a_malformed_token_is_refused(audit: AuditTable, token: str) -> None:
 # ------------------------------------------------------------------------------- stored content
 
 
+def test_content_is_tagged_to_expire_within_its_tenants_retention(store: ContentStore) -> None:
+    key = store.put("tnt_a", "req-9", {"request": {}}, None, retention_days=100)
+
+    tags = boto3.client("s3").get_object_tagging(Bucket=DATA_BUCKET, Key=key)["TagSet"]
+    assert tags == [{"Key": "byom-retention-days", "Value": "90"}]
+
+
 def test_content_is_encrypted_at_rest_and_read_back(store: ContentStore) -> None:
     content = {"request": {"messages": [{"role": "user", "content": PROMPT}]}, "response": {"text": "ok"}}
 

@@ -386,3 +386,12 @@ def test_include_content_adds_each_records_content() -> None:
 
     assert [r.get("content") for r in listed["data"]] == [None, {"n": 1}]
     assert all("content" not in r for r in plain["data"])
+
+
+@pytest.mark.parametrize(
+    ("retention_days", "tier"), [(1, 1), (6, 1), (7, 7), (90, 90), (100, 90), (3650, 3650)]
+)
+def test_logged_content_is_kept_no_longer_than_its_tenants_retention(retention_days: int, tier: int) -> None:
+    from byom.dal.content import retention_tier
+
+    assert retention_tier(retention_days) == tier

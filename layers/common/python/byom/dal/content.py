@@ -49,6 +49,17 @@ def _context(tenant_id: str) -> dict[str, str]:
     return {"tenant_id": tenant_id, "purpose": PURPOSE}
 
 
+# The data bucket's lifecycle rules expire logged content by this tag (infra/constructs/data.py): an
+# object lives the largest of these days not above its tenant's retention_days.
+RETENTION_TAG = "byom-retention-days"
+RETENTION_TIERS = (1, 7, 30, 90, 180, 365, 730, 1095, 1825, 2555, 3650)
+
+
+def retention_tier(retention_days: int) -> int:
+    """Never longer than the tenant keeps its records: the largest tier not above them."""
+    return max((days for days in RETENTION_TIERS if days <= retention_days), default=RETENTION_TIERS[0])
+
+
 def _aesgcm(key: bytes) -> Any:
     # Imported on first use: only tenants with content logging need it, not every cold start.
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -95,7 +106,14 @@ class ContentStore:
         can name it while the content is written alongside the metering."""
         return content_key(tenant_id, request_id, user)
 
-    def put(self, tenant_id: str, request_id: str, content: dict[str, Any], user: str | None) -> str:
+    def put(
+        self,
+        tenant_id: str,
+        request_id: str,
+        content: dict[str, Any],
+        user: str | None,
+        retention_days: int | None = None,
+    ) -> str:
         """Seal `content` (`{"request": ..., "response": ...}`) and store it; answers the object key,
         which goes on the audit record as `content_key`. Pass the record's `user`: a subject's
         content is stored under their prefix, which their erasure deletes."""
@@ -111,8 +129,16 @@ class ContentStore:
         }
         key = content_key(tenant_id, request_id, user)
         # SSE-KMS as the bucket's default encryption; the envelope is the tenant-bound layer.
+        extra: dict[str, str] = {}
+        if retention_days is not None:
+            # Expired by the bucket's lifecycle rule of this tier, as the audit record is by its TTL.
+            extra["Tagging"] = f"{RETENTION_TAG}={retention_tier(retention_days)}"
         self._s3.put_object(
-            Bucket=self._bucket, Key=key, Body=json.dumps(envelope).encode(), ContentType="application/json"
+            Bucket=self._bucket,
+            Key=key,
+            Body=json.dumps(envelope).encode(),
+            ContentType="application/json",
+            **extra,
         )
         return key
 

@@ -470,7 +470,9 @@ def _keep_content(
         return None
     trail.content_key = store.content.key(trail.tenant_id, trail.request_id, trail.user)
     document = content(result)
-    return _CONTENT_WRITER.submit(store.content.put, trail.tenant_id, trail.request_id, document, trail.user)
+    return _CONTENT_WRITER.submit(
+        store.content.put, trail.tenant_id, trail.request_id, document, trail.user, trail.retention_days
+    )
 
 
 def _kept(kept: Future[str] | None) -> None:
