@@ -50,6 +50,11 @@ def month_pk(tenant_id: str, month: str) -> str:
     return f"{tenant_id}#{month}"
 
 
+def _minute_sk(minute: str) -> str:
+    """A minute's token counter, under the month's partition (tokens-per-minute limits)."""
+    return f"tpm#{minute}"
+
+
 @dataclass(frozen=True)
 class Ledger:
     """A month's money on one item (the tenant's `total`, or a key's): what was spent, what is
@@ -199,13 +204,13 @@ class UsageTable:
         is not read: its limit is enforced by the reservation's condition."""
         keys = [{"pk": tenant_id, "sk": BUDGET}, {"pk": month_pk(tenant_id, month), "sk": TOTAL}]
         if minute is not None:
-            keys.append({"pk": month_pk(tenant_id, month), "sk": f"tpm#{minute}"})
+            keys.append({"pk": month_pk(tenant_id, month), "sk": _minute_sk(minute)})
         return keys
 
     @staticmethod
     def minute_tokens(items: Iterable[dict[str, Any]], tenant_id: str, month: str, minute: str) -> int:
         """The tokens the tenant's calls settled in this minute (tokens-per-minute limits)."""
-        key = (month_pk(tenant_id, month), f"tpm#{minute}")
+        key = (month_pk(tenant_id, month), _minute_sk(minute))
         item = next((i for i in items if (i["pk"], i["sk"]) == key), None)
         return int(item.get("tokens", 0)) if item else 0
 
@@ -398,7 +403,7 @@ class UsageTable:
         return {
             "Update": {
                 "TableName": self.name,
-                "Key": {"pk": pk, "sk": f"tpm#{minute}"},
+                "Key": {"pk": pk, "sk": _minute_sk(minute)},
                 "UpdateExpression": "ADD tokens :tokens SET expires_at = if_not_exists(expires_at, :expires)",
                 "ExpressionAttributeValues": {
                     ":tokens": tokens,

@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from byom.domain import RedactionMode
+from byom.errors import InvalidRequest
 
 # The built-in detector's types (byom.governance.redaction), in the order they are documented.
 BUILTIN_TYPES: tuple[str, ...] = (
@@ -28,6 +29,16 @@ BUILTIN_TYPES: tuple[str, ...] = (
 
 DEFAULT_RETENTION_DAYS = 90
 MAX_SUBJECT_LENGTH = 256
+
+
+def check_subject(user: str) -> str:
+    """A data subject's id, as the calls name it and the subjects routes take it (SPEC §7)."""
+    if not user or len(user) > MAX_SUBJECT_LENGTH:
+        raise InvalidRequest(
+            f"user: a data subject id is 1 to {MAX_SUBJECT_LENGTH} characters, not {len(user)}", param="user"
+        )
+    return user
+
 
 TypeName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 

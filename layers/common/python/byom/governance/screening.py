@@ -10,7 +10,7 @@ covered in one place; answers are restored here, streams included.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from byom.errors import ContentPolicyViolation
@@ -27,10 +27,8 @@ if TYPE_CHECKING:
 class Screening:
     """What screening did to one request: the redactor that masked it (to restore the answer)."""
 
-    mode: RedactionMode = "off"
     redactor: Redactor | None = None
     restore: bool = False
-    guardrail_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -81,7 +79,7 @@ def screen(
     from byom.governance.redaction import Redactor
 
     redactor = Redactor(_detector(redaction, values))
-    screening = Screening(mode=mode, redactor=redactor, restore=redaction.restore and mode == "mask")
+    screening = Screening(redactor=redactor, restore=redaction.restore and mode == "mask")
     if mode == "block":
         for text in texts:
             redactor.scan(text)

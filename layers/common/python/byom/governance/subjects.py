@@ -17,11 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from byom.errors import InvalidRequest
 from byom.governance.audit import AuditRecord
 from byom.governance.audit import expires_at as audit_expiry
 from byom.governance.audit_query import ContentReader, with_content
-from byom.governance.policy import MAX_SUBJECT_LENGTH
+from byom.governance.policy import check_subject
 
 # The admin function has 15 s; what is left is for the answer and the last page's round trips.
 ERASURE_BUDGET_SECONDS = 10.0
@@ -61,14 +60,6 @@ class SubjectCache(Protocol):
     def get(self, cache_key: str) -> dict[str, Any] | None: ...
 
     def delete(self, cache_key: str) -> bool: ...
-
-
-def check_subject(user: str) -> str:
-    if not user or len(user) > MAX_SUBJECT_LENGTH:
-        raise InvalidRequest(
-            f"user: a data subject id is 1 to {MAX_SUBJECT_LENGTH} characters, not {len(user)}", param="user"
-        )
-    return user
 
 
 def _cache_entry(entry: dict[str, Any]) -> dict[str, Any]:

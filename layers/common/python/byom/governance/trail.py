@@ -16,13 +16,12 @@ from byom.errors import (
     BudgetExceeded,
     ByomError,
     ContentPolicyViolation,
-    InvalidRequest,
     ModelNotFound,
     ProviderError,
     RateLimited,
 )
 from byom.governance.audit import AuditRecord, expires_at
-from byom.governance.policy import DEFAULT_RETENTION_DAYS, MAX_SUBJECT_LENGTH
+from byom.governance.policy import DEFAULT_RETENTION_DAYS, check_subject
 
 
 class AuditLog(Protocol):
@@ -36,12 +35,7 @@ class AuditLog(Protocol):
 def subject_of(*candidates: str | None) -> str | None:
     """The data subject: the first of `user`, `safety_identifier`, `x-byom-user` that is set."""
     subject = next((c for c in candidates if c), None)
-    if subject is not None and len(subject) > MAX_SUBJECT_LENGTH:
-        raise InvalidRequest(
-            f"user: the data subject id is {len(subject)} characters; at most {MAX_SUBJECT_LENGTH}",
-            param="user",
-        )
-    return subject
+    return check_subject(subject) if subject is not None else None
 
 
 def _status_of(error: ByomError) -> str:

@@ -20,7 +20,7 @@ from byom.dal.usage import BudgetState
 from byom.errors import ByomError, GatewayMisconfigured, ModelNotFound, ProviderError, RateLimited
 from byom.governance import screening
 from byom.governance.guardrail import GuardrailScreen
-from byom.governance.policy import Policy, default_policy
+from byom.governance.policy import Policy, RedactionMode, default_policy
 from byom.governance.screening import Screening
 from byom.governance.trail import AuditLog, Trail, subject_of
 from byom.logic import metering, response_cache
@@ -142,17 +142,13 @@ class _Read:
     minute_tokens: int = 0
 
 
-def minute_of(timestamp: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M", time.gmtime(timestamp))
-
-
 def _read(store: InvokeStore, tenant_id: str, alias: str, now: int | None) -> _Read:
     """The alias, its credential, the tenant's policy and (given the time of a metered call) the
     budget state and this minute's tokens: in one read where the repository offers it
     (`get_for_call`, one BatchGetItem on a warm call), else one by one."""
     usage = store.usage if now is not None else None
     month = metering.month_of(now) if now is not None else ""
-    minute = minute_of(now) if now is not None else ""
+    minute = metering.minute_of(now) if now is not None else ""
     policies = store.policies if now is not None else None
     read_all = getattr(store.models, "get_for_call", None)
     if read_all is not None:
@@ -214,7 +210,7 @@ class _Started:
     target: Target
     meter: CallMeter | None
     policy: Policy
-    redaction_mode: Any
+    redaction_mode: RedactionMode
     """The mode that applies to this alias: its own override, else the tenant's."""
 
 
@@ -233,7 +229,7 @@ def _start(store: InvokeStore, call: Call, alias: str, trail: Trail) -> _Started
             f"Rate limit reached: the tenant's {tokens_per_minute} tokens per minute are used up",
             retry_after_seconds=60 - now % 60,
         )
-    mode = getattr(read.model, "redaction_mode", None) or read.policy.redaction.mode
+    mode = read.model.redaction_mode or read.policy.redaction.mode
     if read.state is None or store.usage is None:
         return _Started(target, None, read.policy, mode)
     meter = CallMeter(
@@ -245,7 +241,7 @@ def _start(store: InvokeStore, call: Call, alias: str, trail: Trail) -> _Started
         request_id=call.request_id,
         state=read.state,
         now=store.now,
-        tokens_minute=minute_of(now) if tokens_per_minute is not None else None,
+        tokens_minute=metering.minute_of(now) if tokens_per_minute is not None else None,
     )
     return _Started(target, meter, read.policy, mode)
 

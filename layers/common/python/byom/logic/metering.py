@@ -157,6 +157,11 @@ def day_of(timestamp: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(timestamp))
 
 
+def minute_of(timestamp: int) -> str:
+    """The minute a tokens-per-minute counter counts (UTC)."""
+    return time.strftime("%Y-%m-%dT%H:%M", time.gmtime(timestamp))
+
+
 def threshold_micros(limit_micros: int, fraction: float) -> int:
     return math.ceil(Decimal(limit_micros) * Decimal(str(fraction)))
 
