@@ -58,13 +58,9 @@ def audit_log() -> AuditTable:
     return AuditTable(table(admin_settings().audit_table))
 
 
-def _retention_days(tenant_id: str) -> int:
-    return int(store().policies.get(tenant_id).retention_days)
-
-
 def serve_audited(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Serve an admin request, then record it in the audit trail (byom.api.admin_audit)."""
-    return admin_audit.serve_audited(app, event, context, audit_log(), _retention_days)
+    return admin_audit.serve_audited(app, event, context, audit_log(), store().policies)
 
 
 def _deleted(id_: str, object_: str):  # type: ignore[no-untyped-def]

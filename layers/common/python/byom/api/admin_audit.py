@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
 from byom.api.http import serve
 from byom.governance.audit import PLATFORM_ADMIN_ACTOR, AuditRecord, expires_at
-from byom.governance.policy import DEFAULT_RETENTION_DAYS
+from byom.governance.policy import DEFAULT_RETENTION_DAYS, Policy
 from byom.governance.trail import AuditLog
 from byom.logic.access import PLATFORM_ADMIN
 from byom.observability import logger
@@ -132,16 +132,27 @@ def record_admin_action(
         logger.error("admin audit record not written", extra={"error_type": type(error).__name__})
 
 
+class Policies(Protocol):
+    """byom.dal.policies.PolicyRepository: where each tenant's retention is read."""
+
+    def get(self, tenant_id: str) -> Policy: ...
+
+
 def serve_audited(
     app: APIGatewayRestResolver,
     event: dict[str, Any],
     context: Any,
     log: AuditLog | None,
-    retention_days: Callable[[str], int],
+    policies: Policies | None,
     *,
     actions: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """Serve the request, then record it in the audit trail when it is an admin action."""
+    """Serve the request, then record it in the audit trail when it is an admin action, kept for
+    its tenant's retention (the default one without `policies`)."""
     response = serve(app, event, context)
+
+    def retention_days(tenant_id: str) -> int:
+        return policies.get(tenant_id).retention_days if policies is not None else DEFAULT_RETENTION_DAYS
+
     record_admin_action(log, event, response, retention_days, actions=actions)
     return response

@@ -66,11 +66,7 @@ def _audit() -> tuple[AuditTable | None, PolicyRepository | None]:
 
 def serve_audited(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
     log, policies = _audit()
-
-    def retention_days(tenant_id: str) -> int:
-        return int(policies.get(tenant_id).retention_days) if policies is not None else 90
-
-    return admin_audit.serve_audited(app, event, context, log, retention_days, actions=AUDITED_ACTIONS)
+    return admin_audit.serve_audited(app, event, context, log, policies, actions=AUDITED_ACTIONS)
 
 
 def _limit(router: Router) -> int:

@@ -70,6 +70,11 @@ def usage_table() -> UsageTable:
     return UsageTable(table(gateway_settings().usage_table))
 
 
+def tenant_usage(tenant_id: str) -> UsageTable:
+    """The usage table as the tenant's own credentials see it (byom.dal.tenant_scope): reports."""
+    return UsageTable(scoped_table(tenant_id, gateway_settings().usage_table))
+
+
 @lru_cache(maxsize=1)
 def invoke_store() -> invoke.InvokeStore:
     settings = gateway_settings()
@@ -162,16 +167,14 @@ usage = Router()
 @usage.get("/v1/usage")
 def get_usage():  # type: ignore[no-untyped-def]
     tenant_id = require_tenant_key(principal(usage))
-    reader = UsageTable(scoped_table(tenant_id, gateway_settings().usage_table))
     month, group_by = query(usage, "month"), query(usage, "group_by")
-    return ok(usage_logic.report(usage_table(), tenant_id, month, group_by, reader=reader))
+    return ok(usage_logic.report(usage_table(), tenant_id, month, group_by, reader=tenant_usage(tenant_id)))
 
 
 @models.get("/v1/models/recommend")
 def recommend_models():  # type: ignore[no-untyped-def]
     tenant_id = require_tenant_key(principal(models))
-    reader = UsageTable(scoped_table(tenant_id, gateway_settings().usage_table))
-    month_items = reader.month_items(tenant_id, month_of(clock.now()))
+    month_items = tenant_usage(tenant_id).month_items(tenant_id, month_of(clock.now()))
     ranked = recommend.recommend(
         model_repository().list(tenant_id),
         month_items,

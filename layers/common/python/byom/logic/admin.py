@@ -217,6 +217,10 @@ def apply_rate_limits(store: AdminStore, tenant_id: str, limits: RateLimits) -> 
     tenant = store.tenants.get(tenant_id)
     if tenant is None:
         raise NotFound(f"No tenant '{tenant_id}'")
+    return _apply_rate_limits(store, tenant, limits)
+
+
+def _apply_rate_limits(store: AdminStore, tenant: Tenant, limits: RateLimits) -> Throttle | None:
     throttle = throttle_for(limits.requests_per_minute)
     plans = store.usage_plans
     if plans is None or (throttle is None and not tenant.usage_plan_id):
@@ -451,11 +455,11 @@ def _check_policy(store: AdminStore, body: PutPolicy) -> None:
 
 
 def put_policy(store: AdminStore, principal: Principal, tenant_id: str, body: PutPolicy) -> Policy:
-    _tenant(store, principal, tenant_id)
+    tenant = _tenant(store, principal, tenant_id)
     _check_policy(store, body)
     policy = Policy.model_validate(body.model_dump() | {"tenant_id": tenant_id, "updated_at": clock.now()})
     # The usage plan first: if API Gateway refuses, nothing is stored and the old policy holds.
-    apply_rate_limits(store, tenant_id, body.rate_limits)
+    _apply_rate_limits(store, tenant, body.rate_limits)
     store.policies.put(policy)
     return policy
 
