@@ -315,10 +315,7 @@ def dynamodb_requests(
         requests = []
         for entry in body.get("TransactItems", []):
             for kind, inner in entry.items():
-                single = dict(inner)
-                if kind in ("Update", "Delete", "ConditionCheck", "Get"):
-                    single.setdefault("Key", inner.get("Key", {}))
-                requests.extend(dynamodb_requests(actions[kind], single, tables, base))
+                requests.extend(dynamodb_requests(actions[kind], inner, tables, base))
         return requests
 
     if operation in ("BatchGetItem", "BatchWriteItem"):
@@ -343,7 +340,7 @@ def dynamodb_requests(
     index = body.get("IndexName")
     resource = f"{keys.arn}/index/{index}" if index else keys.arn
     partition_key = keys.index_partition_keys.get(index, "") if index else keys.partition_key
-    if operation in ("GetItem", "DeleteItem", "UpdateItem"):
+    if operation in ("GetItem", "DeleteItem", "UpdateItem", "ConditionCheckItem"):
         item = body.get("Key", {})
     elif operation == "PutItem":
         item = body.get("Item", {})
