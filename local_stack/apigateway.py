@@ -15,7 +15,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -99,6 +99,9 @@ class HttpResponse:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+    stream: Iterator[bytes] | None = None
+    """A streamed integration's body, sent chunk by chunk as it arrives (then `body` is empty).
+    Closing it (a client that went away) ends the function's side too."""
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
@@ -131,6 +134,7 @@ class Method:
     mock: MockResponse | None = None
     timeout_seconds: float = 29.0  # the integration's TimeoutInMillis
     api_key_required: bool = False
+    streams: bool = False  # ResponseTransferMode STREAM: InvokeWithResponseStream, body as it comes
 
 
 @dataclass(frozen=True)
@@ -288,6 +292,7 @@ def build_rest_api(template: Template, resolver: Resolver) -> RestApi:
                 mock=_mock_response(integration, resolver) if integration_type == "MOCK" else None,
                 timeout_seconds=int(integration.get("TimeoutInMillis", 29000)) / 1000,
                 api_key_required=props.get("ApiKeyRequired") is True,
+                streams=str(integration.get("ResponseTransferMode", "BUFFERED")).upper() == "STREAM",
             )
         )
         if integration_type == "AWS_PROXY" and not functions:
@@ -771,6 +776,16 @@ def proxy_response(result: Any) -> HttpResponse:
 Invoke = Callable[[str, dict[str, Any], float | None], Any]
 
 
+class WebFunctions(Protocol):
+    """Functions that are web servers behind the Lambda Web Adapter (local_stack.web_adapter)."""
+
+    def serves(self, function_id: str) -> bool: ...
+
+    def streams(self, function_id: str) -> bool: ...
+
+    def forward(self, function_id: str, event: dict[str, Any], timeout: float) -> Any: ...
+
+
 CacheKey = tuple[str, tuple[str, ...]]
 
 
@@ -794,9 +809,11 @@ class LocalApiGateway:
         cache_authorizer_results: bool = False,
         flush_cache_after_writes_under: str | None = None,
         usage_plans: UsagePlanLookup | None = None,
+        web_functions: WebFunctions | None = None,
     ) -> None:
         self.api = api
         self.invoke = invoke
+        self._web = web_functions
         self._warned: set[str] = set()
         self._bucket = TokenBucket(*api.throttle) if api.throttle else None
         self._cache_authorizer_results = cache_authorizer_results
@@ -863,9 +880,24 @@ class LocalApiGateway:
             return self._gateway("API_CONFIGURATION_ERROR", request_id, request)
 
         event = build_proxy_event(self.api, method, request, path_parameters, request_id, authorizer_ctx)
+        if self._web is not None and self._web.serves(method.function_id):
+            response = self._forward(method, event, request_id, request)
+        else:
+            response = self._invoke(method, event, request_id, request)
+        if self._is_successful_admin_write(request, response):
+            self.flush_authorizer_cache()
+        if response.header("x-request-id") is None and method.function_id not in self._warned:
+            self._warned.add(method.function_id)
+            log.warning("%s answered without x-request-id; API Gateway would not add one", method.function_id)
+        return response
+
+    def _invoke(
+        self, method: Method, event: dict[str, Any], request_id: str, request: HttpRequest
+    ) -> HttpResponse:
+        assert method.function_id is not None
         try:
             result = self.invoke(method.function_id, event, method.timeout_seconds)
-            response = proxy_response(result)
+            return proxy_response(result)
         except InvocationTimeout as error:
             log.error("%s", error)
             if error.caller_gave_up:
@@ -880,12 +912,35 @@ class LocalApiGateway:
         except Exception:
             log.exception("%s cannot be invoked locally", method.function_id)
             return self._gateway("API_CONFIGURATION_ERROR", request_id, request)
-        if self._is_successful_admin_write(request, response):
-            self.flush_authorizer_cache()
-        if response.header("x-request-id") is None and method.function_id not in self._warned:
-            self._warned.add(method.function_id)
-            log.warning("%s answered without x-request-id; API Gateway would not add one", method.function_id)
-        return response
+
+    def _forward(
+        self, method: Method, event: dict[str, Any], request_id: str, request: HttpRequest
+    ) -> HttpResponse:
+        """A web-adapter function: the app's answer, streamed when the integration streams."""
+        assert self._web is not None and method.function_id is not None
+        if self._web.streams(method.function_id) != method.streams:
+            # In the cloud API Gateway could not read the answer: a streaming function invoked for
+            # a buffered integration answers the stream's framing, and the other way round.
+            log.error(
+                "%s %s: integration is %s but %s %s",
+                method.http_method,
+                method.resource_path,
+                "STREAM" if method.streams else "BUFFERED",
+                method.function_id,
+                "streams its responses" if self._web.streams(method.function_id) else "does not stream",
+            )
+            return self._gateway("API_CONFIGURATION_ERROR", request_id, request)
+        try:
+            answer = self._web.forward(method.function_id, event, method.timeout_seconds)
+        except TimeoutError:
+            return self._gateway("INTEGRATION_TIMEOUT", request_id, request)
+        except OSError as error:
+            log.error("%s: the web app did not answer: %s", method.function_id, error)
+            return self._gateway("DEFAULT_5XX", request_id, request, "Internal server error")
+        if not method.streams:
+            body = b"".join(answer.chunks)
+            return HttpResponse(answer.status, answer.headers, body)
+        return HttpResponse(answer.status, answer.headers, b"", stream=answer.chunks)
 
     def _authorize(
         self, method: Method, request: HttpRequest, path_parameters: dict[str, str], request_id: str

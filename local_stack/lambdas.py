@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from local_stack.template import ACCOUNT_ID, PARTITION, REGION, Physical, Resolver, Template
+from local_stack.web_adapter import APP_ATTRIBUTE, APP_MODULE, is_web_adapter
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,17 @@ class LambdaFunction:
     environment: dict[str, str]
     timeout_seconds: int = 3
     memory_mb: int = 128
-    entry: Callable[[Any, Any], Any] | None = None
+    entry: Callable[..., Any] | None = None
+    """The handler; for a web-adapter function, its ASGI app (local_stack.web_adapter)."""
+
+    @property
+    def web_adapter(self) -> bool:
+        return is_web_adapter(self.environment)
+
+    @property
+    def entry_point(self) -> str:
+        """module.attribute: the handler, or what a web-adapter function's run.sh serves."""
+        return f"{APP_MODULE}.{APP_ATTRIBUTE}" if self.web_adapter else self.handler
 
     @property
     def arn(self) -> str:
@@ -105,6 +116,8 @@ class LambdaFunction:
         """
         if self.entry is None:
             raise FunctionLoadError(f"{self.logical_id} is not loaded")
+        if self.web_adapter:
+            raise FunctionLoadError(f"{self.logical_id} is a web server: requests reach it over HTTP")
         entry = self.entry
         payload = json.loads(json.dumps(event))
         outcome: dict[str, Any] = {}
@@ -280,7 +293,7 @@ class FunctionRuntime:
                 self._roots.append(layer)
 
     def load(self, function: LambdaFunction) -> None:
-        module_name, _, attribute = function.handler.rpartition(".")
+        module_name, _, attribute = function.entry_point.rpartition(".")
         source = function.code_dir / (module_name.replace(".", "/") + ".py")
         if not source.is_file():
             raise FunctionLoadError(f"{function.logical_id}: handler file {source} not found")
@@ -310,7 +323,7 @@ class FunctionRuntime:
                     os.environ[name] = value
         entry = getattr(module, attribute, None)
         if not callable(entry):
-            raise FunctionLoadError(f"{function.logical_id}: {function.handler} is not a callable")
+            raise FunctionLoadError(f"{function.logical_id}: {function.entry_point} is not a callable")
         function.entry = entry
 
     def unload(self) -> None:

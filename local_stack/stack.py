@@ -48,6 +48,7 @@ from local_stack.server import gateway_server
 from local_stack.stepfunctions import CONFIG as SFN_CONFIG
 from local_stack.stepfunctions import LambdaRouter, lambda_tasks_in_process
 from local_stack.template import REGION, Resolver, Template, load_template
+from local_stack.web_adapter import LocalWebFunctions
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ class LocalStack:
         self._saved_modules: dict[str, Any] = {}
         self._started = False
         self._lambda_tasks: contextlib.ExitStack | None = None
+        self._web: LocalWebFunctions | None = None
         self.customization = CustomizationState()
         self.event_bus: LocalEventBus | None = None
         self.iam = IamEmulation()
@@ -271,12 +273,14 @@ class LocalStack:
         missing |= {m.authorizer.function_id for m in api.methods if m.authorizer} - self.functions.keys()
         if missing:
             raise StackError(f"the API integrates functions that cannot run locally: {sorted(missing)}")
+        self._web = LocalWebFunctions(functions).start()
         gateway = LocalApiGateway(
             api,
             self._invoke,
             cache_authorizer_results=settings.authorizer_cache,
             flush_cache_after_writes_under=ADMIN_PATH_PREFIX,
             usage_plans=moto_usage_plans.MotoUsagePlans(),
+            web_functions=self._web,
         )
         try:
             server = gateway_server(gateway, settings.port)
@@ -389,6 +393,9 @@ class LocalStack:
             with contextlib.suppress(Exception):
                 server.stop()
         self._servers.clear()
+        if self._web is not None:
+            self._web.stop()
+            self._web = None
         if self._moto is not None:
             with contextlib.suppress(Exception):
                 self._moto.stop()

@@ -16,7 +16,9 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
+from starlette.testclient import TestClient
 
+from local_stack.web_adapter import forwarded_request
 from tests.conftest import LambdaContext, api_event
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -165,13 +167,41 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
 
 
 def load_handler(function: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """Import functions/<function>/handler.py the way Lambda does: by file, as its own module."""
-    path = ROOT / "functions" / function / "handler.py"
+    """functions/<function>/handler.py imported the way Lambda does: by file, as its own module.
+    A web-adapter function (an app.py) is called the way the adapter calls it: the event made an
+    HTTP request with its request context in a header; its answer read back as a proxy response."""
+    directory = ROOT / "functions" / function
+    if (directory / "app.py").is_file():
+        return _adapted(_module(function, directory / "app.py").app)
+    handler: Callable[[dict[str, Any], Any], dict[str, Any]] = _module(
+        function, directory / "handler.py"
+    ).handler
+    return handler
+
+
+def _module(function: str, path: Path) -> Any:
     spec = importlib.util.spec_from_file_location(f"byom_function_{function}", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.handler
+    return module
+
+
+def _adapted(app: Any) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    client = TestClient(app, raise_server_exceptions=False)
+
+    def call(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+        request = forwarded_request(event)
+        response = client.request(
+            request.method, request.target, headers=request.headers, content=request.body
+        )
+        return {
+            "statusCode": response.status_code,
+            "multiValueHeaders": {name: response.headers.get_list(name) for name in response.headers},
+            "body": response.text,
+        }
+
+    return call
 
 
 class Api:

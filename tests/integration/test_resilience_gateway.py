@@ -97,19 +97,41 @@ def test_bedrock_throttling_is_retried_to_an_answer(
     assert (status, headers["x-byom-attempts"]) == (200, "2")
 
 
-def test_a_bedrock_stream_that_breaks_off_is_retried_whole(
+def _broken() -> EventStreamError:
+    return EventStreamError(
+        {"Error": {"Code": "ModelStreamErrorException", "Message": "stream broke"}}, "ConverseStream"
+    )
+
+
+def test_a_bedrock_stream_that_breaks_before_its_first_event_is_retried(
     admin_api: Api, gateway: Gateway, bedrock: Stubber
 ) -> None:
     caller = _tenant(admin_api, {"alias": "fast", "provider": "bedrock", "model_id": NOVA})
-    broken = EventStreamError(
-        {"Error": {"Code": "ModelStreamErrorException", "Message": "stream broke"}}, "ConverseStream"
-    )
-    add_stream_response(bedrock, stream_events(["Hel"])[:2], then=broken)
+    add_stream_response(bedrock, [], then=_broken())
     add_stream_response(bedrock, stream_events(["Hello", "!"]))
 
     status, body, headers = gateway("/v1/chat/completions", _chat("fast", stream=True), caller)
 
     assert (status, _text(body), headers["x-byom-attempts"]) == (200, "Hello!", "2")
+
+
+def test_a_bedrock_stream_that_breaks_midway_ends_with_an_error_event_and_is_metered(
+    admin_api: Api, gateway: Gateway, bedrock: Stubber
+) -> None:
+    caller = _tenant(admin_api, {"alias": "fast", "provider": "bedrock", "model_id": NOVA})
+    add_stream_response(bedrock, stream_events(["Hel"])[:2], then=_broken())
+
+    status, body, headers = gateway("/v1/chat/completions", _chat("fast", stream=True), caller)
+
+    events = [json.loads(line.removeprefix("data: ")) for line in body.split("\n\n") if line]
+    assert (status, headers["x-byom-attempts"]) == (200, "1")
+    assert "".join(e["choices"][0]["delta"].get("content", "") for e in events[:-1]) == "Hel"
+    assert events[-1]["error"]["type"] == "provider_error"
+    assert "stream broke" in events[-1]["error"]["message"]
+    status, usage, _ = admin_api("GET", f"/admin/tenants/{caller['tenant_id']}/usage")
+    # Bedrock reported no usage before it broke: the call is metered at its reservation's bound.
+    assert usage["total"]["requests"] == 1
+    assert usage["total"]["input_tokens"] > 0 and usage["total"]["output_tokens"] > 0
 
 
 # Fallbacks

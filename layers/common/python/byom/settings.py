@@ -59,6 +59,9 @@ class GatewaySettings(_Settings):
     retry_max_attempts: int = Field(default=3, ge=1, le=10)
     retry_base_seconds: float = Field(default=0.2, ge=0)
     retry_cap_seconds: float = Field(default=2.0, ge=0)
+    # A stream's integration timeout (byom:streamTimeoutSeconds): the gateway ends a stream itself
+    # STREAM_MARGIN_SECONDS before it, so the call is still settled and the client told why.
+    stream_timeout_seconds: float = Field(default=300.0, ge=30, le=900)
     # Unset: no response cache, whatever the aliases ask for.
     cache_table: str | None = None
     usage_table: str

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.event_handler.api_gateway import Router
+from fastapi import APIRouter, Depends, FastAPI, Header, Query
+from fastapi.responses import JSONResponse, Response
 
 from byom import clock
-from byom.api.http import build_resolver, header, json_body, listing, ok, principal, query, request_id
+from byom.api.web import EventStream, RequestContext, build_app, context, ok, parse_json, raw_body
 from byom.dal.audit import AuditTable
 from byom.dal.aws import LazyClient, client, table
 from byom.dal.cache import ResponseCacheTable, cache_table
@@ -30,14 +31,18 @@ from byom.openai_types import ChatRequest, EmbeddingRequest
 from byom.providers import build_registry
 from byom.settings import gateway_settings
 
+# A stream ends this long before its integration timeout: time to settle it and say why.
+STREAM_MARGIN_SECONDS = 5.0
 # Lambda's synchronous payload limit; API Gateway would take more, the function could not.
 MAX_INVOKE_BODY_BYTES = 6 * 1024 * 1024
 
-health = Router()
+router = APIRouter()
+Context = Annotated[RequestContext, Depends(context)]
+RawBody = Annotated[bytes, Depends(raw_body)]
 
 
-@health.get("/health")
-def get_health():  # type: ignore[no-untyped-def]
+@router.get("/health")
+def get_health() -> JSONResponse:
     return ok({"status": "ok"})
 
 
@@ -48,12 +53,13 @@ def model_repository() -> ModelRepository:
     return ModelRepository(table(settings.models_table), table(settings.credentials_table))
 
 
-models = Router()
+def listing(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"object": "list", "data": items}
 
 
-@models.get("/v1/models")
-def list_models():  # type: ignore[no-untyped-def]
-    tenant_id = require_tenant_key(principal(models))
+@router.get("/v1/models")
+def list_models(ctx: Context) -> JSONResponse:
+    tenant_id = require_tenant_key(ctx.principal)
     aliases = sorted(model_repository().list(tenant_id), key=lambda m: m.alias)
     return ok(
         listing(
@@ -108,11 +114,9 @@ def invoke_store() -> invoke.InvokeStore:
             cap_seconds=settings.retry_cap_seconds,
             deadline_seconds=settings.invoke_deadline_seconds,
             attempt_timeout_seconds=settings.provider_timeout_seconds,
+            stream_seconds=settings.stream_timeout_seconds - STREAM_MARGIN_SECONDS,
         ),
     )
-
-
-invocations = Router()
 
 
 DRY_RUN_HEADER = "x-byom-dry-run"
@@ -121,71 +125,62 @@ DRY_RUN_HEADER = "x-byom-dry-run"
 SUBJECT_HEADER = "x-byom-user"
 
 
-def _call(router: Router, *, dry_run: bool = False) -> invoke.Call:
-    return invoke.Call(
-        principal(router), request_id(router), dry_run=dry_run, subject=header(router, SUBJECT_HEADER)
-    )
+def _call(ctx: RequestContext, subject: str | None, *, dry_run: bool = False) -> invoke.Call:
+    return invoke.Call(ctx.principal, ctx.request_id, dry_run=dry_run, subject=subject)
 
 
-@invocations.post("/v1/chat/completions")
-def chat_completions():  # type: ignore[no-untyped-def]
-    request = json_body(invocations, ChatRequest, MAX_INVOKE_BODY_BYTES)
-    dry_run = (header(invocations, DRY_RUN_HEADER) or "").strip().lower() == "true"
-    if dry_run:
-        return _answer(invoke.chat(invoke_store(), _call(invocations, dry_run=True), request))
+@router.post("/v1/chat/completions")
+def chat_completions(
+    ctx: Context,
+    body: RawBody,
+    dry_run: Annotated[str | None, Header(alias=DRY_RUN_HEADER)] = None,
+    subject: Annotated[str | None, Header(alias=SUBJECT_HEADER)] = None,
+) -> Response:
+    request = parse_json(body, ChatRequest, MAX_INVOKE_BODY_BYTES)
+    if (dry_run or "").strip().lower() == "true":
+        return _answer(invoke.chat(invoke_store(), _call(ctx, subject, dry_run=True), request))
     if request.stream:
-        streamed = invoke.chat_stream(invoke_store(), _call(invocations), request)
-        # Buffered: API Gateway's REST proxy integration sends the body once the function returns.
-        body = "".join(streamed.events)
-        return Response(
-            status_code=200,
-            content_type="text/event-stream; charset=utf-8",
-            body=body,
-            headers=streamed.headers | {"cache-control": "no-cache"},
-        )
-    return _answer(invoke.chat(invoke_store(), _call(invocations), request))
+        # Everything that can refuse the call has run: what follows is sent as it is produced.
+        streamed = invoke.chat_stream(invoke_store(), _call(ctx, subject), request)
+        return EventStream(streamed.events, headers=streamed.headers)
+    return _answer(invoke.chat(invoke_store(), _call(ctx, subject), request))
 
 
-@invocations.post("/v1/embeddings")
-def embeddings():  # type: ignore[no-untyped-def]
-    request = json_body(invocations, EmbeddingRequest, MAX_INVOKE_BODY_BYTES)
-    return _answer(invoke.embed(invoke_store(), _call(invocations), request))
+@router.post("/v1/embeddings")
+def embeddings(
+    ctx: Context, body: RawBody, subject: Annotated[str | None, Header(alias=SUBJECT_HEADER)] = None
+) -> JSONResponse:
+    request = parse_json(body, EmbeddingRequest, MAX_INVOKE_BODY_BYTES)
+    return _answer(invoke.embed(invoke_store(), _call(ctx, subject), request))
 
 
-def _answer(answer: invoke.Answer) -> Response:
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body=answer.body,
-        headers=answer.headers,
-    )
+def _answer(answer: invoke.Answer) -> JSONResponse:
+    return ok(answer.body, headers=answer.headers)
 
 
-usage = Router()
-
-
-@usage.get("/v1/usage")
-def get_usage():  # type: ignore[no-untyped-def]
-    tenant_id = require_tenant_key(principal(usage))
-    month, group_by = query(usage, "month"), query(usage, "group_by")
+@router.get("/v1/usage")
+def get_usage(
+    ctx: Context,
+    month: Annotated[str | None, Query()] = None,
+    group_by: Annotated[str | None, Query()] = None,
+) -> JSONResponse:
+    tenant_id = require_tenant_key(ctx.principal)
     return ok(usage_logic.report(usage_table(), tenant_id, month, group_by, reader=tenant_usage(tenant_id)))
 
 
-@models.get("/v1/models/recommend")
-def recommend_models():  # type: ignore[no-untyped-def]
-    tenant_id = require_tenant_key(principal(models))
+@router.get("/v1/models/recommend")
+def recommend_models(
+    ctx: Context,
+    max_cost_per_1k_usd: Annotated[str | None, Query()] = None,
+    need: Annotated[str | None, Query()] = None,
+) -> JSONResponse:
+    tenant_id = require_tenant_key(ctx.principal)
     month_items = tenant_usage(tenant_id).month_items(tenant_id, month_of(clock.now()))
-    ranked = recommend.recommend(
-        model_repository().list(tenant_id),
-        month_items,
-        query(models, "max_cost_per_1k_usd"),
-        query(models, "need"),
-    )
+    ranked = recommend.recommend(model_repository().list(tenant_id), month_items, max_cost_per_1k_usd, need)
     return ok(listing(ranked))
 
 
-def build_gateway_app() -> APIGatewayRestResolver:
-    app = build_resolver()
-    for router in (health, models, invocations, usage):
-        app.include_router(router)
+def build_gateway_app() -> FastAPI:
+    app = build_app("BYOM Gateway data plane")
+    app.include_router(router)
     return app

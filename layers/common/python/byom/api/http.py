@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel, ValidationError
 
+from byom.api.errors import envelope, validation_message
 from byom.errors import ByomError, InvalidRequest, PayloadTooLarge
 from byom.logic.access import Principal
 from byom.observability import logger
@@ -35,63 +36,9 @@ def error_response(
     return Response(
         status_code=status,
         content_type=content_types.APPLICATION_JSON,
-        body={"error": {"message": message, "type": type_, "param": param, "code": code}},
+        body=envelope(message, type_, code=code, param=param),
         headers=(headers or {}) | {"x-byom-error-source": source},
     )
-
-
-# Errors saying a value has the wrong type for one member of a union: the least useful to report
-# when another member got further.
-_TYPE_MISMATCH = frozenset(
-    {
-        "string_type",
-        "list_type",
-        "dict_type",
-        "model_type",
-        "model_attributes_type",
-        "literal_error",
-        "int_type",
-        "int_parsing",
-        "float_type",
-        "float_parsing",
-        "bool_type",
-        "bool_parsing",
-        "none_required",
-        "is_instance_of",
-    }
-)
-_TYPE_NAMES = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
-
-
-def _union_member(part: object) -> bool:
-    """Pydantic names the union member it tried ("str", "list[ContentPart]", "NamedToolChoice")
-    in an error's location; fields and indexes are never spelled like that."""
-    return isinstance(part, str) and (not part.isidentifier() or part[:1].isupper() or part in _TYPE_NAMES)
-
-
-def _most_specific(errors: list[Any]) -> Any:
-    """Of the errors one union produced, the one that got furthest: a list with a bad item says more
-    than "Input should be a valid string"."""
-    first = errors[0]
-    at = next((i for i, part in enumerate(first["loc"]) if _union_member(part)), None)
-    if at is None:
-        return first
-    same_union = [e for e in errors if tuple(e["loc"][:at]) == tuple(first["loc"][:at])]
-
-    def rank(e: Any) -> tuple[bool, int]:
-        return not (len(e["loc"]) == at + 1 and e["type"] in _TYPE_MISMATCH), len(e["loc"])
-
-    return max(same_union, key=rank)
-
-
-def _validation_message(error: ValidationError) -> tuple[str, str | None]:
-    """Say what is wrong and where, never echoing the input: it may be a provider key."""
-    first = _most_specific(error.errors(include_input=False, include_url=False))
-    param = ".".join(str(p) for p in first["loc"] if not _union_member(p)) or None
-    message = first["msg"]
-    if first["type"] == "extra_forbidden":
-        message = "Unknown field"
-    return (f"{param}: {message}" if param else message), param
 
 
 def build_resolver() -> APIGatewayRestResolver:
@@ -111,7 +58,7 @@ def build_resolver() -> APIGatewayRestResolver:
 
     @app.exception_handler(ValidationError)
     def _validation_error(error: ValidationError) -> Response:
-        message, param = _validation_message(error)
+        message, param = validation_message(error.errors(include_input=False, include_url=False))
         return error_response(400, message, "invalid_request_error", param=param)
 
     @app.not_found

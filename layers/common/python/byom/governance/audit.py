@@ -19,6 +19,7 @@ InteractionStatus = Literal[
     "rate_limited",
     "invalid_request",
     "gateway_error",
+    "client_disconnected",
 ]
 
 PLATFORM_ADMIN_ACTOR = "platform-admin"

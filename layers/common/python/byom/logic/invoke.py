@@ -9,7 +9,7 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -432,12 +432,9 @@ def _answered(
     deadline = Deadline(store.timing, store.policy.deadline_seconds)
     key = _cache_key(store, target, kind, request)
     with _guard(meter):
-        hit = _cached(store, key, target, kind)
+        hit = _from_cache(store, key, target, kind, meter, trail, content)
         if hit is not None:
-            kept = _keep_content(store, trail, content, hit.result)
-            cost = _settle_hit(meter, target, hit.result.usage, trail)
-            _kept(kept)
-            return _Done(replay(hit.result), hit.answered_by, 0, response_cache.HIT, cost)
+            return _Done(replay(hit.value), hit.answered_by, 0, response_cache.HIT, hit.cost_micros)
         if meter is not None:
             meter.admit(estimate)
         started = time.perf_counter()
@@ -450,6 +447,25 @@ def _answered(
         _kept(kept)
     _remember(store, key, target, kind, result, outcome.target)
     return _Done(outcome.value, outcome.target, outcome.attempts, key and response_cache.MISS, cost)
+
+
+def _from_cache(
+    store: InvokeStore,
+    key: str | None,
+    target: Target,
+    kind: response_cache.Kind,
+    meter: CallMeter | None,
+    trail: Trail,
+    content: Callable[[response_cache.Result], dict[str, Any]] | None,
+) -> _Done[response_cache.Result] | None:
+    """The cached answer, settled as a hit; None on a miss."""
+    hit = _cached(store, key, target, kind)
+    if hit is None:
+        return None
+    kept = _keep_content(store, trail, content, hit.result)
+    cost = _settle_hit(meter, target, hit.result.usage, trail)
+    _kept(kept)
+    return _Done(hit.result, hit.answered_by, 0, response_cache.HIT, cost)
 
 
 # Prompts and answers of tenants with content logging are stored while the call settles.
@@ -599,59 +615,166 @@ def chunks(
 
 def server_sent_events(items: Iterable[dict[str, Any]]) -> Iterator[str]:
     for item in items:
-        yield f"data: {json.dumps(item, separators=(',', ':'))}\n\n"
+        yield sse(item)
     yield SSE_DONE
 
 
-def _drained(events: Iterator[StreamEvent], target: Target, deadline: Deadline) -> list[StreamEvent]:
-    """The whole stream, read before anything is sent: a stream that breaks off can then be retried
-    or fall back like any failed call. One still running at the deadline is a timeout."""
-    collected: list[StreamEvent] = []
+def sse(item: dict[str, Any]) -> str:
+    return f"data: {json.dumps(item, separators=(',', ':'))}\n\n"
+
+
+@dataclass
+class _Opened:
+    """A provider stream that has produced its first event: from here on it is the caller's."""
+
+    first: StreamEvent | None
+    rest: Iterator[StreamEvent]
+
+
+def _opened(events: Iterator[StreamEvent]) -> _Opened:
+    """Reads up to the first event, so that a provider that fails before it is retried or falls
+    back like any failed call; after it, nothing is retried (the client has bytes)."""
+    iterator = iter(events)
     try:
-        for event in events:
-            collected.append(event)
-            if deadline.remaining() <= 0:
-                raise ProviderError(
-                    f"The {target.provider} model '{target.model_id}' did not finish its answer in time",
-                    status=504,
-                    retryable=True,
-                )
-    finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()
-    return collected
+        first = next(iterator, None)
+    except BaseException:
+        _close(iterator)
+        raise
+    return _Opened(first, iterator)
+
+
+def _close(events: Iterator[Any]) -> None:
+    close = getattr(events, "close", None)
+    if close is not None:
+        close()
 
 
 def chat_stream(store: InvokeStore, call: Call, request: ChatRequest) -> StreamAnswer:
-    """The provider's whole stream is read before this returns (streams are buffered, decision 19),
-    so a refusal or a broken stream is an ordinary error response, after retries and fallbacks, and
-    the stream is metered with the provider's own usage figures before its first byte is sent."""
-    with _audited(store, call, "chat.completions", request.model, _subject(request)) as trail:
+    """A streamed chat completion, relayed as the provider produces it (SPEC §4.4).
+
+    Everything that can refuse the call runs before this returns, so a refusal is an ordinary
+    error response: the read, the policy's screening, the budget's reservation, the provider's
+    retries and fallbacks up to its first event. The events then go to the client one by one and
+    the call is settled when the stream ends, however it ends (`_relayed`)."""
+    scope = ExitStack()
+    trail = scope.enter_context(_audited(store, call, "chat.completions", request.model, _subject(request)))
+    try:
         started, request, screening_, estimate = _begin_chat(store, call, request, trail)
         target, meter = started.target, started.meter
+        scope.enter_context(_guard(meter))
+        content = _chat_content(started, request)
+        key = _cache_key(store, target, "chat", request)
+        hit = _from_cache(store, key, target, "chat", meter, trail, content)
+        if hit is not None:
+            scope.close()
+            assert isinstance(hit.value, ChatResult)
+            events = screening.restore_stream(response_cache.replay(hit.value), screening_)
+            return StreamAnswer(
+                hit.answered_by,
+                _sse(events, store, target, request),
+                attempts=0,
+                cache=response_cache.HIT,
+                cost_micros=hit.cost_micros,
+            )
+        if meter is not None:
+            meter.admit(estimate)
         bounded = _bounded(request, target, meter)
         deadline = Deadline(store.timing, store.policy.deadline_seconds)
-        done: _Done[list[StreamEvent]] = _answered(
-            store,
-            target,
+        began = time.perf_counter()
+        outcome = _metered(
             meter,
-            "chat",
-            request,
-            estimate,
-            lambda provider, t, timeout: _drained(provider.stream(bounded, t, timeout=timeout), t, deadline),
-            replay=lambda cached: list(response_cache.replay(cached)),
-            as_result=response_cache.assemble,
-            trail=trail,
-            content=_chat_content(started, request),
+            target,
+            trail,
+            lambda: _resilient(
+                store,
+                deadline,
+                target,
+                lambda provider, t, timeout: _opened(provider.stream(bounded, t, timeout=timeout)),
+            ),
         )
+    except BaseException as error:
+        scope.__exit__(type(error), error, error.__traceback__)
+        raise
+    relay = _Relay(store, meter, trail, outcome, estimate, key, content, began)
+    events = screening.restore_stream(relay.events(), screening_)
     return StreamAnswer(
-        done.answered_by,
-        _sse(screening.restore_stream(done.value, screening_), store, target, request),
-        attempts=done.attempts,
-        cache=done.cache,
-        cost_micros=done.cost_micros,
+        outcome.target,
+        relay.run(scope, _sse(events, store, target, request)),
+        attempts=outcome.attempts,
+        cache=key and response_cache.MISS,
     )
+
+
+@dataclass
+class _Relay:
+    """A provider stream on its way to the client, and the call's settlement when it ends.
+
+    Settled once, however the stream ends: with the provider's own usage when it finishes; when it
+    fails midway (an error event ends the stream) or the client goes away (the provider's stream
+    is closed), with what the provider reported, else at the reservation's bound: never at zero."""
+
+    store: InvokeStore
+    meter: CallMeter | None
+    trail: Trail
+    outcome: Outcome[_Opened]
+    estimate: metering.Estimate
+    cache_key: str | None
+    content: Callable[[Any], dict[str, Any]] | None
+    began: float
+    seen: list[StreamEvent] = field(default_factory=list)
+    finished: bool = False
+
+    def events(self) -> Iterator[StreamEvent]:
+        opened = self.outcome.value
+        limit = self.store.policy.stream_seconds
+        if opened.first is not None:
+            self.seen.append(opened.first)
+            yield opened.first
+        for event in opened.rest:
+            self.seen.append(event)
+            yield event
+            if limit is not None and time.perf_counter() - self.began > limit:
+                target = self.outcome.target
+                raise ProviderError(
+                    f"The {target.provider} model '{target.model_id}' was still answering after {limit:g} s",
+                    status=504,
+                )
+        self.finished = True
+
+    def run(self, scope: ExitStack, items: Iterator[str]) -> Iterator[str]:
+        with scope:
+            try:
+                for item in items:
+                    if self.finished and item == SSE_DONE:
+                        self._settle(complete=True)
+                    yield item
+            except ProviderError as error:
+                self.trail.failed(error)
+                self._settle(complete=False)
+                yield sse({"error": envelope_of(error)})
+            except GeneratorExit:
+                self.trail.status, self.trail.http_status = "client_disconnected", 499
+                self._settle(complete=False)
+            finally:
+                _close(self.outcome.value.rest)
+
+    def _settle(self, *, complete: bool) -> None:
+        result = response_cache.assemble(self.seen)
+        usage = result.usage
+        if not complete and not (usage.prompt_tokens or usage.completion_tokens):
+            usage = Usage(self.estimate.input_tokens, self.estimate.output_tokens)
+        elif complete:
+            usage = billable(usage, self.estimate.input_tokens, result.message)
+        self.trail.cache_key = self.cache_key
+        kept = _keep_content(self.store, self.trail, self.content, result)
+        _settle(self.meter, self.outcome, usage, self.began, self.trail)
+        _kept(kept)
+        if complete:
+            _remember(self.store, self.cache_key, self.outcome.target, "chat", result, self.outcome.target)
+
+
+def envelope_of(error: ByomError) -> dict[str, Any]:
+    return {"message": error.message, "type": error.type, "param": error.param, "code": error.code}
 
 
 def _sse(

@@ -40,6 +40,8 @@ class RetryPolicy:
     """The most one provider call may take; less when less of the deadline is left."""
     min_attempt_seconds: float = 1.0
     """An attempt that could not get this long is not started: it would time out, not answer."""
+    stream_seconds: float | None = None
+    """The most a stream may run once it has begun, the deadline's part included; None: no limit."""
 
     def backoff_ceiling(self, retry: int) -> float:
         """The longest wait before retry number `retry` (0 for the first retry)."""
