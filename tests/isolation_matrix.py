@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
 ROLES = ("admin", "developer", "viewer")
 WRITERS = frozenset({"admin", "developer"})  # invoke and fine-tune; viewers read usage and models
 ADMIN_ONLY = frozenset({"developer", "viewer"})
@@ -179,6 +182,14 @@ def routes() -> set[tuple[str, str]]:
     found: set[tuple[str, str]] = set()
     for build in (build_admin_app, build_gateway_app, build_fine_tuning_app):
         app = build()
+        if isinstance(app, FastAPI):
+            found |= {
+                (method, route.path)
+                for route in app.routes
+                if isinstance(route, APIRoute)
+                for method in route.methods
+            }
+            continue
         for route in [*app._static_routes, *app._dynamic_routes]:
             found.add((route.method.upper(), _powertools_path(route.path)))
     return found

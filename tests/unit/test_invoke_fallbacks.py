@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 from byom.errors import ProviderError
 from byom.logic import invoke
 from byom.logic.resilience import ATTEMPTS_HEADER
+from byom.providers import StreamDelta
 
 from tests.unit.fakes import FakeClock
 from tests.unit.invoke_fakes import (
@@ -108,7 +110,25 @@ def test_a_stream_falls_back_like_any_call(store: invoke.InvokeStore, provider: 
     assert "Hello from model-backup" in "".join(answer.events)
 
 
-def test_a_stream_still_running_at_the_deadline_is_a_provider_timeout(
+def test_a_stream_that_has_not_begun_its_answer_by_the_deadline_is_a_provider_timeout(
+    store: invoke.InvokeStore, provider: FlakyProvider, clock: FakeClock
+) -> None:
+    def silent_events(request, target, *, timeout=None):  # type: ignore[no-untyped-def]
+        for _ in range(10):
+            clock.advance(10)
+            yield StreamDelta({"role": "assistant", "content": ""})
+
+    provider.stream = silent_events  # type: ignore[method-assign]
+    start = clock.now
+
+    with pytest.raises(ProviderError) as failed:
+        invoke.chat_stream(store, invoke.Call(DEVELOPER, "req-1"), chat_request(stream=True))
+
+    assert (failed.value.status, failed.value.source) == (504, "provider")
+    assert clock.now - start == 30  # the third event came past the 27 s deadline: no more reading
+
+
+def test_a_stream_still_running_past_its_limit_ends_with_an_error_event(
     store: invoke.InvokeStore, provider: FlakyProvider, clock: FakeClock
 ) -> None:
     def slow_events(request, target, *, timeout=None):  # type: ignore[no-untyped-def]
@@ -117,13 +137,14 @@ def test_a_stream_still_running_at_the_deadline_is_a_provider_timeout(
             yield event
 
     provider.stream = slow_events  # type: ignore[method-assign]
-    start = clock.now
+    store.policy = dataclasses.replace(store.policy, stream_seconds=25)
 
-    with pytest.raises(ProviderError) as failed:
-        invoke.chat_stream(store, invoke.Call(DEVELOPER, "req-1"), chat_request(stream=True))
+    answer = invoke.chat_stream(store, invoke.Call(DEVELOPER, "req-1"), chat_request(stream=True))
+    events = [json.loads(line.removeprefix("data: ")) for line in answer.events]
 
-    assert (failed.value.status, failed.value.source) == (504, "provider")
-    assert clock.now - start == 30  # the third event came past the 27 s deadline: no more reading
+    assert "Hello from model-fast" in json.dumps(events[:-1])
+    assert events[-1]["error"]["type"] == "provider_error"
+    assert "still answering after 25 s" in events[-1]["error"]["message"]
 
 
 def test_embeddings_are_retried_and_fall_back_too(store: invoke.InvokeStore, provider: FlakyProvider) -> None:

@@ -1,7 +1,7 @@
 from typing import Any
 
 import pytest
-from byom.api.http import _validation_message
+from byom.api.errors import validation_message
 from byom.openai_types import ChatRequest, EmbeddingRequest
 from pydantic import ValidationError
 
@@ -17,7 +17,7 @@ def _refusal(
 ) -> tuple[str, str | None]:
     with pytest.raises(ValidationError) as raised:
         model.model_validate(body)
-    return _validation_message(raised.value)
+    return validation_message(raised.value.errors(include_input=False, include_url=False))
 
 
 def test_a_minimal_chat_request_is_accepted() -> None:

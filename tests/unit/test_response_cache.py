@@ -302,6 +302,7 @@ def test_a_streamed_miss_is_stored_and_answers_a_later_plain_call(
     store: invoke.InvokeStore, provider: FlakyProvider
 ) -> None:
     streamed = invoke.chat_stream(store, invoke.Call(DEVELOPER, "req-1"), chat_request(stream=True))
+    list(streamed.events)  # stored once the stream has ended
 
     plain = invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), chat_request())
 

@@ -625,22 +625,41 @@ def sse(item: dict[str, Any]) -> str:
 
 @dataclass
 class _Opened:
-    """A provider stream that has produced its first event: from here on it is the caller's."""
+    """A provider stream that has begun its answer: from here on it is the client's."""
 
-    first: StreamEvent | None
+    head: list[StreamEvent]
     rest: Iterator[StreamEvent]
 
 
-def _opened(events: Iterator[StreamEvent]) -> _Opened:
-    """Reads up to the first event, so that a provider that fails before it is retried or falls
-    back like any failed call; after it, nothing is retried (the client has bytes)."""
+def _begun(event: StreamEvent) -> bool:
+    """An event that says something: text, a tool call, the end. A bare role delta does not."""
+    if isinstance(event, Usage):
+        return True
+    delta = event.delta
+    return bool(delta.get("content") or delta.get("tool_calls") or event.finish_reason)
+
+
+def _opened(events: Iterator[StreamEvent], target: Target, deadline: Deadline) -> _Opened:
+    """Reads until the answer begins, so that a provider that fails before (at the call, or after
+    a bare role delta) is retried or falls back like any failed call, by the call's deadline; once
+    it has begun, nothing is retried: the client has bytes."""
     iterator = iter(events)
+    head: list[StreamEvent] = []
     try:
-        first = next(iterator, None)
+        for event in iterator:
+            head.append(event)
+            if _begun(event):
+                break
+            if deadline.remaining() <= 0:
+                raise ProviderError(
+                    f"The {target.provider} model '{target.model_id}' did not begin its answer in time",
+                    status=504,
+                    retryable=True,
+                )
     except BaseException:
         _close(iterator)
         raise
-    return _Opened(first, iterator)
+    return _Opened(head, iterator)
 
 
 def _close(events: Iterator[Any]) -> None:
@@ -680,7 +699,7 @@ def chat_stream(store: InvokeStore, call: Call, request: ChatRequest) -> StreamA
             meter.admit(estimate)
         bounded = _bounded(request, target, meter)
         deadline = Deadline(store.timing, store.policy.deadline_seconds)
-        began = time.perf_counter()
+        began, begun_at = time.perf_counter(), store.timing.monotonic()
         outcome = _metered(
             meter,
             target,
@@ -689,13 +708,15 @@ def chat_stream(store: InvokeStore, call: Call, request: ChatRequest) -> StreamA
                 store,
                 deadline,
                 target,
-                lambda provider, t, timeout: _opened(provider.stream(bounded, t, timeout=timeout)),
+                lambda provider, t, timeout: _opened(
+                    provider.stream(bounded, t, timeout=timeout), t, deadline
+                ),
             ),
         )
     except BaseException as error:
         scope.__exit__(type(error), error, error.__traceback__)
         raise
-    relay = _Relay(store, meter, trail, outcome, estimate, key, content, began)
+    relay = _Relay(store, meter, trail, outcome, estimate, key, content, began, begun_at)
     events = screening.restore_stream(relay.events(), screening_)
     return StreamAnswer(
         outcome.target,
@@ -721,19 +742,21 @@ class _Relay:
     cache_key: str | None
     content: Callable[[Any], dict[str, Any]] | None
     began: float
+    """For the call's latency (perf_counter)."""
+    begun_at: float
+    """For the stream's limit (the store's monotonic clock)."""
     seen: list[StreamEvent] = field(default_factory=list)
     finished: bool = False
 
     def events(self) -> Iterator[StreamEvent]:
         opened = self.outcome.value
         limit = self.store.policy.stream_seconds
-        if opened.first is not None:
-            self.seen.append(opened.first)
-            yield opened.first
+        self.seen += opened.head
+        yield from opened.head
         for event in opened.rest:
             self.seen.append(event)
             yield event
-            if limit is not None and time.perf_counter() - self.began > limit:
+            if limit is not None and self.store.timing.monotonic() - self.begun_at > limit:
                 target = self.outcome.target
                 raise ProviderError(
                     f"The {target.provider} model '{target.model_id}' was still answering after {limit:g} s",
