@@ -32,6 +32,8 @@ APP_MODULE, APP_ATTRIBUTE = "app", "app"
 REQUEST_CONTEXT_HEADER = "x-amzn-request-context"
 LAMBDA_CONTEXT_HEADER = "x-amzn-lambda-context"
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "expect"}
+# Set by the server that answers the client (API Gateway here), not passed on from the app.
+_SERVER_SET = {"date", "server"}
 _READ_SIZE = 64 * 1024
 
 
@@ -147,7 +149,7 @@ class WebApp:
         connection.putheader("Content-Length", str(len(request.body)))
         connection.endheaders(request.body)
         response = connection.getresponse()
-        headers = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP]
+        headers = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP | _SERVER_SET]
 
         def chunks() -> Iterator[bytes]:
             try:
