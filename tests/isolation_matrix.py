@@ -16,7 +16,6 @@ from enum import Enum
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 
 ROLES = ("admin", "developer", "viewer")
 WRITERS = frozenset({"admin", "developer"})  # invoke and fine-tune; viewers read usage and models
@@ -183,11 +182,9 @@ def routes() -> set[tuple[str, str]]:
     for build in (build_admin_app, build_gateway_app, build_fine_tuning_app):
         app = build()
         if isinstance(app, FastAPI):
+            # The app's own description of its routes (FastAPI's router internals change often).
             found |= {
-                (method, route.path)
-                for route in app.routes
-                if isinstance(route, APIRoute)
-                for method in route.methods
+                (method.upper(), path) for path, ops in app.openapi()["paths"].items() for method in ops
             }
             continue
         for route in [*app._static_routes, *app._dynamic_routes]:
