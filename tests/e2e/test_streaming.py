@@ -8,19 +8,21 @@ not finish until the client has the first chunk, so buffering would be a timeout
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx2
 import openai
 import pytest
 
-from tests.e2e.conftest import LocalStack
+from tests.e2e.conftest import ADMIN_KEY, LocalStack, start_local_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -295,3 +297,28 @@ def test_a_plain_request_on_the_streaming_route_still_answers_json(
 
     assert answer.status_code == 404 and answer.headers["content-type"].startswith("application/json")
     assert answer.json()["error"]["code"] == "model_not_found" and answer.headers["x-request-id"]
+
+
+def test_ctrl_c_during_a_stream_stops_everything_cleanly(
+    synthesized_template: Path, upstream: ScriptedUpstream
+) -> None:
+    stack = start_local_stack(template=synthesized_template)
+    admin = httpx2.Client(base_url=stack.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=WAIT)
+    created = admin.post("/admin/tenants", json={"name": "interrupted"}).json()
+    base = f"/admin/tenants/{created['id']}"
+    credential = {"provider": "openai_compatible", "base_url": upstream.url, "api_key": "sk-stream-1234"}
+    assert admin.put(f"{base}/credentials/up", json=credential).status_code == 200
+    key = admin.post(f"{base}/keys", json={"name": "dev", "role": "developer"}).json()["key"]
+    tenant = Tenant(created["id"], key, admin, stack.url)
+    model, script = _model(upstream, ending="trickle")
+    tenant.model("long", model)
+    stream = _stream(tenant.sdk(), "long")
+    assert _text(next(stream)) + _text(next(stream)) == "first "
+
+    exit_code = stack.stop(signal.SIGINT)
+
+    with pytest.raises((openai.APIConnectionError, httpx2.TransportError)):
+        list(stream)  # cut short for the client, instead of hanging
+    assert exit_code == 0
+    assert script.closed_by_gateway.wait(WAIT), "the upstream's stream was left open"
+    assert "Traceback" not in stack.logs()
