@@ -21,12 +21,19 @@ LAYER = Path(__file__).resolve().parents[2] / "layers" / "common" / "python"
         ({}, True),
         ({"LAMBDA_TASK_ROOT": "/var/task"}, False),
         ({"LAMBDA_TASK_ROOT": "/var/task", "AWS_SAM_LOCAL": "true"}, True),
+        ({"LAMBDA_TASK_ROOT": "/var/task", "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap"}, True),
     ],
 )
 def test_tracing_is_off_when_told_and_outside_lambda(
     monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], disabled: bool
 ) -> None:
-    for name in ("POWERTOOLS_TRACE_DISABLED", "LAMBDA_TASK_ROOT", "AWS_SAM_LOCAL", "AWS_CHALICE_CLI_MODE"):
+    for name in (
+        "POWERTOOLS_TRACE_DISABLED",
+        "LAMBDA_TASK_ROOT",
+        "AWS_SAM_LOCAL",
+        "AWS_CHALICE_CLI_MODE",
+        "AWS_LAMBDA_EXEC_WRAPPER",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)

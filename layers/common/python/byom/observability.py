@@ -23,9 +23,17 @@ from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 TRACED_MODULES = ("botocore",)
 
 
+# Set on a function whose handler is a web server behind the Lambda Web Adapter (decision 56).
+WEB_ADAPTER_WRAPPER = "/opt/bootstrap"
+
+
 def tracing_disabled() -> bool:
-    """What Powertools' Tracer decides for itself: off when told so, and outside Lambda."""
+    """What Powertools' Tracer decides for itself: off when told so, and outside Lambda. Off too in
+    a web app behind the Lambda Web Adapter: no runtime client sets an invocation's trace header in
+    its process, so the X-Ray SDK would find no segment to record AWS calls under."""
     if resolve_truthy_env_var_choice(env=os.getenv(constants.TRACER_DISABLED_ENV, "false")):
+        return True
+    if os.getenv("AWS_LAMBDA_EXEC_WRAPPER") == WEB_ADAPTER_WRAPPER:
         return True
     in_lambda = bool(os.getenv(constants.LAMBDA_TASK_ROOT_ENV))
     emulated = bool(os.getenv(constants.SAM_LOCAL_ENV) or os.getenv(constants.CHALICE_LOCAL_ENV))
