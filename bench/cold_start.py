@@ -1,4 +1,8 @@
-"""Cold start of the Lambda functions: INIT (importing functions/<name>/handler.py) in fresh interpreters.
+"""Cold start of the Lambda functions: INIT (importing functions/<name>/handler.py) in fresh interpreters;
+for the gateway, a web app behind the Lambda Web Adapter, INIT is importing its app.py and serving
+it with uvicorn until the adapter's readiness check (GET /health) is answered, and its calls are
+HTTP requests the way the adapter makes them. The adapter's own start (a Rust extension) cannot be
+run here and is not counted.
 
     .venv/bin/python -m bench.cold_start [--runs 15] [--top 15]
 
@@ -30,6 +34,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from bench.common import FUNCTIONS, LAYER, REPO_ROOT, Summary, machine, say, table, use_layer
@@ -45,6 +50,24 @@ module = importlib.util.module_from_spec(spec)
 sys.modules["handler"] = module
 print("BENCH-INIT-START", file=sys.stderr, flush=True)
 spec.loader.exec_module(module)
+web = path.endswith("app.py")
+if web:
+    # What run.sh does under the Lambda Web Adapter: uvicorn serves the app; INIT ends when the
+    # adapter's readiness check (GET /health) is answered.
+    import http.client, socket, threading, uvicorn
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(module.app, log_level="warning", access_log=False, lifespan="off"))
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
+    while True:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/health")
+            connection.getresponse().read()
+            break
+        except OSError:
+            time.sleep(0.005)
 init = time.perf_counter() - started
 result = {"init": init, "modules": len(sys.modules), "openai": "openai" in sys.modules,
           "xray": "aws_xray_sdk.core" in sys.modules, "boto3": "boto3" in sys.modules}
@@ -58,9 +81,17 @@ if len(sys.argv) > 4:
         log_group_name = "/aws/lambda/bench"; log_stream_name = "bench"
         def get_remaining_time_in_millis(self): return 29000
 
+    def forwarded(event):
+        # The adapter's part: the event as an HTTP request, its request context in a header.
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = dict(event["headers"]) | {"x-amzn-request-context": json.dumps(event["requestContext"])}
+        connection.request(event["httpMethod"], event["path"], body=event["body"] or "", headers=headers)
+        response = connection.getresponse()
+        return {"statusCode": response.status, "body": response.read().decode()}
+
     for name in ("first", "second"):
         t = time.perf_counter()
-        answer = module.handler(event, Context())
+        answer = forwarded(event) if web else module.handler(event, Context())
         result[name] = time.perf_counter() - t
         status = answer.get("statusCode") if isinstance(answer, dict) else 200
         if status not in (None, 200):
@@ -170,13 +201,25 @@ def _child_env(function: str, env: dict[str, str], deployed: bool) -> dict[str, 
     inherited.pop("LAMBDA_TASK_ROOT", None)
     child = inherited | BASE_ENV | {k: v for k, v in env.items() if not k.startswith("BENCH_")}
     child |= {"POWERTOOLS_SERVICE_NAME": f"byom-{function}"}
+    if entry_file(function).name == "app.py":
+        child |= WEB_ADAPTER_ENV
     return child | (AS_DEPLOYED if deployed else TRACING_OFF)
+
+
+# The environment the stack gives a function behind the Lambda Web Adapter.
+WEB_ADAPTER_ENV = {"AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap", "AWS_LWA_INVOKE_MODE": "response_stream"}
+
+
+def entry_file(function: str) -> Path:
+    """handler.py, or the app.py a web-adapter function's run.sh serves."""
+    app = FUNCTIONS / function / "app.py"
+    return app if app.is_file() else FUNCTIONS / function / "handler.py"
 
 
 def run_child(
     function: str, env: dict[str, str], deployed: bool, event: dict[str, Any] | None
 ) -> dict[str, Any]:
-    args = [sys.executable, "-c", CHILD, function, str(FUNCTIONS / function / "handler.py"), str(LAYER)]
+    args = [sys.executable, "-c", CHILD, function, str(entry_file(function)), str(LAYER)]
     if event is not None:
         args.append(json.dumps(event))
     started = time.perf_counter()
@@ -233,7 +276,7 @@ def heaviest(function: str, env: dict[str, str], deployed: bool, top: int) -> tu
         "-c",
         CHILD,
         function,
-        str(FUNCTIONS / function / "handler.py"),
+        str(entry_file(function)),
     ]
     args.append(str(LAYER))
     done = subprocess.run(
@@ -310,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     say(
         table(
-            "INIT = importing handler.py (ms, median); then the first and second invocations",
+            "INIT = importing handler.py, or app.py served until ready (ms, median); then two invocations",
             [
                 "function",
                 "environment",
