@@ -1,4 +1,5 @@
-"""The gateway's own work per call: the gateway handler called in-process, AWS emulated by moto.
+"""The gateway's own work per call: the gateway's app called in-process as the Lambda Web Adapter
+calls it (over loopback HTTP), AWS emulated by moto.
 
     .venv/bin/python -m bench.in_process [--calls 1000] [--profile [none|soft|hard]]
 
@@ -155,6 +156,25 @@ def load_handler(function: str) -> Any:
     return module.handler
 
 
+def serve_web_app(function: str) -> tuple[Callable[[dict[str, Any]], dict[str, Any]], Callable[[], None]]:
+    """functions/<function>/app.py served by uvicorn on loopback, called the way the Lambda Web
+    Adapter calls it (an HTTP request per event, its request context in a header): the hop the
+    adapter makes in Lambda is part of what is measured. Answers the call and a stop."""
+    from local_stack.web_adapter import WebApp
+
+    spec = importlib.util.spec_from_file_location(f"bench_app_{function}", FUNCTIONS / function / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    app = WebApp(function, module.app, "/health").start()
+
+    def call(event: dict[str, Any]) -> dict[str, Any]:
+        answer = app.forward(event, 60, {})
+        return {"statusCode": answer.status, "body": b"".join(answer.chunks).decode()}
+
+    return call, app.stop
+
+
 def _admin(handler: Any, method: str, path: str, body: Any) -> dict[str, Any]:
     response = handler(proxy_event(method, path, body, PLATFORM_ADMIN), LambdaContext())
     if response["statusCode"] >= 300:
@@ -264,14 +284,12 @@ def run(calls: int, warmup: int, profile: str | None, audit: bool = True) -> Non
             if not audit:
                 for name in GOVERNANCE_ENV:
                     os.environ.pop(name, None)
-            gateway = load_handler("gateway")
+            gateway, stop_gateway = serve_web_app("gateway")
             request = {"model": ALIAS, "messages": MESSAGES, "max_tokens": 16}
 
             def through_handler(principal: dict[str, str]) -> Callable[[], None]:
                 def call() -> None:
-                    response = gateway(
-                        proxy_event("POST", "/v1/chat/completions", request, principal), LambdaContext()
-                    )
+                    response = gateway(proxy_event("POST", "/v1/chat/completions", request, principal))
                     if response["statusCode"] != 200:
                         raise SystemExit(f"gateway answered {response['statusCode']}: {response['body']}")
 
@@ -327,6 +345,7 @@ def run(calls: int, warmup: int, profile: str | None, audit: bool = True) -> Non
 
                 if profile:
                     _profile(handlers[profile], hook, calls)
+            stop_gateway()
     finally:
         upstream.stop()
         hook.uninstall()
