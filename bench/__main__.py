@@ -1,4 +1,4 @@
-"""All four benchmarks, one after the other: `python -m bench` (what `make bench` runs).
+"""All five benchmarks, one after the other: `python -m bench` (what `make bench` runs).
 
     .venv/bin/python -m bench [--quick]
 
@@ -34,6 +34,9 @@ def main() -> None:
     _run("bench.in_process", "--calls", str(calls))
     say()
     _run("bench.through_stack", "--calls", str(calls), *(["--no-litellm"] if args.no_litellm else []))
+    say()
+    streams = ["--streams", "5", "--concurrent-rounds", "1"] if args.quick else []
+    _run("bench.streaming", *streams, *(["--no-litellm"] if args.no_litellm else []))
 
 
 if __name__ == "__main__":

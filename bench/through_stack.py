@@ -137,11 +137,11 @@ def ensure_litellm(venv: Path) -> Path:
     return venv / "bin" / "litellm"
 
 
-def litellm_config(upstream: str) -> str:
+def litellm_config(upstream: str, model_id: str = STAND_IN_MODEL) -> str:
     return f"""model_list:
   - model_name: {ALIAS}
     litellm_params:
-      model: openai/{STAND_IN_MODEL}
+      model: openai/{model_id}
       api_base: {upstream}/v1
       api_key: {PROVIDER_KEY}
 general_settings:
@@ -232,8 +232,8 @@ def admin(url: str, method: str, path: str, body: Any, key: str = ADMIN_KEY) -> 
     return json.loads(data)
 
 
-def register(stack_url: str, upstream: str) -> str:
-    """A tenant with an alias on the upstream; answers a developer key of that tenant."""
+def register(stack_url: str, upstream: str, model_id: str = STAND_IN_MODEL) -> str:
+    """A tenant with an alias on the upstream's `model_id`; answers a developer key of that tenant."""
     tenant = admin(stack_url, "POST", "/admin/tenants", {"name": "bench"})["id"]
     base = f"/admin/tenants/{tenant}"
     admin(
@@ -245,7 +245,7 @@ def register(stack_url: str, upstream: str) -> str:
     model = {
         "alias": ALIAS,
         "provider": "openai_compatible",
-        "model_id": STAND_IN_MODEL,
+        "model_id": model_id,
         "credential": "bench",
         "pricing": STAND_IN_PRICING,
     }
@@ -308,74 +308,101 @@ def _alive(url: str, path: str) -> bool:
 # -- the run -----------------------------------------------------------------------------------------
 
 
+def synthesized(template: Path | None, logs: Path) -> Path:
+    """The given template, else the CDK app synthesized into `logs`."""
+    if template is not None:
+        return template
+    progress("Synthesizing the CDK app for the local stack (app.py, bundling off) ...")
+    sys.path.insert(0, str(REPO_ROOT))
+    from local_stack.stack import synthesize
+
+    return synthesize(REPO_ROOT, logs / "cdk.out")
+
+
+def start_upstream(stack: ExitStack, logs: Path, *args: str) -> str:
+    """`python -m bench.upstream` with `args`, stopped with `stack`; answers its URL."""
+    process = stack.enter_context(
+        started(
+            "upstream", [sys.executable, "-m", "bench.upstream", *args], _env(), logs, stdin=subprocess.PIPE
+        )
+    )
+    return process.wait_for_line("UPSTREAM ", 30)
+
+
+def start_local_stack(stack: ExitStack, name: str, template: Path, logs: Path, **env: str) -> tuple[str, str]:
+    """`python -m local_stack` on a free port, stopped with `stack`; answers its URL and its moto
+    server's."""
+    process = stack.enter_context(
+        started(
+            name,
+            [sys.executable, "-m", "local_stack"],
+            _env(
+                BYOM_PORT=str(_free_port()),
+                BYOM_ADMIN_KEY=ADMIN_KEY,
+                BYOM_TEMPLATE=str(template),
+                BYOM_LOG_LEVEL="WARNING",
+                **env,
+            ),
+            logs,
+        )
+    )
+    progress(f"Starting the local stack ({name}) ...")
+    url = process.wait_for_line("BYOM local stack ready at ", 180)
+    return url, process.wait_for_line("AWS emulation (moto) at ", 10)
+
+
+def start_litellm(
+    stack: ExitStack, executable: Path, upstream: str, logs: Path, model_id: str = STAND_IN_MODEL
+) -> str:
+    """LiteLLM's proxy with ALIAS on the upstream's `model_id`, stopped with `stack`; answers its URL."""
+    port = _free_port()
+    config = logs / "litellm.yaml"
+    config.write_text(litellm_config(upstream, model_id))
+    stack.enter_context(
+        started(
+            "litellm",
+            [
+                str(executable),
+                "--config",
+                str(config),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--num_workers",
+                "1",
+            ],
+            _env(
+                LITELLM_OFFLINE_MODE="true",
+                LITELLM_LOCAL_MODEL_COST_MAP="True",
+                LITELLM_LOG="ERROR",
+                LITELLM_MODE="PRODUCTION",
+            ),
+            logs,
+        )
+    )
+    url = f"http://127.0.0.1:{port}"
+    progress("Starting LiteLLM's proxy ...")
+    wait_until(lambda: _alive(url, "/health/liveliness"), "LiteLLM's proxy", 180)
+    return url
+
+
 def run(calls: int, warmup: int, template: Path | None, litellm: bool, venv: Path) -> None:
     litellm_exe = ensure_litellm(venv) if litellm else None
     with ExitStack() as stack:
         logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="byom-bench-")))
-        if template is None:
-            progress("Synthesizing the CDK app for the local stack (app.py, bundling off) ...")
-            sys.path.insert(0, str(REPO_ROOT))
-            from local_stack.stack import synthesize
-
-            template = synthesize(REPO_ROOT, logs / "cdk.out")
-
-        upstream_process = stack.enter_context(
-            started("upstream", [sys.executable, "-m", "bench.upstream"], _env(), logs, stdin=subprocess.PIPE)
-        )
-        upstream = upstream_process.wait_for_line("UPSTREAM ", 30)
+        template = synthesized(template, logs)
+        upstream = start_upstream(stack, logs)
 
         targets = [Target("direct", upstream, "/v1/chat/completions", PROVIDER_KEY, STAND_IN_MODEL)]
         markers: list[UsageMarkers] = []
         for name, cache in (("byom", "true"), ("byom-uncached", "false")):
-            byom_process = stack.enter_context(
-                started(
-                    name,
-                    [sys.executable, "-m", "local_stack"],
-                    _env(
-                        BYOM_PORT=str(_free_port()),
-                        BYOM_ADMIN_KEY=ADMIN_KEY,
-                        BYOM_TEMPLATE=str(template),
-                        BYOM_LOG_LEVEL="WARNING",
-                        BYOM_AUTHORIZER_CACHE=cache,
-                    ),
-                    logs,
-                )
-            )
-            progress(f"Starting the local stack ({name}) ...")
-            stack_url = byom_process.wait_for_line("BYOM local stack ready at ", 180)
-            markers.append(UsageMarkers(byom_process.wait_for_line("AWS emulation (moto) at ", 10)))
+            stack_url, moto_url = start_local_stack(stack, name, template, logs, BYOM_AUTHORIZER_CACHE=cache)
+            markers.append(UsageMarkers(moto_url))
             tenant_key = register(stack_url, upstream)
             targets.append(Target(name, stack_url, "/v1/chat/completions", tenant_key, ALIAS))
         if litellm_exe is not None:
-            litellm_port = _free_port()
-            config = logs / "litellm.yaml"
-            config.write_text(litellm_config(upstream))
-            stack.enter_context(
-                started(
-                    "litellm",
-                    [
-                        str(litellm_exe),
-                        "--config",
-                        str(config),
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(litellm_port),
-                        "--num_workers",
-                        "1",
-                    ],
-                    _env(
-                        LITELLM_OFFLINE_MODE="true",
-                        LITELLM_LOCAL_MODEL_COST_MAP="True",
-                        LITELLM_LOG="ERROR",
-                        LITELLM_MODE="PRODUCTION",
-                    ),
-                    logs,
-                )
-            )
-            litellm_url = f"http://127.0.0.1:{litellm_port}"
-            progress("Starting LiteLLM's proxy ...")
-            wait_until(lambda: _alive(litellm_url, "/health/liveliness"), "LiteLLM's proxy", 180)
+            litellm_url = start_litellm(stack, litellm_exe, upstream, logs)
             targets.append(Target("litellm", litellm_url, "/v1/chat/completions", LITELLM_MASTER_KEY, ALIAS))
 
         progress(f"Warming up ({warmup} calls each), then {calls} rounds ...")

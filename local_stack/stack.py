@@ -66,6 +66,9 @@ LOCAL_OVERRIDES = {
 }
 # How long a local model-customization job trains before it completes (BYOM_LOCAL_TRAINING_SECONDS).
 DEFAULT_TRAINING_SECONDS = 2.0
+# The stand-in models' pause between streamed tokens (BYOM_STANDIN_TOKEN_DELAY_MS): long enough
+# for `make run` users to see tokens arrive one by one.
+DEFAULT_TOKEN_DELAY_MS = 20
 
 
 _ONE_PER_PROCESS = threading.Lock()
@@ -90,6 +93,7 @@ class StackSettings:
     # on every call.
     authorizer_cache: bool = True
     training_seconds: float = DEFAULT_TRAINING_SECONDS
+    token_delay_ms: int = DEFAULT_TOKEN_DELAY_MS
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> StackSettings:
@@ -101,6 +105,7 @@ class StackSettings:
             authorizer_cache=(environ.get("BYOM_AUTHORIZER_CACHE") or "true").lower()
             not in ("0", "false", "no"),
             training_seconds=float(environ.get("BYOM_LOCAL_TRAINING_SECONDS") or DEFAULT_TRAINING_SECONDS),
+            token_delay_ms=int(environ.get("BYOM_STANDIN_TOKEN_DELAY_MS") or DEFAULT_TOKEN_DELAY_MS),
         )
 
 
@@ -239,9 +244,12 @@ class LocalStack:
             read_s3=self._read_s3, training_seconds=settings.training_seconds
         )
         openai_server = openai_stand_in(
-            fine_tuning=OpenAIFineTuningState(training_seconds=settings.training_seconds)
+            fine_tuning=OpenAIFineTuningState(training_seconds=settings.training_seconds),
+            token_delay_ms=settings.token_delay_ms,
         ).start()
-        bedrock_server = bedrock_stand_in(customization=self.customization).start()
+        bedrock_server = bedrock_stand_in(
+            customization=self.customization, token_delay_ms=settings.token_delay_ms
+        ).start()
         self._servers += [openai_server, bedrock_server]
         self.openai_url, self.bedrock_url = openai_server.url + "/v1", bedrock_server.url
 

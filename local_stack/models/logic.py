@@ -8,7 +8,22 @@ message names it. Token counts are whitespace-separated words.
 Model names steer failures, for retry and fallback tests:
   ...fail-503...      every call answers HTTP 503 (any 4xx/5xx status)
   ...flaky-429-2...   the first 2 calls answer 429, later calls succeed (counted by the server)
-  ...slow-1500...     the answer takes 1500 ms
+  ...slow-1500...     the answer takes 1500 ms (before its first byte, streamed or not)
+and the length and fate of an answer, for streaming tests:
+  ...long-200...      the answer has 200 tokens (words): the echo, cut or continued with the
+                      numbers of the words that follow it ("... You said: hi 11 12 ... 200");
+                      max_tokens still cuts it, with finish reason length
+  ...error-after-5... a stream fails after its 5th token: an error event ends it (OpenAI: an SSE
+                      `data: {"error": {...}}`, no [DONE]; Bedrock: a modelStreamErrorException
+                      event), where the 6th token, or the closing chunks of a shorter answer, were due
+  ...drop-after-5...  a stream is cut after its 5th token: the connection closes without ending the
+                      chunked body (no error event, no usage)
+The two failures apply to streams only (a call that does not stream is answered whole), and
+`after-0` fails after the opening chunk (OpenAI's role chunk, Bedrock's messageStart), before any
+token. Directives combine: `stand-in-chat-slow-300-long-100-error-after-40`.
+
+The servers (local_stack.models.servers) send each token as a chunk of its own, flushed, with the
+stack's token delay (BYOM_STANDIN_TOKEN_DELAY_MS) between tokens.
 """
 
 from __future__ import annotations
@@ -31,6 +46,13 @@ OWNER = "byom-local-stand-in"
 _FAIL = re.compile(r"fail-(\d{3})")
 _FLAKY = re.compile(r"flaky-(\d{3})-(\d+)")
 _SLOW = re.compile(r"slow-(\d+)")
+_LONG = re.compile(r"long-(\d+)")
+_ERROR_AFTER = re.compile(r"error-after-(\d+)")
+_DROP_AFTER = re.compile(r"drop-after-(\d+)")
+
+# The event a Bedrock stream fails with (error-after-N): botocore raises it as an EventStreamError,
+# a ClientError whose code is this name.
+BEDROCK_STREAM_ERROR = "modelStreamErrorException"
 
 
 class StandInError(Exception):
@@ -44,21 +66,38 @@ class StandInError(Exception):
 
 
 @dataclass(frozen=True)
+class StreamFailure:
+    kind: str  # "error": an error event ends the stream; "drop": the connection closes mid-body
+    after: int  # tokens sent before it
+
+
+@dataclass(frozen=True)
 class Behaviour:
     fail_status: int | None = None
     flaky_status: int | None = None
     flaky_failures: int = 0
     delay_ms: int = 0
+    answer_tokens: int | None = None
+    stream_failure: StreamFailure | None = None
 
 
 def behaviour(model: str) -> Behaviour:
     """What a model name asks the stand-in to do besides answering."""
     fail, flaky, slow = _FAIL.search(model), _FLAKY.search(model), _SLOW.search(model)
+    long, error, drop = _LONG.search(model), _ERROR_AFTER.search(model), _DROP_AFTER.search(model)
     return Behaviour(
         fail_status=int(fail.group(1)) if fail else None,
         flaky_status=int(flaky.group(1)) if flaky else None,
         flaky_failures=int(flaky.group(2)) if flaky else 0,
         delay_ms=int(slow.group(1)) if slow else 0,
+        answer_tokens=int(long.group(1)) if long else None,
+        stream_failure=(
+            StreamFailure("error", int(error.group(1)))
+            if error
+            else StreamFailure("drop", int(drop.group(1)))
+            if drop
+            else None
+        ),
     )
 
 
@@ -154,27 +193,56 @@ def compose_reply(
         text = f"This is {model}, a local stand-in model. The tool answered: {last.text}"
     else:
         text = f"This is {model}, a local stand-in model. You said: {last.text}"
+    wanted_tokens = behaviour(model).answer_tokens
     if json_mode:
         text = json.dumps({"model": model, "stand_in": True, "echo": last.text})
+    elif wanted_tokens is not None:
+        text = _sized(text, wanted_tokens)
     finish = "stop"
     for sequence in stop or []:
         if sequence and sequence in text:
             text = text[: text.index(sequence)]
             finish = "stop_sequence"
-    words = text.split(" ")
     if max_tokens is not None and count_tokens(text) > max_tokens:
-        kept: list[str] = []
-        for word in words:
-            if count_tokens(" ".join([*kept, word])) > max_tokens:
-                break
-            kept.append(word)
-        text, finish = " ".join(kept), "length"
+        text, finish = _first_tokens(text, max_tokens), "length"
     return Reply(text, None, None, finish, input_tokens, count_tokens(text))
+
+
+def _first_tokens(text: str, tokens: int) -> str:
+    kept: list[str] = []
+    for word in text.split(" "):
+        if count_tokens(" ".join([*kept, word])) > tokens:
+            break
+        kept.append(word)
+    return " ".join(kept)
+
+
+def _sized(text: str, tokens: int) -> str:
+    """The answer of a `long-N` model: cut to N tokens, or continued with the numbers of the tokens
+    that follow, so each token says where it stands."""
+    have = count_tokens(text)
+    if have >= tokens:
+        return _first_tokens(text, tokens)
+    return " ".join([text, *(str(position) for position in range(have + 1, tokens + 1))])
 
 
 def text_pieces(text: str) -> list[str]:
     """How a streamed answer is cut: word by word, spaces kept, joined back it is the text."""
     return re.findall(r"\S+\s*|\s+", text) or [""]
+
+
+def failure_point(carries_token: list[bool], after: int) -> int:
+    """How many frames of a stream go out before it fails after `after` tokens: up to its
+    `after`-th token, at least the opening frame, at most up to its last token (so a shorter answer
+    still fails, in place of its closing frames)."""
+    tokens = [index for index, token in enumerate(carries_token) if token]
+    if after == 0 or not tokens:
+        return max(1, tokens[0] if tokens else 1)
+    return tokens[min(after, len(tokens)) - 1] + 1
+
+
+def stream_failure_message(model: str, failure: StreamFailure) -> str:
+    return f"stand-in model {model} fails its stream after {failure.after} tokens"
 
 
 def call_id(prefix: str, name: str, arguments: dict[str, Any]) -> str:
@@ -393,6 +461,17 @@ def openai_chat_chunks(request: dict[str, Any], *, completion_id: str, created: 
         final["usage"] = _openai_usage(reply)
         chunks.append(final)
     return chunks
+
+
+def openai_chunk_carries_token(chunk: dict[str, Any]) -> bool:
+    """A chunk with text or tool-call arguments in it (not the role, finish or usage chunks)."""
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") or {}
+        if delta.get("content"):
+            return True
+        if any((call.get("function") or {}).get("arguments") for call in delta.get("tool_calls") or []):
+            return True
+    return False
 
 
 def _embedding_inputs(value: Any) -> list[str]:
@@ -633,6 +712,14 @@ def bedrock_converse_stream(
     events.append(("messageStop", {"stopReason": _STOP_REASONS[reply.finish]}))
     events.append(("metadata", {"usage": _converse_usage(reply), "metrics": {"latencyMs": latency_ms}}))
     return events
+
+
+def bedrock_event_carries_token(event_type: str, payload: dict[str, Any]) -> bool:
+    """A contentBlockDelta with text or tool input in it."""
+    delta = payload.get("delta") or {}
+    return event_type == "contentBlockDelta" and bool(
+        delta.get("text") or (delta.get("toolUse") or {}).get("input")
+    )
 
 
 def bedrock_invoke(model_id: str, body: Any) -> dict[str, Any]:

@@ -1,7 +1,23 @@
 """HTTP endpoints of the stand-in models: OpenAI-compatible and Bedrock-runtime-compatible.
 
 Both keep the last requests they received (no credentials) at GET /_stand_in/requests, so a test
-can check what the gateway sent to the provider; DELETE on the same path clears them.
+can check what the gateway sent to the provider, and their last streams at GET /_stand_in/streams:
+when each frame was flushed and how the stream ended (`completed`; `failed` or `dropped` as the
+model name asked; `abandoned` when the client went away before the end, so a test can see that
+the gateway closed the provider stream). DELETE on either path clears both.
+
+A stream (OpenAI `stream: true` as server-sent events, Bedrock ConverseStream as AWS event
+stream) goes out one token per HTTP chunk, each flushed, `token_delay_ms` apart. Model names
+ask for long answers and for streams that fail part-way (local_stack.models.logic):
+  stand-in-chat-long-200               200 tokens
+  stand-in-chat-long-50-error-after-5  5 tokens, then an error event (OpenAI: `data: {"error":
+                                       ...}`; Bedrock: a modelStreamErrorException event)
+  stand-in-chat-long-50-drop-after-5   5 tokens, then the connection closes mid-body
+What the providers' clients raise then (tests/integration/local_stack/test_stand_in_streaming.py):
+the openai SDK an `openai.APIError` (not an APIStatusError) for the error event and an
+`openai.APIConnectionError` for the drop; boto3 a `botocore.exceptions.EventStreamError` (a
+ClientError, code `modelStreamErrorException`) for the error event and, for the drop, urllib3's
+`ProtocolError` unwrapped (no BotoCoreError).
 """
 
 from __future__ import annotations
@@ -11,13 +27,15 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from local_stack.httpbase import BackgroundServer, Handler
 from local_stack.models import logic
 from local_stack.models.customization import CustomizationState, route
-from local_stack.models.eventstream import encode_event
+from local_stack.models.eventstream import encode_event, encode_exception
 from local_stack.models.guardrails import GuardrailsState
 from local_stack.models.guardrails import handles as guardrail_path
 from local_stack.models.guardrails import route as guardrails_route
@@ -26,13 +44,53 @@ from local_stack.models.openai_fine_tuning import OpenAIFineTuningState
 from local_stack.models.openai_fine_tuning import route as fine_tuning_route
 
 REQUEST_LOG_SIZE = 200
+STREAM_LOG_SIZE = 200
+_LOG_PATHS = ("/_stand_in/requests", "/_stand_in/streams")
+
+
+@dataclass
+class StreamRecord:
+    """One stream a stand-in served. `outcome` is `streaming` until it ends: `completed`, `failed`
+    (an error event, as the model name asked), `dropped` (cut mid-body, as asked) or `abandoned`
+    (the client went away: a write failed). Times are `time.time()`, one per frame flushed."""
+
+    api: str
+    model: str
+    started_at: float
+    written_at: list[float] = field(default_factory=list)
+    tokens: int = 0
+    outcome: str = "streaming"
+    ended_at: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "api": self.api,
+            "model": self.model,
+            "started_at": self.started_at,
+            "written_at": list(self.written_at),
+            "tokens": self.tokens,
+            "outcome": self.outcome,
+            "ended_at": self.ended_at,
+        }
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One HTTP chunk of a stream; a frame that carries a token waits the token delay before it
+    (but the first)."""
+
+    data: bytes
+    token: bool
 
 
 class StandInState:
-    """What a stand-in endpoint remembers: recent requests and how often flaky models were called."""
+    """What a stand-in endpoint remembers: recent requests and streams, and how often flaky models
+    were called; and how long its streams wait between tokens."""
 
-    def __init__(self) -> None:
+    def __init__(self, token_delay_ms: int = 0) -> None:
+        self.token_delay_ms = token_delay_ms
         self.requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
+        self._streams: deque[StreamRecord] = deque(maxlen=STREAM_LOG_SIZE)
         self._calls: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -43,7 +101,28 @@ class StandInState:
     def clear(self) -> None:
         with self._lock:
             self.requests.clear()
+            self._streams.clear()
             self._calls.clear()
+
+    def stream_started(self, api: str, model: str) -> StreamRecord:
+        stream = StreamRecord(api, model, started_at=time.time())
+        with self._lock:
+            self._streams.append(stream)
+        return stream
+
+    def wrote(self, stream: StreamRecord, frame: Frame) -> None:
+        with self._lock:
+            stream.written_at.append(time.time())
+            stream.tokens += 1 if frame.token else 0
+
+    def stream_ended(self, stream: StreamRecord, outcome: str) -> None:
+        with self._lock:
+            stream.outcome, stream.ended_at = outcome, time.time()
+
+    def streams(self) -> list[dict[str, Any]]:
+        """Snapshots of the recent streams, oldest first."""
+        with self._lock:
+            return [stream.as_dict() for stream in self._streams]
 
     def apply_behaviour(self, model: str) -> None:
         """Sleeps or raises as the model name asks (see local_stack.models.logic)."""
@@ -69,6 +148,14 @@ class _StandInHandler(Handler):
     def state(self) -> StandInState:
         return self.server.state["state"]
 
+    def handle_one_request(self) -> None:
+        # A client that gives up on a stream (the gateway closing a provider stream, an SDK after
+        # an error event) may reset its keep-alive connection while this waits for its next request.
+        try:
+            super().handle_one_request()
+        except ConnectionError:
+            self.close_connection = True
+
     def _json_body(self) -> Any:
         body, _ = self.read_body()
         try:
@@ -81,14 +168,55 @@ class _StandInHandler(Handler):
         self.send_all(status, [("Content-Type", "application/json"), *(headers or [])], body)
 
     def _request_log(self) -> bool:
-        if urlsplit(self.path).path.rstrip("/") != "/_stand_in/requests":
+        path = urlsplit(self.path).path.rstrip("/")
+        if path not in _LOG_PATHS:
             return False
         if self.command == "DELETE":
             self.state.clear()
             self.send_all(204, [], b"")
+        elif path.endswith("/streams"):
+            self._send_json(200, {"streams": self.state.streams()})
         else:
             self._send_json(200, {"requests": list(self.state.requests)})
         return True
+
+    def _stream(
+        self, api: str, model: str, content_type: str, frames: list[Frame], error: Callable[[str], bytes]
+    ) -> None:
+        """Writes a stream one frame per chunk, each flushed, the token delay between tokens; ends
+        it part-way when the model name asks: with the frame `error(message)` makes, or by closing
+        the connection. A client that goes away ends the stream quietly, recorded as abandoned."""
+        failure = logic.behaviour(model).stream_failure
+        cut = (
+            len(frames) if failure is None else logic.failure_point([f.token for f in frames], failure.after)
+        )
+        outcome = "completed" if failure is None else {"error": "failed", "drop": "dropped"}[failure.kind]
+        delay = self.state.token_delay_ms / 1000
+        stream = self.state.stream_started(api, model)
+        tokens = 0
+        try:
+            self.start_chunked(200, [("Content-Type", content_type), ("Cache-Control", "no-cache")])
+            for frame in frames[:cut]:
+                if frame.token:
+                    if tokens and delay:
+                        time.sleep(delay)
+                    tokens += 1
+                self.write_chunk(frame.data)
+                self.state.wrote(stream, frame)
+            if failure is not None and tokens and delay:
+                time.sleep(delay)  # the failure comes when the next token would have
+            if failure is not None and failure.kind == "error":
+                last = Frame(error(logic.stream_failure_message(model, failure)), token=False)
+                self.write_chunk(last.data)
+                self.state.wrote(stream, last)
+            if failure is not None and failure.kind == "drop":
+                self.close_connection = True  # no terminating chunk: the body ends mid-stream
+            else:
+                self.end_chunked()
+        except ConnectionError:  # BrokenPipeError, ConnectionResetError: the client closed its end
+            self.close_connection = True
+            outcome = "abandoned"
+        self.state.stream_ended(stream, outcome)
 
 
 class OpenAIStandInHandler(_StandInHandler):
@@ -168,14 +296,7 @@ class OpenAIStandInHandler(_StandInHandler):
                 200, logic.openai_chat_completion(request, completion_id=completion_id, created=created)
             )
             return
-        chunks = logic.openai_chat_chunks(request, completion_id=completion_id, created=created)
-        self.start_chunked(
-            200, [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache")]
-        )
-        for chunk in chunks:
-            self.write_chunk(f"data: {json.dumps(chunk)}\n\n".encode())
-        self.write_chunk(b"data: [DONE]\n\n")
-        self.end_chunked()
+        self._sse(request, logic.openai_chat_chunks(request, completion_id=completion_id, created=created))
 
     def _tuned_chat(self, answer: Any, request: dict[str, Any], completion_id: str, created: int) -> None:
         if not request.get("stream"):
@@ -184,17 +305,32 @@ class OpenAIStandInHandler(_StandInHandler):
             )
             self._send_json(200, completion)
             return
-        chunks = logic.custom_model_chat_chunks(answer, request, completion_id=completion_id, created=created)
-        self.start_chunked(
-            200, [("Content-Type", "text/event-stream; charset=utf-8"), ("Cache-Control", "no-cache")]
+        self._sse(
+            request,
+            logic.custom_model_chat_chunks(answer, request, completion_id=completion_id, created=created),
         )
-        for chunk in chunks:
-            self.write_chunk(f"data: {json.dumps(chunk)}\n\n".encode())
-        self.write_chunk(b"data: [DONE]\n\n")
-        self.end_chunked()
+
+    def _sse(self, request: dict[str, Any], chunks: list[dict[str, Any]]) -> None:
+        model = str(request.get("model") or "")
+        frames = [
+            Frame(f"data: {json.dumps(chunk)}\n\n".encode(), logic.openai_chunk_carries_token(chunk))
+            for chunk in chunks
+        ]
+        frames.append(Frame(b"data: [DONE]\n\n", token=False))
+        self._stream("chat.completions", model, "text/event-stream; charset=utf-8", frames, _sse_error)
 
     def _error(self, error: StandInError) -> None:
         self._send_json(error.status, logic.openai_error(error))
+
+
+def _sse_error(message: str) -> bytes:
+    """The event that ends an OpenAI stream failing part-way, as OpenAI sends one (no [DONE])."""
+    return f"data: {json.dumps(logic.openai_error(StandInError(500, message)))}\n\n".encode()
+
+
+def _stream_exception(message: str) -> bytes:
+    """The event that ends a ConverseStream failing part-way: botocore raises it as a ClientError."""
+    return encode_exception(logic.BEDROCK_STREAM_ERROR, message)
 
 
 class BedrockStandInHandler(_StandInHandler):
@@ -278,10 +414,17 @@ class BedrockStandInHandler(_StandInHandler):
                     events = logic.custom_model_converse_stream(custom.answer, request, latency_ms=latency)
                 else:
                     events = logic.bedrock_converse_stream(model_id, request, latency_ms=latency)
-                self.start_chunked(200, [("Content-Type", "application/vnd.amazon.eventstream")])
-                for event_type, payload in events:
-                    self.write_chunk(encode_event(event_type, payload))
-                self.end_chunked()
+                frames = [
+                    Frame(encode_event(kind, payload), logic.bedrock_event_carries_token(kind, payload))
+                    for kind, payload in events
+                ]
+                self._stream(
+                    "converse-stream",
+                    model_id,
+                    "application/vnd.amazon.eventstream",
+                    frames,
+                    _stream_exception,
+                )
             elif operation == "invoke":
                 self.state.record("invoke", model_id, request)
                 self.state.apply_behaviour(model_id)
@@ -298,11 +441,13 @@ class BedrockStandInHandler(_StandInHandler):
         self._send_json(error.status, {"message": error.message}, [("x-amzn-ErrorType", error_type)])
 
 
-def openai_stand_in(port: int = 0, fine_tuning: OpenAIFineTuningState | None = None) -> BackgroundServer:
+def openai_stand_in(
+    port: int = 0, fine_tuning: OpenAIFineTuningState | None = None, *, token_delay_ms: int = 0
+) -> BackgroundServer:
     return BackgroundServer(
         OpenAIStandInHandler,
         port=port,
-        state=StandInState(),
+        state=StandInState(token_delay_ms),
         fine_tuning=fine_tuning or OpenAIFineTuningState(),
     )
 
@@ -311,11 +456,13 @@ def bedrock_stand_in(
     port: int = 0,
     customization: CustomizationState | None = None,
     guardrails: GuardrailsState | None = None,
+    *,
+    token_delay_ms: int = 0,
 ) -> BackgroundServer:
     return BackgroundServer(
         BedrockStandInHandler,
         port=port,
-        state=StandInState(),
+        state=StandInState(token_delay_ms),
         customization=customization or CustomizationState(),
         guardrails=guardrails or GuardrailsState(),
     )

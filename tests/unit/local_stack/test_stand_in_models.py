@@ -13,7 +13,8 @@ from botocore.eventstream import EventStreamBuffer
 
 from local_stack.models import logic
 from local_stack.models.eventstream import encode_event
-from local_stack.models.logic import StandInError
+from local_stack.models.logic import StandInError, StreamFailure
+from local_stack.stack import DEFAULT_TOKEN_DELAY_MS, StackSettings
 
 WEATHER_TOOL = {
     "type": "function",
@@ -152,6 +153,99 @@ def test_model_names_ask_for_failures_and_delays() -> None:
     assert (flaky.flaky_status, flaky.flaky_failures) == (429, 2)
     assert logic.behaviour("stand-in-slow-250").delay_ms == 250
     assert logic.behaviour("stand-in-chat") == logic.Behaviour()
+
+
+# -- long answers and streams that fail part-way -----------------------------------------------------
+
+
+def test_model_names_ask_for_long_answers_and_streams_that_fail() -> None:
+    assert logic.behaviour("stand-in-chat-long-200").answer_tokens == 200
+    assert logic.behaviour("stand-in-chat-error-after-5").stream_failure == StreamFailure("error", 5)
+    assert logic.behaviour("stand-in-chat-drop-after-0").stream_failure == StreamFailure("drop", 0)
+    combined = logic.behaviour("stand-in-chat-slow-300-long-100-error-after-40")
+    assert (combined.delay_ms, combined.answer_tokens) == (300, 100)
+    assert combined.stream_failure == StreamFailure("error", 40)
+
+
+def test_a_long_model_answers_that_many_tokens_numbered_after_the_echo() -> None:
+    answer = completion(chat(model="stand-in-chat-long-40"))
+    words = answer["choices"][0]["message"]["content"].split()
+    assert answer["usage"]["completion_tokens"] == len(words) == 40
+    assert words[-1] == "40" and words[words.index("there") + 1] == str(words.index("there") + 2)
+    assert answer["choices"][0]["finish_reason"] == "stop"
+
+
+def test_a_long_model_shorter_than_the_echo_cuts_it() -> None:
+    answer = completion(chat(model="stand-in-chat-long-2"))
+    assert answer["choices"][0]["message"]["content"] == "This is"
+    assert answer["choices"][0]["finish_reason"] == "stop"
+
+
+def test_max_tokens_still_cuts_a_long_answer() -> None:
+    answer = completion(chat(model="stand-in-chat-long-500", max_tokens=30))
+    assert answer["usage"]["completion_tokens"] == 30
+    assert answer["choices"][0]["finish_reason"] == "length"
+
+
+def test_a_long_bedrock_model_answers_that_many_tokens() -> None:
+    answer = logic.bedrock_converse("m-long-25", converse_request(), latency_ms=1)
+    assert answer["usage"]["outputTokens"] == 25 and answer["stopReason"] == "end_turn"
+
+
+def test_every_token_of_a_stream_is_a_chunk_of_its_own() -> None:
+    request = chat(model="stand-in-chat-long-30", stream=True, stream_options={"include_usage": True})
+    chunks = logic.openai_chat_chunks(request, completion_id="c", created=1)
+    carrying = [c for c in chunks if logic.openai_chunk_carries_token(c)]
+    assert len(carrying) == 30 == chunks[-1]["usage"]["completion_tokens"]
+    assert not logic.openai_chunk_carries_token(chunks[0])  # the role chunk
+    assert not any(logic.openai_chunk_carries_token(c) for c in chunks[-2:])  # finish, usage
+
+
+def test_tool_call_arguments_are_tokens_of_a_stream() -> None:
+    request = chat(
+        messages=[{"role": "user", "content": "What does get_weather say?"}],
+        tools=[WEATHER_TOOL],
+        stream=True,
+    )
+    chunks = logic.openai_chat_chunks(request, completion_id="c", created=1)
+    assert [logic.openai_chunk_carries_token(c) for c in chunks[:2]] == [False, False]  # role, call's name
+    assert logic.openai_chunk_carries_token(chunks[2])
+
+
+def test_every_token_of_a_converse_stream_is_an_event_of_its_own() -> None:
+    events = logic.bedrock_converse_stream("m-long-12", converse_request(), latency_ms=1)
+    carrying = [kind for kind, payload in events if logic.bedrock_event_carries_token(kind, payload)]
+    assert carrying == ["contentBlockDelta"] * 12
+    assert events[-1][1]["usage"]["outputTokens"] == 12
+
+
+@pytest.mark.parametrize(
+    ("tokens", "after", "frames_sent"),
+    [
+        ([False, True, True, True, False, False], 2, 3),  # up to the 2nd token
+        ([False, True, True, True, False, False], 0, 1),  # the opening frame only
+        ([False, True, True, True, False, False], 9, 4),  # a shorter answer: up to its last token
+        ([False, False, True, False], 0, 2),  # every frame before the first token opens the stream
+        ([False, False], 3, 1),  # no token at all: after the first frame
+    ],
+)
+def test_a_failing_stream_fails_after_its_nth_token(tokens: list[bool], after: int, frames_sent: int) -> None:
+    assert logic.failure_point(tokens, after) == frames_sent
+
+
+# -- settings ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, DEFAULT_TOKEN_DELAY_MS),
+        ({"BYOM_STANDIN_TOKEN_DELAY_MS": "0"}, 0),
+        ({"BYOM_STANDIN_TOKEN_DELAY_MS": "75"}, 75),
+    ],
+)
+def test_the_stand_ins_token_delay_comes_from_the_environment(environ: dict[str, str], expected: int) -> None:
+    assert StackSettings.from_env(environ).token_delay_ms == expected
 
 
 # -- Bedrock ------------------------------------------------------------------------------------
