@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any, TypeVar
 
 import boto3
+import urllib3
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -451,14 +452,27 @@ class BedrockProvider:
     ) -> Iterator[StreamEvent]:
         params = converse_request(request, target.model_id)
         response = self._call(lambda client: client.converse_stream(**params), timeout)
-        return self._guarded(stream_events(response["stream"]))
+        return self._guarded(response["stream"])
 
     @staticmethod
-    def _guarded(events: Iterator[StreamEvent]) -> Iterator[StreamEvent]:
+    def _guarded(stream: Any) -> Iterator[StreamEvent]:
+        """The stream's events; its connection closed however it ends (a client that went away
+        closes this generator). A connection that breaks mid-body is urllib3's error, which
+        botocore does not wrap."""
         try:
-            yield from events
+            yield from stream_events(stream)
         except (ClientError, BotoCoreError) as error:
             raise provider_error(error) from None
+        except urllib3.exceptions.ReadTimeoutError:
+            raise ProviderError("Bedrock stopped answering mid-stream", status=504, retryable=True) from None
+        except urllib3.exceptions.HTTPError as error:
+            raise ProviderError(
+                f"Bedrock's stream broke off ({type(error).__name__})", status=502, retryable=True
+            ) from None
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
 
     def _invoke(
         self, model_id: str, body: dict[str, Any], timeout: float | None
