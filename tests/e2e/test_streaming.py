@@ -133,14 +133,19 @@ class Tenant:
         return body
 
 
-@pytest.fixture
-def tenant(local_stack: LocalStack, admin: httpx2.Client, upstream: ScriptedUpstream) -> Tenant:
+def new_tenant(url: str, admin: httpx2.Client, upstream: ScriptedUpstream) -> Tenant:
+    """A tenant with a developer key and a credential for the scripted upstream."""
     created = admin.post("/admin/tenants", json={"name": "streaming"}).json()
     base = f"/admin/tenants/{created['id']}"
     credential = {"provider": "openai_compatible", "base_url": upstream.url, "api_key": "sk-stream-1234"}
     assert admin.put(f"{base}/credentials/up", json=credential).status_code == 200
     key = admin.post(f"{base}/keys", json={"name": "dev", "role": "developer"}).json()["key"]
-    return Tenant(created["id"], key, admin, local_stack.url)
+    return Tenant(created["id"], key, admin, url)
+
+
+@pytest.fixture
+def tenant(local_stack: LocalStack, admin: httpx2.Client, upstream: ScriptedUpstream) -> Tenant:
+    return new_tenant(local_stack.url, admin, upstream)
 
 
 def _model(upstream: ScriptedUpstream, **fields: Any) -> tuple[str, Script]:
@@ -304,12 +309,7 @@ def test_ctrl_c_during_a_stream_stops_everything_cleanly(
 ) -> None:
     stack = start_local_stack(template=synthesized_template)
     admin = httpx2.Client(base_url=stack.url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=WAIT)
-    created = admin.post("/admin/tenants", json={"name": "interrupted"}).json()
-    base = f"/admin/tenants/{created['id']}"
-    credential = {"provider": "openai_compatible", "base_url": upstream.url, "api_key": "sk-stream-1234"}
-    assert admin.put(f"{base}/credentials/up", json=credential).status_code == 200
-    key = admin.post(f"{base}/keys", json={"name": "dev", "role": "developer"}).json()["key"]
-    tenant = Tenant(created["id"], key, admin, stack.url)
+    tenant = new_tenant(stack.url, admin, upstream)
     model, script = _model(upstream, ending="trickle")
     tenant.model("long", model)
     stream = _stream(tenant.sdk(), "long")
