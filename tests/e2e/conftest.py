@@ -22,6 +22,7 @@ ADMIN_KEY = "e2e-platform-admin-key"
 READY = re.compile(r"BYOM local stack ready at (http://127\.0\.0\.1:\d+)")
 MOTO = re.compile(r"AWS emulation \(moto\) at (http://127\.0\.0\.1:\d+)")
 OPENAI_STAND_IN = re.compile(r"OpenAI-compatible stand-in: (http://127\.0\.0\.1:\d+/v1)")
+BEDROCK_STAND_IN = re.compile(r"Bedrock Converse stand-in: (http://127\.0\.0\.1:\d+)")
 
 
 def free_port() -> int:
@@ -36,6 +37,7 @@ class LocalStack:
     url: str = ""
     aws_url: str = ""
     openai_stand_in_url: str = ""
+    bedrock_stand_in_url: str = ""
     output: list[str] = field(default_factory=list)
 
     def logs(self) -> str:
@@ -71,9 +73,12 @@ def start_local_stack(template: Path | None = None, timeout: float = 180) -> Loc
                 stack.aws_url = match.group(1)
             if match := OPENAI_STAND_IN.search(line):
                 stack.openai_stand_in_url = match.group(1)
+            if match := BEDROCK_STAND_IN.search(line):
+                stack.bedrock_stand_in_url = match.group(1)
             if match := READY.search(line):
                 stack.url = match.group(1)
-            if stack.url and stack.openai_stand_in_url:  # the banner names the stand-ins after the ready line
+            # The banner names the stand-ins after the ready line.
+            if stack.url and stack.openai_stand_in_url and stack.bedrock_stand_in_url:
                 ready.set()
 
     threading.Thread(target=pump, daemon=True).start()

@@ -226,7 +226,7 @@ def _settled(tenant: Tenant) -> dict[str, Any]:
     done = threading.Event()
     for _ in range(int(WAIT * 10)):
         usage = tenant.usage()
-        if usage["total"]["requests"] and usage["budget"]["reserved_usd"] == 0:
+        if usage["total"]["requests"] and (usage["budget"] or {}).get("reserved_usd", 0) == 0:
             return usage
         done.wait(0.1)
     raise AssertionError(f"the stream was never settled: {usage}")
@@ -322,3 +322,44 @@ def test_ctrl_c_during_a_stream_stops_everything_cleanly(
     assert exit_code == 0
     assert script.closed_by_gateway.wait(WAIT), "the upstream's stream was left open"
     assert "Traceback" not in stack.logs()
+
+
+# Bedrock ConverseStream, through the local stack's Bedrock stand-in (its model names ask for
+# long answers and for streams that fail part-way; local_stack.models.servers).
+
+
+@pytest.fixture
+def bedrock_tenant(tenant: Tenant) -> Tenant:
+    for alias, model_id in (("br-long", "m-long-400"), ("br-broken", "m-long-50-error-after-5")):
+        body = {"alias": alias, "provider": "bedrock", "model_id": model_id, "pricing": PRICE}
+        created = tenant.admin.post(f"/admin/tenants/{tenant.id}/models", json=body)
+        assert created.status_code == 201, created.text
+    return tenant
+
+
+def test_a_bedrock_stream_broken_midway_ends_with_an_error_event(bedrock_tenant: Tenant) -> None:
+    stream = _stream(bedrock_tenant.sdk(), "br-broken")
+    first = _text(next(stream)) + _text(next(stream))
+
+    with pytest.raises(openai.APIError) as failed:
+        list(stream)
+
+    assert first  # the answer had begun before Bedrock broke off
+    assert "modelStreamErrorException" in str(failed.value.message) or "Bedrock" in str(failed.value.message)
+
+
+def test_a_client_leaving_a_bedrock_stream_closes_it(bedrock_tenant: Tenant, local_stack: LocalStack) -> None:
+    streams = f"{local_stack.bedrock_stand_in_url}/_stand_in/streams"
+    stream = _stream(bedrock_tenant.sdk(), "br-long")
+    assert _text(next(stream)) + _text(next(stream))
+    stream.close()
+
+    outcome = "streaming"
+    for _ in range(int(WAIT * 10)):
+        records = [r for r in httpx2.get(streams).json()["streams"] if r["model"] == "m-long-400"]
+        outcome = records[-1]["outcome"] if records else "none"
+        if outcome != "streaming":
+            break
+        threading.Event().wait(0.1)
+    assert outcome == "abandoned"
+    assert _settled(bedrock_tenant)["total"]["requests"] == 1
