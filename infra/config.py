@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,24 @@ GUARDRAIL_ARNS_CONTEXT = "byom:guardrailArns"
 DEFAULT_GUARDRAIL_ARNS = (f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}:{Aws.ACCOUNT_ID}:guardrail/*",)
 # Lambda tenant isolation mode for the gateway function (docs/decisions.md); off by default.
 TENANT_ISOLATION_CONTEXT = "byom:tenantIsolation"
+
+# Streams (SPEC §4.4; docs/operations.md): how long the gateway function and the streaming route
+# may run. Below 30 s a stream would be cut before a buffered call is (29 s); 900 s is both API
+# Gateway's 15-minute limit on a streamed response and Lambda's maximum timeout.
+STREAM_TIMEOUT_CONTEXT = "byom:streamTimeoutSeconds"
+DEFAULT_STREAM_TIMEOUT_SECONDS = 300
+MIN_STREAM_TIMEOUT_SECONDS = 30
+MAX_STREAM_TIMEOUT_SECONDS = 900
+
+# The AWS Lambda Web Adapter's public arm64 layer; version 27 is adapter 1.0.0. Published by AWS
+# in the commercial regions; elsewhere (China, a pinned copy in your own account) set the context.
+WEB_ADAPTER_LAYER_CONTEXT = "byom:webAdapterLayerArn"
+DEFAULT_WEB_ADAPTER_LAYER_ARN = (
+    f"arn:{Aws.PARTITION}:lambda:{Aws.REGION}:753240598075:layer:LambdaAdapterLayerArm64:27"
+)
+_LAYER_VERSION_ARN = re.compile(
+    r"arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:layer:[A-Za-z0-9_-]{1,140}:[0-9]+"
+)
 
 # CloudWatch Logs accepts only these retention periods.
 _RETENTION = {
@@ -98,14 +117,46 @@ def _tenant_isolation(scope: Construct) -> bool:
     return _truthy(value)
 
 
+def stream_timeout_seconds(scope: Construct) -> int:
+    """`byom:streamTimeoutSeconds`: a whole number of seconds in [30, 900], 300 by default."""
+    raw = scope.node.try_get_context(STREAM_TIMEOUT_CONTEXT)
+    if raw is None:
+        return DEFAULT_STREAM_TIMEOUT_SECONDS
+    bounds = f"a whole number of seconds from {MIN_STREAM_TIMEOUT_SECONDS} to {MAX_STREAM_TIMEOUT_SECONDS}"
+    # bool is an int to Python, and `-c key=value` passes a string: accept digits only.
+    if isinstance(raw, bool) or not re.fullmatch(r"[0-9]+", str(raw).strip()):
+        raise ValueError(f"{STREAM_TIMEOUT_CONTEXT}={raw!r} is not {bounds}")
+    value = int(str(raw).strip())
+    if not MIN_STREAM_TIMEOUT_SECONDS <= value <= MAX_STREAM_TIMEOUT_SECONDS:
+        raise ValueError(f"{STREAM_TIMEOUT_CONTEXT}={value} is out of range: use {bounds}")
+    return value
+
+
+def web_adapter_layer_arn(scope: Construct) -> str:
+    """`byom:webAdapterLayerArn`: a Lambda layer version ARN; the public adapter layer by default."""
+    raw = scope.node.try_get_context(WEB_ADAPTER_LAYER_CONTEXT)
+    if raw is None:
+        return DEFAULT_WEB_ADAPTER_LAYER_ARN
+    arn = str(raw).strip()
+    if not _LAYER_VERSION_ARN.fullmatch(arn):
+        raise ValueError(
+            f"{WEB_ADAPTER_LAYER_CONTEXT}={raw!r} is not a Lambda layer version ARN "
+            "(arn:<partition>:lambda:<region>:<account>:layer:<name>:<version>)"
+        )
+    return arn
+
+
 @dataclass(frozen=True)
 class AlarmThresholds:
     """Thresholds of the platform alarms; each context key overrides its default (docs/operations.md)."""
 
     # Percent of requests answered 5xx over five minutes.
     api_5xx_rate_percent: float = 5.0
-    # API Gateway's p99 Latency: the gateway gives up at 27 s and API Gateway at 29 s, so a p99
-    # sustained above 20 s means callers are close to timing out (long completions included).
+    # API Gateway's p99 Latency over every route. Buffered routes end at 29 s (the gateway's own
+    # deadline is 27 s), so a p99 held above 20 s means callers are close to timing out. Streamed
+    # chat completions may run to the stream timeout, and AWS does not document whether a streamed
+    # response's Latency ends at its first or its last byte: if long streams lift the p99, raise
+    # this (docs/operations.md).
     api_p99_latency_ms: float = 20_000.0
     # Errors and throttles per function and five minutes. Handled errors are HTTP answers, so a
     # Lambda error is a crash or a timeout: one is worth a look.
@@ -225,6 +276,8 @@ class Settings:
     fine_tuning: FineTuningConfig = FineTuningConfig()
     guardrail_arns: tuple[str, ...] = DEFAULT_GUARDRAIL_ARNS
     tenant_isolation: bool = False
+    stream_timeout_seconds: int = DEFAULT_STREAM_TIMEOUT_SECONDS
+    web_adapter_layer_arn: str = DEFAULT_WEB_ADAPTER_LAYER_ARN
 
     @classmethod
     def from_context(cls, scope: Construct) -> Settings:
@@ -251,6 +304,8 @@ class Settings:
             fine_tuning=FineTuningConfig.from_context(scope),
             guardrail_arns=guardrail_arns(scope),
             tenant_isolation=_tenant_isolation(scope),
+            stream_timeout_seconds=stream_timeout_seconds(scope),
+            web_adapter_layer_arn=web_adapter_layer_arn(scope),
         )
 
     @property

@@ -30,6 +30,9 @@ TENANT_ID_HEADER = "integration.request.header.X-Amz-Tenant-Id"
 AUTHORIZER_TENANT_ID = "context.authorizer.tenant_id"
 # GET /health has no authorizer and no tenant: its calls share one execution environment.
 HEALTH_TENANT_ID = "'health'"
+# The route whose answers may outlive API Gateway's 29 s (SPEC §4.4): its own resource, with the
+# stream timeout as its integration timeout. Every other gateway route keeps the 29 s default.
+CHAT_COMPLETIONS_PATH = ("chat", "completions")
 F = apigw.AccessLogField
 
 # Never $context.requestOverride / bodies / the Authorization header: bodies carry provider keys.
@@ -134,7 +137,12 @@ def platform_usage_key(scope: Construct) -> str:
 
 
 class Api(Construct):
-    """`GET /health` is public; `/admin/{proxy+}` and `/v1/{proxy+}` go through the authorizer.
+    """`GET /health` is public; `/admin/{proxy+}`, `/v1/{proxy+}` and `POST /v1/chat/completions` go
+    through the authorizer.
+
+    The gateway function runs the Lambda Web Adapter in response-stream mode, which Lambda invokes
+    with InvokeWithResponseStream only: each of its integrations is STREAM. The admin and
+    fine-tuning functions are ordinary handlers and stay BUFFERED.
 
     Every authorized method requires an API key, which the authorizer names (`usageIdentifierKey`,
     the API's key source AUTHORIZER): its usage plan throttles it. Tenant keys have their tenant's
@@ -163,6 +171,7 @@ class Api(Construct):
         self.health_method, self.admin_method, self.v1_method = self._build_routes(
             admin_function, gateway_function
         )
+        self.chat_method = self._build_chat_route(gateway_function)
         self.fine_tuning_methods = self._build_fine_tuning_routes(fine_tuning_function)
         self.platform_usage_key = platform_usage_key(self)
         self.platform_usage_plan = self._build_platform_usage_plan()
@@ -239,11 +248,41 @@ class Api(Construct):
             self._add_protected_proxy(root.add_resource("v1"), gateway),
         )
 
-    def _gateway_integration(self, function: lambda_.IFunction, tenant_id: str) -> apigw.LambdaIntegration:
-        """With tenant isolation on, every invocation must name its tenant (Lambda refuses it otherwise)."""
+    def _build_chat_route(self, gateway_function: lambda_.IFunction) -> apigw.Method:
+        """API Gateway prefers this resource to /v1/{proxy+} for POST /v1/chat/completions."""
+        v1 = self.rest_api.root.get_resource("v1")
+        assert v1 is not None
+        resource = v1
+        for part in CHAT_COMPLETIONS_PATH:
+            resource = resource.add_resource(part)
+        integration = self._gateway_integration(
+            gateway_function,
+            AUTHORIZER_TENANT_ID,
+            # With STREAM, API Gateway accepts up to 15 minutes here without a quota increase.
+            timeout=Duration.seconds(self._settings.stream_timeout_seconds),
+        )
+        return resource.add_method(
+            "POST",
+            integration,
+            authorizer=self.authorizer,
+            authorization_type=apigw.AuthorizationType.CUSTOM,
+            api_key_required=True,
+            request_validator=self.validator,
+        )
+
+    def _gateway_integration(
+        self, function: lambda_.IFunction, tenant_id: str, *, timeout: Duration | None = None
+    ) -> apigw.LambdaIntegration:
+        """STREAM (the adapter answers InvokeWithResponseStream only); `timeout` None keeps 29 s.
+        With tenant isolation on, every invocation must name its tenant (Lambda refuses it otherwise)."""
         parameters = {TENANT_ID_HEADER: tenant_id} if self._settings.tenant_isolation else None
         return apigw.LambdaIntegration(
-            function, proxy=True, allow_test_invoke=False, request_parameters=parameters
+            function,
+            proxy=True,
+            allow_test_invoke=False,
+            request_parameters=parameters,
+            response_transfer_mode=apigw.ResponseTransferMode.STREAM,
+            timeout=timeout,
         )
 
     def _build_fine_tuning_routes(self, function: lambda_.IFunction) -> list[apigw.Method]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from aws_cdk import ArnFormat, Aws, Duration, Stack
@@ -14,13 +15,26 @@ from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from infra.config import ASSET_EXCLUDES, COMMON_LAYER_DIR, FUNCTIONS_DIR, Settings
+from infra.config import (
+    ASSET_EXCLUDES,
+    COMMON_LAYER_DIR,
+    DEFAULT_STREAM_TIMEOUT_SECONDS,
+    FUNCTIONS_DIR,
+    Settings,
+)
 from infra.constructs.data import API_KEYS_BY_TENANT_INDEX, Data
 from infra.constructs.observability import METRICS_NAMESPACE, alarm_arn, spend_alarm_prefix
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 ARCHITECTURE = lambda_.Architecture.ARM_64
 HANDLER = "handler.handler"
+# The gateway is a web app run by the Lambda Web Adapter (SPEC §4.4): the managed Python runtime
+# cannot write a response stream itself. The layer's /opt/bootstrap wraps the runtime, starts the
+# handler script (functions/gateway/run.sh, which serves the app on the port) and relays each
+# invocation to it over HTTP, streaming the answer back (InvokeWithResponseStream).
+WEB_ADAPTER_HANDLER = "run.sh"
+WEB_ADAPTER_PORT = 8080
+WEB_ADAPTER_READINESS_PATH = "/health"
 # Budget events go to the account's default bus (docs/contracts.md: EVENT_BUS_NAME).
 EVENT_BUS_NAME = "default"
 
@@ -78,7 +92,14 @@ class FunctionSpec:
 
 AUTHORIZER = FunctionSpec("authorizer", "BYOM Gateway REQUEST authorizer (API keys)", 5, 256)
 ADMIN = FunctionSpec("admin", "BYOM Gateway admin API (/admin/*)", 15, 512)
-GATEWAY = FunctionSpec("gateway", "BYOM Gateway data plane (/health, /v1/*)", 29, 1024)
+# Its timeout is the stream timeout (byom:streamTimeoutSeconds), set in `_build_gateway`.
+GATEWAY = FunctionSpec(
+    "gateway",
+    "BYOM Gateway data plane (/health, /v1/*), under the Lambda Web Adapter",
+    DEFAULT_STREAM_TIMEOUT_SECONDS,
+    1024,
+    handler=WEB_ADAPTER_HANDLER,
+)
 
 
 def secret_prefix(scope: Construct) -> str:
@@ -141,6 +162,7 @@ class Functions(Construct):
         scope: Construct | None = None,
         *,
         tenancy_config: lambda_.TenancyConfig | None = None,
+        extra_layers: Sequence[lambda_.ILayerVersion] = (),
     ) -> lambda_.Function:
         """A function with every default of the stack, created in `scope` (this construct by default)."""
         scope = scope or self
@@ -181,7 +203,7 @@ class Functions(Construct):
             logging_format=lambda_.LoggingFormat.JSON,
             log_group=log_group,
             role=role,
-            layers=self.layers,
+            layers=[*self.layers, *extra_layers],
             environment={**self._powertools_environment(spec), **environment},
             tenancy_config=tenancy_config,
         )
@@ -283,9 +305,27 @@ class Functions(Construct):
         self._grant_guardrails(fn, GUARDRAIL_READ_ACTIONS)
         return fn
 
+    def _web_adapter_environment(self) -> dict[str, str]:
+        """What the adapter reads (AWS_LWA_*, the exec wrapper) and what the app reads of it."""
+        return {
+            "AWS_LAMBDA_EXEC_WRAPPER": "/opt/bootstrap",
+            # The adapter then writes the streaming proxy format, which only InvokeWithResponseStream
+            # relays: every API integration of the function is STREAM (infra/constructs/api.py).
+            "AWS_LWA_INVOKE_MODE": "response_stream",
+            "AWS_LWA_PORT": str(WEB_ADAPTER_PORT),
+            # Invocations wait until the app answers here after a cold start.
+            "AWS_LWA_READINESS_CHECK_PATH": WEB_ADAPTER_READINESS_PATH,
+            # Lambda and the chat route cut a stream at this bound; the app ends it first, cleanly.
+            "STREAM_TIMEOUT_SECONDS": str(self._settings.stream_timeout_seconds),
+        }
+
     def _build_gateway(self, data: Data) -> lambda_.Function:
+        web_adapter = lambda_.LayerVersion.from_layer_version_arn(
+            self, "WebAdapterLayer", self._settings.web_adapter_layer_arn
+        )
         fn = self.build_function(
-            GATEWAY,
+            # It serves the streams, so it may run as long as one.
+            replace(GATEWAY, timeout_seconds=self._settings.stream_timeout_seconds),
             {
                 **data.environment(
                     data.models, data.credentials, data.cache, data.usage, data.policies, data.audit
@@ -296,9 +336,12 @@ class Functions(Construct):
                 "ALERTS_TOPIC_ARN": self._alerts_topic.topic_arn,
                 "DATA_BUCKET": data.data_bucket.bucket_name,
                 "KMS_KEY_ID": self._key.key_arn,
+                **self._web_adapter_environment(),
             },
             # One execution environment per tenant (byom:tenantIsolation; docs/decisions.md).
             tenancy_config=lambda_.TenancyConfig.PER_TENANT if self._settings.tenant_isolation else None,
+            # Adds /opt/bootstrap and the adapter's extension; no file of the other two layers overlaps.
+            extra_layers=[web_adapter],
         )
         self._grant_governance(fn, data)
         fn.add_to_role_policy(

@@ -231,7 +231,10 @@ class Observability(Construct):
         return self._alarm(
             "ApiP99Latency",
             name="api-p99-latency",
-            description=f"API p99 latency above {threshold:g} ms: callers are close to timing out.",
+            # Every route: buffered ones end at 29 s, streamed chat completions at the stream timeout
+            # (AlarmThresholds.api_p99_latency_ms says why the default stays at 20 s).
+            description=f"API p99 latency above {threshold:g} ms: callers of buffered routes (29 s limit) "
+            "are close to timing out, or long streams lift the p99 (docs/operations.md).",
             metric=self._stage.metric_latency(statistic="p99", period=PERIOD),
             threshold=threshold,
             comparison=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,

@@ -9,8 +9,6 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Template
 
-from infra.application import create_app
-from infra.config import TENANT_ISOLATION_CONTEXT
 from local_stack.iam_policy import Decision, Request, evaluate
 from local_stack.template import Physical, Resolver, load_template
 from tests.infra.stack_template import environment, function_id, props, resources
@@ -294,17 +292,6 @@ def _gateway_methods(template: Template) -> list[dict[str, Any]]:
     ]
 
 
-@pytest.fixture(scope="module")
-def isolated(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    _, stack = create_app(
-        bundling=False,
-        outdir=str(tmp_path_factory.mktemp("isolated")),
-        context={TENANT_ISOLATION_CONTEXT: True},
-        with_nag=False,
-    )
-    return Template.from_stack(stack)
-
-
 def test_tenant_isolation_is_off_by_default(template: Template) -> None:
     assert "TenancyConfig" not in _gateway(template)
     assert all("RequestParameters" not in m["Integration"] for m in _gateway_methods(template))
@@ -326,6 +313,6 @@ def test_tenant_isolation_passes_the_authorizers_tenant_to_lambda(isolated: Temp
         for m in _gateway_methods(isolated)
     }
 
-    assert len(headers) == 2  # GET /health and ANY /v1/{proxy+}
+    assert len(headers) == 3  # GET /health, ANY /v1/{proxy+} and POST /v1/chat/completions
     values = sorted(h["integration.request.header.X-Amz-Tenant-Id"] for h in headers.values())
-    assert values == ["'health'", "context.authorizer.tenant_id"]
+    assert values == ["'health'", "context.authorizer.tenant_id", "context.authorizer.tenant_id"]

@@ -184,15 +184,27 @@ def test_every_function_uses_the_common_and_dependency_layers(template: Template
     layers = resources(template, "AWS::Lambda::LayerVersion")
     assert len(layers) == 2
     for fn in resources(template, "AWS::Lambda::Function").values():
+        # The stack's own layers are referenced; the gateway's third, public one is an ARN
+        # (tests/infra/test_streaming.py).
+        own = [layer["Ref"] for layer in props(fn)["Layers"] if "Ref" in layer]
+        assert sorted(own) == sorted(layers)
+
+
+def test_every_function_but_the_gateway_has_a_python_handler(template: Template) -> None:
+    gateway = function_id(template, "gateway")
+    for logical_id, fn in resources(template, "AWS::Lambda::Function").items():
+        if logical_id == gateway:
+            continue  # run.sh under the Lambda Web Adapter (tests/infra/test_streaming.py)
         # Step Functions tasks share one folder, a module each (STYLE: one Lambda per task).
         assert props(fn)["Handler"] == "handler.handler" or props(fn)["Environment"]["Variables"][
             "POWERTOOLS_SERVICE_NAME"
         ].startswith("byom-ft_")
-        assert sorted(ref["Ref"] for ref in props(fn)["Layers"]) == sorted(layers)
 
 
 @pytest.mark.parametrize(
-    ("name", "timeout", "memory"), [("authorizer", 5, 256), ("admin", 15, 512), ("gateway", 29, 1024)]
+    ("name", "timeout", "memory"),
+    # The gateway's timeout is the stream timeout, 300 s by default (tests/infra/test_streaming.py).
+    [("authorizer", 5, 256), ("admin", 15, 512), ("gateway", 300, 1024)],
 )
 def test_function_timeout_and_memory(template: Template, name: str, timeout: int, memory: int) -> None:
     fn = props(resources(template, "AWS::Lambda::Function")[function_id(template, name)])
@@ -241,6 +253,12 @@ def test_function_timeout_and_memory(template: Template, name: str, timeout: int
                 "AUDIT_TABLE",
                 "DATA_BUCKET",
                 "KMS_KEY_ID",
+                # The Lambda Web Adapter's and the stream timeout (tests/infra/test_streaming.py).
+                "AWS_LAMBDA_EXEC_WRAPPER",
+                "AWS_LWA_INVOKE_MODE",
+                "AWS_LWA_PORT",
+                "AWS_LWA_READINESS_CHECK_PATH",
+                "STREAM_TIMEOUT_SECONDS",
             },
         ),
     ],
@@ -414,6 +432,7 @@ ROUTES = {
     ("GET", "/health"): "gateway",
     ("ANY", "/admin/{proxy+}"): "admin",
     ("ANY", "/v1/{proxy+}"): "gateway",
+    ("POST", "/v1/chat/completions"): "gateway",
     ("ANY", "/v1/files"): "fine_tuning",
     ("ANY", "/v1/files/{proxy+}"): "fine_tuning",
     ("ANY", "/v1/fine_tuning/{proxy+}"): "fine_tuning",
