@@ -42,13 +42,26 @@ BASE_CONTEXT = {
 
 
 @pytest.fixture(scope="module")
-def overridden(tmp_path_factory: pytest.TempPathFactory) -> Template:
+def overridden_outdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("streaming")
+
+
+@pytest.fixture(scope="module")
+def overridden(overridden_outdir: Path) -> Template:
     # A string, as `cdk -c byom:streamTimeoutSeconds=600` passes it.
     context = {STREAM_TIMEOUT_CONTEXT: str(CUSTOM_TIMEOUT), WEB_ADAPTER_LAYER_CONTEXT: PINNED_LAYER}
-    _, stack = create_app(
-        bundling=False, outdir=str(tmp_path_factory.mktemp("streaming")), context=context, with_nag=False
-    )
+    _, stack = create_app(bundling=False, outdir=str(overridden_outdir), context=context, with_nag=False)
     return Template.from_stack(stack)
+
+
+def test_the_staged_gateway_code_keeps_run_sh_executable(
+    overridden: Template, overridden_outdir: Path
+) -> None:
+    """The adapter's wrapper execs the handler file: without its executable bit the function
+    cannot start. Staging keeps file modes, and the asset zip is made from the staged copy."""
+    staged = [path for path in overridden_outdir.glob("asset.*/run.sh") if (path.parent / "app.py").is_file()]
+    assert staged, "the gateway's code is not staged with run.sh"
+    assert all(path.stat().st_mode & 0o111 == 0o111 for path in staged)
 
 
 def target(method: dict[str, Any]) -> str:
