@@ -16,7 +16,7 @@ from enum import Enum
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 ROLES = ("admin", "developer", "viewer")
 WRITERS = frozenset({"admin", "developer"})  # invoke and fine-tune; viewers read usage and models
@@ -183,11 +183,12 @@ def routes() -> set[tuple[str, str]]:
     for build in (build_admin_app, build_gateway_app, build_fine_tuning_app):
         app = build()
         if isinstance(app, FastAPI):
+            # The routes of included routers too: an app's own `routes` lists each router once.
             found |= {
-                (method, route.path)
-                for route in app.routes
-                if isinstance(route, APIRoute)
-                for method in route.methods
+                (method, str(route.path))
+                for route in iter_route_contexts(app.routes)
+                if isinstance(route.original_route, APIRoute)
+                for method in route.methods or ()
             }
             continue
         for route in [*app._static_routes, *app._dynamic_routes]:
