@@ -1,8 +1,8 @@
 """The tenant isolation matrix: every route the admin, gateway and fine-tuning apps serve, how to aim
 it at tenant B, and what tenant A's keys must get.
 
-Generated from the Powertools resolvers themselves (`routes()`), so a route cannot be added without
-an entry here: tests/unit/test_isolation_matrix.py fails on a route the table does not cover, and
+Generated from the apps' own routes (`routes()`), so a route cannot be added without an entry
+here: tests/unit/test_isolation_matrix.py fails on a route the table does not cover, and
 tests/e2e/test_isolation.py calls every route with every role of tenant A. Entries for routes not
 served yet (other branches' work) are kept; only the routes that exist are called.
 """
@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
 ROLES = ("admin", "developer", "viewer")
@@ -169,31 +168,20 @@ def parameters_of(path: str) -> list[str]:
     return _PARAMETER.findall(path)
 
 
-def _powertools_path(path: str) -> str:
-    return re.sub(r"<(\w+)>", r"{\1}", path)
-
-
 def routes() -> set[tuple[str, str]]:
     """(METHOD, /path/{param}) of every route the three apps register."""
     from byom.api.admin import build_admin_app
     from byom.api.fine_tuning import build_fine_tuning_app
     from byom.api.gateway import build_gateway_app
 
-    found: set[tuple[str, str]] = set()
-    for build in (build_admin_app, build_gateway_app, build_fine_tuning_app):
-        app = build()
-        if isinstance(app, FastAPI):
-            # The routes of included routers too: an app's own `routes` lists each router once.
-            found |= {
-                (method, str(route.path))
-                for route in iter_route_contexts(app.routes)
-                if isinstance(route.original_route, APIRoute)
-                for method in route.methods or ()
-            }
-            continue
-        for route in [*app._static_routes, *app._dynamic_routes]:
-            found.add((route.method.upper(), _powertools_path(route.path)))
-    return found
+    return {
+        (method, str(route.path))
+        for build in (build_admin_app, build_gateway_app, build_fine_tuning_app)
+        # The routes of included routers too: an app's own `routes` lists each router once.
+        for route in iter_route_contexts(build().routes)
+        if isinstance(route.original_route, APIRoute)
+        for method in route.methods or ()
+    }
 
 
 def fill(path: str, values: Callable[[str], str]) -> str:
