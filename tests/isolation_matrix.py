@@ -1,8 +1,8 @@
 """The tenant isolation matrix: every route the admin, gateway and fine-tuning apps serve, how to aim
 it at tenant B, and what tenant A's keys must get.
 
-Generated from the Powertools resolvers themselves (`routes()`), so a route cannot be added without
-an entry here: tests/unit/test_isolation_matrix.py fails on a route the table does not cover, and
+Generated from the apps' own routes (`routes()`), so a route cannot be added without an entry
+here: tests/unit/test_isolation_matrix.py fails on a route the table does not cover, and
 tests/e2e/test_isolation.py calls every route with every role of tenant A. Entries for routes not
 served yet (other branches' work) are kept; only the routes that exist are called.
 """
@@ -14,8 +14,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
-
-from fastapi import FastAPI
 
 ROLES = ("admin", "developer", "viewer")
 WRITERS = frozenset({"admin", "developer"})  # invoke and fine-tune; viewers read usage and models
@@ -168,28 +166,19 @@ def parameters_of(path: str) -> list[str]:
     return _PARAMETER.findall(path)
 
 
-def _powertools_path(path: str) -> str:
-    return re.sub(r"<(\w+)>", r"{\1}", path)
-
-
 def routes() -> set[tuple[str, str]]:
     """(METHOD, /path/{param}) of every route the three apps register."""
     from byom.api.admin import build_admin_app
     from byom.api.fine_tuning import build_fine_tuning_app
     from byom.api.gateway import build_gateway_app
 
-    found: set[tuple[str, str]] = set()
-    for build in (build_admin_app, build_gateway_app, build_fine_tuning_app):
-        app = build()
-        if isinstance(app, FastAPI):
-            # The app's own description of its routes (FastAPI's router internals change often).
-            found |= {
-                (method.upper(), path) for path, ops in app.openapi()["paths"].items() for method in ops
-            }
-            continue
-        for route in [*app._static_routes, *app._dynamic_routes]:
-            found.add((route.method.upper(), _powertools_path(route.path)))
-    return found
+    # Each app's own description of its routes: public, where FastAPI's router internals change.
+    return {
+        (method.upper(), path)
+        for build in (build_admin_app, build_gateway_app, build_fine_tuning_app)
+        for path, operations in build().openapi()["paths"].items()
+        for method in operations
+    }
 
 
 def fill(path: str, values: Callable[[str], str]) -> str:

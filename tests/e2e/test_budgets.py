@@ -193,9 +193,9 @@ def cost_header(raw: Any) -> int:
 
 # 1. Concurrency cannot overspend
 
-# The local stack serves one request at a time per process (byom.api.http.serve), as one Lambda
-# execution environment does, so these 40 calls queue at the gateway; the race between
-# reservations themselves is run against DynamoDB in tests/integration/test_budgets.py.
+# The local stack serves these 40 calls side by side, as separate Lambda execution environments
+# would, so their reservations race; the race is also run against DynamoDB in
+# tests/integration/test_budgets.py.
 
 BURST = 40
 BURST_MESSAGES = [

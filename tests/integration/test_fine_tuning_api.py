@@ -72,16 +72,17 @@ def fine_tuning(aws: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterato
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    for cached in (settings.fine_tuning_settings, api.store, api._idempotent_create, api._idempotency_config):
+    for cached in (settings.fine_tuning_settings, api.store, api._persistence):
         cached.cache_clear()
     yield load_handler("fine_tuning")
-    for cached in (settings.fine_tuning_settings, api.store, api._idempotent_create, api._idempotency_config):
+    for cached in (settings.fine_tuning_settings, api.store, api._persistence):
         cached.cache_clear()
 
 
 def upload_event(body: bytes, role: str = "developer", tenant: str = "tnt_a") -> dict[str, Any]:
     event = api_event("POST", "/v1/files", authorizer=tenant_context(tenant, role))
     event["headers"]["content-type"] = f"multipart/form-data; boundary={BOUNDARY}"
+    event["multiValueHeaders"]["content-type"] = [event["headers"]["content-type"]]
     event["body"] = base64.b64encode(body).decode()
     event["isBase64Encoded"] = True
     return event
@@ -142,3 +143,59 @@ def test_a_job_on_an_unknown_file_is_a_400_and_starts_nothing(fine_tuning: Any, 
 
 def fine_tuning_machine() -> str:
     return boto3.client("stepfunctions").list_state_machines()["stateMachines"][0]["stateMachineArn"]
+
+
+@pytest.fixture
+def idempotent(fine_tuning: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The fine-tuning function with its idempotency table (partition key `id`, as the stack's)."""
+    from byom import settings
+    from byom.api import fine_tuning as api
+
+    boto3.client("dynamodb").create_table(
+        TableName="byom-idempotency",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", "byom-idempotency")
+    for cached in (settings.fine_tuning_settings, api.store, api._persistence):
+        cached.cache_clear()
+    return fine_tuning
+
+
+def test_a_creation_retried_with_its_idempotency_key_gets_the_first_job(
+    idempotent: Any, admin_api: Any
+) -> None:
+    tenant = admin_api("POST", "/admin/tenants", {"name": "acme"})[1]["id"]
+    admin_api(
+        "POST",
+        f"/admin/tenants/{tenant}/models",
+        {"alias": "fast", "provider": "bedrock", "model_id": "amazon.nova-micro-v1:0"},
+    )
+    _, uploaded = call(
+        idempotent,
+        upload_event(
+            multipart({"purpose": (None, b"fine-tune"), "file": ("t.jsonl", b"{}\n")}), tenant=tenant
+        ),
+    )
+
+    def create(key: str) -> tuple[int, Any]:
+        event = api_event(
+            "POST",
+            "/v1/fine_tuning/jobs",
+            body={"model": "fast", "training_file": uploaded["id"]},
+            authorizer=tenant_context(tenant, "developer"),
+        )
+        event["headers"]["Idempotency-Key"] = key
+        event["multiValueHeaders"]["Idempotency-Key"] = [key]
+        return call(idempotent, event)
+
+    (first, job), (again, retried), (other, another) = create("k-1"), create("k-1"), create("k-2")
+
+    assert (first, again, other) == (200, 200, 200)
+    assert retried["id"] == job["id"]
+    assert another["id"] != job["id"]
+    # Each record expires with its invocation, were it interrupted: the Lambda context reached it.
+    records = boto3.client("dynamodb").scan(TableName="byom-idempotency")["Items"]
+    assert len(records) == 2
+    assert all("in_progress_expiration" in r for r in records)

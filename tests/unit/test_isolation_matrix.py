@@ -9,6 +9,13 @@ def test_every_served_route_has_an_expectation_and_tenant_b_values_for_its_param
     assert uncovered(routes()) == []
 
 
+def test_the_routes_of_every_apps_routers_are_served_routes() -> None:
+    served = routes()
+
+    # One route of each app: each registers its routes on routers it includes.
+    assert {("GET", "/admin/tenants"), ("POST", "/v1/chat/completions"), ("POST", "/v1/files")} <= served
+
+
 def test_a_new_route_without_an_entry_fails_the_coverage_check() -> None:
     problems = uncovered({("GET", "/v1/widgets/{widget_id}")})
 

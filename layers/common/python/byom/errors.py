@@ -1,4 +1,4 @@
-"""Domain errors. Each maps to one OpenAI-style error envelope in exactly one place (byom.api.http)."""
+"""Domain errors. Each maps to one OpenAI-style error envelope in exactly one place (byom.api.web)."""
 
 from __future__ import annotations
 

@@ -1,16 +1,16 @@
-"""Admin API routes (SPEC §4.2): one Router per resource, each route one logic call."""
+"""Admin API routes (SPEC §4.2): one router per resource, each route one logic call."""
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-from aws_lambda_powertools.event_handler.api_gateway import Router
+from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi.responses import JSONResponse
 
-from byom.api import admin_audit
+from byom.api.admin_audit import RecordAdminActions
 from byom.api.governance import governance
-from byom.api.http import build_resolver, json_body, listing, ok, principal, query
+from byom.api.web import RequestContext, build_app, context, ignore_trailing_slashes, ok, parse_json, raw_body
 from byom.dal.alarms import SpendAlarms
 from byom.dal.audit import AuditTable
 from byom.dal.aws import client, table
@@ -23,9 +23,15 @@ from byom.dal.usage import UsageTable
 from byom.dal.usage_plans import UsagePlanRepository
 from byom.domain import CreateKey, CreateModel, CreateTenant, PutBudget, PutCredential
 from byom.governance.policy import PutPolicy
+from byom.governance.trail import AuditLog
 from byom.logic import admin
 from byom.observability import logger
 from byom.settings import admin_settings
+
+MAX_ADMIN_BODY_BYTES = 64 * 1024
+
+Context = Annotated[RequestContext, Depends(context)]
+RawBody = Annotated[bytes, Depends(raw_body)]
 
 
 @lru_cache(maxsize=1)
@@ -58,150 +64,165 @@ def audit_log() -> AuditTable:
     return AuditTable(table(admin_settings().audit_table))
 
 
-def serve_audited(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Serve an admin request, then record it in the audit trail (byom.api.admin_audit)."""
-    return admin_audit.serve_audited(app, event, context, audit_log(), store().policies)
+def _trail() -> tuple[AuditLog, PolicyRepository]:
+    """Where admin actions are recorded (byom.api.admin_audit), and each tenant's retention read."""
+    return audit_log(), store().policies
 
 
-def _deleted(id_: str, object_: str):  # type: ignore[no-untyped-def]
+def listing(items: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"object": "list", "data": items}
+
+
+def _deleted(id_: str, object_: str) -> JSONResponse:
     return ok({"id": id_, "object": object_, "deleted": True})
 
 
-tenants = Router()
+tenants = APIRouter()
 
 
 @tenants.post("/admin/tenants")
-def create_tenant():  # type: ignore[no-untyped-def]
-    tenant = admin.create_tenant(store(), principal(tenants), json_body(tenants, CreateTenant))
+def create_tenant(ctx: Context, body: RawBody) -> JSONResponse:
+    tenant = admin.create_tenant(store(), ctx.principal, parse_json(body, CreateTenant, MAX_ADMIN_BODY_BYTES))
     return ok(tenant.model_dump() | {"object": "tenant"}, 201)
 
 
 @tenants.get("/admin/tenants")
-def list_tenants():  # type: ignore[no-untyped-def]
+def list_tenants(ctx: Context) -> JSONResponse:
     return ok(
-        listing(
-            [t.model_dump() | {"object": "tenant"} for t in admin.list_tenants(store(), principal(tenants))]
-        )
+        listing([t.model_dump() | {"object": "tenant"} for t in admin.list_tenants(store(), ctx.principal)])
     )
 
 
-@tenants.get("/admin/tenants/<tenant_id>")
-def get_tenant(tenant_id: str):  # type: ignore[no-untyped-def]
-    return ok(admin.get_tenant(store(), principal(tenants), tenant_id).model_dump() | {"object": "tenant"})
+@tenants.get("/admin/tenants/{tenant_id}")
+def get_tenant(ctx: Context, tenant_id: str) -> JSONResponse:
+    return ok(admin.get_tenant(store(), ctx.principal, tenant_id).model_dump() | {"object": "tenant"})
 
 
-@tenants.delete("/admin/tenants/<tenant_id>")
-def delete_tenant(tenant_id: str):  # type: ignore[no-untyped-def]
-    admin.delete_tenant(store(), principal(tenants), tenant_id)
+@tenants.delete("/admin/tenants/{tenant_id}")
+def delete_tenant(ctx: Context, tenant_id: str) -> JSONResponse:
+    admin.delete_tenant(store(), ctx.principal, tenant_id)
     return _deleted(tenant_id, "tenant")
 
 
-keys = Router()
+keys = APIRouter()
 
 
-@keys.post("/admin/tenants/<tenant_id>/keys")
-def create_key(tenant_id: str):  # type: ignore[no-untyped-def]
-    key, plaintext = admin.create_key(store(), principal(keys), tenant_id, json_body(keys, CreateKey))
+@keys.post("/admin/tenants/{tenant_id}/keys")
+def create_key(ctx: Context, body: RawBody, tenant_id: str) -> JSONResponse:
+    key, plaintext = admin.create_key(
+        store(), ctx.principal, tenant_id, parse_json(body, CreateKey, MAX_ADMIN_BODY_BYTES)
+    )
     return ok(key.public() | {"key": plaintext}, 201)
 
 
-@keys.get("/admin/tenants/<tenant_id>/keys")
-def list_keys(tenant_id: str):  # type: ignore[no-untyped-def]
-    return ok(listing([k.public() for k in admin.list_keys(store(), principal(keys), tenant_id)]))
+@keys.get("/admin/tenants/{tenant_id}/keys")
+def list_keys(ctx: Context, tenant_id: str) -> JSONResponse:
+    return ok(listing([k.public() for k in admin.list_keys(store(), ctx.principal, tenant_id)]))
 
 
-@keys.delete("/admin/tenants/<tenant_id>/keys/<key_id>")
-def revoke_key(tenant_id: str, key_id: str):  # type: ignore[no-untyped-def]
-    return ok(admin.revoke_key(store(), principal(keys), tenant_id, key_id).public())
+@keys.delete("/admin/tenants/{tenant_id}/keys/{key_id}")
+def revoke_key(ctx: Context, tenant_id: str, key_id: str) -> JSONResponse:
+    return ok(admin.revoke_key(store(), ctx.principal, tenant_id, key_id).public())
 
 
-credentials = Router()
+credentials = APIRouter()
 
 
-@credentials.put("/admin/tenants/<tenant_id>/credentials/<name>")
-def put_credential(tenant_id: str, name: str):  # type: ignore[no-untyped-def]
-    body = json_body(credentials, PutCredential)
-    credential = admin.put_credential(store(), principal(credentials), tenant_id, name, body)
+@credentials.put("/admin/tenants/{tenant_id}/credentials/{name}")
+def put_credential(ctx: Context, body: RawBody, tenant_id: str, name: str) -> JSONResponse:
+    request = parse_json(body, PutCredential, MAX_ADMIN_BODY_BYTES)
+    credential = admin.put_credential(store(), ctx.principal, tenant_id, name, request)
     logger.info(
-        "credential stored", extra={"credential": name, "tenant_id": tenant_id, "provider": body.provider}
+        "credential stored", extra={"credential": name, "tenant_id": tenant_id, "provider": request.provider}
     )
     return ok(credential.public())
 
 
-@credentials.get("/admin/tenants/<tenant_id>/credentials")
-def list_credentials(tenant_id: str):  # type: ignore[no-untyped-def]
-    items = admin.list_credentials(store(), principal(credentials), tenant_id)
+@credentials.get("/admin/tenants/{tenant_id}/credentials")
+def list_credentials(ctx: Context, tenant_id: str) -> JSONResponse:
+    items = admin.list_credentials(store(), ctx.principal, tenant_id)
     return ok(listing([c.public() for c in items]))
 
 
-@credentials.delete("/admin/tenants/<tenant_id>/credentials/<name>")
-def delete_credential(tenant_id: str, name: str):  # type: ignore[no-untyped-def]
-    admin.delete_credential(store(), principal(credentials), tenant_id, name)
+@credentials.delete("/admin/tenants/{tenant_id}/credentials/{name}")
+def delete_credential(ctx: Context, tenant_id: str, name: str) -> JSONResponse:
+    admin.delete_credential(store(), ctx.principal, tenant_id, name)
     return _deleted(name, "credential")
 
 
-models = Router()
+models = APIRouter()
 
 
-@models.post("/admin/tenants/<tenant_id>/models")
-def create_model(tenant_id: str):  # type: ignore[no-untyped-def]
-    model = admin.create_model(store(), principal(models), tenant_id, json_body(models, CreateModel))
+@models.post("/admin/tenants/{tenant_id}/models")
+def create_model(ctx: Context, body: RawBody, tenant_id: str) -> JSONResponse:
+    model = admin.create_model(
+        store(), ctx.principal, tenant_id, parse_json(body, CreateModel, MAX_ADMIN_BODY_BYTES)
+    )
     return ok(model.public(), 201)
 
 
-@models.get("/admin/tenants/<tenant_id>/models")
-def list_models(tenant_id: str):  # type: ignore[no-untyped-def]
-    return ok(listing([m.public() for m in admin.list_models(store(), principal(models), tenant_id)]))
+@models.get("/admin/tenants/{tenant_id}/models")
+def list_models(ctx: Context, tenant_id: str) -> JSONResponse:
+    return ok(listing([m.public() for m in admin.list_models(store(), ctx.principal, tenant_id)]))
 
 
-@models.delete("/admin/tenants/<tenant_id>/models/<alias>")
-def delete_model(tenant_id: str, alias: str):  # type: ignore[no-untyped-def]
-    admin.delete_model(store(), principal(models), tenant_id, alias)
+@models.delete("/admin/tenants/{tenant_id}/models/{alias}")
+def delete_model(ctx: Context, tenant_id: str, alias: str) -> JSONResponse:
+    admin.delete_model(store(), ctx.principal, tenant_id, alias)
     return _deleted(alias, "model_alias")
 
 
-budgets = Router()
+budgets = APIRouter()
 
 
-@budgets.put("/admin/tenants/<tenant_id>/budget")
-def put_budget(tenant_id: str):  # type: ignore[no-untyped-def]
-    budget = admin.put_budget(store(), principal(budgets), tenant_id, json_body(budgets, PutBudget))
+@budgets.put("/admin/tenants/{tenant_id}/budget")
+def put_budget(ctx: Context, body: RawBody, tenant_id: str) -> JSONResponse:
+    budget = admin.put_budget(
+        store(), ctx.principal, tenant_id, parse_json(body, PutBudget, MAX_ADMIN_BODY_BYTES)
+    )
     return ok(budget.public())
 
 
-@budgets.get("/admin/tenants/<tenant_id>/budget")
-def get_budget(tenant_id: str):  # type: ignore[no-untyped-def]
-    return ok(admin.get_budget(store(), principal(budgets), tenant_id).public())
+@budgets.get("/admin/tenants/{tenant_id}/budget")
+def get_budget(ctx: Context, tenant_id: str) -> JSONResponse:
+    return ok(admin.get_budget(store(), ctx.principal, tenant_id).public())
 
 
-@budgets.delete("/admin/tenants/<tenant_id>/budget")
-def delete_budget(tenant_id: str):  # type: ignore[no-untyped-def]
-    admin.delete_budget(store(), principal(budgets), tenant_id)
+@budgets.delete("/admin/tenants/{tenant_id}/budget")
+def delete_budget(ctx: Context, tenant_id: str) -> JSONResponse:
+    admin.delete_budget(store(), ctx.principal, tenant_id)
     return _deleted(tenant_id, "budget")
 
 
-@budgets.get("/admin/tenants/<tenant_id>/usage")
-def get_usage(tenant_id: str):  # type: ignore[no-untyped-def]
-    month, group_by = query(budgets, "month"), query(budgets, "group_by")
-    return ok(admin.usage_report(store(), principal(budgets), tenant_id, month, group_by))
+@budgets.get("/admin/tenants/{tenant_id}/usage")
+def get_usage(
+    ctx: Context,
+    tenant_id: str,
+    month: Annotated[str | None, Query()] = None,
+    group_by: Annotated[str | None, Query()] = None,
+) -> JSONResponse:
+    return ok(admin.usage_report(store(), ctx.principal, tenant_id, month, group_by))
 
 
-policies = Router()
+policies = APIRouter()
 
 
-@policies.put("/admin/tenants/<tenant_id>/policy")
-def put_policy(tenant_id: str):  # type: ignore[no-untyped-def]
-    policy = admin.put_policy(store(), principal(policies), tenant_id, json_body(policies, PutPolicy))
+@policies.put("/admin/tenants/{tenant_id}/policy")
+def put_policy(ctx: Context, body: RawBody, tenant_id: str) -> JSONResponse:
+    policy = admin.put_policy(
+        store(), ctx.principal, tenant_id, parse_json(body, PutPolicy, MAX_ADMIN_BODY_BYTES)
+    )
     return ok(policy.public())
 
 
-@policies.get("/admin/tenants/<tenant_id>/policy")
-def get_policy(tenant_id: str):  # type: ignore[no-untyped-def]
-    return ok(admin.get_policy(store(), principal(policies), tenant_id).public())
+@policies.get("/admin/tenants/{tenant_id}/policy")
+def get_policy(ctx: Context, tenant_id: str) -> JSONResponse:
+    return ok(admin.get_policy(store(), ctx.principal, tenant_id).public())
 
 
-def build_admin_app() -> APIGatewayRestResolver:
-    app = build_resolver()
+def build_admin_app() -> FastAPI:
+    app = build_app("BYOM Gateway admin API")
     for router in (tenants, keys, credentials, models, budgets, policies, governance):
         app.include_router(router)
-    return app
+    app.add_middleware(RecordAdminActions, trail=_trail)
+    return ignore_trailing_slashes(app)

@@ -12,10 +12,12 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
+from urllib.parse import parse_qsl
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+import anyio
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from byom.api.http import serve
+from byom.api.web import REQUEST_CONTEXT_HEADER, RequestContext
 from byom.governance.audit import PLATFORM_ADMIN_ACTOR, AuditRecord, expires_at
 from byom.governance.policy import DEFAULT_RETENTION_DAYS, Policy
 from byom.governance.trail import AuditLog
@@ -138,21 +140,74 @@ class Policies(Protocol):
     def get(self, tenant_id: str) -> Policy: ...
 
 
-def serve_audited(
-    app: APIGatewayRestResolver,
-    event: dict[str, Any],
-    context: Any,
-    log: AuditLog | None,
-    policies: Policies | None,
-    *,
-    actions: tuple[str, ...] | None = None,
-) -> dict[str, Any]:
-    """Serve the request, then record it in the audit trail when it is an admin action, kept for
-    its tenant's retention (the default one without `policies`)."""
-    response = serve(app, event, context)
+class RecordAdminActions:
+    """ASGI middleware: each request, once answered, recorded when it is an admin action (with
+    `actions`, only those), kept for its tenant's retention (the default one without policies).
 
-    def retention_days(tenant_id: str) -> int:
-        return policies.get(tenant_id).retention_days if policies is not None else DEFAULT_RETENTION_DAYS
+    `trail` gives the audit log and the policies (either None: not kept); it is called per request,
+    so no setting is read when the app is built.
+    """
 
-    record_admin_action(log, event, response, retention_days, actions=actions)
-    return response
+    def __init__(
+        self,
+        app: ASGIApp,
+        trail: Callable[[], tuple[AuditLog | None, Policies | None]],
+        actions: tuple[str, ...] | None = None,
+    ) -> None:
+        self.app = app
+        self.trail = trail
+        self.actions = actions
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status: int | None = None
+        # Only a creation's answer is read (the created id); nothing else is kept.
+        created = scope["method"] == "POST"
+        chunks: list[bytes] = []
+
+        async def watched(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            elif message["type"] == "http.response.body" and created:
+                chunks.append(bytes(message.get("body") or b""))
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            # An unexpected error is raised on after its answer: that answer is recorded too.
+            if status is not None:
+                response = {"statusCode": status, "body": b"".join(chunks).decode("utf-8", "replace")}
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(self._record, _proxy_request(scope), response)
+
+    def _record(self, event: dict[str, Any], response: dict[str, Any]) -> None:
+        try:
+            log, policies = self.trail()
+        except Exception as error:
+            logger.error("admin audit record not written", extra={"error_type": type(error).__name__})
+            return
+
+        def retention_days(tenant_id: str) -> int:
+            return policies.get(tenant_id).retention_days if policies is not None else DEFAULT_RETENTION_DAYS
+
+        record_admin_action(log, event, response, retention_days, actions=self.actions)
+
+
+def _proxy_request(scope: Scope) -> dict[str, Any]:
+    """The parts of the request `admin_record` reads, as API Gateway's proxy event names them."""
+    header = next((v for k, v in scope["headers"] if k == REQUEST_CONTEXT_HEADER.encode()), None)
+    context = RequestContext.parse(header.decode("latin-1") if header else None)
+    raw_path = scope.get("raw_path")
+    query = scope.get("query_string", b"").decode("latin-1")
+    return {
+        "httpMethod": scope["method"],
+        # As the client encoded it: a record names what was asked for.
+        "path": raw_path.decode("utf-8", "replace") if raw_path else scope["path"],
+        # One value per name, the last, as in the event's single-value map.
+        "queryStringParameters": dict(parse_qsl(query, keep_blank_values=True)),
+        "requestContext": {"requestId": context.request_id, "authorizer": context.authorizer},
+    }

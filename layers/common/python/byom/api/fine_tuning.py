@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, cast
+from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
     idempotent_function,
 )
+from fastapi import APIRouter, Depends, FastAPI, Header, Query
+from fastapi.responses import JSONResponse
 
-from byom.api import admin_audit, multipart
+from byom.api import multipart
+from byom.api.admin_audit import RecordAdminActions
 from byom.api.fine_tuning_tasks import shared_collaborators
-from byom.api.http import build_resolver, header, json_body, ok, principal, query
+from byom.api.lambda_adapter import lambda_context
+from byom.api.web import RequestContext, build_app, context, ignore_trailing_slashes, ok, parse_json, raw_body
 from byom.dal.audit import AuditTable
 from byom.dal.aws import session, table
 from byom.dal.policies import PolicyRepository
@@ -64,13 +65,14 @@ def _audit() -> tuple[AuditTable | None, PolicyRepository | None]:
     return AuditTable(table(settings.audit_table)), policies
 
 
-def serve_audited(app: APIGatewayRestResolver, event: dict[str, Any], context: Any) -> dict[str, Any]:
-    log, policies = _audit()
-    return admin_audit.serve_audited(app, event, context, log, policies, actions=AUDITED_ACTIONS)
+Context = Annotated[RequestContext, Depends(context)]
+RawBody = Annotated[bytes, Depends(raw_body)]
+Invocation = Annotated[Any, Depends(lambda_context)]
+After = Annotated[str | None, Query()]
+Limit = Annotated[str | None, Query()]
 
 
-def _limit(router: Router) -> int:
-    raw = query(router, "limit")
+def _limit(raw: str | None) -> int:
     if raw is None:
         return 20
     try:
@@ -92,24 +94,23 @@ def _page(items: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
     }
 
 
-files = Router()
+files = APIRouter()
 
 
-def _raw_body(router: Router, limit: int) -> bytes:
-    event = cast(APIGatewayProxyEvent, router.current_event)
-    raw = event.body or ""
-    data = base64.b64decode(raw) if event.is_base64_encoded else raw.encode("utf-8")
+def _upload_body(data: bytes, limit: int) -> bytes:
     if len(data) > limit + ENVELOPE_BYTES:
         raise PayloadTooLarge(f"The upload is {len(data)} bytes; files may be at most {limit} bytes")
     return data
 
 
 @files.post("/v1/files")
-def upload_file():  # type: ignore[no-untyped-def]
-    caller = principal(files)
+def upload_file(
+    ctx: Context, body: RawBody, content_type: Annotated[str | None, Header()] = None
+) -> JSONResponse:
+    caller = ctx.principal
     require_tenant_key(caller, logic.WRITERS)
     limit = store().max_file_bytes
-    parts = multipart.parse(header(files, "content-type"), _raw_body(files, limit))
+    parts = multipart.parse(content_type, _upload_body(body, limit))
     if "file" not in parts:
         raise InvalidRequest("The form has no 'file' field", param="file")
     if "purpose" not in parts:
@@ -128,40 +129,41 @@ def upload_file():  # type: ignore[no-untyped-def]
 
 
 @files.get("/v1/files")
-def list_files():  # type: ignore[no-untyped-def]
-    records, more = logic.list_files(
-        store(), principal(files), after=query(files, "after"), limit=_limit(files)
-    )
+def list_files(ctx: Context, after: After = None, limit: Limit = None) -> JSONResponse:
+    records, more = logic.list_files(store(), ctx.principal, after=after, limit=_limit(limit))
     return ok(_page([r.public() for r in records], more))
 
 
-@files.get("/v1/files/<file_id>")
-def get_file(file_id: str):  # type: ignore[no-untyped-def]
-    return ok(logic.get_file(store(), principal(files), file_id).public())
+@files.get("/v1/files/{file_id}")
+def get_file(ctx: Context, file_id: str) -> JSONResponse:
+    return ok(logic.get_file(store(), ctx.principal, file_id).public())
 
 
-jobs = Router()
+jobs = APIRouter()
 
 
 @lru_cache(maxsize=1)
-def _idempotency_config() -> IdempotencyConfig:
-    return IdempotencyConfig(
+def _persistence() -> DynamoDBPersistenceLayer:
+    settings = fine_tuning_settings()
+    return DynamoDBPersistenceLayer(
+        table_name=settings.idempotency_table or "", boto3_client=session().client("dynamodb")
+    )
+
+
+def _idempotent_create(invocation: Any) -> Callable[..., dict[str, Any]]:
+    """Job creation once per tenant and request (Powertools idempotency on the idempotency table).
+    A config per call: it holds the invocation's Lambda context, whose remaining time bounds how
+    long an interrupted creation blocks its retries, and invocations are served side by side."""
+    config = IdempotencyConfig(
         event_key_jmespath="key",
         expires_after_seconds=fine_tuning_settings().idempotency_seconds,
         raise_on_no_idempotency_key=True,
+        lambda_context=invocation,
     )
 
-
-@lru_cache(maxsize=1)
-def _idempotent_create() -> Any:
-    """Job creation once per tenant and request (Powertools idempotency on the idempotency table)."""
-    settings = fine_tuning_settings()
-    persistence = DynamoDBPersistenceLayer(
-        table_name=settings.idempotency_table or "", boto3_client=session().client("dynamodb")
-    )
-    config = _idempotency_config()
-
-    @idempotent_function(data_keyword_argument="request", config=config, persistence_store=persistence)
+    # Its qualified name (`_idempotent_create.<locals>.create`) is in every idempotency record's
+    # key: renaming either function forgets the records in flight.
+    @idempotent_function(data_keyword_argument="request", config=config, persistence_store=_persistence())
     def create(request: dict[str, Any]) -> dict[str, Any]:
         caller = Principal(**request["principal"])
         return logic.create_job(store(), caller, CreateJob.model_validate(request["body"])).public()
@@ -177,55 +179,57 @@ def idempotency_key(tenant_id: str, header_value: str | None, body: dict[str, An
 
 
 @jobs.post("/v1/fine_tuning/jobs")
-def create_job():  # type: ignore[no-untyped-def]
-    caller = principal(jobs)
+def create_job(
+    ctx: Context,
+    body: RawBody,
+    invocation: Invocation,
+    key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
+) -> JSONResponse:
+    caller = ctx.principal
     tenant_id = require_tenant_key(caller, logic.WRITERS)
-    body = json_body(jobs, CreateJob, MAX_JOB_BODY_BYTES)
-    request_body = body.model_dump(mode="json", exclude_unset=True)
+    job = parse_json(body, CreateJob, MAX_JOB_BODY_BYTES)
+    request_body = job.model_dump(mode="json", exclude_unset=True)
     request = {
-        "key": idempotency_key(tenant_id, header(jobs, IDEMPOTENCY_HEADER), request_body),
+        "key": idempotency_key(tenant_id, key, request_body),
         "principal": {"key_id": caller.key_id, "role": caller.role, "tenant_id": caller.tenant_id},
         "body": request_body,
     }
     if fine_tuning_settings().idempotency_table:
-        # The remaining time bounds how long an interrupted creation blocks its retries.
-        _idempotency_config().register_lambda_context(jobs.lambda_context)
-        return ok(_idempotent_create()(request=request))
-    return ok(logic.create_job(store(), caller, body).public())
+        return ok(_idempotent_create(invocation)(request=request))
+    return ok(logic.create_job(store(), caller, job).public())
 
 
 @jobs.get("/v1/fine_tuning/jobs")
-def list_jobs():  # type: ignore[no-untyped-def]
-    found, more = logic.list_jobs(store(), principal(jobs), after=query(jobs, "after"), limit=_limit(jobs))
+def list_jobs(ctx: Context, after: After = None, limit: Limit = None) -> JSONResponse:
+    found, more = logic.list_jobs(store(), ctx.principal, after=after, limit=_limit(limit))
     return ok(_page([j.public() for j in found], more))
 
 
-@jobs.get("/v1/fine_tuning/jobs/<job_id>")
-def get_job(job_id: str):  # type: ignore[no-untyped-def]
-    return ok(logic.get_job(store(), principal(jobs), job_id).public())
+@jobs.get("/v1/fine_tuning/jobs/{job_id}")
+def get_job(ctx: Context, job_id: str) -> JSONResponse:
+    return ok(logic.get_job(store(), ctx.principal, job_id).public())
 
 
-@jobs.post("/v1/fine_tuning/jobs/<job_id>/cancel")
-def cancel_job(job_id: str):  # type: ignore[no-untyped-def]
-    return ok(logic.cancel_job(store(), principal(jobs), job_id).public())
+@jobs.post("/v1/fine_tuning/jobs/{job_id}/cancel")
+def cancel_job(ctx: Context, job_id: str) -> JSONResponse:
+    return ok(logic.cancel_job(store(), ctx.principal, job_id).public())
 
 
-@jobs.get("/v1/fine_tuning/jobs/<job_id>/events")
-def list_events(job_id: str):  # type: ignore[no-untyped-def]
-    events, more = logic.list_events(
-        store(), principal(jobs), job_id, after=query(jobs, "after"), limit=_limit(jobs)
-    )
+@jobs.get("/v1/fine_tuning/jobs/{job_id}/events")
+def list_events(ctx: Context, job_id: str, after: After = None, limit: Limit = None) -> JSONResponse:
+    events, more = logic.list_events(store(), ctx.principal, job_id, after=after, limit=_limit(limit))
     return ok(_page([e.public() for e in events], more))
 
 
-@jobs.post("/v1/fine_tuning/jobs/<job_id>/approve")
-def approve_job(job_id: str):  # type: ignore[no-untyped-def]
-    body = json_body(jobs, Approve)
-    return ok(logic.approve_job(store(), principal(jobs), job_id, body).public())
+@jobs.post("/v1/fine_tuning/jobs/{job_id}/approve")
+def approve_job(ctx: Context, body: RawBody, job_id: str) -> JSONResponse:
+    request = parse_json(body, Approve, MAX_JOB_BODY_BYTES)
+    return ok(logic.approve_job(store(), ctx.principal, job_id, request).public())
 
 
-def build_fine_tuning_app() -> APIGatewayRestResolver:
-    app = build_resolver()
+def build_fine_tuning_app() -> FastAPI:
+    app = build_app("BYOM Gateway fine-tuning API")
     for router in (files, jobs):
         app.include_router(router)
-    return app
+    app.add_middleware(RecordAdminActions, trail=_audit, actions=AUDITED_ACTIONS)
+    return ignore_trailing_slashes(app)

@@ -4,11 +4,13 @@ erasure. Each is one call of byom.governance.tenant_data."""
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Annotated
 from urllib.parse import unquote
 
-from aws_lambda_powertools.event_handler.api_gateway import Router
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 
-from byom.api.http import ok, principal, query, request_id
+from byom.api.web import RequestContext, context, ok
 from byom.dal.audit import AuditTable
 from byom.dal.aws import table
 from byom.dal.cache import ResponseCacheTable
@@ -45,29 +47,30 @@ def store() -> GovernanceStore:
     )
 
 
-governance = Router()
+Context = Annotated[RequestContext, Depends(context)]
+
+governance = APIRouter()
 
 
-@governance.get("/admin/tenants/<tenant_id>/audit")
-def list_audit(tenant_id: str):  # type: ignore[no-untyped-def]
-    params = governance.current_event.query_string_parameters or {}
-    return ok(tenant_data.list_audit(store(), principal(governance), tenant_id, params))
+@governance.get("/admin/tenants/{tenant_id}/audit")
+def list_audit(ctx: Context, request: Request, tenant_id: str) -> JSONResponse:
+    params = dict(request.query_params)  # the last value of each, as API Gateway's single-value map
+    return ok(tenant_data.list_audit(store(), ctx.principal, tenant_id, params))
 
 
-# API Gateway passes path segments as the client encoded them: an email's `@` arrives as `%40`.
+# API Gateway passes path segments as the client encoded them: an email's `@` arrives as `%40`
+# (byom.api.lambda_adapter hands the app the path undecoded).
 
 
-@governance.get("/admin/tenants/<tenant_id>/subjects/<user>")
-def export_subject(tenant_id: str, user: str):  # type: ignore[no-untyped-def]
-    body = tenant_data.export_subject(
-        store(), principal(governance), tenant_id, unquote(user), query(governance, "next_token")
-    )
+@governance.get("/admin/tenants/{tenant_id}/subjects/{user}")
+def export_subject(
+    ctx: Context, tenant_id: str, user: str, next_token: Annotated[str | None, Query()] = None
+) -> JSONResponse:
+    body = tenant_data.export_subject(store(), ctx.principal, tenant_id, unquote(user), next_token)
     return ok(body)
 
 
-@governance.delete("/admin/tenants/<tenant_id>/subjects/<user>")
-def erase_subject(tenant_id: str, user: str):  # type: ignore[no-untyped-def]
-    erasure = tenant_data.erase_subject(
-        store(), principal(governance), tenant_id, unquote(user), request_id(governance)
-    )
+@governance.delete("/admin/tenants/{tenant_id}/subjects/{user}")
+def erase_subject(ctx: Context, tenant_id: str, user: str) -> JSONResponse:
+    erasure = tenant_data.erase_subject(store(), ctx.principal, tenant_id, unquote(user), ctx.request_id)
     return ok(erasure.public(), erasure.http_status)

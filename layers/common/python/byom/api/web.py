@@ -18,8 +18,10 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from byom.api.errors import envelope, validation_message
@@ -127,11 +129,14 @@ def _http_error(request: Request, error: Exception) -> JSONResponse:
     return error_response(error.status_code, str(error.detail), "invalid_request_error")
 
 
+def _internal_error(request_id: str) -> JSONResponse:
+    return error_response(500, f"Internal error (request {request_id})", "api_error")
+
+
 def _unexpected(request: Request, error: Exception) -> JSONResponse:
     # Log the type only: messages of AWS and provider errors can carry request data.
     logger.error("unhandled error", extra={"error_type": type(error).__name__})
-    request_id = RequestContext.of(request).request_id
-    return error_response(500, f"Internal error (request {request_id})", "api_error")
+    return _internal_error(RequestContext.of(request).request_id)
 
 
 class _StampRequestId:
@@ -148,8 +153,12 @@ class _StampRequestId:
         header = next((v for k, v in scope["headers"] if k == REQUEST_CONTEXT_HEADER.encode()), None)
         request_id = RequestContext.parse(header.decode("latin-1") if header else None).request_id
 
+        started = False
+
         async def stamped(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = [(k, v) for k, v in message.get("headers", []) if k != REQUEST_ID_HEADER.encode()]
                 message = {
                     **message,
@@ -157,7 +166,44 @@ class _StampRequestId:
                 }
             await send(message)
 
-        await self.app(scope, receive, stamped)
+        try:
+            await self.app(scope, receive, stamped)
+        except Exception:
+            # Starlette answers an unexpected error outside the app's middleware, so unstamped:
+            # answered here, stamped; then raised on, for `_unexpected` to log and the server to see.
+            if not started:
+                await _internal_error(request_id)(scope, receive, stamped)
+            raise
+
+
+class _TrailingSlashes:
+    """`/a/b/` (or `/a/b//`) served as `/a/b` when that is a route for the method; anything else is
+    left as sent, so a 404 names the path asked for."""
+
+    def __init__(self, app: ASGIApp, routes: list[BaseRoute]) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
+            stripped = path.rstrip("/") or "/"
+            if any(
+                isinstance(route.original_route, APIRoute)
+                and scope["method"] in (route.methods or ())
+                and route.path_regex.match(stripped)
+                for route in iter_route_contexts(self.routes)
+            ):
+                scope = {**scope, "path": stripped}
+        await self.app(scope, receive, send)
+
+
+def ignore_trailing_slashes(app: FastAPI) -> FastAPI:
+    """Match routes the way Powertools' REST resolver did for the APIs that were served by it
+    (admin, fine-tuning): trailing slashes ignored, never a redirect."""
+    app.router.redirect_slashes = False
+    app.add_middleware(_TrailingSlashes, routes=app.routes)
+    return app
 
 
 def build_app(title: str) -> FastAPI:
