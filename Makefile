@@ -25,7 +25,7 @@ run: install
 test: install
 	$(PY) -m pytest
 
-# Benchmarks (about 15 minutes; the first run builds LiteLLM's own virtualenv in bench/.venv-litellm).
+# Benchmarks (about 17 minutes; the first run builds LiteLLM's own virtualenv in bench/.venv-litellm).
 bench: install
 	$(PY) -m bench
 
