@@ -261,14 +261,7 @@ class Api(Construct):
             # With STREAM, API Gateway accepts up to 15 minutes here without a quota increase.
             timeout=Duration.seconds(self._settings.stream_timeout_seconds),
         )
-        return resource.add_method(
-            "POST",
-            integration,
-            authorizer=self.authorizer,
-            authorization_type=apigw.AuthorizationType.CUSTOM,
-            api_key_required=True,
-            request_validator=self.validator,
-        )
+        return self._add_protected(resource, integration, "POST")
 
     def _gateway_integration(
         self, function: lambda_.IFunction, tenant_id: str, *, timeout: Duration | None = None
@@ -299,9 +292,11 @@ class Api(Construct):
             self._add_protected_proxy(fine_tuning, integration),
         ]
 
-    def _add_protected(self, resource: apigw.Resource, integration: apigw.Integration) -> apigw.Method:
+    def _add_protected(
+        self, resource: apigw.IResource, integration: apigw.Integration, http_method: str = "ANY"
+    ) -> apigw.Method:
         return resource.add_method(
-            "ANY",
+            http_method,
             integration,
             authorizer=self.authorizer,
             authorization_type=apigw.AuthorizationType.CUSTOM,

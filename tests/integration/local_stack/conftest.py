@@ -10,8 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
+import openai
 import pytest
+from botocore.config import Config
 
+from local_stack.httpbase import BackgroundServer
 from local_stack.stack import REPO_ROOT, StackError, synthesize
 from tests.unit.local_stack.sample import write_sample_assembly
 
@@ -62,3 +66,23 @@ def real_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         return synthesize(REPO_ROOT, tmp_path_factory.mktemp("cdk.out"))
     except StackError as error:
         pytest.fail(str(error))
+
+
+# The stand-ins' clients; each test module starts the `openai_server` and `bedrock_server` it needs.
+
+
+@pytest.fixture
+def client(openai_server: BackgroundServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=openai_server.url + "/v1", api_key="sk-local", max_retries=0)
+
+
+@pytest.fixture
+def bedrock(bedrock_server: BackgroundServer) -> Any:
+    return boto3.client(
+        "bedrock-runtime",
+        endpoint_url=bedrock_server.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(retries={"max_attempts": 1}),
+    )

@@ -15,11 +15,9 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 import openai
 import pytest
 import urllib3
-from botocore.config import Config
 from botocore.eventstream import EventStreamBuffer
 from botocore.exceptions import EventStreamError
 
@@ -142,23 +140,6 @@ def no_handler_errors(
     # Resets arrive after a test's last read: give the servers a moment to meet them.
     time.sleep(0.05)
     assert errors == []
-
-
-@pytest.fixture
-def client(openai_server: BackgroundServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=openai_server.url + "/v1", api_key="sk-local", max_retries=0)
-
-
-@pytest.fixture
-def bedrock(bedrock_server: BackgroundServer) -> Any:
-    return boto3.client(
-        "bedrock-runtime",
-        endpoint_url=bedrock_server.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"max_attempts": 1}),
-    )
 
 
 # -- one token per chunk, written as it goes -------------------------------------------------------

@@ -6,10 +6,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import openai
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from local_stack.httpbase import BackgroundServer
@@ -37,23 +35,6 @@ def bedrock_server() -> Iterator[BackgroundServer]:
     server = bedrock_stand_in().start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def client(openai_server: BackgroundServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=openai_server.url + "/v1", api_key="sk-local", max_retries=0)
-
-
-@pytest.fixture
-def bedrock(bedrock_server: BackgroundServer) -> Any:
-    return boto3.client(
-        "bedrock-runtime",
-        endpoint_url=bedrock_server.url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=Config(retries={"max_attempts": 1}),
-    )
 
 
 # -- OpenAI-compatible ----------------------------------------------------------------------------
