@@ -133,6 +133,7 @@ EXPECTATIONS: dict[tuple[str, str], Case] = {
     ("GET", "/health"): Case(Kind.PUBLIC),
     ("GET", "/v1/models"): Case(Kind.OWN_TENANT),
     ("GET", "/v1/models/recommend"): Case(Kind.OWN_TENANT),
+    ("GET", "/v1/models/{alias}"): _b(),
     ("GET", "/v1/usage"): Case(Kind.OWN_TENANT),
     ("POST", "/v1/chat/completions"): Case(
         Kind.OWN_TENANT,

@@ -86,6 +86,25 @@ def test_the_response_says_which_provider_answered(sdk: openai.OpenAI, alias: st
     assert raw.headers["x-request-id"]
 
 
+def test_models_retrieve_answers_the_alias_and_a_404_for_any_other(sdk: openai.OpenAI) -> None:
+    model = sdk.models.retrieve("oa-chat")
+
+    assert (model.id, model.object, model.owned_by) == ("oa-chat", "model", "openai_compatible")
+    with pytest.raises(openai.NotFoundError):
+        sdk.models.retrieve("not-an-alias")
+
+
+def test_chat_accepts_safety_identifier_and_prompt_cache_key(sdk: openai.OpenAI) -> None:
+    completion = sdk.chat.completions.create(
+        model="oa-chat",
+        messages=[{"role": "user", "content": "hello"}],
+        safety_identifier="subject-7",
+        prompt_cache_key="greeting-v1",
+    )
+
+    assert "hello" in (completion.choices[0].message.content or "")
+
+
 @pytest.mark.parametrize("alias", CHAT_ALIASES)
 def test_streaming_works_with_the_sdk_iterator(sdk: openai.OpenAI, alias: str) -> None:
     stream = sdk.chat.completions.create(

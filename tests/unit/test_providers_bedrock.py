@@ -686,3 +686,11 @@ def test_an_embedding_quota_error_is_retryable_throttling(stubbed: tuple[Bedrock
         provider.embed(_embed(input="a"), TITAN_V2)
 
     assert (failed.value.status, failed.value.retryable) == (429, True)
+
+
+def test_openai_only_hints_are_not_sent_to_bedrock() -> None:
+    params = converse_request(
+        _chat(prompt_cache_key="support-bot-v3", safety_identifier="subject-42"), MODEL_ID
+    )
+
+    assert "support-bot-v3" not in json.dumps(params) and "subject-42" not in json.dumps(params)

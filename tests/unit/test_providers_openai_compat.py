@@ -145,6 +145,14 @@ def test_fields_the_gateway_does_not_read_are_passed_through() -> None:
     assert (body["temperature"], body["seed"], body["logit_bias"]) == (0.3, 7, {"50256": -100})
 
 
+def test_the_prompt_cache_key_is_sent_as_given() -> None:
+    upstream = Upstream(httpx2.Response(200, json=COMPLETION))
+
+    _provider(upstream).chat(_chat(prompt_cache_key="support-bot-v3"), TARGET)
+
+    assert upstream.body()["prompt_cache_key"] == "support-bot-v3"
+
+
 def test_the_data_subject_id_is_not_sent_to_the_provider() -> None:
     upstream = Upstream(httpx2.Response(200, json=COMPLETION))
 

@@ -92,6 +92,8 @@ def test_the_same_request_has_the_same_key() -> None:
         {"stream": True},
         {"stream": True, "stream_options": {"include_usage": True}},
         {"user": "subject-42"},
+        {"safety_identifier": "subject-42"},
+        {"prompt_cache_key": "tenant-shared-prefix"},
         {"temperature": None},
     ],
 )

@@ -159,6 +159,9 @@ class ChatRequest(_Open):
     stream_options: StreamOptions | None = None
     user: str | None = None
     safety_identifier: str | None = None
+    # A routing hint for OpenAI's prompt cache: passed to OpenAI and OpenAI-compatible providers as
+    # sent, not to Bedrock (whose caching is by cache points), and not part of the response cache's key.
+    prompt_cache_key: str | None = Field(default=None, max_length=1024)
     n: int | None = Field(default=None, validate_default=True)
 
     @field_validator("tool_choice")

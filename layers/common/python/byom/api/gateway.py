@@ -21,6 +21,8 @@ from byom.dal.repositories import CredentialRepository, ModelRepository
 from byom.dal.secrets import ProviderKeys
 from byom.dal.tenant_scope import scoped_table
 from byom.dal.usage import UsageTable
+from byom.domain import ModelAlias
+from byom.errors import NotFound
 from byom.logic import invoke, recommend
 from byom.logic import usage as usage_logic
 from byom.logic.access import require_tenant_key
@@ -57,18 +59,15 @@ def listing(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"object": "list", "data": items}
 
 
+def model_object(model: ModelAlias) -> dict[str, Any]:
+    return {"id": model.alias, "object": "model", "created": model.created_at, "owned_by": model.provider}
+
+
 @router.get("/v1/models")
 def list_models(ctx: Context) -> JSONResponse:
     tenant_id = require_tenant_key(ctx.principal)
     aliases = sorted(model_repository().list(tenant_id), key=lambda m: m.alias)
-    return ok(
-        listing(
-            [
-                {"id": m.alias, "object": "model", "created": m.created_at, "owned_by": m.provider}
-                for m in aliases
-            ]
-        )
-    )
+    return ok(listing([model_object(m) for m in aliases]))
 
 
 @lru_cache(maxsize=1)
@@ -178,6 +177,20 @@ def recommend_models(
     month_items = tenant_usage(tenant_id).month_items(tenant_id, month_of(clock.now()))
     ranked = recommend.recommend(model_repository().list(tenant_id), month_items, max_cost_per_1k_usd, need)
     return ok(listing(ranked))
+
+
+# After /v1/models/recommend, which it would otherwise take for an alias.
+@router.get("/v1/models/{alias}")
+def retrieve_model(ctx: Context, alias: str) -> JSONResponse:
+    """`client.models.retrieve`: one of the caller's aliases; any other name is a 404."""
+    tenant_id = require_tenant_key(ctx.principal)
+    model = model_repository().get(tenant_id, alias)
+    if model is None:
+        # Absent or another tenant's: SPEC §4's 404 `not_found_error`, with OpenAI's code.
+        raise NotFound(
+            f"The model '{alias}' does not exist or you do not have access to it", code="model_not_found"
+        )
+    return ok(model_object(model))
 
 
 def build_gateway_app() -> FastAPI:

@@ -37,7 +37,7 @@ CACHE_HEADER = "x-byom-cache"
 MAX_ANSWER_BYTES = 350_000
 
 _IGNORED = {
-    "chat": ("stream", "stream_options", "user", "safety_identifier"),
+    "chat": ("stream", "stream_options", "user", "safety_identifier", "prompt_cache_key"),
     "embeddings": ("user", "encoding_format"),
 }
 
