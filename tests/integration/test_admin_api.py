@@ -128,6 +128,9 @@ def test_models_list_with_catalog_pricing(admin_api: Api, tenant: dict) -> None:
         ({"name": 7}, 400, "name"),
         ({"name": ""}, 400, "name"),
         ({"name": "x", "monthly_budget_usd": -1}, 400, "monthly_budget_usd"),
+        # Finite but absurd: once a 500 when its micro-dollars overflowed DynamoDB's numbers.
+        ({"name": "x", "monthly_budget_usd": 1.5e308}, 400, "monthly_budget_usd"),
+        ({"name": "x", "monthly_budget_usd": 10_000_001}, 400, "monthly_budget_usd"),
         ({"name": "x", "unexpected": True}, 400, "unexpected"),
         ({"name": "x" * 70_000}, 413, None),
     ],
@@ -222,3 +225,36 @@ def test_deleting_a_tenant_removes_its_keys_credentials_models_and_budget(
     usage = dynamodb.scan(TableName=aws["USAGE_TABLE"])["Items"]
     assert [i["sk"]["S"] for i in usage if i["pk"]["S"] == tenant["id"]] == []
     assert len(boto3.client("secretsmanager").list_secrets()["SecretList"]) == 1  # the admin key
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        (
+            "models",
+            {
+                "alias": "a",
+                "provider": "bedrock",
+                "model_id": "m",
+                "pricing": {"input_per_1k_usd": 1e300, "output_per_1k_usd": 0},
+            },
+            "pricing.input_per_1k_usd",
+        ),
+        ("budget", {"monthly_limit_usd": 10, "key_limits": {"key_a": 1.5e308}}, "key_limits.key_a"),
+        ("budget", {"monthly_limit_usd": 1.5e308}, "monthly_limit_usd"),
+    ],
+)
+def test_amounts_beyond_any_sane_bound_are_refused_and_nothing_is_stored(
+    admin_api: Api, tenant: dict, path: str, body: dict, param: str
+) -> None:
+    method = "PUT" if path == "budget" else "POST"
+
+    status, answer, _ = admin_api(method, f"/admin/tenants/{tenant['id']}/{path}", body)
+
+    assert (status, answer["error"]["type"], answer["error"]["param"]) == (
+        400,
+        "invalid_request_error",
+        param,
+    )
+    _, stored, _ = admin_api("GET", f"/admin/tenants/{tenant['id']}/{path}")
+    assert "e+" not in json.dumps(stored) and "10000001" not in json.dumps(stored)  # nothing of it kept

@@ -143,3 +143,18 @@ def test_embedding_vectors_default_to_floats() -> None:
 )
 def test_a_bad_embedding_field_is_named_in_the_refusal(fields: dict[str, Any], param: str) -> None:
     assert _refusal(EmbeddingRequest, {"model": "e"} | fields)[1] == param
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "param"),
+    [
+        (ChatRequest, _chat(max_tokens=10**30), "max_tokens"),
+        (ChatRequest, _chat(max_completion_tokens=10**30), "max_completion_tokens"),
+        (EmbeddingRequest, {"model": "embed", "input": "x", "dimensions": 10**9}, "dimensions"),
+    ],
+)
+def test_numbers_beyond_any_model_are_refused(
+    model: type[ChatRequest] | type[EmbeddingRequest], body: dict[str, Any], param: str
+) -> None:
+    """A reservation's bound is priced from max_tokens: an absurd one must not reach the ledger."""
+    assert _refusal(model, body)[1] == param

@@ -22,7 +22,12 @@ def _finite(value: float) -> float:
     return value
 
 
-Money = Annotated[float, Field(ge=0), AfterValidator(_finite)]
+# The most any amount in a request may be: a monthly budget, a key's limit, a price per 1K tokens.
+# Beyond it a value is a mistake, and bounded it stays exact in micro-dollars and fits DynamoDB's
+# numbers (38 digits); unbounded, 1.5e308 passed validation and failed on the write.
+MAX_USD = 10_000_000
+
+Money = Annotated[float, Field(ge=0, le=MAX_USD), AfterValidator(_finite)]
 
 
 class _Request(BaseModel):
@@ -71,7 +76,7 @@ Fraction = Annotated[float, Field(gt=0, le=1), AfterValidator(_finite)]
 
 
 class PutBudget(_Request):
-    monthly_limit_usd: Annotated[float, Field(gt=0, le=10_000_000), AfterValidator(_finite)]
+    monthly_limit_usd: Annotated[float, Field(gt=0, le=MAX_USD), AfterValidator(_finite)]
     warn_at: Annotated[list[Fraction], Field(max_length=10)] = [0.5, 0.8]
     hard: bool = True
     # Optional limits per API key id, within the tenant's.

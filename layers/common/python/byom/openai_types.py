@@ -20,6 +20,9 @@ def _invalid(message: str) -> PydanticCustomError:
     return PydanticCustomError("invalid_value", message)
 
 
+MAX_OUTPUT_TOKENS = 10_000_000
+
+
 class _Open(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True, serialize_by_alias=True)
 
@@ -151,8 +154,9 @@ class ChatRequest(_Open):
     )
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    # Bounded so a reservation's bound stays a sane number (no model answers 10M tokens at once).
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_OUTPUT_TOKENS)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_OUTPUT_TOKENS)
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None
     response_format: ResponseFormat | None = None
     stream: bool | None = False
@@ -199,7 +203,7 @@ class ChatRequest(_Open):
 class EmbeddingRequest(_Open):
     model: NonEmpty
     input: NonEmpty | Annotated[list[NonEmpty], Field(min_length=1, max_length=2048)]
-    dimensions: int | None = Field(default=None, ge=1)
+    dimensions: int | None = Field(default=None, ge=1, le=100_000)
     encoding_format: Literal["float", "base64"] = "float"
     user: str | None = None
 
