@@ -146,6 +146,8 @@ EXPECTATIONS: dict[tuple[str, str], Case] = {
     ("POST", "/v1/files"): Case(Kind.OWN_TENANT, multipart=True),
     ("GET", "/v1/files"): Case(Kind.OWN_TENANT),
     ("GET", "/v1/files/{file_id}"): _b(role_refused=frozenset({"viewer"})),
+    ("GET", "/v1/files/{file_id}/content"): _b(role_refused=frozenset({"viewer"})),
+    ("DELETE", "/v1/files/{file_id}"): _b(role_refused=frozenset({"viewer"})),
     ("POST", "/v1/fine_tuning/jobs"): Case(
         Kind.OWN_TENANT, body=lambda w: {"model": w.b_alias, "training_file": w.b_file_id}, names_b=True
     ),

@@ -606,6 +606,21 @@ class FineTuning(Construct):
         self._allow(fn, "RecordAdminActions", ["dynamodb:PutItem"], [data.audit.table_arn])
         self._allow(fn, "ReadRetention", ["dynamodb:GetItem"], [data.policies.table_arn])
         self._allow(fn, "StoreUploads", ["s3:PutObject"], self._object_arns(UPLOADS_PREFIX))
+        # GET /v1/files/{id}/content, and DELETE /v1/files/{id}: every version, the bucket is versioned.
+        self._allow(
+            fn,
+            "ReadAndDeleteUploads",
+            ["s3:GetObject", "s3:DeleteObject", "s3:DeleteObjectVersion"],
+            self._object_arns(UPLOADS_PREFIX),
+        )
+        self._allow(
+            fn,
+            "ListUploadVersions",
+            ["s3:ListBucketVersions"],
+            [self._data.data_bucket.bucket_arn],
+            conditions={"StringLike": {"s3:prefix": [UPLOADS_PREFIX]}},
+        )
+        self._allow(fn, "DeleteFileRecords", ["dynamodb:DeleteItem"], [data.files.table_arn])
         self._allow(fn, "StartExecutions", ["states:StartExecution"], [self.state_machine_arn])
         self._allow(
             fn,

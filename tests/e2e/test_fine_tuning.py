@@ -8,6 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import boto3
 import httpx2
 import openai
 import pytest
@@ -403,3 +404,36 @@ def test_a_viewer_key_may_not_touch_files_or_jobs(
         viewer.files.list()
     with pytest.raises(openai.PermissionDeniedError):
         viewer.fine_tuning.jobs.list()
+
+
+def test_a_files_content_is_the_bytes_uploaded(tenant: Tenant) -> None:
+    data = consistent_dataset()
+    file_id = upload(tenant.developer, data)
+
+    assert tenant.developer.files.content(file_id).read() == data
+
+
+def test_a_deleted_file_is_gone_with_every_version_of_its_object(
+    tenant: Tenant, local_stack: LocalStack
+) -> None:
+    file_id = upload(tenant.developer, consistent_dataset())
+
+    deleted = tenant.developer.files.delete(file_id)
+
+    assert (deleted.id, deleted.object, deleted.deleted) == (file_id, "file", True)
+    with pytest.raises(openai.NotFoundError):
+        tenant.developer.files.retrieve(file_id)
+    with pytest.raises(openai.NotFoundError):
+        tenant.developer.files.content(file_id)
+    with pytest.raises(openai.NotFoundError):
+        tenant.developer.files.delete(file_id)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=local_stack.aws_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    bucket = next(b["Name"] for b in s3.list_buckets()["Buckets"] if "finetuningdata" in b["Name"].lower())
+    left = s3.list_object_versions(Bucket=bucket, Prefix=f"tenants/{tenant.id}/files/{file_id}")
+    assert not left.get("Versions") and not left.get("DeleteMarkers")

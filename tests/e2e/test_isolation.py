@@ -105,7 +105,9 @@ def _snapshot(local_stack: LocalStack, admin: httpx2.Client, world: World, b_key
         path = fill(template, lambda name: PARAMETERS[name](world))
         reader = admin if path.startswith("/admin/") else b_client
         response = reader.get(path)
-        seen[path] = (response.status_code, response.json())
+        # A file's content is JSONL, not one JSON document.
+        json_answer = response.headers.get("content-type", "").split(";")[0].strip() == "application/json"
+        seen[path] = (response.status_code, response.json() if json_answer else response.text)
     return seen
 
 

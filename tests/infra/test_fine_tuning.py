@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from aws_cdk.assertions import Template
 
-from tests.infra.stack_template import as_list, environment, props, resources, role_statements
+from local_stack.iam_policy import Decision, Request, evaluate
+from local_stack.template import Physical, Resolver, load_template
+from tests.infra.stack_template import as_list, environment, function_id, props, resources, role_statements
 
 TASKS = (
     "Validate",
@@ -223,3 +226,65 @@ def test_only_the_functions_that_call_openai_read_tenant_secrets_and_only_under_
         statements = role_statements(template, name)
         assert not [s for s in statements if "secretsmanager" in json.dumps(s["Action"])], name
         assert "CREDENTIALS_TABLE" not in environment(template, name), name
+
+
+BUCKET = "arn:aws:s3:::data-bucket"
+TABLES = "arn:aws:dynamodb:us-east-1:123456789012:table"
+
+
+@pytest.fixture(scope="module")
+def api_policies(template: Template, tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """The API function's role policies, resolved with fixed ARNs for the bucket and the tables
+    (each table named by its logical id), for the local IAM policy evaluator."""
+    path = tmp_path_factory.mktemp("fine-tuning") / "ByomGateway.template.json"
+    path.write_text(json.dumps(template.to_json()))
+    resolver = Resolver(load_template(path, stack_name="ByomGateway"))
+    (bucket_id,) = resources(template, "AWS::S3::Bucket")
+    resolver.register(bucket_id, Physical(ref="data-bucket", attributes={"Arn": BUCKET}))
+    for table_id in resources(template, "AWS::DynamoDB::Table"):
+        arn = f"{TABLES}/{table_id}"
+        resolver.register(
+            table_id, Physical(ref=table_id, attributes={"Arn": arn, "StreamArn": f"{arn}/stream"})
+        )
+    fn = resources(template, "AWS::Lambda::Function")[function_id(template, "fine_tuning")]
+    role_id = props(fn)["Role"]["Fn::GetAtt"][0]
+    return [
+        resolver.resolve(props(policy)["PolicyDocument"])
+        for policy in resources(template, "AWS::IAM::Policy").values()
+        if {"Ref": role_id} in props(policy)["Roles"]
+    ]
+
+
+def _table(template: Template, env_var: str) -> str:
+    return f"{TABLES}/{environment(template, 'fine_tuning')[env_var]['Ref']}"
+
+
+@pytest.mark.parametrize("action", ["s3:GetObject", "s3:DeleteObject", "s3:DeleteObjectVersion"])
+def test_the_api_function_reads_and_deletes_uploaded_files_and_no_other_objects(
+    api_policies: list[dict[str, Any]], action: str
+) -> None:
+    upload = evaluate(api_policies, Request(action, f"{BUCKET}/tenants/tnt_a/files/file-1.jsonl"))
+    job_data = evaluate(api_policies, Request(action, f"{BUCKET}/tenants/tnt_a/fine-tuning/ftjob-1/data/x"))
+    content = evaluate(api_policies, Request(action, f"{BUCKET}/tenants/tnt_a/content/req-1.json"))
+
+    assert (upload, job_data, content) == (Decision.ALLOW, Decision.IMPLICIT_DENY, Decision.IMPLICIT_DENY)
+
+
+def test_the_api_function_lists_versions_of_uploaded_files_only(api_policies: list[dict[str, Any]]) -> None:
+    def versions(prefix: str | None) -> Decision:
+        context = {} if prefix is None else {"s3:prefix": prefix}
+        return evaluate(api_policies, Request("s3:ListBucketVersions", BUCKET, context))
+
+    assert (
+        versions("tenants/tnt_a/files/file-1.jsonl"),
+        versions("tenants/"),
+        versions("tenants/tnt_a/content/"),
+        versions(None),
+    ) == (Decision.ALLOW, Decision.IMPLICIT_DENY, Decision.IMPLICIT_DENY, Decision.IMPLICIT_DENY)
+
+
+def test_the_api_function_deletes_file_records_but_no_job(template: Template, api_policies: list) -> None:
+    def delete(env_var: str) -> Decision:
+        return evaluate(api_policies, Request("dynamodb:DeleteItem", _table(template, env_var)))
+
+    assert (delete("FILES_TABLE"), delete("JOBS_TABLE")) == (Decision.ALLOW, Decision.IMPLICIT_DENY)

@@ -199,3 +199,87 @@ def test_a_creation_retried_with_its_idempotency_key_gets_the_first_job(
     records = boto3.client("dynamodb").scan(TableName="byom-idempotency")["Items"]
     assert len(records) == 2
     assert all("in_progress_expiration" in r for r in records)
+
+
+def uploaded(handler: Any, data: bytes = b"{}\n", tenant: str = "tnt_a") -> str:
+    status, body = call(
+        handler,
+        upload_event(multipart({"purpose": (None, b"fine-tune"), "file": ("t.jsonl", data)}), tenant=tenant),
+    )
+    assert status == 200, body
+    file_id: str = body["id"]
+    return file_id
+
+
+def file_event(method: str, path: str, role: str = "developer", tenant: str = "tnt_a") -> dict[str, Any]:
+    return api_event(method, path, authorizer=tenant_context(tenant, role))
+
+
+def test_a_files_content_is_answered_as_uploaded_as_jsonl_text(fine_tuning: Any) -> None:
+    data = '{"messages": [{"role": "user", "content": "héllo"}]}\n'.encode()
+    file_id = uploaded(fine_tuning, data)
+
+    response = fine_tuning(file_event("GET", f"/v1/files/{file_id}/content"), LambdaContext())
+
+    # Text, not base64: API Gateway would hand a base64 body to the SDK as it is.
+    assert response["isBase64Encoded"] is False
+    assert response["multiValueHeaders"]["content-type"] == ["application/jsonl"]
+    assert response["body"].encode() == data
+
+
+def test_a_file_that_is_not_utf8_is_refused_at_upload(fine_tuning: Any) -> None:
+    body = multipart({"purpose": (None, b"fine-tune"), "file": ("t.jsonl", b"\xff\xfe{}\n")})
+
+    status, answer = call(fine_tuning, upload_event(body))
+
+    assert status == 400 and answer["error"]["param"] == "file"
+
+
+@pytest.mark.parametrize("method", ["GET content", "DELETE"])
+def test_another_tenants_file_is_not_found_and_left_alone(fine_tuning: Any, method: str) -> None:
+    file_id = uploaded(fine_tuning)
+    verb, _, suffix = method.partition(" ")
+    path = f"/v1/files/{file_id}" + (f"/{suffix}" if suffix else "")
+
+    status, answer = call(fine_tuning, file_event(verb, path, role="admin", tenant="tnt_b"))
+
+    assert status == 404 and answer["error"]["type"] == "not_found_error"
+    assert call(fine_tuning, file_event("GET", f"/v1/files/{file_id}/content"))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("verb", "path"), [("GET", "/v1/files/file-x/content"), ("DELETE", "/v1/files/file-x")]
+)
+def test_an_unknown_file_is_not_found(fine_tuning: Any, verb: str, path: str) -> None:
+    status, answer = call(fine_tuning, file_event(verb, path))
+
+    assert status == 404 and answer["error"]["type"] == "not_found_error"
+
+
+@pytest.mark.parametrize("verb", ["GET", "DELETE"])
+def test_a_viewer_may_not_read_or_delete_a_file(fine_tuning: Any, verb: str) -> None:
+    file_id = uploaded(fine_tuning)
+    path = f"/v1/files/{file_id}" + ("/content" if verb == "GET" else "")
+
+    status, answer = call(fine_tuning, file_event(verb, path, role="viewer"))
+
+    assert status == 403 and answer["error"]["type"] == "permission_error"
+
+
+def test_a_deleted_file_leaves_no_version_and_no_record(fine_tuning: Any) -> None:
+    s3 = boto3.client("s3")
+    s3.put_bucket_versioning(Bucket="byom-data", VersioningConfiguration={"Status": "Enabled"})
+    file_id = uploaded(fine_tuning)
+    key = f"tenants/tnt_a/files/{file_id}.jsonl"
+    s3.put_object(Bucket="byom-data", Key=key, Body=b"{}\n{}\n")  # a second version
+
+    status, answer = call(fine_tuning, file_event("DELETE", f"/v1/files/{file_id}"))
+
+    assert (status, answer) == (200, {"id": file_id, "object": "file", "deleted": True})
+    left = s3.list_object_versions(Bucket="byom-data", Prefix=key)
+    assert not left.get("Versions") and not left.get("DeleteMarkers")
+    assert call(fine_tuning, file_event("GET", f"/v1/files/{file_id}"))[0] == 404
+    assert (
+        boto3.client("dynamodb").get_item(TableName="byom-files", Key={"file_id": {"S": file_id}}).get("Item")
+        is None
+    )

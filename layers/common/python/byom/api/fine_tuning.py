@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from fastapi import APIRouter, Depends, FastAPI, Header, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from byom.api import multipart
 from byom.api.admin_audit import RecordAdminActions
@@ -137,6 +137,22 @@ def list_files(ctx: Context, after: After = None, limit: Limit = None) -> JSONRe
 @files.get("/v1/files/{file_id}")
 def get_file(ctx: Context, file_id: str) -> JSONResponse:
     return ok(logic.get_file(store(), ctx.principal, file_id).public())
+
+
+# UTF-8 text (byom.logic.fine_tuning.upload_file): the Lambda adapter answers it as text, which
+# API Gateway passes through whatever the client's Accept (the SDK sends application/binary).
+JSONL = "application/jsonl"
+
+
+@files.get("/v1/files/{file_id}/content")
+def file_content(ctx: Context, file_id: str) -> Response:
+    return Response(logic.file_content(store(), ctx.principal, file_id), media_type=JSONL)
+
+
+@files.delete("/v1/files/{file_id}")
+def delete_file(ctx: Context, file_id: str) -> JSONResponse:
+    record = logic.delete_file(store(), ctx.principal, file_id)
+    return ok({"id": record.id, "object": "file", "deleted": True})
 
 
 jobs = APIRouter()

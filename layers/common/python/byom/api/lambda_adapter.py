@@ -38,6 +38,7 @@ _TEXT_TYPES = (
     "application/xml",
     "application/javascript",
     "application/x-www-form-urlencoded",
+    "application/jsonl",  # a file's content (GET /v1/files/{id}/content)
 )
 _UTF8 = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 

@@ -79,3 +79,25 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 def error_code(error: Exception) -> str:
     response = getattr(error, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
+
+
+# list_object_versions and delete_objects both take up to 1,000.
+DELETE_BATCH = 1000
+
+
+def delete_versions_page(s3: Any, bucket: str, prefix: str) -> tuple[int, bool]:
+    """Delete up to 1,000 versions (delete markers too) under `prefix`: the data bucket is versioned,
+    and a plain delete would only hide the objects. Answers how many objects were removed (counted by
+    their current version) and whether the prefix is now empty. Listing from the start each time
+    makes a repeat after a crash pick up what is left."""
+    page = s3.list_object_versions(Bucket=bucket, Prefix=prefix, MaxKeys=DELETE_BATCH)
+    versions = page.get("Versions", [])
+    markers = page.get("DeleteMarkers", [])
+    targets = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions + markers]
+    if targets:
+        answer = s3.delete_objects(Bucket=bucket, Delete={"Objects": targets, "Quiet": True})
+        if answer.get("Errors"):
+            codes = sorted({str(e.get("Code")) for e in answer["Errors"]})
+            raise RuntimeError(f"{len(answer['Errors'])} object versions not deleted: {', '.join(codes)}")
+    removed = sum(1 for v in versions if v.get("IsLatest"))
+    return removed, not page.get("IsTruncated", False)

@@ -21,7 +21,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from byom.dal.aws import error_code
+from byom.dal.aws import delete_versions_page, error_code
 
 ENVELOPE_VERSION = 1
 PURPOSE = "audit-content"
@@ -29,8 +29,6 @@ DATA_KEY_MAX_AGE_SECONDS = 300
 DATA_KEY_MAX_USES = 1000
 # Decrypted data keys kept for reads (an export opens many objects sealed with one key).
 _OPENED_KEYS_KEPT = 256
-# list_object_versions and delete_objects both take up to 1,000.
-DELETE_BATCH = 1000
 
 
 def subject_prefix(tenant_id: str, user: str) -> str:
@@ -199,25 +197,8 @@ class ContentStore:
     # Erasing
 
     def delete_subject_page(self, tenant_id: str, user: str) -> tuple[int, bool]:
-        """Delete up to 1,000 versions (delete markers too) under the subject's prefix: the bucket is
-        versioned, and a plain delete would only hide the content. Answers how many objects were
-        removed (counted by their current version) and whether the prefix is now empty. Listing from
-        the start each time makes a repeat after a crash pick up what is left."""
-        page = self._s3.list_object_versions(
-            Bucket=self._bucket, Prefix=subject_prefix(tenant_id, user), MaxKeys=DELETE_BATCH
-        )
-        versions = page.get("Versions", [])
-        markers = page.get("DeleteMarkers", [])
-        targets = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions + markers]
-        if targets:
-            answer = self._s3.delete_objects(Bucket=self._bucket, Delete={"Objects": targets, "Quiet": True})
-            if answer.get("Errors"):
-                codes = sorted({str(e.get("Code")) for e in answer["Errors"]})
-                raise RuntimeError(
-                    f"{len(answer['Errors'])} content versions not deleted: {', '.join(codes)}"
-                )
-        removed = sum(1 for v in versions if v.get("IsLatest"))
-        return removed, not page.get("IsTruncated", False)
+        """Up to 1,000 versions of the subject's content (byom.dal.aws.delete_versions_page)."""
+        return delete_versions_page(self._s3, self._bucket, subject_prefix(tenant_id, user))
 
     def delete_subject(self, tenant_id: str, user: str) -> int:
         """Every version of every object of the subject; answers how many objects there were."""

@@ -12,7 +12,7 @@ from boto3.dynamodb.conditions import Key
 from botocore.exceptions import BotoCoreError, ClientError
 
 from byom import clock
-from byom.dal.aws import error_code, from_item, to_item
+from byom.dal.aws import delete_versions_page, error_code, from_item, to_item
 from byom.errors import Conflict
 from byom.fine_tuning import (
     TERMINAL,
@@ -74,6 +74,20 @@ class FileRepository:
             return None
         plain = from_item(item)
         return FileRecord.model_validate(plain | {"id": plain["file_id"]})
+
+    def delete(self, tenant_id: str, file_id: str) -> bool:
+        """False when there was no such file of the tenant (deleted meanwhile, or another's)."""
+        try:
+            self._table.delete_item(
+                Key={"file_id": file_id},
+                ConditionExpression="tenant_id = :tenant",
+                ExpressionAttributeValues={":tenant": tenant_id},
+            )
+        except ClientError as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def list(self, tenant_id: str, after: str | None, limit: int) -> tuple[list[FileRecord], bool]:
         after_key = None
@@ -239,6 +253,13 @@ class DataBucket:
     def get(self, key: str) -> bytes:
         body: bytes = self._s3.get_object(Bucket=self.name, Key=key)["Body"].read()
         return body
+
+    def delete(self, key: str) -> None:
+        """Every version of the object: the bucket is versioned, and a plain delete would only hide
+        it. Listed by the key as a prefix, which names that object alone (the keys end in `.jsonl`)."""
+        done = False
+        while not done:
+            _, done = delete_versions_page(self._s3, self.name, key)
 
     def uri(self, key: str) -> str:
         return f"s3://{self.name}/{key}"

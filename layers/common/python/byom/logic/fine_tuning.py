@@ -108,6 +108,15 @@ def upload_file(
         )
     if not data.strip():
         raise InvalidRequest("The file is empty", param="file")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        # JSONL is UTF-8; and the content route answers it as text, which API Gateway passes through
+        # unchanged (a base64 answer would reach the client still encoded: binaryMediaTypes does not
+        # match the SDK's `Accept: application/binary`).
+        raise InvalidRequest(
+            "The file is not UTF-8 text (fine-tuning files are JSONL)", param="file"
+        ) from None
     record = FileRecord(
         id=clock.new_id("file").replace("_", "-"),
         tenant_id=tenant_id,
@@ -128,6 +137,24 @@ def get_file(store: FineTuningStore, principal: Principal, file_id: str) -> File
     tenant_id = require_tenant_key(principal, WRITERS)
     record = store.files.get(tenant_id, file_id)
     if record is None:
+        raise NotFound(f"No such File object: {file_id}", param="id")
+    return record
+
+
+def file_content(store: FineTuningStore, principal: Principal, file_id: str) -> bytes:
+    """The bytes as uploaded."""
+    data: bytes = store.bucket.get(get_file(store, principal, file_id).s3_key)
+    return data
+
+
+def delete_file(store: FineTuningStore, principal: Principal, file_id: str) -> FileRecord:
+    """Deletes the object (every version) and then the record, so that a retry after a failure in
+    between finds the record and finishes. Allowed while a job uses the file, as OpenAI allows it:
+    a job that has validated its data trains on its own copy; one that has not fails, saying the
+    file no longer exists."""
+    record = get_file(store, principal, file_id)
+    store.bucket.delete(record.s3_key)
+    if not store.files.delete(record.tenant_id, record.id):
         raise NotFound(f"No such File object: {file_id}", param="id")
     return record
 
