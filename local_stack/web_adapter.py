@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -77,6 +77,27 @@ def forwarded_request(
     return ForwardedRequest(event.get("httpMethod", "GET"), target, headers, body)
 
 
+class _Body:
+    """The app's body, chunk by chunk as it arrives; closing it (read to its end, or a client gone
+    before that, even before the first chunk) closes the connection, so the app sees the end."""
+
+    def __init__(self, response: http.client.HTTPResponse, connection: http.client.HTTPConnection) -> None:
+        self._response, self._connection = response, connection
+
+    def __iter__(self) -> _Body:
+        return self
+
+    def __next__(self) -> bytes:
+        data = self._response.read1(_READ_SIZE)
+        if not data:
+            self.close()
+            raise StopIteration
+        return data
+
+    def close(self) -> None:
+        self._connection.close()
+
+
 @dataclass
 class StreamedAnswer:
     """The app's answer: status and headers at once, the body as it arrives."""
@@ -84,7 +105,6 @@ class StreamedAnswer:
     status: int
     headers: list[tuple[str, str]]
     chunks: Iterator[bytes]
-    close: Any = field(repr=False, default=None)
 
 
 class AppStartError(Exception):
@@ -150,18 +170,7 @@ class WebApp:
         connection.endheaders(request.body)
         response = connection.getresponse()
         headers = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP | _SERVER_SET]
-
-        def chunks() -> Iterator[bytes]:
-            try:
-                while True:
-                    data = response.read1(_READ_SIZE)
-                    if not data:
-                        return
-                    yield data
-            finally:
-                connection.close()
-
-        return StreamedAnswer(response.status, headers, chunks(), close=connection.close)
+        return StreamedAnswer(response.status, headers, _Body(response, connection))
 
 
 class LocalWebFunctions:

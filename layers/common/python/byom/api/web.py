@@ -33,6 +33,7 @@ Body = TypeVar("Body", bound=BaseModel)
 
 REQUEST_CONTEXT_HEADER = "x-amzn-request-context"
 REQUEST_ID_HEADER = "x-request-id"
+_SCOPE_KEY = "byom.context"
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,17 @@ class RequestContext:
 
     @classmethod
     def of(cls, request: Request) -> RequestContext:
-        cached = request.scope.get("byom.context")
+        return cls.of_scope(request.scope)
+
+    @classmethod
+    def of_scope(cls, scope: Scope) -> RequestContext:
+        """Parsed once per request and kept in its scope: the middleware and the routes read it."""
+        cached = scope.get(_SCOPE_KEY)
         if isinstance(cached, RequestContext):
             return cached
-        context = cls.parse(request.headers.get(REQUEST_CONTEXT_HEADER))
-        request.scope["byom.context"] = context
+        header = next((v for k, v in scope["headers"] if k == REQUEST_CONTEXT_HEADER.encode()), None)
+        context = cls.parse(header.decode("latin-1") if header else None)
+        scope[_SCOPE_KEY] = context
         return context
 
     @classmethod
@@ -150,8 +157,7 @@ class _StampRequestId:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        header = next((v for k, v in scope["headers"] if k == REQUEST_CONTEXT_HEADER.encode()), None)
-        request_id = RequestContext.parse(header.decode("latin-1") if header else None).request_id
+        request_id = RequestContext.of_scope(scope).request_id
 
         started = False
 
