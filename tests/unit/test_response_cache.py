@@ -316,6 +316,20 @@ def test_a_streamed_miss_is_stored_and_answers_a_later_plain_call(
     )
 
 
+def test_a_streamed_miss_answered_by_a_fallback_is_stored_under_the_alias_asked_for(
+    store: invoke.InvokeStore, provider: FlakyProvider
+) -> None:
+    add_model(store, "cached", cache_ttl_seconds=60, fallbacks=["plain"])
+    provider.fail("model-cached", *[ProviderError("unavailable", status=503, retryable=True)] * 3)
+
+    streamed = invoke.chat_stream(store, invoke.Call(DEVELOPER, "req-1"), chat_request("cached", stream=True))
+    list(streamed.events)
+    plain = invoke.chat(store, invoke.Call(DEVELOPER, "req-2"), chat_request("cached"))
+
+    # As for a plain call: the alias asked for is cached (60 s), the fallback that answered is not.
+    assert (streamed.headers["x-byom-model"], plain.headers["x-byom-cache"]) == ("model-plain", "hit")
+
+
 def test_a_streamed_hit_replays_the_answer_as_chunks_ending_with_done(
     store: invoke.InvokeStore, provider: FlakyProvider
 ) -> None:

@@ -716,7 +716,7 @@ def chat_stream(store: InvokeStore, call: Call, request: ChatRequest) -> StreamA
     except BaseException as error:
         scope.__exit__(type(error), error, error.__traceback__)
         raise
-    relay = _Relay(store, meter, trail, outcome, estimate, key, content, began, begun_at)
+    relay = _Relay(store, target, meter, trail, outcome, estimate, key, content, began, begun_at)
     events = screening.restore_stream(relay.events(), screening_)
     return StreamAnswer(
         outcome.target,
@@ -735,6 +735,8 @@ class _Relay:
     is closed), with what the provider reported, else at the reservation's bound: never at zero."""
 
     store: InvokeStore
+    asked: Target
+    """The alias asked for: its cache settings apply, whichever model answered."""
     meter: CallMeter | None
     trail: Trail
     outcome: Outcome[_Opened]
@@ -793,7 +795,7 @@ class _Relay:
         _settle(self.meter, self.outcome, usage, self.began, self.trail)
         _kept(kept)
         if complete:
-            _remember(self.store, self.cache_key, self.outcome.target, "chat", result, self.outcome.target)
+            _remember(self.store, self.cache_key, self.asked, "chat", result, self.outcome.target)
 
 
 def envelope_of(error: ByomError) -> dict[str, Any]:
