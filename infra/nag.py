@@ -341,7 +341,14 @@ def _acknowledge_api(stack: ByomGatewayStack) -> None:
     api = stack.api
     acknowledge(api.health_method, "APIG4", PUBLIC_HEALTH_REASON)
     acknowledge(api.health_method, "COG4", PUBLIC_HEALTH_REASON)
-    for method in (api.admin_method, api.v1_method, api.chat_method):
+    methods = (
+        api.admin_method,
+        api.v1_method,
+        api.chat_method,
+        api.responses_method,
+        api.stored_responses_method,
+    )
+    for method in methods:
         acknowledge(method, "COG4", API_KEY_AUTH_REASON)
 
     cloud_watch_role = api.rest_api.node.find_child("CloudWatchRole")

@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from local_stack.httpbase import BackgroundServer, Handler
-from local_stack.models import logic
+from local_stack.models import logic, openai_responses
 from local_stack.models.customization import CustomizationState, route
 from local_stack.models.eventstream import encode_event, encode_exception
 from local_stack.models.guardrails import GuardrailsState
@@ -272,6 +272,10 @@ class OpenAIStandInHandler(_StandInHandler):
                 self.state.record("chat.completions", model, request)
                 self.state.apply_behaviour(model)
                 self._chat(request)
+            elif path == "/responses":
+                self.state.record("responses", model, request)
+                self.state.apply_behaviour(model)
+                self._respond(request)
             elif path == "/embeddings":
                 self.state.record("embeddings", model, request)
                 self.state.apply_behaviour(model)
@@ -297,6 +301,16 @@ class OpenAIStandInHandler(_StandInHandler):
             )
             return
         self._sse(request, logic.openai_chat_chunks(request, completion_id=completion_id, created=created))
+
+    def _respond(self, request: dict[str, Any]) -> None:
+        if not request.get("stream"):
+            self._send_json(200, openai_responses.response(request))
+            return
+        model = str(request.get("model") or "")
+        frames = [
+            Frame(openai_responses.sse(event), token) for event, token in openai_responses.events(request)
+        ]
+        self._stream("responses", model, "text/event-stream; charset=utf-8", frames, _response_error)
 
     def _tuned_chat(self, answer: Any, request: dict[str, Any], completion_id: str, created: int) -> None:
         if not request.get("stream"):
@@ -326,6 +340,11 @@ class OpenAIStandInHandler(_StandInHandler):
 def _sse_error(message: str) -> bytes:
     """The event that ends an OpenAI stream failing part-way, as OpenAI sends one (no [DONE])."""
     return f"data: {json.dumps(logic.openai_error(StandInError(500, message)))}\n\n".encode()
+
+
+def _response_error(message: str) -> bytes:
+    """The event that ends a Responses stream failing part-way."""
+    return openai_responses.sse({"type": "error", "code": "server_error", "message": message, "param": None})
 
 
 def _stream_exception(message: str) -> bytes:

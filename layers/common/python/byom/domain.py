@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -48,6 +48,9 @@ class PutCredential(_Request):
     provider: Provider
     api_key: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
     base_url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
+    # The endpoint serves OpenAI's Responses API too: /v1/responses calls go to it natively rather
+    # than translated onto chat completions (OpenAI's own API always does).
+    responses: bool = False
 
 
 class Pricing(_Request):
@@ -135,12 +138,12 @@ class Credential(BaseModel):
     base_url: str | None = None
     key_last4: str | None = None
     secret_arn: str | None = None
+    responses: bool = False
     updated_at: int
 
     def public(self) -> dict:
-        return self.model_dump(include={"name", "provider", "base_url", "key_last4", "updated_at"}) | {
-            "object": "credential"
-        }
+        shown = {"name", "provider", "base_url", "key_last4", "responses", "updated_at"}
+        return self.model_dump(include=shown) | {"object": "credential"}
 
 
 class ModelAlias(BaseModel):
@@ -162,3 +165,19 @@ class ModelAlias(BaseModel):
 
     def public(self) -> dict:
         return self.model_dump(exclude={"tenant_id", "budget_pricing"}) | {"object": "model_alias"}
+
+
+class StoredResponse(BaseModel):
+    """A response kept for `GET /v1/responses/{id}` and `previous_response_id` (SPEC §4.3)."""
+
+    id: str
+    tenant_id: str
+    created_at: int
+    response: dict[str, Any]
+    """The Response object as the client received it."""
+    input_items: list[dict[str, Any]]
+    """This request's input items, as `input_items` lists them."""
+    context: list[dict[str, Any]]
+    """The conversation as chat messages, the answer included: what a later call continues."""
+    user: str | None = None
+    expires_at: int | None = None

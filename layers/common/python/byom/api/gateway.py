@@ -29,7 +29,7 @@ from byom.logic.access import require_tenant_key
 from byom.logic.metering import month_of
 from byom.logic.resilience import RetryPolicy
 from byom.metrics import CallMetrics
-from byom.openai_types import ChatRequest, EmbeddingRequest
+from byom.openai_types import ChatRequest, EmbeddingRequest, ResponsesRequest
 from byom.providers import build_registry
 from byom.settings import gateway_settings
 
@@ -143,6 +143,22 @@ def chat_completions(
         streamed = invoke.chat_stream(invoke_store(), _call(ctx, subject), request)
         return EventStream(streamed.events, headers=streamed.headers)
     return _answer(invoke.chat(invoke_store(), _call(ctx, subject), request))
+
+
+@router.post("/v1/responses")
+def create_response(
+    ctx: Context,
+    body: RawBody,
+    dry_run: Annotated[str | None, Header(alias=DRY_RUN_HEADER)] = None,
+    subject: Annotated[str | None, Header(alias=SUBJECT_HEADER)] = None,
+) -> Response:
+    request = parse_json(body, ResponsesRequest, MAX_INVOKE_BODY_BYTES)
+    if (dry_run or "").strip().lower() == "true":
+        return _answer(invoke.respond(invoke_store(), _call(ctx, subject, dry_run=True), request))
+    if request.stream:
+        streamed = invoke.respond_stream(invoke_store(), _call(ctx, subject), request)
+        return EventStream(streamed.events, headers=streamed.headers)
+    return _answer(invoke.respond(invoke_store(), _call(ctx, subject), request))
 
 
 @router.post("/v1/embeddings")

@@ -74,6 +74,7 @@ class Trail:
     redactions: dict[str, int] = field(default_factory=dict)
     content_key: str | None = None
     cache_key: str | None = None
+    response_id: str | None = None
     created_at_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     started: float = field(default_factory=time.perf_counter)
     log: AuditLog | None = None

@@ -279,6 +279,7 @@ def put_credential(
         base_url=base_url,
         key_last4=body.api_key[-4:] if body.api_key else None,
         secret_arn=secret_arn,
+        responses=body.responses,
         updated_at=clock.now(),
     )
     try:

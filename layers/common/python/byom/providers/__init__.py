@@ -39,6 +39,8 @@ class Target:
     """The dearest prices on its fallback chain (what a hard budget reserves)."""
     max_output_tokens: int | None = None
     """The answer's cap under a hard budget when a request names none."""
+    native_responses: bool = False
+    """The provider serves OpenAI's Responses API: /v1/responses calls go to it as they are."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,19 @@ class Provider(Protocol):
     def embed(
         self, request: EmbeddingRequest, target: Target, *, timeout: float | None = None
     ) -> EmbeddingResult: ...
+
+
+class ResponsesProvider(Provider, Protocol):
+    """A provider that also serves OpenAI's Responses API (`Target.native_responses`). It takes the
+    same chat request and answers in chat terms, so metering, caching and screening see one shape."""
+
+    def respond(
+        self, request: ChatRequest, target: Target, *, timeout: float | None = None
+    ) -> ChatResult: ...
+
+    def respond_stream(
+        self, request: ChatRequest, target: Target, *, timeout: float | None = None
+    ) -> Iterator[StreamEvent]: ...
 
 
 class KeyReader(Protocol):
