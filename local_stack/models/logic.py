@@ -639,6 +639,9 @@ def _converse_reply(model_id: str, request: dict[str, Any]) -> Reply:
     elif "any" in choice:
         forced = ""
     max_tokens = config.get("maxTokens")
+    # Structured output (outputConfig.textFormat) or the JSON instruction in the system prompt.
+    text_format = (request.get("outputConfig") or {}).get("textFormat") or {}
+    asks_json = any("one valid JSON object" in t.text for t in turns if t.role == "system")
     return compose_reply(
         model_id,
         turns,
@@ -646,6 +649,7 @@ def _converse_reply(model_id: str, request: dict[str, Any]) -> Reply:
         forced_tool=forced,
         max_tokens=max_tokens,
         stop=config.get("stopSequences"),
+        json_mode=text_format.get("type") == "json_schema" or asks_json,
     )
 
 

@@ -41,7 +41,12 @@ def _tenant(local_stack: LocalStack, admin: httpx2.Client, name: str) -> dict:
         assert admin.put(f"{base}/credentials/{credential}", json=body).status_code == 200
     aliases = [
         {"alias": "br-resp", "provider": "bedrock", "model_id": "amazon.nova-micro-v1:0"},
-        {"alias": "oa-native", "provider": "openai_compatible", "model_id": "stand-in-chat", "credential": "native"},
+        {
+            "alias": "oa-native",
+            "provider": "openai_compatible",
+            "model_id": "stand-in-chat",
+            "credential": "native",
+        },
         {
             "alias": "oa-chat-only",
             "provider": "openai_compatible",
@@ -82,7 +87,9 @@ def upstream(local_stack: LocalStack) -> Iterator[callable]:  # type: ignore[val
 
 
 @pytest.mark.parametrize("alias", ALIASES)
-def test_a_response_answers_in_openai_shape_with_usage(sdk: openai.OpenAI, raw: httpx2.Client, alias: str) -> None:
+def test_a_response_answers_in_openai_shape_with_usage(
+    sdk: openai.OpenAI, raw: httpx2.Client, alias: str
+) -> None:
     answer = raw.post("/responses", json={"model": alias, "input": "Say hello", "store": False})
 
     assert answer.status_code == 200, answer.text
@@ -96,7 +103,8 @@ def test_a_response_answers_in_openai_shape_with_usage(sdk: openai.OpenAI, raw: 
 
 
 def test_a_native_alias_is_called_on_the_responses_api_and_the_other_on_chat(
-    sdk: openai.OpenAI, upstream: callable  # type: ignore[valid-type]
+    sdk: openai.OpenAI,
+    upstream: callable,  # type: ignore[valid-type]
 ) -> None:
     sdk.responses.create(model="oa-native", input="native please")
     sdk.responses.create(model="oa-chat-only", input="chat please")
@@ -182,10 +190,13 @@ def test_json_schema_output_parses(sdk: openai.OpenAI, alias: str) -> None:
 
 
 def test_previous_response_id_sends_the_conversation_so_far(
-    sdk: openai.OpenAI, upstream: callable  # type: ignore[valid-type]
+    sdk: openai.OpenAI,
+    upstream: callable,  # type: ignore[valid-type]
 ) -> None:
     first = sdk.responses.create(model="oa-chat-only", input="My name is Ada", instructions="Be kind")
-    second = sdk.responses.create(model="oa-chat-only", input="What is my name?", previous_response_id=first.id)
+    second = sdk.responses.create(
+        model="oa-chat-only", input="What is my name?", previous_response_id=first.id
+    )
 
     assert second.previous_response_id == first.id
     sent = upstream()[-1]["body"]["messages"]
@@ -196,7 +207,9 @@ def test_previous_response_id_sends_the_conversation_so_far(
 
 
 @pytest.mark.parametrize("alias", ["br-resp", "oa-native"])
-def test_stored_responses_are_retrieved_listed_and_deleted(sdk: openai.OpenAI, raw: httpx2.Client, alias: str) -> None:
+def test_stored_responses_are_retrieved_listed_and_deleted(
+    sdk: openai.OpenAI, raw: httpx2.Client, alias: str
+) -> None:
     created = sdk.responses.create(model=alias, input="Remember this", metadata={"ticket": "T-1"})
 
     retrieved = raw.get(f"/responses/{created.id}")
@@ -206,7 +219,9 @@ def test_stored_responses_are_retrieved_listed_and_deleted(sdk: openai.OpenAI, r
     assert sdk.responses.retrieve(created.id).metadata == {"ticket": "T-1"}
     items = raw.get(f"/responses/{created.id}/input_items")
     assert_valid("ResponseItemList", items.json())
-    assert [i["content"][0]["text"] for i in sdk.responses.input_items.list(created.id).data] == ["Remember this"]
+    assert [i["content"][0]["text"] for i in sdk.responses.input_items.list(created.id).data] == [
+        "Remember this"
+    ]
 
     sdk.responses.delete(created.id)
 
@@ -259,7 +274,9 @@ def test_a_bad_request_is_a_400_naming_the_field(sdk: openai.OpenAI) -> None:
 
 
 @pytest.mark.parametrize("alias", ["br-resp", "oa-native", "oa-chat-only"])
-def test_an_agents_sdk_agent_runs_with_a_function_tool(local_stack: LocalStack, tenant: dict, alias: str) -> None:
+def test_an_agents_sdk_agent_runs_with_a_function_tool(
+    local_stack: LocalStack, tenant: dict, alias: str
+) -> None:
     from agents import Agent, Runner, function_tool, set_default_openai_client, set_tracing_disabled
 
     set_tracing_disabled(True)  # traces would go to OpenAI
