@@ -64,6 +64,7 @@ def test_a_credential_goes_to_secrets_manager_encrypted_with_the_stack_key(
         "provider": "openai",
         "base_url": None,
         "key_last4": "9Q2w",
+        "responses": False,
         "updated_at": body["updated_at"],
         "object": "credential",
     }
