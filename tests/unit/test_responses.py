@@ -8,12 +8,12 @@ import json
 from typing import Any
 
 import pytest
-
 from byom.domain import StoredResponse
 from byom.errors import InvalidRequest, NotFound, ProviderError
 from byom.logic import invoke, responses
 from byom.openai_types import ChatRequest, ResponsesRequest
 from byom.providers import ChatResult, ProviderRegistry, StreamDelta, Target, Usage, openai_responses
+
 from tests.openai_schema import assert_valid, errors
 from tests.unit.fakes import FakeClock
 from tests.unit.invoke_fakes import DEVELOPER, FlakyProvider, add_model, make_store

@@ -263,32 +263,36 @@ def response_object(
     request = header.request
     if status == "completed" and finish_reason == "length":
         status = "incomplete"
-    return {
-        "id": header.response_id,
-        "object": "response",
-        "created_at": header.created_at,
-        "status": status,
-        "background": False,
-        "completed_at": completed_at if status == "completed" else None,
-        "error": error,
-        "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
-        "instructions": request.instructions,
-        "max_output_tokens": request.max_output_tokens,
-        "model": header.model,
-        "output": output,
-        "parallel_tool_calls": request.parallel_tool_calls is not False,
-        "previous_response_id": request.previous_response_id,
-        "reasoning": None,
-        "service_tier": "default",
-        "store": request.stores,
-        "temperature": request.temperature if request.temperature is not None else 1.0,
-        "text": _text_config(request),
-        "tool_choice": _tool_choice_out(request),
-        "tools": [_tool_out(t) for t in request.tools or []],
-        "top_p": request.top_p if request.top_p is not None else 1.0,
-        "truncation": request.truncation or "disabled",
-        "metadata": request.metadata or {},
-    } | ({"usage": usage_of(usage)} if usage is not None else {}) | {name: value for name in _IDENTIFIERS if (value := getattr(request, name)) is not None}
+    return (
+        {
+            "id": header.response_id,
+            "object": "response",
+            "created_at": header.created_at,
+            "status": status,
+            "background": False,
+            "completed_at": completed_at if status == "completed" else None,
+            "error": error,
+            "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
+            "instructions": request.instructions,
+            "max_output_tokens": request.max_output_tokens,
+            "model": header.model,
+            "output": output,
+            "parallel_tool_calls": request.parallel_tool_calls is not False,
+            "previous_response_id": request.previous_response_id,
+            "reasoning": None,
+            "service_tier": "default",
+            "store": request.stores,
+            "temperature": request.temperature if request.temperature is not None else 1.0,
+            "text": _text_config(request),
+            "tool_choice": _tool_choice_out(request),
+            "tools": [_tool_out(t) for t in request.tools or []],
+            "top_p": request.top_p if request.top_p is not None else 1.0,
+            "truncation": request.truncation or "disabled",
+            "metadata": request.metadata or {},
+        }
+        | ({"usage": usage_of(usage)} if usage is not None else {})
+        | {name: value for name in _IDENTIFIERS if (value := getattr(request, name)) is not None}
+    )
 
 
 # Echoed when sent: OpenAI's schema has them as strings, absent when not given.
