@@ -313,6 +313,7 @@ def test_tenant_isolation_passes_the_authorizers_tenant_to_lambda(isolated: Temp
         for m in _gateway_methods(isolated)
     }
 
-    assert len(headers) == 3  # GET /health, ANY /v1/{proxy+} and POST /v1/chat/completions
+    # GET /health, ANY /v1/{proxy+}, POST /v1/chat/completions, POST /v1/responses, /v1/responses/{proxy+}
+    assert len(headers) == 5
     values = sorted(h["integration.request.header.X-Amz-Tenant-Id"] for h in headers.values())
-    assert values == ["'health'", "context.authorizer.tenant_id", "context.authorizer.tenant_id"]
+    assert values == ["'health'"] + ["context.authorizer.tenant_id"] * 4

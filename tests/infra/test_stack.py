@@ -433,6 +433,8 @@ ROUTES = {
     ("ANY", "/admin/{proxy+}"): "admin",
     ("ANY", "/v1/{proxy+}"): "gateway",
     ("POST", "/v1/chat/completions"): "gateway",
+    ("POST", "/v1/responses"): "gateway",
+    ("ANY", "/v1/responses/{proxy+}"): "gateway",
     ("ANY", "/v1/files"): "fine_tuning",
     ("ANY", "/v1/files/{proxy+}"): "fine_tuning",
     ("ANY", "/v1/fine_tuning/{proxy+}"): "fine_tuning",
