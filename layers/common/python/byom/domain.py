@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -162,3 +162,25 @@ class ModelAlias(BaseModel):
 
     def public(self) -> dict:
         return self.model_dump(exclude={"tenant_id", "budget_pricing"}) | {"object": "model_alias"}
+
+
+class StoredResponse(BaseModel):
+    """A Responses API call kept for `GET /v1/responses/{id}` and `previous_response_id` (SPEC §4.3):
+    stored sealed, in its tenant's partition, for the tenant's retention (byom.dal.responses)."""
+
+    id: str
+    """`resp_...`, as the Response object's own id."""
+    tenant_id: str
+    created_at: int
+    """Unix seconds."""
+    response: dict[str, Any]
+    """The OpenAI Response object as it was returned to the client."""
+    input_items: list[dict[str, Any]]
+    """This request's input items as OpenAI's input_items list shows them, each with an `id`."""
+    context: list[dict[str, Any]]
+    """The conversation so far as chat-completions messages, the assistant's answer included: what a
+    later call naming this one as `previous_response_id` continues, for stateless providers."""
+    user: str | None = None
+    """The data subject, whose erasure deletes this record."""
+    expires_at: int | None = None
+    """Unix seconds; None: kept until deleted."""
