@@ -31,7 +31,10 @@ def test_the_table_is_encrypted_with_the_stack_key_recoverable_and_kept(template
 
 
 def test_the_gateway_and_admin_functions_name_the_same_table(template: Template) -> None:
-    assert environment(template, "gateway")["RESPONSES_TABLE"] == environment(template, "admin")["RESPONSES_TABLE"]
+    assert (
+        environment(template, "gateway")["RESPONSES_TABLE"]
+        == environment(template, "admin")["RESPONSES_TABLE"]
+    )
 
 
 @pytest.mark.parametrize("name", ["gateway", "admin"])
