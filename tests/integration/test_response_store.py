@@ -177,6 +177,23 @@ def test_delete_removes_the_item_and_every_version_of_its_body(
     assert store.get("tnt_a", "resp_1") is None
 
 
+def test_a_response_kept_in_its_item_without_retention_is_deleted(store: ResponseStore, table: Any) -> None:
+    store.put(response(), retention_days=None)
+
+    assert store.delete("tnt_a", "resp_1") is True
+    assert table.scan()["Items"] == []
+
+
+def test_deleting_an_expired_response_removes_it_but_answers_false(
+    store: ResponseStore, clock: Clock, table: Any
+) -> None:
+    store.put(response(), retention_days=1)
+    clock.now = NOW + 2 * 86_400
+
+    assert store.delete("tnt_a", "resp_1") is False
+    assert table.scan()["Items"] == []
+
+
 def test_deleting_an_absent_or_another_tenants_response_is_false(store: ResponseStore) -> None:
     store.put(response(tenant="tnt_b"), retention_days=30)
 

@@ -177,7 +177,9 @@ class ResponseStore:
         item = table.get_item(
             Key=key,
             ConsistentRead=True,
-            ProjectionExpression="body_key, expires_at",
+            # The key too: a projection of attributes an item lacks answers no item at all.
+            ProjectionExpression="#id, body_key, expires_at",
+            ExpressionAttributeNames={"#id": "id"},
         ).get("Item")
         if item is None:
             return False
