@@ -137,6 +137,12 @@ TENANT_OBJECTS_REASON = (
     "tenant matches tenants/<its id>/* only. The objects are created at runtime, so the keys are unknown "
     "at deploy time."
 )
+TENANT_RESPONSE_BODIES_REASON = (
+    "A stored response too large for its DynamoDB item is written, sealed client-side, as an object "
+    "created at runtime under tenants/<tenant id>/responses/, named by the response id; the pattern is "
+    "bound to the session's tenant_id tag (aws:PrincipalTag), which the trust policy requires, so a "
+    "session of one tenant may put objects under its own responses/ prefix only."
+)
 TENANT_AUDIT_INDEXES_REASON = (
     "The tenant data role queries the audit table's indexes (by_subject: a data subject's records for "
     "export and erasure); every grant on the table and its indexes is conditioned on "
@@ -246,6 +252,12 @@ def _acknowledge_governance(stack: ByomGatewayStack) -> None:
         "IAM5",
         TENANT_OBJECTS_REASON,
         finding=f"Resource::<{bucket_id}.Arn>/tenants/<aws:PrincipalTag/tenant_id>/*",
+    )
+    acknowledge(
+        role,
+        "IAM5",
+        TENANT_RESPONSE_BODIES_REASON,
+        finding=f"Resource::<{bucket_id}.Arn>/tenants/<aws:PrincipalTag/tenant_id>/responses/*",
     )
     acknowledge(role, "IAM5", TENANT_AUDIT_INDEXES_REASON, finding=f"Resource::<{audit_id}.Arn>/index/*")
 

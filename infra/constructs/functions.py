@@ -250,7 +250,9 @@ class Functions(Construct):
         fn = self._build_function(
             ADMIN,
             {
-                **data.environment(*data.tables, data.usage, data.audit, data.policies, data.cache),
+                **data.environment(
+                    *data.tables, data.usage, data.audit, data.policies, data.cache, data.responses
+                ),
                 "DATA_BUCKET": data.data_bucket.bucket_name,
                 "KMS_KEY_ID": self._key.key_arn,
                 "SECRET_PREFIX": self.secret_prefix,
@@ -328,7 +330,13 @@ class Functions(Construct):
             replace(GATEWAY, timeout_seconds=self._settings.stream_timeout_seconds),
             {
                 **data.environment(
-                    data.models, data.credentials, data.cache, data.usage, data.policies, data.audit
+                    data.models,
+                    data.credentials,
+                    data.cache,
+                    data.usage,
+                    data.policies,
+                    data.audit,
+                    data.responses,
                 ),
                 "SECRET_PREFIX": self.secret_prefix,
                 "ALLOW_LOOPBACK_HTTP": "false",

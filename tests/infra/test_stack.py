@@ -71,6 +71,7 @@ CONTRACT_TABLES = {
         [("tenant_id", "HASH"), ("sk", "RANGE")],
         [("by_subject", [("subject", "HASH"), ("sk", "RANGE")])],
     ),
+    "RESPONSES_TABLE": ([("tenant_id", "HASH"), ("id", "RANGE")], []),
 }
 
 
@@ -93,9 +94,9 @@ def test_tables_have_the_keys_and_indexes_of_the_contract(template: Template) ->
 
 def test_every_table_is_on_demand(template: Template) -> None:
     tables = resources(template, "AWS::DynamoDB::Table")
-    # Six of the gateway, files, fine-tuning jobs, the idempotency records of job creation, and
-    # governance's policies and audit trail.
-    assert len(tables) == 11
+    # Six of the gateway, files, fine-tuning jobs, the idempotency records of job creation,
+    # governance's policies and audit trail, and stored Responses.
+    assert len(tables) == 12
     assert all(props(t)["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
 
 
@@ -235,6 +236,7 @@ def test_function_timeout_and_memory(template: Template, name: str, timeout: int
                 "AUDIT_TABLE",
                 "CACHE_TABLE",
                 "DATA_BUCKET",
+                "RESPONSES_TABLE",
             },
         ),
         (
@@ -253,6 +255,7 @@ def test_function_timeout_and_memory(template: Template, name: str, timeout: int
                 "AUDIT_TABLE",
                 "DATA_BUCKET",
                 "KMS_KEY_ID",
+                "RESPONSES_TABLE",
                 # The Lambda Web Adapter's and the stream timeout (tests/infra/test_streaming.py).
                 "AWS_LAMBDA_EXEC_WRAPPER",
                 "AWS_LWA_INVOKE_MODE",

@@ -168,16 +168,22 @@ class ModelAlias(BaseModel):
 
 
 class StoredResponse(BaseModel):
-    """A response kept for `GET /v1/responses/{id}` and `previous_response_id` (SPEC §4.3)."""
+    """A Responses API call kept for `GET /v1/responses/{id}` and `previous_response_id` (SPEC §4.3):
+    stored sealed, in its tenant's partition, for the tenant's retention (byom.dal.responses)."""
 
     id: str
+    """`resp_...`, as the Response object's own id."""
     tenant_id: str
     created_at: int
+    """Unix seconds."""
     response: dict[str, Any]
-    """The Response object as the client received it."""
+    """The OpenAI Response object as it was returned to the client."""
     input_items: list[dict[str, Any]]
-    """This request's input items, as `input_items` lists them."""
+    """This request's input items as OpenAI's input_items list shows them, each with an `id`."""
     context: list[dict[str, Any]]
-    """The conversation as chat messages, the answer included: what a later call continues."""
+    """The conversation so far as chat-completions messages, the assistant's answer included: what a
+    later call naming this one as `previous_response_id` continues, for stateless providers."""
     user: str | None = None
+    """The data subject, whose erasure deletes this record."""
     expires_at: int | None = None
+    """Unix seconds; None: kept until deleted."""

@@ -116,6 +116,7 @@ class Trail:
             redactions=self.redactions,
             content_key=self.content_key,
             cache_key=self.cache_key,
+            response_id=self.response_id,
         )
 
     # The metering transaction's side (byom.logic.budget.SettleRecord)
