@@ -215,11 +215,11 @@ def test_stored_responses_are_retrieved_listed_and_deleted(
     retrieved = raw.get(f"/responses/{created.id}")
     assert retrieved.status_code == 200
     assert_valid("Response", retrieved.json())
-    assert retrieved.json()["output"] == created.model_dump(mode="json")["output"]
-    assert sdk.responses.retrieve(created.id).metadata == {"ticket": "T-1"}
+    again = sdk.responses.retrieve(created.id)
+    assert again.model_dump() == created.model_dump() and again.metadata == {"ticket": "T-1"}
     items = raw.get(f"/responses/{created.id}/input_items")
     assert_valid("ResponseItemList", items.json())
-    assert [i["content"][0]["text"] for i in sdk.responses.input_items.list(created.id).data] == [
+    assert [i.content[0].text for i in sdk.responses.input_items.list(created.id).data] == [
         "Remember this"
     ]
 

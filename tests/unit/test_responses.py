@@ -415,3 +415,14 @@ def test_openai_is_asked_on_its_responses_api_and_bedrock_on_chat(
 
     assert native.calls[-1][0] == asked
     assert answer.usage.total_tokens > 0
+
+
+def test_a_continuation_without_a_user_belongs_to_the_earlier_subject(
+    store: invoke.InvokeStore, keeper: FakeResponseKeeper
+) -> None:
+    first = invoke.respond(store, _call(), request(input="One", user="subject-7"))
+
+    second = invoke.respond(store, _call(), request(input="Two", previous_response_id=first.body["id"]))
+
+    record = keeper.get("tnt_a", second.body["id"])
+    assert record is not None and record.user == "subject-7"  # erased with them, like the first

@@ -949,6 +949,8 @@ class _Responding:
                     param="previous_response_id",
                 )
             context = previous.context
+            # A continuation carries its subject's words: it is theirs too, and erased with them.
+            trail.user = trail.user or previous.user
         header = responses.Header(responses.new_id("resp"), store.now(), request.model, request)
         if request.stores and store.responses is not None:
             trail.response_id = header.response_id
