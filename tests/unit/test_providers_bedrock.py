@@ -291,6 +291,7 @@ def test_token_counts_become_openai_usage(stubbed: tuple[BedrockProvider, Stubbe
         "prompt_tokens": 21,
         "completion_tokens": 4,
         "total_tokens": 25,
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
 
 

@@ -353,7 +353,12 @@ def test_a_streamed_hit_sends_usage_when_asked_for(store: invoke.InvokeStore) ->
     )
 
     last = json.loads(list(answer.events)[-2].removeprefix("data: "))
-    assert last["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+    assert last["usage"] == {
+        "prompt_tokens": 5,
+        "completion_tokens": 3,
+        "total_tokens": 8,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
 
 
 def test_a_stream_assembles_into_the_answer_it_amounts_to() -> None:

@@ -27,6 +27,7 @@ COUNTERS = (
     "requests",
     "input_tokens",
     "output_tokens",
+    "cached_tokens",
     "cost_micros",
     "errors",
     "cache_hits",
@@ -111,6 +112,8 @@ class Metered:
     alias: str
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_tokens: int = 0
+    """Of `input_tokens`, those read from the provider's prompt cache."""
     cost_micros: int = 0
     error: bool = False
     cache_hit: bool = False
@@ -123,6 +126,7 @@ class Metered:
             "requests": 0 if self.error else 1,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
+            "cached_tokens": self.cached_tokens,
             "cost_micros": self.cost_micros,
             "errors": 1 if self.error else 0,
             "cache_hits": 1 if self.cache_hit else 0,

@@ -197,6 +197,7 @@ def _target(tenant_id: str, alias: str, model: Any, credential: Any) -> Target:
         pricing=model.pricing,
         budget_pricing=model.budget_pricing or model.pricing,
         max_output_tokens=model.max_output_tokens,
+        prompt_caching=model.prompt_caching,
     )
 
 
