@@ -370,7 +370,11 @@ def test_converse_writes_a_marked_prefix_first_and_reads_it_on_a_repeat() -> Non
 
     # "be brief" (2) + "a long shared document" (4): all of the prompt is before the last point.
     assert (first["cacheWriteInputTokens"], first["cacheReadInputTokens"], first["inputTokens"]) == (6, 0, 0)
-    assert (second["cacheWriteInputTokens"], second["cacheReadInputTokens"], second["inputTokens"]) == (0, 6, 0)
+    assert (second["cacheWriteInputTokens"], second["cacheReadInputTokens"], second["inputTokens"]) == (
+        0,
+        6,
+        0,
+    )
 
 
 def test_converse_reads_the_shared_part_of_a_prompt_that_grew() -> None:

@@ -77,11 +77,15 @@ def cost_micros(
 
 
 def cache_read_price(pricing: Pricing) -> float:
-    return pricing.input_per_1k_usd if pricing.cache_read_per_1k_usd is None else pricing.cache_read_per_1k_usd
+    return (
+        pricing.input_per_1k_usd if pricing.cache_read_per_1k_usd is None else pricing.cache_read_per_1k_usd
+    )
 
 
 def cache_write_price(pricing: Pricing) -> float:
-    return pricing.input_per_1k_usd if pricing.cache_write_per_1k_usd is None else pricing.cache_write_per_1k_usd
+    return (
+        pricing.input_per_1k_usd if pricing.cache_write_per_1k_usd is None else pricing.cache_write_per_1k_usd
+    )
 
 
 def input_bound_price(pricing: Pricing) -> float:
