@@ -112,14 +112,14 @@ class Metered:
     alias: str
     input_tokens: int = 0
     output_tokens: int = 0
-    cached_tokens: int = 0
-    """Of `input_tokens`, those read from the provider's prompt cache."""
     cost_micros: int = 0
     error: bool = False
     cache_hit: bool = False
     latency_ms: int | None = None
     tokens_minute: str | None = None
     """Under a tokens-per-minute limit: the minute (`YYYY-MM-DDTHH:MM`) whose counter this adds to."""
+    cached_tokens: int = 0
+    """Of `input_tokens`, those read from the provider's prompt cache."""
 
     def counters(self) -> dict[str, int]:
         return {
