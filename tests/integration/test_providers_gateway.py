@@ -129,7 +129,13 @@ def test_a_prompt_caching_alias_sends_cache_points_and_is_charged_at_the_cache_r
         "cache_read_per_1k_usd": 0.1,
         "cache_write_per_1k_usd": 1.25,
     }
-    model = {"alias": "cached", "provider": "bedrock", "model_id": NOVA, "prompt_caching": True, "pricing": price}
+    model = {
+        "alias": "cached",
+        "provider": "bedrock",
+        "model_id": NOVA,
+        "prompt_caching": True,
+        "pricing": price,
+    }
     caller = tenant_context(_tenant(admin_api, model), "developer")
     point = {"cachePoint": {"type": "default"}}
     expected = {
@@ -145,7 +151,11 @@ def test_a_prompt_caching_alias_sends_cache_points_and_is_charged_at_the_cache_r
     status, body, headers = gateway("/v1/chat/completions", _chat("cached", messages=messages), caller)
 
     usage = json.loads(body)["usage"]
-    assert (status, usage["prompt_tokens"], usage["prompt_tokens_details"]) == (200, 703, {"cached_tokens": 600})
+    assert (status, usage["prompt_tokens"], usage["prompt_tokens_details"]) == (
+        200,
+        703,
+        {"cached_tokens": 600},
+    )
     # 3 plain x 1,000 + 600 read x 100 + 100 written x 1,250 + 10 output x 2,000 micro-dollars.
     assert headers["x-byom-cost-usd"] == "0.208000"
 
