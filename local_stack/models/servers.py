@@ -93,6 +93,7 @@ class StandInState:
         self._streams: deque[StreamRecord] = deque(maxlen=STREAM_LOG_SIZE)
         self._calls: dict[str, int] = {}
         self._lock = threading.Lock()
+        self.prompt_cache = logic.PromptCache()
 
     def record(self, api: str, model: str, body: Any) -> None:
         with self._lock:
@@ -103,6 +104,7 @@ class StandInState:
             self.requests.clear()
             self._streams.clear()
             self._calls.clear()
+        self.prompt_cache.clear()
 
     def stream_started(self, api: str, model: str) -> StreamRecord:
         stream = StreamRecord(api, model, started_at=time.time())
@@ -297,10 +299,16 @@ class OpenAIStandInHandler(_StandInHandler):
             return
         if not request.get("stream"):
             self._send_json(
-                200, logic.openai_chat_completion(request, completion_id=completion_id, created=created)
+                200,
+                logic.openai_chat_completion(
+                    request, completion_id=completion_id, created=created, cache=self.state.prompt_cache
+                ),
             )
             return
-        self._sse(request, logic.openai_chat_chunks(request, completion_id=completion_id, created=created))
+        chunks = logic.openai_chat_chunks(
+            request, completion_id=completion_id, created=created, cache=self.state.prompt_cache
+        )
+        self._sse(request, chunks)
 
     def _respond(self, request: dict[str, Any]) -> None:
         if not request.get("stream"):
@@ -424,7 +432,10 @@ class BedrockStandInHandler(_StandInHandler):
                         200, logic.custom_model_converse(custom.answer, request, latency_ms=latency)
                     )
                 else:
-                    self._send_json(200, logic.bedrock_converse(model_id, request, latency_ms=latency))
+                    answer = logic.bedrock_converse(
+                        model_id, request, latency_ms=latency, cache=self.state.prompt_cache
+                    )
+                    self._send_json(200, answer)
             elif operation == "converse-stream":
                 self.state.record("converse-stream", model_id, request)
                 self.state.apply_behaviour(model_id)
@@ -432,7 +443,9 @@ class BedrockStandInHandler(_StandInHandler):
                 if custom is not None:
                     events = logic.custom_model_converse_stream(custom.answer, request, latency_ms=latency)
                 else:
-                    events = logic.bedrock_converse_stream(model_id, request, latency_ms=latency)
+                    events = logic.bedrock_converse_stream(
+                        model_id, request, latency_ms=latency, cache=self.state.prompt_cache
+                    )
                 frames = [
                     Frame(encode_event(kind, payload), logic.bedrock_event_carries_token(kind, payload))
                     for kind, payload in events

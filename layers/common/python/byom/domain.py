@@ -56,6 +56,9 @@ class PutCredential(_Request):
 class Pricing(_Request):
     input_per_1k_usd: Money
     output_per_1k_usd: Money
+    # Input tokens read from / written to the provider's prompt cache; None: the input price.
+    cache_read_per_1k_usd: Money | None = None
+    cache_write_per_1k_usd: Money | None = None
 
 
 class CreateModel(_Request):
@@ -73,6 +76,9 @@ class CreateModel(_Request):
     eval_threshold: Annotated[float, Field(ge=0, le=1)] | None = None
     # Overrides the tenant policy's redaction mode for this alias (e.g. "off" for an in-account model).
     redaction_mode: RedactionMode | None = None
+    # Mark the prompt's stable prefix for the provider's cache (Bedrock cache points, where the
+    # catalog says the model takes them); OpenAI caches on its own, so there it changes nothing.
+    prompt_caching: Annotated[bool, Field(strict=True)] = False
 
 
 Fraction = Annotated[float, Field(gt=0, le=1), AfterValidator(_finite)]
@@ -158,6 +164,7 @@ class ModelAlias(BaseModel):
     max_output_tokens: int | None = None
     eval_threshold: float | None = None
     redaction_mode: RedactionMode | None = None
+    prompt_caching: bool = False
     budget_pricing: Pricing | None = None
     """The highest input and output prices on the alias's fallback chain, fixed at registration
     (aliases are immutable and a fallback cannot be deleted while used): what a reservation prices."""

@@ -202,6 +202,7 @@ def _target(tenant_id: str, alias: str, model: Any, credential: Any) -> Target:
         max_output_tokens=model.max_output_tokens,
         native_responses=model.provider == "openai"
         or bool(model.provider == "openai_compatible" and credential and credential.responses),
+        prompt_caching=model.prompt_caching,
     )
 
 

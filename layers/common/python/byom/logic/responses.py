@@ -210,19 +210,6 @@ def output_items(message: dict[str, Any]) -> list[dict[str, Any]]:
     return items
 
 
-def usage_of(usage: Usage) -> dict[str, Any]:
-    return {
-        "input_tokens": usage.prompt_tokens,
-        "input_tokens_details": {
-            "cached_tokens": getattr(usage, "cached_tokens", 0),
-            "cache_write_tokens": getattr(usage, "cache_write_tokens", 0),
-        },
-        "output_tokens": usage.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": usage.total_tokens,
-    }
-
-
 @dataclass(frozen=True)
 class Header:
     """What every shape of one response carries: its id, its time, and what was asked."""
@@ -290,7 +277,7 @@ def response_object(
             "truncation": request.truncation or "disabled",
             "metadata": request.metadata or {},
         }
-        | ({"usage": usage_of(usage)} if usage is not None else {})
+        | ({"usage": usage.responses()} if usage is not None else {})
         | {name: value for name in _IDENTIFIERS if (value := getattr(request, name)) is not None}
     )
 

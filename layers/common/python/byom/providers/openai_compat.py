@@ -58,9 +58,16 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class _PromptTokensDetails(_Lenient):
+    cached_tokens: int | None = None
+
+
 class _Usage(_Lenient):
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # OpenAI's automatic prompt caching: of prompt_tokens, those read from its cache (billed at
+    # the cached-input rate). Servers without caching send null or leave it out.
+    prompt_tokens_details: _PromptTokensDetails | None = None
 
 
 class _Message(_Lenient):
@@ -104,7 +111,13 @@ class _Embeddings(_Lenient):
 
 
 def _usage(usage: _Usage | None) -> Usage:
-    return Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage()
+    if usage is None:
+        return Usage()
+    details = usage.prompt_tokens_details
+    cached = (details.cached_tokens if details else None) or 0
+    return Usage(
+        usage.prompt_tokens, usage.completion_tokens, cached_tokens=min(max(cached, 0), usage.prompt_tokens)
+    )
 
 
 def gateway_status(provider_status: int) -> tuple[int, bool]:

@@ -132,10 +132,7 @@ def usage_of(usage: _Usage | None) -> Usage:
     if usage is None:
         return Usage()
     cached = usage.input_tokens_details.cached_tokens if usage.input_tokens_details else 0
-    fields: dict[str, int] = {"prompt_tokens": usage.input_tokens, "completion_tokens": usage.output_tokens}
-    if cached and "cached_tokens" in Usage.__dataclass_fields__:
-        fields["cached_tokens"] = cached
-    return Usage(**fields)
+    return Usage(usage.input_tokens, usage.output_tokens, cached_tokens=min(cached, usage.input_tokens))
 
 
 def _finish(response: _Response, has_calls: bool) -> str:
