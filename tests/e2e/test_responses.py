@@ -219,9 +219,7 @@ def test_stored_responses_are_retrieved_listed_and_deleted(
     assert again.model_dump() == created.model_dump() and again.metadata == {"ticket": "T-1"}
     items = raw.get(f"/responses/{created.id}/input_items")
     assert_valid("ResponseItemList", items.json())
-    assert [i.content[0].text for i in sdk.responses.input_items.list(created.id).data] == [
-        "Remember this"
-    ]
+    assert [i.content[0].text for i in sdk.responses.input_items.list(created.id).data] == ["Remember this"]
 
     sdk.responses.delete(created.id)
 

@@ -463,7 +463,7 @@ def test_usage_has_the_chat_and_the_responses_shapes() -> None:
         },
         {
             "input_tokens": 50,
-            "input_tokens_details": {"cached_tokens": 40},
+            "input_tokens_details": {"cached_tokens": 40, "cache_write_tokens": 10},
             "output_tokens": 5,
             "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": 55,
