@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import signal
 import sys
-import threading
 
 from local_stack.lambdas import FunctionLoadError
 from local_stack.resources import ResourceCreationError
@@ -15,6 +15,40 @@ from local_stack.stack import LocalStack, StackError, StackSettings
 
 def _say(message: str) -> None:
     print(message, flush=True)
+
+
+class StopRequests:
+    """SIGINT / SIGTERM, however many and however fast, wake `wait` once.
+
+    The handler touches no lock: Python runs it in the main thread between two bytecodes, so a
+    handler calling `threading.Event.set()` while that thread already holds the event's lock (a
+    second signal arriving as `wait` returns) would wait for itself forever. The interpreter itself
+    writes each signal's number to a non-blocking self-pipe (`signal.set_wakeup_fd`); `wait` reads it.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)  # a full pipe drops wake-ups instead of blocking
+
+    def install(self) -> StopRequests:
+        signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        for sig in self.SIGNALS:
+            signal.signal(sig, _ignore)  # only the wake-up matters; no KeyboardInterrupt mid-stop
+        return self
+
+    def wait(self) -> None:
+        select.select([self._read_fd], [], [])
+
+    def ignore_from_now_on(self) -> None:
+        """Stopped: a late signal must not kill the interpreter while it exits (status -2 for 0)."""
+        for sig in self.SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def _ignore(_signum: int, _frame: object) -> None:
+    pass
 
 
 def main() -> int:
@@ -27,9 +61,7 @@ def main() -> int:
     for noisy in ("werkzeug", "botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = StopRequests().install()
 
     stack = LocalStack(StackSettings.from_env(), progress=_say)
     try:
@@ -43,6 +75,7 @@ def main() -> int:
     finally:
         _say("Stopping the BYOM local stack ...")
         stack.stop()
+        stop.ignore_from_now_on()
     return 0
 
 

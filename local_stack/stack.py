@@ -109,6 +109,15 @@ class StackSettings:
         )
 
 
+def check_admin_key(key: str) -> None:
+    """A key a client cannot send in an `Authorization` header would make every admin call 401."""
+    if key != key.strip() or not key.isascii() or not key.isprintable():
+        raise StackError(
+            "BYOM_ADMIN_KEY must be printable ASCII without leading or trailing spaces: "
+            "it travels in the Authorization header"
+        )
+
+
 def synthesize(repo_root: Path, outdir: Path | None = None) -> Path:
     """Runs app.py with bundling off, as `make synth` does; answers the template's path."""
     outdir = outdir or repo_root / "cdk.out"
@@ -232,6 +241,8 @@ class LocalStack:
             self.progress("Synthesizing the CDK app (app.py, bundling off) ...")
         template_path = settings.template or synthesize(settings.repo_root)
         self.template = load_template(template_path)
+        if settings.admin_key is not None:
+            check_admin_key(settings.admin_key)
         self.admin_key = settings.admin_key or secrets.token_urlsafe(32)
         self.admin_key_generated = settings.admin_key is None
 
