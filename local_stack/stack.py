@@ -40,6 +40,7 @@ from local_stack.lambdas import (
     merge_environments,
     register_function_arns,
 )
+from local_stack.logs import ServiceStamp
 from local_stack.models.customization import CustomizationState
 from local_stack.models.openai_fine_tuning import OpenAIFineTuningState
 from local_stack.models.servers import bedrock_stand_in, openai_stand_in
@@ -211,6 +212,7 @@ class LocalStack:
         self.customization = CustomizationState()
         self.event_bus: LocalEventBus | None = None
         self.iam = IamEmulation()
+        self._service_stamp = ServiceStamp()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -247,6 +249,7 @@ class LocalStack:
         self.admin_key_generated = settings.admin_key is None
 
         self._saved_environ = dict(os.environ)
+        self._service_stamp.install()
         self._start_moto()
         self._isolate_aws_environment()
         self.progress(f"AWS emulation (moto) at {self.moto_url}")
@@ -420,6 +423,7 @@ class LocalStack:
                 self._moto.stop()
             self._moto = None
         self._runtime.unload()
+        self._service_stamp.uninstall()
         for name in [
             n for n in sys.modules if any(n == s or n.startswith(s + ".") for s in self._saved_modules)
         ]:
