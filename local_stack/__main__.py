@@ -1,13 +1,19 @@
-"""`python -m local_stack` (what `make run` calls): serve the BYOM Gateway on 127.0.0.1 until stopped."""
+"""`python -m local_stack` (what `make run` calls): serve the BYOM Gateway on 127.0.0.1 until stopped.
+
+`--demo` (what `make demo` calls) also seeds a ready tenant (local_stack.demo) once it serves.
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import select
 import signal
 import sys
+from pathlib import Path
 
+from local_stack import demo
 from local_stack.lambdas import FunctionLoadError
 from local_stack.resources import ResourceCreationError
 from local_stack.stack import LocalStack, StackError, StackSettings
@@ -51,7 +57,10 @@ def _ignore(_signum: int, _frame: object) -> None:
     pass
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local_stack", description="The BYOM Gateway, locally.")
+    parser.add_argument("--demo", action="store_true", help="seed a demo tenant and print its keys")
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("BYOM_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -63,14 +72,24 @@ def main() -> int:
 
     stop = StopRequests().install()
 
-    stack = LocalStack(StackSettings.from_env(), progress=_say)
+    ports = (demo.DEFAULT_OPENAI_STANDIN_PORT, demo.DEFAULT_BEDROCK_STANDIN_PORT) if args.demo else (0, 0)
     try:
+        stack = LocalStack(StackSettings.from_env(stand_in_ports=ports), progress=_say)
         stack.start()
     except (StackError, ResourceCreationError, FunctionLoadError) as error:
         print(f"BYOM local stack failed to start: {error}", file=sys.stderr, flush=True)
         return 1
     try:
         _say("\n".join(stack.instructions()))
+        if args.demo:
+            try:
+                tenant = demo.seed(stack.url, stack.admin_key, stack.openai_url)
+            except (demo.DemoSeedError, OSError) as error:
+                print(f"BYOM demo seeding failed: {error}", file=sys.stderr, flush=True)
+                return 1
+            env_file = Path(os.environ.get("BYOM_DEMO_ENV_FILE") or demo.ENV_FILE)
+            demo.write_env_file(tenant, env_file)
+            _say("\n".join(demo.instructions(tenant, env_file)))
         stop.wait()
     finally:
         _say("Stopping the BYOM local stack ...")
