@@ -57,6 +57,18 @@ def _ignore(_signum: int, _frame: object) -> None:
     pass
 
 
+def _seed_demo(stack: LocalStack) -> bool:
+    env_file = Path(os.environ.get("BYOM_DEMO_ENV_FILE") or demo.ENV_FILE)
+    try:
+        tenant = demo.seed(stack.url, stack.admin_key, stack.openai_url)
+        demo.write_env_file(tenant, env_file)
+    except (demo.DemoSeedError, OSError) as error:
+        print(f"BYOM demo seeding failed: {error}", file=sys.stderr, flush=True)
+        return False
+    _say("\n".join(demo.instructions(tenant, env_file)))
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m local_stack", description="The BYOM Gateway, locally.")
     parser.add_argument("--demo", action="store_true", help="seed a demo tenant and print its keys")
@@ -81,15 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         _say("\n".join(stack.instructions()))
-        if args.demo:
-            try:
-                tenant = demo.seed(stack.url, stack.admin_key, stack.openai_url)
-            except (demo.DemoSeedError, OSError) as error:
-                print(f"BYOM demo seeding failed: {error}", file=sys.stderr, flush=True)
-                return 1
-            env_file = Path(os.environ.get("BYOM_DEMO_ENV_FILE") or demo.ENV_FILE)
-            demo.write_env_file(tenant, env_file)
-            _say("\n".join(demo.instructions(tenant, env_file)))
+        if args.demo and not _seed_demo(stack):
+            return 1
         stop.wait()
     finally:
         _say("Stopping the BYOM local stack ...")

@@ -9,6 +9,7 @@ are what the README's examples use.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import urllib.error
 import urllib.request
@@ -115,9 +116,11 @@ def seed(url: str, admin_key: str, openai_stand_in_url: str) -> DemoTenant:
 
 
 def write_env_file(tenant: DemoTenant, path: Path) -> None:
-    path.write_text("\n".join(tenant.export_lines()) + "\n", encoding="utf-8")
-    # It holds keys: readable by its owner only.
-    path.chmod(0o600)
+    # It holds keys: readable by its owner only, from the moment it exists.
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write("\n".join(tenant.export_lines()) + "\n")
+    path.chmod(0o600)  # an older file keeps its mode through O_TRUNC
 
 
 def instructions(tenant: DemoTenant, env_file: Path) -> Iterator[str]:
