@@ -9,7 +9,7 @@ LAYER_PYTHON ?= 3.14
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1
 export PYTHONDONTWRITEBYTECODE=1
 
-.PHONY: install run test lint format synth layers deploy bench clean
+.PHONY: install run demo test lint format synth layers deploy bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt layers/deps/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ install: $(VENV)/.installed
 
 run: install
 	$(PY) -m local_stack
+
+# The local stack with a ready tenant `demo`: prints (and writes to .byom-demo.env) its keys.
+demo: install
+	$(PY) -m local_stack --demo
 
 test: install
 	$(PY) -m pytest
