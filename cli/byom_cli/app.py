@@ -551,20 +551,6 @@ def _seconds(value: str | None, name: str) -> int | None:
     return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
 
 
-AUDIT_COLUMNS = [
-    "created_at",
-    "kind",
-    "key_id",
-    "route",
-    "action",
-    "model",
-    "status",
-    "input_tokens",
-    "output_tokens",
-    "cost_usd",
-]
-
-
 @audit.command("list")
 def audit_list(
     ctx: typer.Context,
@@ -598,10 +584,10 @@ def audit_list(
     if as_json:
         _emit_json(page)
         return
-    columns = [*AUDIT_COLUMNS, "content"] if include_content else AUDIT_COLUMNS
-    out.print(render.table(page.get("data") or [], columns, "Audit records"))
+    out.print(render.audit(page.get("data") or [], include_content))
     if page.get("next_token"):
-        out.print(f"More: byom audit list --next-token {page['next_token']}", highlight=False)
+        # Unwrapped, so the token copies whole.
+        out.print(f"More: --next-token {page['next_token']}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

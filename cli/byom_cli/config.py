@@ -44,10 +44,12 @@ def config_path(env: Mapping[str, str] | None = None) -> Path:
 
 
 def mask_key(key: str | None) -> str:
-    """Enough to tell two keys apart, never enough to use one."""
+    """Enough to tell two keys apart, never enough to use one: `byom-` (every tenant key's public
+    prefix) and the last four characters, nothing of a key shorter than 12."""
     if not key:
         return "(none)"
-    return f"byom-…{key[-4:]}" if len(key) >= 12 else "byom-…"
+    prefix = "byom-" if key.startswith("byom-") else ""
+    return f"{prefix}…{key[-4:]}" if len(key) >= 12 else f"{prefix}…"
 
 
 def clean_key(raw: str) -> str:

@@ -19,7 +19,8 @@ EVENT_LINES = 5
 
 
 def when(seconds: Any) -> str:
-    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+    """A UTC time; 0 is how the API says "never set"."""
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
         return ""
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -27,7 +28,10 @@ def when(seconds: Any) -> str:
 def usd(amount: Any) -> str:
     if not isinstance(amount, int | float) or isinstance(amount, bool):
         return ""
-    return f"${amount:,.6f}" if 0 < abs(amount) < 0.01 else f"${amount:,.2f}"
+    # Calls cost fractions of a cent: the digits that tell amounts apart, to the micro-dollar the
+    # ledger keeps, and no trailing zeros past the cents.
+    whole, _, fraction = f"{amount:,.6f}".partition(".")
+    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
 
 
 def cell(value: Any) -> str:
@@ -96,7 +100,7 @@ def usage(report: dict[str, Any]) -> Group:
     """The usage route's report: one row per model / key / day, the month's total, the budget bar."""
     group = str(report.get("group_by") or "model")
     out = Table(title=f"Usage {report.get('month', '')} by {group}")
-    out.add_column(group)
+    out.add_column(group, overflow="fold")
     for column in USAGE_COLUMNS:
         out.add_column(column.replace("_", " "), justify="right")
     for item in report.get("items") or []:
@@ -117,6 +121,29 @@ def _counters(item: dict[str, Any]) -> list[str]:
         else:
             values.append(cell(value))
     return values
+
+
+def audit(records: list[dict[str, Any]], with_content: bool = False) -> Table:
+    """Audit records, one line each: an interaction names its route and model, an admin action its
+    method and route template."""
+    out = Table(title="Audit records")
+    for column in ("time", "kind", "key", "what", "model", "status", "tokens in/out", "cost"):
+        out.add_column(column, overflow="fold")
+    if with_content:
+        out.add_column("content", overflow="fold")
+    for r in records:
+        row = [
+            when(r.get("created_at")),
+            cell(r.get("kind")),
+            cell(r.get("key_id")),
+            cell(r.get("route") or r.get("action")),
+            cell(r.get("model")),
+            cell(r.get("status")),
+            f"{r.get('input_tokens', 0)}/{r.get('output_tokens', 0)}",
+            usd(r.get("cost_usd") or 0),
+        ]
+        out.add_row(*row, cell(r.get("content"))) if with_content else out.add_row(*row)
+    return out
 
 
 def pipeline(job: dict[str, Any], events: list[dict[str, Any]]) -> Group:

@@ -69,6 +69,10 @@ def test_a_short_key_is_masked_entirely() -> None:
     assert config.mask_key("byom-abc") == "byom-…"
 
 
+def test_a_key_of_another_shape_is_not_given_the_byom_prefix() -> None:
+    assert config.mask_key("platform-admin-secret") == "…cret"
+
+
 @pytest.mark.parametrize("raw", ["", "   \n", "two words", "x" * (config.MAX_KEY_LENGTH + 1)])
 def test_what_cannot_be_a_key_is_refused(raw: str) -> None:
     with pytest.raises(config.ConfigError):

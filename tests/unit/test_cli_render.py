@@ -67,6 +67,10 @@ def test_small_costs_keep_their_digits() -> None:
     assert render.usd(0.000125) == "$0.000125"
 
 
+def test_cents_keep_their_fractions() -> None:
+    assert render.usd(0.035) == "$0.035"
+
+
 def test_a_training_job_has_validation_done_and_training_current() -> None:
     shown = text_of(render.pipeline({"id": "ftjob-1", "byom_status": "training"}, []))
 
@@ -93,4 +97,20 @@ def test_the_latest_events_read_oldest_first() -> None:
 
 
 def test_times_print_in_utc() -> None:
-    assert render.when(0) == "1970-01-01 00:00:00"
+    assert render.when(1) == "1970-01-01 00:00:01"
+
+
+def test_a_time_never_set_prints_blank() -> None:
+    assert render.when(0) == ""
+
+
+def test_an_admin_record_shows_its_action_where_a_call_shows_its_route() -> None:
+    records = [
+        {"kind": "interaction", "route": "chat.completions", "model": "fast", "input_tokens": 2},
+        {"kind": "admin", "action": "PUT /admin/tenants/{tenant_id}/budget", "status": "200"},
+    ]
+
+    shown = text_of(render.audit(records))
+
+    assert "chat.completions" in shown
+    assert "PUT /admin/tenants/{tenant_id}/budget" in shown
