@@ -178,8 +178,9 @@ def login(
     key: KeyOnArgv = None,
     as_json: Json = False,
 ) -> None:
-    """Save the gateway's URL and key (from --key-stdin, $BYOM_ADMIN_KEY / $BYOM_API_KEY or a hidden
-    prompt) in the config file, readable by its owner only."""
+    """Save the gateway's URL and key in the config file (readable by its owner only).
+
+    The key comes from --key-stdin, $BYOM_ADMIN_KEY / $BYOM_API_KEY, or a hidden prompt."""
     _refuse_key_on_argv(key)
     path = config.config_path()
     saved = config.load_file(path)
@@ -317,8 +318,9 @@ def credentials_put(
     api_key: KeyOnArgv = None,
     as_json: Json = False,
 ) -> None:
-    """Store a provider credential; the provider key is read from stdin (--key-stdin) or a hidden
-    prompt, and no route ever returns it."""
+    """Store a provider credential; its key is read from stdin or a hidden prompt.
+
+    No route ever returns the key: only its last four characters come back."""
     _refuse_key_on_argv(api_key)
     secret = None if no_key else _read_secret(key_stdin, "Provider API key")
     body = {"provider": provider, "api_key": secret, "base_url": base_url}
@@ -493,8 +495,9 @@ def jobs_watch(
     ] = 3600.0,
     as_json: Json = False,
 ) -> None:
-    """Follow a job through the pipeline's states until it succeeds, fails or is cancelled; exit 0
-    only when it succeeded."""
+    """Follow a job through the pipeline's states, live, until it ends.
+
+    Exits 0 only when the job succeeded."""
     gateway = _gateway(ctx)
     path = f"v1/fine_tuning/jobs/{segment(job_id)}"
     deadline = time.monotonic() + timeout
