@@ -4,7 +4,10 @@ the openai SDK, and read it back as `byom usage` shows it."""
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,12 +31,12 @@ class Cli:
     config: Path
     outputs: list[str] = field(default_factory=list)
 
-    def __call__(self, *args: str, stdin: str | None = None) -> Result:
+    def __call__(self, *args: str, stdin: str | None = None, api_key: str | None = None) -> Result:
         env: dict[str, str | None] = {
             "BYOM_CONFIG": str(self.config),
             "BYOM_URL": None,
             "BYOM_ADMIN_KEY": None,
-            "BYOM_API_KEY": None,
+            "BYOM_API_KEY": api_key,
             "BYOM_TENANT": None,
             "COLUMNS": "200",
         }
@@ -70,10 +73,10 @@ def team(local_stack: LocalStack, cli: Cli) -> dict:
         "--credential", "local", "--input-per-1k", "0.001", "--output-per-1k", "0.002", *scope,
     )  # fmt: skip
     cli.json("budget", "set", "--limit", "5", *scope)
-    key = cli.json("keys", "create", "app", "--role", "developer", *scope)["key"]
+    key = cli.json("keys", "create", "app", "--role", "admin", *scope)["key"]
     sdk = openai.OpenAI(base_url=f"{local_stack.url}/v1", api_key=key, max_retries=0)
     sdk.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hello"}], max_tokens=20)
-    return {"id": tenant, "key": key}
+    return {"id": tenant, "key": key, "sdk": sdk}
 
 
 def test_login_never_prints_the_key(cli: Cli) -> None:
@@ -95,6 +98,21 @@ def test_usage_prints_a_table_with_the_model_row_and_the_budget_bar(cli: Cli, te
     assert "fast" in rows
     assert "Budget [" in result.stdout
     assert "of $5.00" in result.stdout
+
+
+def test_the_installed_byom_command_prints_the_usage_table(cli: Cli, team: dict) -> None:
+    """`make install` puts `byom` beside the interpreter; this is the command a user types."""
+    byom = Path(sys.executable).with_name("byom")
+    assert byom.exists(), "run `make install`: it installs the byom console script"
+    env = os.environ | {"BYOM_CONFIG": str(cli.config), "COLUMNS": "200"}
+    env = {k: v for k, v in env.items() if k not in ("BYOM_URL", "BYOM_ADMIN_KEY", "BYOM_API_KEY")}
+
+    result = subprocess.run(
+        [str(byom), "usage", "--tenant", team["id"]], env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "Usage " in result.stdout and "│ fast " in result.stdout
 
 
 def test_usage_json_counts_the_call(cli: Cli, team: dict) -> None:
@@ -140,3 +158,29 @@ def test_no_key_ever_appears_in_the_cli_s_output(cli: Cli, team: dict) -> None:
     assert PROVIDER_KEY not in printed
     assert ADMIN_KEY not in printed
     assert printed.count(team["key"]) == 1  # `keys create` shows a new key once, by design
+
+
+def test_jobs_watch_follows_a_job_to_its_end_and_exits_1_when_it_fails(cli: Cli, team: dict) -> None:
+    lines = [
+        json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]})
+    ]
+    bad = "\n".join([*lines * 4, '{"messages": [', *lines * 8]).encode()
+    cli.json(
+        "models",
+        "add",
+        "nova",
+        "--provider",
+        "bedrock",
+        "--model-id",
+        "amazon.nova-micro-v1:0",
+        "-t",
+        team["id"],
+    )
+    training_file = team["sdk"].files.create(file=("train.jsonl", bad), purpose="fine-tune").id
+    job = team["sdk"].fine_tuning.jobs.create(model="nova", training_file=training_file)
+
+    result = cli("jobs", "watch", job.id, "--interval", "0.5", "--timeout", "120", api_key=team["key"])
+
+    assert result.exit_code == 1, result.output
+    assert "✗ │ failed" in result.stdout
+    assert "line 5: not valid JSON" in result.stdout
