@@ -11,10 +11,12 @@ export PYTHONDONTWRITEBYTECODE=1
 
 .PHONY: install run demo test lint format synth layers deploy bench clean
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt layers/deps/requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt layers/deps/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==25.3
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	# The `byom` admin CLI; its dependencies are pinned in requirements-dev.txt already.
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed
