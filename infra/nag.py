@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING
 
 from aws_cdk import Acknowledgment, App, Validations
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from infra.config import DEFAULT_GUARDRAIL_ARNS, guardrail_arns
+from infra.constructs.functions import RUNTIME
 
 if TYPE_CHECKING:
     from infra.stack import ByomGatewayStack
@@ -151,13 +153,28 @@ TENANT_AUDIT_INDEXES_REASON = (
 )
 
 
+RUNTIME_REASON = (
+    "The functions run {runtime}, one minor version behind the newest Lambda Python runtime, on purpose "
+    "(docs/decisions.md): it is the newest one the tests also run on, and AWS patches it until its "
+    "deprecation date. Only functions on that runtime are acknowledged; moving to a newer one is "
+    "RUNTIME and the Makefile's LAYER_PYTHON together."
+)
+
+
 def acknowledge_findings(stack: ByomGatewayStack) -> None:
+    _acknowledge_runtime(stack)
     _acknowledge_function_roles(stack)
     _acknowledge_guardrails(stack)
     _acknowledge_governance(stack)
     _acknowledge_fine_tuning(stack)
     _acknowledge_admin_key_secret(stack)
     _acknowledge_api(stack)
+
+
+def _acknowledge_runtime(stack: ByomGatewayStack) -> None:
+    for construct in stack.node.find_all():
+        if isinstance(construct, lambda_.Function) and construct.runtime.name == RUNTIME.name:
+            acknowledge(construct, "L1", RUNTIME_REASON.format(runtime=RUNTIME.name))
 
 
 def _acknowledge_function_roles(stack: ByomGatewayStack) -> None:

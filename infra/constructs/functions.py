@@ -25,7 +25,7 @@ from infra.config import (
 from infra.constructs.data import API_KEYS_BY_TENANT_INDEX, Data
 from infra.constructs.observability import METRICS_NAMESPACE, alarm_arn, spend_alarm_prefix
 
-RUNTIME = lambda_.Runtime.PYTHON_3_14
+RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
 HANDLER = "handler.handler"
 # The gateway is a web app run by the Lambda Web Adapter (SPEC §4.4): the managed Python runtime
@@ -205,6 +205,8 @@ class Functions(Construct):
             role=role,
             layers=[*self.layers, *extra_layers],
             environment={**self._powertools_environment(spec), **environment},
+            # The stack's key, not Lambda's AWS managed one, so revoking the key stops the functions too.
+            environment_encryption=self._key,
             tenancy_config=tenancy_config,
         )
 

@@ -157,11 +157,11 @@ def test_every_log_group_is_encrypted_with_the_customer_managed_key(template: Te
 # ----------------------------------------------------------------------------------- functions
 
 
-def test_every_function_runs_python_3_14_on_arm64(template: Template) -> None:
+def test_every_function_runs_python_3_13_on_arm64(template: Template) -> None:
     functions = resources(template, "AWS::Lambda::Function")
     assert len(functions) == FUNCTION_COUNT
     for fn in functions.values():
-        assert props(fn)["Runtime"] == "python3.14"
+        assert props(fn)["Runtime"] == "python3.13"
         assert props(fn)["Architectures"] == ["arm64"]
 
 
