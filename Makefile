@@ -42,9 +42,15 @@ run: install
 demo: install
 	$(PY) -m local_stack --demo
 
+# The runtime's own Python (test-runtime) runs beside the main suite, whose end-to-end half mostly
+# waits on the local stack: together they take little longer than the main suite alone.
 test: install check
-	$(PY) -m pytest
-	$(MAKE) --no-print-directory test-runtime
+	@mkdir -p build
+	@$(MAKE) --no-print-directory test-runtime > build/test-runtime.log 2>&1 & runtime=$$!; \
+	$(PY) -m pytest; main=$$?; \
+	wait $$runtime; rt=$$?; \
+	echo "--- tests on the Lambda runtime's Python (build/test-runtime.log):"; tail -n 25 build/test-runtime.log; \
+	test $$main -eq 0 && test $$rt -eq 0
 
 # Synthesizes the template once (bundling off, cdk.json's context, cdk-nag on), then lints it with
 # cfn-lint (.cfnlintrc.yaml) and checkov (skips with reasons: infra/checkov_skips.py), and the runtime
