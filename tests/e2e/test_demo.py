@@ -169,3 +169,13 @@ def test_the_readme_curl_block_registers_a_tenant_whose_key_answers(exports: dic
 
     assert result.returncode == 0, result.stderr
     assert '"object":"chat.completion"' in result.stdout
+
+
+def test_the_readme_responses_examples_run_as_pasted(exports: dict[str, str]) -> None:
+    responses = _run([sys.executable, "-c", readme_block("responses-python")], exports)
+    agents = _run([sys.executable, "-c", readme_block("agents-python")], exports)
+
+    assert responses.returncode == 0, responses.stderr
+    assert "The tool answered: Sunny" in responses.stdout
+    assert agents.returncode == 0, agents.stderr
+    assert "The tool answered: Sunny in" in agents.stdout
