@@ -319,11 +319,13 @@ def test_a_subject_is_exported_then_erased_and_nothing_of_them_remains(
     sdk.chat.completions.create(
         model="chat", messages=[{"role": "user", "content": "someone else"}], user="other"
     )
+    stored = sdk.responses.create(model="chat", input="fourth", user=SUBJECT)
 
     exported = admin.get(f"{tenant['base']}/subjects/{SUBJECT}")
     assert exported.status_code == 200, exported.text
-    assert len(exported.json()["audit_records"]) == 3
+    assert len(exported.json()["audit_records"]) == 4
     assert len(exported.json()["cache_entries"]) == 1
+    assert [r["id"] for r in exported.json()["stored_responses"]] == [stored.id]
     # Each record carries the content its call stored (content logging is on).
     words = set(
         json.dumps([r.get("content") for r in exported.json()["audit_records"]]).replace('"', " ").split()
@@ -332,7 +334,14 @@ def test_a_subject_is_exported_then_erased_and_nothing_of_them_remains(
 
     erased = admin.delete(f"{tenant['base']}/subjects/{SUBJECT}")
     assert erased.status_code == 200, erased.text
-    assert erased.json()["erased"] == {"audit_records": 3, "content_objects": 3, "cache_entries": 1}
+    assert erased.json()["erased"] == {
+        "audit_records": 4,
+        "content_objects": 4,
+        "cache_entries": 1,
+        "stored_responses": 1,
+    }
+    with pytest.raises(openai.NotFoundError):
+        sdk.responses.retrieve(stored.id)
     s3 = _aws(local_stack, "s3")
     bucket = next(b["Name"] for b in s3.list_buckets()["Buckets"] if "finetuningdata" in b["Name"].lower())
     prefix = f"tenants/{tenant['id']}/subjects/{hashlib.sha256(SUBJECT.encode()).hexdigest()}/"
@@ -349,7 +358,7 @@ def test_a_subject_is_exported_then_erased_and_nothing_of_them_remains(
     assert "other" in json.dumps(_audit(admin, tenant, user="other"))
     erasures = _audit(admin, tenant, kind="erasure")
     # Newest first: the repeated erasure found nothing left.
-    assert [e["erased"]["audit_records"] for e in erasures] == [0, 3]
+    assert [e["erased"]["audit_records"] for e in erasures] == [0, 4]
     assert SUBJECT not in json.dumps(erasures)
 
 
