@@ -352,7 +352,8 @@ def test_a_subject_is_exported_then_erased_and_nothing_of_them_remains(
     assert admin.delete(f"{tenant['base']}/subjects/{SUBJECT}").json()["erased"]["audit_records"] == 0
     dynamodb = _aws(local_stack, "dynamodb")
     everything = json.dumps(
-        [dynamodb.scan(TableName=t)["Items"] for t in dynamodb.list_tables()["TableNames"]]
+        [dynamodb.scan(TableName=t)["Items"] for t in dynamodb.list_tables()["TableNames"]],
+        default=str,  # sealed attributes (stored responses) are bytes
     )
     assert SUBJECT not in everything
     assert "other" in json.dumps(_audit(admin, tenant, user="other"))
