@@ -12,6 +12,7 @@ from constructs import Construct
 from infra import nag
 from infra.config import Settings
 from infra.constructs.api import STAGE_NAME, Api
+from infra.constructs.automations import Automations
 from infra.constructs.data import Data
 from infra.constructs.fine_tuning import FineTuning
 from infra.constructs.functions import Functions
@@ -56,6 +57,15 @@ class ByomGatewayStack(Stack):
             key=self.security.key,
             data=self.data,
             functions=self.functions,
+        )
+        self.automations = Automations(
+            self,
+            "Automations",
+            settings=settings,
+            key=self.security.key,
+            data=self.data,
+            functions=self.functions,
+            alerts_topic=self.alerts.topic,
         )
         self.api = Api(
             self,
