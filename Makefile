@@ -9,7 +9,7 @@ LAYER_PYTHON ?= 3.14
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1
 export PYTHONDONTWRITEBYTECODE=1
 
-.PHONY: install run test lint format synth layers deploy bench clean
+.PHONY: install run test lint format synth layers deploy bench clean automation-example
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt layers/deps/requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,3 +53,8 @@ deploy: layers
 
 clean:
 	rm -rf $(VENV) build cdk.out .pytest_cache .mypy_cache .ruff_cache
+
+# An automation example on the local stack, end to end (examples/automations/; EXAMPLE=guardduty|cloudwatch).
+EXAMPLE ?= guardduty
+automation-example: install
+	PYTHONPATH=.:layers/common/python $(PY) -m examples.automations.run $(EXAMPLE)
