@@ -91,6 +91,7 @@ class ByomGatewayStack(Stack):
                 admin=self.functions.admin,
                 gateway=self.functions.gateway,
             ),
+            capability_alarms=[self.automations.dlq_alarm],
         )
         CfnOutput(self, "ApiUrl", value=self.api.rest_api.url, description="Base URL of the API (stage prod)")
         CfnOutput(
