@@ -71,9 +71,11 @@ def test_the_queue_redrives_to_a_dead_letter_queue_after_the_runners_tries(templ
 
 
 def test_only_the_stacks_automation_rules_may_send_to_the_queue(template: Template) -> None:
-    (policy,) = resources(template, "AWS::SQS::QueuePolicy").values()
     statements = [
-        s for s in props(policy)["PolicyDocument"]["Statement"] if s.get("Sid") == "AllowAutomationRules"
+        s
+        for policy in resources(template, "AWS::SQS::QueuePolicy").values()
+        for s in props(policy)["PolicyDocument"]["Statement"]
+        if s.get("Sid") == "AllowAutomationRules"
     ]
     (statement,) = statements
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
