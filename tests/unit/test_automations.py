@@ -6,7 +6,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-
 from byom.automations import Automation, Delivery, RetryLater, Run, TemplateFieldMissing
 from byom.errors import BudgetExceeded, InvalidRequest, ProviderError
 from byom.logic import automations as logic
@@ -175,7 +174,7 @@ def runner(auto: Automation, chat: Any) -> tuple[logic.RunnerStore, Repo, Publis
 
 def test_a_run_calls_the_model_under_the_automations_own_key_and_publishes() -> None:
     calls: list[tuple[Call, ChatRequest]] = []
-    store, repo, publisher, _ = runner(automation(), lambda call, req: calls.append((call, req)) or answer())
+    store, _repo, publisher, _ = runner(automation(), lambda call, req: calls.append((call, req)) or answer())
     run = logic.handle(store, delivery())
     assert run is not None and run.status == "succeeded"
     assert calls[0][0].principal.key_id == "aut_1" and calls[0][0].principal.tenant_id == "t1"
@@ -228,7 +227,7 @@ def test_a_template_missing_field_fails_the_run_naming_the_field() -> None:
 
 
 def test_an_automation_with_approval_waits_instead_of_publishing() -> None:
-    store, repo, publisher, workflow = runner(automation(approval=True), lambda call, req: answer())
+    store, _repo, publisher, workflow = runner(automation(approval=True), lambda call, req: answer())
     run = logic.handle(store, delivery())
     assert run is not None and publisher.published == []
     assert workflow.started[0]["run_id"] == run.id

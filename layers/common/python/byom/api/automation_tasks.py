@@ -59,9 +59,10 @@ def _run_record(record: SQSRecord) -> None:
 def run_batch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """The records that raised (RetryLater, or anything unexpected) go back to the queue alone."""
     processor = BatchProcessor(event_type=EventType.SQS)
-    return process_partial_response(
+    answer = process_partial_response(
         event=event, record_handler=_run_record, processor=processor, context=context
     )
+    return dict(answer)
 
 
 @lru_cache(maxsize=1)

@@ -3,6 +3,7 @@ the stack's prefix, which is all the admin function's IAM reaches), the run queu
 
 from __future__ import annotations
 
+import builtins
 import json
 from dataclasses import asdict, fields
 from typing import Any
@@ -79,7 +80,7 @@ class AutomationTable:
         ).get("Item")
         return _from(Run, item) if item else None
 
-    def list_runs(self, tenant_id: str, automation_id: str, limit: int) -> list[Run]:
+    def list_runs(self, tenant_id: str, automation_id: str, limit: int) -> builtins.list[Run]:
         items = self._query(tenant_id, f"{_RUN}{automation_id}#", newest_first=True, limit=limit)
         return [_from(Run, i) for i in items]
 

@@ -4,6 +4,7 @@ a queue message becomes, and the approval workflow's tasks. No AWS here: collabo
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import re
@@ -141,7 +142,7 @@ MAX_PATTERN_DEPTH = 10
 
 
 def validate_schedule(expression: str, timezone: str | None) -> None:
-    """What EventBridge Scheduler accepts of `rate(...)` and `cron(...)` (six fields), and a real time zone."""
+    """What EventBridge Scheduler accepts of `rate(...)` and six-field `cron(...)`, and a real time zone."""
     rate = _RATE.match(expression)
     if rate:
         value, unit = int(rate.group(1)), rate.group(2)
@@ -230,7 +231,7 @@ class AutomationRepository(Protocol):
     def delete(self, tenant_id: str, automation_id: str) -> None: ...
     def put_run(self, run: Run) -> None: ...
     def get_run(self, tenant_id: str, automation_id: str, run_id: str) -> Run | None: ...
-    def list_runs(self, tenant_id: str, automation_id: str, limit: int) -> list[Run]: ...
+    def list_runs(self, tenant_id: str, automation_id: str, limit: int) -> builtins.list[Run]: ...
 
 
 class Triggers(Protocol):
@@ -476,7 +477,11 @@ def _trigger_summary(event: Mapping[str, Any]) -> dict[str, Any]:
 
 def _failed(store: RunnerStore, run: Run, error: ByomError | TemplateFieldMissing) -> None:
     if isinstance(error, TemplateFieldMissing):
-        details = {"message": str(error), "type": "invalid_request_error", "code": "template_field_missing"}
+        details: dict[str, str | None] = {
+            "message": str(error),
+            "type": "invalid_request_error",
+            "code": "template_field_missing",
+        }
     else:
         details = {"message": error.message, "type": error.type, "code": error.code}
     store.automations.put_run(replace(run, status="failed", finished_at=store.now(), error=details))
@@ -632,7 +637,7 @@ def await_approval(store: ApprovalStore, event: Mapping[str, Any], task_token: s
 def publish_approved(store: ApprovalStore, event: Mapping[str, Any]) -> dict[str, Any]:
     automation, run = _run(store, event)
     if automation is None:  # deleted while it waited: nothing to publish for
-        return reject(store, event | {"reason": "The automation was deleted"})
+        return reject(store, {**event, "reason": "The automation was deleted"})
     done = publish(store.automations, store.publisher, automation, run, store.now)
     return {"run_id": done.id, "status": done.status}
 
