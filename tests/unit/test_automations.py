@@ -246,3 +246,15 @@ def test_a_redelivered_message_does_not_run_twice() -> None:
     logic.handle(store, delivery(1))
     logic.handle(store, delivery(2))
     assert calls == [1]
+
+
+def test_an_unexpected_error_on_the_last_receive_leaves_a_failed_run() -> None:
+    def crash(call: Call, req: ChatRequest) -> Answer:
+        raise RuntimeError("connection pool exhausted")
+
+    store, repo, _, _ = runner(automation(), crash)
+    with pytest.raises(RuntimeError):
+        logic.handle(store, delivery(3))
+    (run,) = repo.runs.values()
+    assert run.status == "failed" and run.error is not None
+    assert "connection pool" not in run.error["message"]

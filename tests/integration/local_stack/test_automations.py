@@ -56,6 +56,13 @@ def test_a_guardduty_finding_on_the_bus_yields_a_result_event_and_a_succeeded_ru
     assert outcome["result"]["automation_id"] == outcome["automation"]["id"]
 
 
+def test_a_cloudwatch_alarm_is_triaged_with_a_json_answer_format(target: Target) -> None:
+    outcome = run_example(target, "cloudwatch")
+    assert outcome["run"]["status"] == "succeeded", outcome["run"]
+    assert "checkout-api-5xx" in outcome["run"]["output"]
+    assert "output_json" in outcome["result"]
+
+
 def test_a_schedule_fired_locally_runs_the_same_runner(target: Target) -> None:
     tenant_id = setup_tenant(target, "schedule")
     results = listen_for_results(target, "schedule")
@@ -148,3 +155,22 @@ def test_deleting_an_automation_deletes_its_rule(target: Target) -> None:
     target.call("DELETE", f"/admin/tenants/{tenant_id}/automations/{automation['id']}")
     names = [r["Name"] for r in target.aws("events").list_rules()["Rules"]]
     assert f"byom-ByomGateway-automation-{automation['id']}" not in names
+
+
+def test_a_developer_key_may_not_manage_automations(target: Target) -> None:
+    tenant_id = setup_tenant(target, "developer")
+    key = target.call("POST", f"/admin/tenants/{tenant_id}/keys", {"name": "dev", "role": "developer"})["key"]
+    developer = Target(target.url, target.aws_url, key)
+    with pytest.raises(RuntimeError, match="403"):
+        create(developer, tenant_id)
+
+
+def test_another_tenants_automation_is_a_404(target: Target) -> None:
+    owner = setup_tenant(target, "owner")
+    automation = create(target, owner)
+    other = setup_tenant(target, "other")
+    key = target.call("POST", f"/admin/tenants/{other}/keys", {"name": "adm", "role": "admin"})["key"]
+    with pytest.raises(RuntimeError, match="404"):
+        Target(target.url, target.aws_url, key).call(
+            "GET", f"/admin/tenants/{owner}/automations/{automation['id']}"
+        )

@@ -540,6 +540,12 @@ def handle(store: RunnerStore, delivery: Delivery) -> Run | None:
         # A refusal (budget, policy, a deleted alias) is the run's answer: retrying would only refuse again.
         _failed(store, run, error)
         return None
+    except Exception:
+        # Not the caller's doing: another delivery may succeed; the last one leaves a failed run, not a
+        # run forever `running`. The message says nothing of the internals.
+        if delivery.receive_count >= store.max_receive_count:
+            _failed(store, run, ByomError("The run failed in the gateway; see its logs by request id"))
+        raise
     output = _content(answer)
     run = replace(
         run,
