@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from aws_lambda_powertools.utilities import parameters
 from moto import backends as moto_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.server import ThreadedMotoServer
@@ -238,6 +239,9 @@ class LocalStack:
         self.admin_key_generated = settings.admin_key is None
 
         self._saved_environ = dict(os.environ)
+        # Powertools' parameter cache is process-wide and outlives a stack: the same secret name (the
+        # platform admin key's) would answer with an earlier stack's value.
+        parameters.clear_caches()
         self._start_moto()
         self._isolate_aws_environment()
         self.progress(f"AWS emulation (moto) at {self.moto_url}")
