@@ -4,17 +4,33 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 CDK_CLI ?= aws-cdk@2.1148.1
 LAYER_PLATFORM ?= manylinux2014_aarch64
-LAYER_PYTHON ?= 3.14
+# The Lambda runtime's Python (RUNTIME in infra/constructs/functions.py; tests/infra checks they agree).
+LAYER_PYTHON ?= 3.13
+# That interpreter when the machine has one (on PATH or kept by pyenv), else empty: `make test` then
+# also runs the unit and integration tests on it, in RUNTIME_VENV (docs/decisions.md).
+RUNTIME_PYTHON ?= $(shell for c in python$(LAYER_PYTHON) \
+	$${PYENV_ROOT:-$$HOME/.pyenv}/versions/$(LAYER_PYTHON)*/bin/python$(LAYER_PYTHON); do \
+	"$$c" -c 'import sys; sys.exit(not sys.version.startswith("$(LAYER_PYTHON)."))' >/dev/null 2>&1 \
+	&& { echo "$$c"; break; }; done)
+RUNTIME_VENV ?= .venv-py$(subst .,,$(LAYER_PYTHON))
+
+# Security gates (`make check`): checkov has heavy, conflicting pins, so it gets its own virtualenv.
+CHECKOV_VERSION ?= 3.3.30
+CHECKOV_VENV ?= .venv-checkov
+GATES_OUT ?= build/gates/cdk.out
+GATES_TEMPLATE := $(GATES_OUT)/ByomGateway.template.json
 
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1
 export PYTHONDONTWRITEBYTECODE=1
 
-.PHONY: install run test lint format synth layers deploy bench clean automation-example
+.PHONY: install run demo test check test-runtime lint format synth layers deploy bench clean automation-example
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt layers/deps/requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt layers/deps/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==25.3
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	# The `byom` admin CLI; its dependencies are pinned in requirements-dev.txt already.
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 install: $(VENV)/.installed
@@ -22,8 +38,50 @@ install: $(VENV)/.installed
 run: install
 	$(PY) -m local_stack
 
-test: install
-	$(PY) -m pytest
+# The local stack with a ready tenant `demo`: prints (and writes to .byom-demo.env) its keys.
+demo: install
+	$(PY) -m local_stack --demo
+
+# The runtime's own Python (test-runtime) runs beside the main suite, whose end-to-end half mostly
+# waits on the local stack: together they take little longer than the main suite alone.
+test: install check
+	@mkdir -p build
+	@$(MAKE) --no-print-directory test-runtime > build/test-runtime.log 2>&1 & runtime=$$!; \
+	$(PY) -m pytest; main=$$?; \
+	wait $$runtime; rt=$$?; \
+	echo "--- tests on the Lambda runtime's Python (build/test-runtime.log):"; tail -n 25 build/test-runtime.log; \
+	test $$main -eq 0 && test $$rt -eq 0
+
+# Synthesizes the template once (bundling off, cdk.json's context, cdk-nag on), then lints it with
+# cfn-lint (.cfnlintrc.yaml) and checkov (skips with reasons: infra/checkov_skips.py), and the runtime
+# code with bandit (no medium or high finding).
+check: install $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+	rm -rf $(GATES_OUT)
+	BYOM_BUNDLING=0 CDK_OUTDIR=$(GATES_OUT) $(PY) app.py
+	$(VENV)/bin/cfn-lint $(GATES_TEMPLATE)
+	$(CHECKOV_VENV)/bin/checkov --framework cloudformation --file $(GATES_TEMPLATE) \
+		--compact --quiet --skip-download
+	$(VENV)/bin/bandit --quiet --recursive --severity-level medium layers/common/python/byom functions
+
+$(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'checkov==$(CHECKOV_VERSION)'
+	touch $@
+
+ifeq ($(strip $(RUNTIME_PYTHON)),)
+test-runtime:
+	@echo "note: no Python $(LAYER_PYTHON) on this machine (PATH or pyenv): the tests ran on $$($(PY) -V) only"
+else
+test-runtime: $(RUNTIME_VENV)/.installed
+	$(RUNTIME_VENV)/bin/python -m pytest tests/unit tests/integration -q
+
+$(RUNTIME_VENV)/.installed: requirements.txt requirements-dev.txt layers/deps/requirements.txt
+	test -x $(RUNTIME_VENV)/bin/python || $(RUNTIME_PYTHON) -m venv $(RUNTIME_VENV)
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet --upgrade pip==25.3
+	$(RUNTIME_VENV)/bin/python -m pip install --quiet -r requirements-dev.txt
+	touch $@
+endif
 
 # Benchmarks (about 17 minutes; the first run builds LiteLLM's own virtualenv in bench/.venv-litellm).
 bench: install
@@ -52,7 +110,7 @@ deploy: layers
 	BYOM_BUNDLING=1 npx --yes $(CDK_CLI) deploy
 
 clean:
-	rm -rf $(VENV) build cdk.out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(RUNTIME_VENV) $(CHECKOV_VENV) build cdk.out .pytest_cache .mypy_cache .ruff_cache
 
 # An automation example on the local stack, end to end (examples/automations/; EXAMPLE=guardduty|cloudwatch).
 EXAMPLE ?= guardduty

@@ -74,6 +74,8 @@ TABLES = {
         [("tenant_id", "HASH"), ("sk", "RANGE")],
         [("by_subject", [("subject", "HASH"), ("sk", "RANGE")])],
     ),
+    # The admin function's settings name it (a subject's erasure deletes their stored responses).
+    "RESPONSES_TABLE": ("byom-responses", [("tenant_id", "HASH"), ("id", "RANGE")], []),
 }
 PLATFORM_ADMIN = {
     "principal": "platform_admin",

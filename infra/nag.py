@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING
 
 from aws_cdk import Acknowledgment, App, Validations
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from infra.config import DEFAULT_GUARDRAIL_ARNS, guardrail_arns
+from infra.constructs.functions import RUNTIME
 
 if TYPE_CHECKING:
     from infra.stack import ByomGatewayStack
@@ -137,6 +139,12 @@ TENANT_OBJECTS_REASON = (
     "tenant matches tenants/<its id>/* only. The objects are created at runtime, so the keys are unknown "
     "at deploy time."
 )
+TENANT_RESPONSE_BODIES_REASON = (
+    "A stored response too large for its DynamoDB item is written, sealed client-side, as an object "
+    "created at runtime under tenants/<tenant id>/responses/, named by the response id; the pattern is "
+    "bound to the session's tenant_id tag (aws:PrincipalTag), which the trust policy requires, so a "
+    "session of one tenant may put objects under its own responses/ prefix only."
+)
 TENANT_AUDIT_INDEXES_REASON = (
     "The tenant data role queries the audit table's indexes (by_subject: a data subject's records for "
     "export and erasure); every grant on the table and its indexes is conditioned on "
@@ -145,7 +153,16 @@ TENANT_AUDIT_INDEXES_REASON = (
 )
 
 
+RUNTIME_REASON = (
+    "The functions run {runtime}, one minor version behind the newest Lambda Python runtime, on purpose "
+    "(docs/decisions.md): it is the newest one the tests also run on, and AWS patches it until its "
+    "deprecation date. Only functions on that runtime are acknowledged; moving to a newer one is "
+    "RUNTIME and the Makefile's LAYER_PYTHON together."
+)
+
+
 def acknowledge_findings(stack: ByomGatewayStack) -> None:
+    _acknowledge_runtime(stack)
     _acknowledge_function_roles(stack)
     _acknowledge_guardrails(stack)
     _acknowledge_governance(stack)
@@ -153,6 +170,12 @@ def acknowledge_findings(stack: ByomGatewayStack) -> None:
     _acknowledge_admin_key_secret(stack)
     _acknowledge_api(stack)
     _acknowledge_automations(stack)
+
+
+def _acknowledge_runtime(stack: ByomGatewayStack) -> None:
+    for construct in stack.node.find_all():
+        if isinstance(construct, lambda_.Function) and construct.runtime.name == RUNTIME.name:
+            acknowledge(construct, "L1", RUNTIME_REASON.format(runtime=RUNTIME.name))
 
 
 def _acknowledge_function_roles(stack: ByomGatewayStack) -> None:
@@ -248,6 +271,12 @@ def _acknowledge_governance(stack: ByomGatewayStack) -> None:
         TENANT_OBJECTS_REASON,
         finding=f"Resource::<{bucket_id}.Arn>/tenants/<aws:PrincipalTag/tenant_id>/*",
     )
+    acknowledge(
+        role,
+        "IAM5",
+        TENANT_RESPONSE_BODIES_REASON,
+        finding=f"Resource::<{bucket_id}.Arn>/tenants/<aws:PrincipalTag/tenant_id>/responses/*",
+    )
     acknowledge(role, "IAM5", TENANT_AUDIT_INDEXES_REASON, finding=f"Resource::<{audit_id}.Arn>/index/*")
 
 
@@ -342,7 +371,14 @@ def _acknowledge_api(stack: ByomGatewayStack) -> None:
     api = stack.api
     acknowledge(api.health_method, "APIG4", PUBLIC_HEALTH_REASON)
     acknowledge(api.health_method, "COG4", PUBLIC_HEALTH_REASON)
-    for method in (api.admin_method, api.v1_method, api.chat_method):
+    methods = (
+        api.admin_method,
+        api.v1_method,
+        api.chat_method,
+        api.responses_method,
+        api.stored_responses_method,
+    )
+    for method in methods:
         acknowledge(method, "COG4", API_KEY_AUTH_REASON)
 
     cloud_watch_role = api.rest_api.node.find_child("CloudWatchRole")

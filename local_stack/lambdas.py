@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local_stack.logs import running_as
 from local_stack.template import ACCOUNT_ID, PARTITION, REGION, Physical, Resolver, Template
 from local_stack.web_adapter import APP_ATTRIBUTE, APP_MODULE, is_web_adapter
 
@@ -93,6 +94,11 @@ class LambdaFunction:
         return is_web_adapter(self.environment)
 
     @property
+    def service(self) -> str | None:
+        """The name its log records carry (local_stack.logs)."""
+        return self.environment.get("POWERTOOLS_SERVICE_NAME")
+
+    @property
     def entry_point(self) -> str:
         """module.attribute: the handler, or what a web-adapter function's run.sh serves."""
         return f"{APP_MODULE}.{APP_ATTRIBUTE}" if self.web_adapter else self.handler
@@ -125,7 +131,8 @@ class LambdaFunction:
 
         def run() -> None:
             try:
-                outcome["result"] = entry(payload, self.context())
+                with running_as(self.service):
+                    outcome["result"] = entry(payload, self.context())
             except BaseException as error:  # handed to the caller, as the runtime reports it
                 outcome["error"] = error
             finally:

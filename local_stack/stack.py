@@ -41,6 +41,7 @@ from local_stack.lambdas import (
     merge_environments,
     register_function_arns,
 )
+from local_stack.logs import ServiceStamp
 from local_stack.models.customization import CustomizationState
 from local_stack.models.openai_fine_tuning import OpenAIFineTuningState
 from local_stack.models.servers import bedrock_stand_in, openai_stand_in
@@ -96,11 +97,21 @@ class StackSettings:
     authorizer_cache: bool = True
     training_seconds: float = DEFAULT_TRAINING_SECONDS
     token_delay_ms: int = DEFAULT_TOKEN_DELAY_MS
+    # The stand-in models' ports (0 picks free ones); the demo fixes them, so aliases seeded
+    # against them keep a URL a user can paste.
+    openai_stand_in_port: int = 0
+    bedrock_stand_in_port: int = 0
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> StackSettings:
+    def from_env(
+        cls, environ: Mapping[str, str] = os.environ, *, stand_in_ports: tuple[int, int] = (0, 0)
+    ) -> StackSettings:
+        """`stand_in_ports`: the defaults when BYOM_OPENAI_STANDIN_PORT / BYOM_BEDROCK_STANDIN_PORT
+        are unset."""
         template = environ.get("BYOM_TEMPLATE")
         return cls(
+            openai_stand_in_port=_port(environ, "BYOM_OPENAI_STANDIN_PORT", stand_in_ports[0]),
+            bedrock_stand_in_port=_port(environ, "BYOM_BEDROCK_STANDIN_PORT", stand_in_ports[1]),
             port=int(environ.get("BYOM_PORT") or DEFAULT_PORT),
             admin_key=environ.get("BYOM_ADMIN_KEY") or None,
             template=Path(template) if template else None,
@@ -108,6 +119,24 @@ class StackSettings:
             not in ("0", "false", "no"),
             training_seconds=float(environ.get("BYOM_LOCAL_TRAINING_SECONDS") or DEFAULT_TRAINING_SECONDS),
             token_delay_ms=int(environ.get("BYOM_STANDIN_TOKEN_DELAY_MS") or DEFAULT_TOKEN_DELAY_MS),
+        )
+
+
+def _port(environ: Mapping[str, str], name: str, default: int) -> int:
+    value = environ.get(name)
+    if not value:
+        return default
+    if not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise StackError(f"{name} must be a port number from 0 to 65535")
+    return int(value)
+
+
+def check_admin_key(key: str) -> None:
+    """A key a client cannot send in an `Authorization` header would make every admin call 401."""
+    if key != key.strip() or not key.isascii() or not key.isprintable():
+        raise StackError(
+            "BYOM_ADMIN_KEY must be printable ASCII without leading or trailing spaces: "
+            "it travels in the Authorization header"
         )
 
 
@@ -205,6 +234,7 @@ class LocalStack:
         self.event_bus: LocalEventBus | None = None
         self._queues: QueuePollers | None = None
         self.iam = IamEmulation()
+        self._service_stamp = ServiceStamp()
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -235,6 +265,8 @@ class LocalStack:
             self.progress("Synthesizing the CDK app (app.py, bundling off) ...")
         template_path = settings.template or synthesize(settings.repo_root)
         self.template = load_template(template_path)
+        if settings.admin_key is not None:
+            check_admin_key(settings.admin_key)
         self.admin_key = settings.admin_key or secrets.token_urlsafe(32)
         self.admin_key_generated = settings.admin_key is None
 
@@ -242,6 +274,7 @@ class LocalStack:
         # Powertools' parameter cache is process-wide and outlives a stack: the same secret name (the
         # platform admin key's) would answer with an earlier stack's value.
         parameters.clear_caches()
+        self._service_stamp.install()
         self._start_moto()
         self._isolate_aws_environment()
         self.progress(f"AWS emulation (moto) at {self.moto_url}")
@@ -249,14 +282,24 @@ class LocalStack:
         self.customization = CustomizationState(
             read_s3=self._read_s3, training_seconds=settings.training_seconds
         )
-        openai_server = openai_stand_in(
-            fine_tuning=OpenAIFineTuningState(training_seconds=settings.training_seconds),
-            token_delay_ms=settings.token_delay_ms,
-        ).start()
-        bedrock_server = bedrock_stand_in(
-            customization=self.customization, token_delay_ms=settings.token_delay_ms
-        ).start()
-        self._servers += [openai_server, bedrock_server]
+        openai_server = self._stand_in(
+            "BYOM_OPENAI_STANDIN_PORT",
+            settings.openai_stand_in_port,
+            lambda port: openai_stand_in(
+                port,
+                fine_tuning=OpenAIFineTuningState(training_seconds=settings.training_seconds),
+                token_delay_ms=settings.token_delay_ms,
+            ),
+        )
+        self._servers.append(openai_server)
+        bedrock_server = self._stand_in(
+            "BYOM_BEDROCK_STANDIN_PORT",
+            settings.bedrock_stand_in_port,
+            lambda port: bedrock_stand_in(
+                port, customization=self.customization, token_delay_ms=settings.token_delay_ms
+            ),
+        )
+        self._servers.append(bedrock_server)
         self.openai_url, self.bedrock_url = openai_server.url + "/v1", bedrock_server.url
 
         resolver = Resolver(self.template)
@@ -309,6 +352,16 @@ class LocalStack:
             raise StackError(f"cannot listen on 127.0.0.1:{settings.port}: {error.strerror}") from error
         self._servers.append(server.start())
         self.url = server.url
+
+    @staticmethod
+    def _stand_in(setting: str, port: int, build: Callable[[int], BackgroundServer]) -> BackgroundServer:
+        try:
+            return build(port).start()
+        except OSError as error:
+            raise StackError(
+                f"cannot listen on 127.0.0.1:{port} for a stand-in model: {error.strerror} "
+                f"(set {setting} to another port, or 0 for any)"
+            ) from error
 
     def _start_moto(self) -> None:
         werkzeug_log = logging.getLogger("werkzeug")
@@ -425,6 +478,7 @@ class LocalStack:
                 self._moto.stop()
             self._moto = None
         self._runtime.unload()
+        self._service_stamp.uninstall()
         for name in [
             n for n in sys.modules if any(n == s or n.startswith(s + ".") for s in self._saved_modules)
         ]:
@@ -460,4 +514,6 @@ class LocalStack:
             f"{self.moto_url} --entries file://examples/automations/guardduty-finding.entries.json"
         )
         yield "  Stand-in models are deterministic fakes that echo the prompt; they are not real models."
+        yield "  They call a tool only when the last user message names it."
+        yield "  All state is in memory: tenants, keys and usage are gone when the stack stops."
         yield "Press Ctrl-C to stop."

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from local_stack.logs import running_as
+
 log = logging.getLogger(__name__)
 
 EXEC_WRAPPER = "/opt/bootstrap"
@@ -114,7 +116,9 @@ class AppStartError(Exception):
 class WebApp:
     """One web-adapter function's app, served by uvicorn on a loopback port in a thread."""
 
-    def __init__(self, logical_id: str, app: Any, readiness_path: str = "/") -> None:
+    def __init__(
+        self, logical_id: str, app: Any, readiness_path: str = "/", service: str | None = None
+    ) -> None:
         import uvicorn
 
         self.logical_id = logical_id
@@ -132,9 +136,13 @@ class WebApp:
         )
         self._server = uvicorn.Server(config)
         self._readiness_path = readiness_path
-        self._thread = threading.Thread(
-            target=self._server.run, kwargs={"sockets": [self._socket]}, name=f"web-{logical_id}", daemon=True
-        )
+        self._service = service
+        self._thread = threading.Thread(target=self._serve, name=f"web-{logical_id}", daemon=True)
+
+    def _serve(self) -> None:
+        # The event loop starts from this thread's context: every request's task inherits it.
+        with running_as(self._service):
+            self._server.run(sockets=[self._socket])
 
     def start(self, timeout: float = 10.0) -> WebApp:
         self._thread.start()
@@ -183,7 +191,7 @@ class LocalWebFunctions:
     def start(self) -> LocalWebFunctions:
         for logical_id, function in self._functions.items():
             readiness = function.environment.get("AWS_LWA_READINESS_CHECK_PATH", "/")
-            self._apps[logical_id] = WebApp(logical_id, function.entry, readiness).start()
+            self._apps[logical_id] = WebApp(logical_id, function.entry, readiness, function.service).start()
         return self
 
     def stop(self) -> None:

@@ -29,6 +29,7 @@ class World:
     b_key_id: str
     b_file_id: str
     b_job_id: str
+    b_response_id: str = "resp_none"
     b_alias: str = "b-model"
     b_credential: str = "b-cred"
     b_subject: str = "b-subject"
@@ -43,6 +44,7 @@ class World:
             self.b_key_id,
             self.b_file_id,
             self.b_job_id,
+            self.b_response_id,
             self.b_alias,
             self.b_credential,
             self.b_subject,
@@ -57,6 +59,7 @@ PARAMETERS: dict[str, Callable[[World], str]] = {
     "alias": lambda w: w.b_alias,
     "file_id": lambda w: w.b_file_id,
     "job_id": lambda w: w.b_job_id,
+    "response_id": lambda w: w.b_response_id,
     "user": lambda w: w.b_subject,
     "automation_id": lambda w: w.b_automation_id,
     "run_id": lambda w: w.b_run_id,
@@ -69,6 +72,7 @@ MISSING: dict[str, str] = {
     "alias": "missing-model",
     "file_id": "file-missing000000000000000",
     "job_id": "ftjob-missing00000000000000",
+    "response_id": "resp_missing0000000000000000",
     "user": "missing-subject",
     "automation_id": "aut_missing0000000000000000",
     "run_id": "run_missing0000000000000000",
@@ -165,6 +169,14 @@ EXPECTATIONS: dict[tuple[str, str], Case] = {
         body=lambda w: {"model": w.b_alias, "messages": [{"role": "user", "content": "hi"}]},
         names_b=True,
     ),
+    ("POST", "/v1/responses"): Case(
+        Kind.OWN_TENANT,
+        body=lambda w: {"model": "b-fast", "input": "hi", "previous_response_id": w.b_response_id},
+        names_b=True,
+    ),
+    ("GET", "/v1/responses/{response_id}"): _b(role_refused=frozenset({"viewer"})),
+    ("DELETE", "/v1/responses/{response_id}"): _b(role_refused=frozenset({"viewer"})),
+    ("GET", "/v1/responses/{response_id}/input_items"): _b(role_refused=frozenset({"viewer"})),
     ("POST", "/v1/embeddings"): Case(
         Kind.OWN_TENANT, body=lambda w: {"model": w.b_alias, "input": "hi"}, names_b=True
     ),

@@ -33,6 +33,7 @@ HEALTH_TENANT_ID = "'health'"
 # The route whose answers may outlive API Gateway's 29 s (SPEC §4.4): its own resource, with the
 # stream timeout as its integration timeout. Every other gateway route keeps the 29 s default.
 CHAT_COMPLETIONS_PATH = ("chat", "completions")
+RESPONSES_PATH = ("responses",)
 F = apigw.AccessLogField
 
 # Never $context.requestOverride / bodies / the Authorization header: bodies carry provider keys.
@@ -137,8 +138,8 @@ def platform_usage_key(scope: Construct) -> str:
 
 
 class Api(Construct):
-    """`GET /health` is public; `/admin/{proxy+}`, `/v1/{proxy+}` and `POST /v1/chat/completions` go
-    through the authorizer.
+    """`GET /health` is public; `/admin/{proxy+}`, `/v1/{proxy+}`, `POST /v1/chat/completions` and
+    `/v1/responses` go through the authorizer.
 
     The gateway function runs the Lambda Web Adapter in response-stream mode, which Lambda invokes
     with InvokeWithResponseStream only: each of its integrations is STREAM. The admin and
@@ -171,7 +172,9 @@ class Api(Construct):
         self.health_method, self.admin_method, self.v1_method = self._build_routes(
             admin_function, gateway_function
         )
-        self.chat_method = self._build_chat_route(gateway_function)
+        self.chat_method = self._build_stream_route(gateway_function, CHAT_COMPLETIONS_PATH)
+        self.responses_method = self._build_stream_route(gateway_function, RESPONSES_PATH)
+        self.stored_responses_method = self._build_stored_responses_route(gateway_function)
         self.fine_tuning_methods = self._build_fine_tuning_routes(fine_tuning_function)
         self.platform_usage_key = platform_usage_key(self)
         self.platform_usage_plan = self._build_platform_usage_plan()
@@ -248,13 +251,13 @@ class Api(Construct):
             self._add_protected_proxy(root.add_resource("v1"), gateway),
         )
 
-    def _build_chat_route(self, gateway_function: lambda_.IFunction) -> apigw.Method:
-        """API Gateway prefers this resource to /v1/{proxy+} for POST /v1/chat/completions."""
+    def _build_stream_route(self, gateway_function: lambda_.IFunction, path: tuple[str, ...]) -> apigw.Method:
+        """`POST /v1/<path>` with the stream timeout: API Gateway prefers this resource to /v1/{proxy+}."""
         v1 = self.rest_api.root.get_resource("v1")
         assert v1 is not None
         resource = v1
-        for part in CHAT_COMPLETIONS_PATH:
-            resource = resource.add_resource(part)
+        for part in path:
+            resource = resource.get_resource(part) or resource.add_resource(part)
         integration = self._gateway_integration(
             gateway_function,
             AUTHORIZER_TENANT_ID,
@@ -262,6 +265,13 @@ class Api(Construct):
             timeout=Duration.seconds(self._settings.stream_timeout_seconds),
         )
         return self._add_protected(resource, integration, "POST")
+
+    def _build_stored_responses_route(self, gateway_function: lambda_.IFunction) -> apigw.Method:
+        """`/v1/responses/{id}` and below (retrieve, delete, input items): quick reads, 29 s."""
+        responses = self.rest_api.root.resource_for_path("/v1/responses")
+        return self._add_protected_proxy(
+            responses, self._gateway_integration(gateway_function, AUTHORIZER_TENANT_ID)
+        )
 
     def _gateway_integration(
         self, function: lambda_.IFunction, tenant_id: str, *, timeout: Duration | None = None

@@ -38,6 +38,7 @@ class Data(Construct):
         )
         self.policies = self._build_table("Policies", partition_key="tenant_id")
         self.audit = self._build_audit_table()
+        self.responses = self._build_responses_table()
         self.data_bucket = self._build_data_bucket()
 
     @property
@@ -60,6 +61,7 @@ class Data(Construct):
             "IDEMPOTENCY_TABLE": self.idempotency,
             "POLICIES_TABLE": self.policies,
             "AUDIT_TABLE": self.audit,
+            "RESPONSES_TABLE": self.responses,
         }
         return {name: table.table_name for name, table in env_vars.items() if table in tables}
 
@@ -118,6 +120,13 @@ class Data(Construct):
             projection_type=dynamodb.ProjectionType.KEYS_ONLY,
         )
         return table
+
+    def _build_responses_table(self) -> dynamodb.Table:
+        """Stored Responses (docs/contracts.md): one sealed item per response in its tenant's partition,
+        TTL from the tenant's `retention_days`. The tenants' data: kept when the stack goes, as the audit."""
+        return self._build_table(
+            "StoredResponses", partition_key="tenant_id", sort_key="id", time_to_live_attribute="expires_at"
+        )
 
     def _build_by_tenant_table(
         self, name: str, *, partition_key: str, sort_key: str | None = None

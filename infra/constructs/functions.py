@@ -25,7 +25,7 @@ from infra.config import (
 from infra.constructs.data import API_KEYS_BY_TENANT_INDEX, Data
 from infra.constructs.observability import METRICS_NAMESPACE, alarm_arn, spend_alarm_prefix
 
-RUNTIME = lambda_.Runtime.PYTHON_3_14
+RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
 HANDLER = "handler.handler"
 # The gateway is a web app run by the Lambda Web Adapter (SPEC §4.4): the managed Python runtime
@@ -205,6 +205,8 @@ class Functions(Construct):
             role=role,
             layers=[*self.layers, *extra_layers],
             environment={**self._powertools_environment(spec), **environment},
+            # The stack's key, not Lambda's AWS managed one, so revoking the key stops the functions too.
+            environment_encryption=self._key,
             tenancy_config=tenancy_config,
         )
 
@@ -250,7 +252,9 @@ class Functions(Construct):
         fn = self._build_function(
             ADMIN,
             {
-                **data.environment(*data.tables, data.usage, data.audit, data.policies, data.cache),
+                **data.environment(
+                    *data.tables, data.usage, data.audit, data.policies, data.cache, data.responses
+                ),
                 "DATA_BUCKET": data.data_bucket.bucket_name,
                 "KMS_KEY_ID": self._key.key_arn,
                 "SECRET_PREFIX": self.secret_prefix,
@@ -328,7 +332,13 @@ class Functions(Construct):
             replace(GATEWAY, timeout_seconds=self._settings.stream_timeout_seconds),
             {
                 **data.environment(
-                    data.models, data.credentials, data.cache, data.usage, data.policies, data.audit
+                    data.models,
+                    data.credentials,
+                    data.cache,
+                    data.usage,
+                    data.policies,
+                    data.audit,
+                    data.responses,
                 ),
                 "SECRET_PREFIX": self.secret_prefix,
                 "ALLOW_LOOPBACK_HTTP": "false",

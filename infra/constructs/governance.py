@@ -32,6 +32,16 @@ AUDIT_ACTIONS = [
 USAGE_ACTIONS = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"]
 # A subject's export shows the cache entries their calls wrote; erasure deletes them.
 CACHE_ACTIONS = ["dynamodb:GetItem", "dynamodb:DeleteItem"]
+# Stored Responses: the gateway writes, reads and deletes them; the admin function erases a subject's.
+RESPONSES_ACTIONS = [
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+]
+# A stored response too large for its item: its sealed body, tagged with its retention tier.
+RESPONSE_BODY_ACTIONS = ["s3:PutObject", "s3:PutObjectTagging"]
 OBJECT_ACTIONS = ["s3:GetObject", "s3:DeleteObject", "s3:DeleteObjectVersion"]
 BUCKET_ACTIONS = ["s3:ListBucket", "s3:ListBucketVersions"]
 KEY_ACTIONS = ["kms:Decrypt", "kms:GenerateDataKey"]
@@ -77,8 +87,8 @@ class Governance(Construct):
             "TenantDataAccessRole",
             assumed_by=assumed_by,
             description=(
-                f"BYOM Gateway ({Stack.of(self).stack_name}): one tenant's audit, usage, cache entries and "
-                "stored content, chosen by the tenant_id session tag"
+                f"BYOM Gateway ({Stack.of(self).stack_name}): one tenant's audit, usage, cache entries, "
+                "stored content and stored responses, chosen by the tenant_id session tag"
             ),
             # IAM's minimum; the functions ask for 15-minute sessions (byom.dal.tenant_scope).
             max_session_duration=Duration.hours(1),
@@ -111,6 +121,14 @@ class Governance(Construct):
                 conditions=_leading_keys(),
             )
         )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="TenantStoredResponses",
+                actions=RESPONSES_ACTIONS,
+                resources=[data.responses.table_arn],
+                conditions=_leading_keys(),
+            )
+        )
 
     def _build_object_access(self) -> None:
         bucket = self._data.data_bucket
@@ -120,6 +138,13 @@ class Governance(Construct):
                 sid="TenantObjects",
                 actions=OBJECT_ACTIONS,
                 resources=[bucket.arn_for_objects(f"{TENANT_PREFIX}*")],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteTenantStoredResponseBodies",
+                actions=RESPONSE_BODY_ACTIONS,
+                resources=[bucket.arn_for_objects(f"{TENANT_PREFIX}responses/*")],
             )
         )
         role.add_to_policy(

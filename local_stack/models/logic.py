@@ -18,6 +18,12 @@ and the length and fate of an answer, for streaming tests:
                       event), where the 6th token, or the closing chunks of a shorter answer, were due
   ...drop-after-5...  a stream is cut after its 5th token: the connection closes without ending the
                       chunked body (no error event, no usage)
+Prompt caching, as a stand-in of the providers' caches (no minimum length, no expiry): the
+Converse stand-in honours `cachePoint` blocks: the first call with a given prefix (the prompt up
+to a cache point) reports it as cacheWriteInputTokens, a repeat as cacheReadInputTokens; the
+OpenAI stand-in, like OpenAI, caches on its own and reports a repeated prefix of whole messages
+as `prompt_tokens_details.cached_tokens`. The servers keep the seen prefixes (`PromptCache`).
+
 The two failures apply to streams only (a call that does not stream is answered whole), and
 `after-0` fails after the opening chunk (OpenAI's role chunk, Bedrock's messageStart), before any
 token. Directives combine: `stand-in-chat-slow-300-long-100-error-after-40`.
@@ -35,6 +41,8 @@ import math
 import random
 import re
 import struct
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +111,92 @@ def behaviour(model: str) -> Behaviour:
 
 def count_tokens(text: str) -> int:
     return len(text.split())
+
+
+# -- the prompt cache ---------------------------------------------------------------------------
+
+# Bedrock's own limit on cache points per request.
+MAX_CACHE_POINTS = 4
+
+
+@dataclass(frozen=True)
+class CacheUse:
+    read: int = 0
+    written: int = 0
+
+
+class PromptCache:
+    """The prompt prefixes a stand-in has seen (the latest `size`), each by the digest of the model
+    and the prefix, with its token count."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def use(self, prefixes: list[tuple[str, int]]) -> CacheUse:
+        """`prefixes`: (digest, tokens) of each cacheable prefix of a prompt, shortest first. The
+        longest one seen before is read; the rest up to the longest prefix is written."""
+        if not prefixes:
+            return CacheUse()
+        with self._lock:
+            read = max((tokens for digest, tokens in prefixes if digest in self._seen), default=0)
+            for digest, tokens in prefixes:
+                self._seen[digest] = tokens
+                self._seen.move_to_end(digest)
+            while len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+        return CacheUse(read=read, written=max(prefixes[-1][1] - read, 0))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+def _digest(hasher: Any) -> str:
+    return str(hasher.copy().hexdigest())
+
+
+def converse_prefixes(model_id: str, request: dict[str, Any]) -> list[tuple[str, int]]:
+    """The prefixes a Converse request marks with cache points: tools, then the system prompt,
+    then the messages (the order the prompt is read in), each up to one of its cache points."""
+    hasher = hashlib.sha256(json.dumps(["converse", model_id]).encode())
+    tokens = 0
+    prefixes: list[tuple[str, int]] = []
+
+    def add(block: dict[str, Any], counted: str | None) -> None:
+        nonlocal tokens
+        if "cachePoint" in block:
+            prefixes.append((_digest(hasher), tokens))
+            return
+        hasher.update(json.dumps(block, sort_keys=True, default=str).encode())
+        tokens += count_tokens(counted) if counted else 0
+
+    for tool in (request.get("toolConfig") or {}).get("tools") or []:
+        add(tool, None)  # tools are not counted as input tokens by the stand-in
+    for block in request.get("system") or []:
+        add(block, str(block.get("text", "")))
+    for message in request.get("messages") or []:
+        hasher.update(json.dumps(message.get("role")).encode())
+        for block in message.get("content") or []:
+            add(block, None if "cachePoint" in block else _converse_block_text(block))
+    if len(prefixes) > MAX_CACHE_POINTS:
+        raise StandInError(
+            400, f"A request can have at most {MAX_CACHE_POINTS} cache points; it has {len(prefixes)}."
+        )
+    return prefixes
+
+
+def openai_prefixes(request: dict[str, Any], turns: list[Turn]) -> list[tuple[str, int]]:
+    """OpenAI caches without marks: every prefix of whole messages may be read back."""
+    hasher = hashlib.sha256(json.dumps(["chat", request.get("model")]).encode())
+    tokens = 0
+    prefixes = []
+    for message, turn in zip(request.get("messages") or [], turns, strict=False):
+        hasher.update(json.dumps(message, sort_keys=True, default=str).encode())
+        tokens += count_tokens(turn.text)
+        prefixes.append((_digest(hasher), tokens))
+    return prefixes
 
 
 # -- the model ----------------------------------------------------------------------------------
@@ -390,16 +484,24 @@ def _openai_reply(request: dict[str, Any]) -> Reply:
     return reply
 
 
-def _openai_usage(reply: Reply) -> dict[str, int]:
+def _openai_usage(reply: Reply, cached: CacheUse) -> dict[str, Any]:
     return {
         "prompt_tokens": reply.input_tokens,
         "completion_tokens": reply.output_tokens,
         "total_tokens": reply.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": min(cached.read, reply.input_tokens)},
     }
 
 
-def openai_chat_completion(request: dict[str, Any], *, completion_id: str, created: int) -> dict[str, Any]:
+def _openai_cache_use(request: dict[str, Any], cache: PromptCache | None) -> CacheUse:
+    return cache.use(openai_prefixes(request, _openai_turns(request))) if cache is not None else CacheUse()
+
+
+def openai_chat_completion(
+    request: dict[str, Any], *, completion_id: str, created: int, cache: PromptCache | None = None
+) -> dict[str, Any]:
     reply = _openai_reply(request)
+    cached = _openai_cache_use(request, cache)
     message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
     if reply.tool_name is not None:
         arguments = reply.tool_arguments or {}
@@ -417,13 +519,16 @@ def openai_chat_completion(request: dict[str, Any], *, completion_id: str, creat
         "model": request["model"],
         "system_fingerprint": "stand-in",
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish}],
-        "usage": _openai_usage(reply),
+        "usage": _openai_usage(reply, cached),
     }
 
 
-def openai_chat_chunks(request: dict[str, Any], *, completion_id: str, created: int) -> list[dict[str, Any]]:
+def openai_chat_chunks(
+    request: dict[str, Any], *, completion_id: str, created: int, cache: PromptCache | None = None
+) -> list[dict[str, Any]]:
     """The chunks of a streamed completion, in order (the server adds `data: [DONE]`)."""
     reply = _openai_reply(request)
+    cached = _openai_cache_use(request, cache)
     include_usage = bool((request.get("stream_options") or {}).get("include_usage"))
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -458,7 +563,7 @@ def openai_chat_chunks(request: dict[str, Any], *, completion_id: str, created: 
     if include_usage:
         final = chunk({})
         final["choices"] = []
-        final["usage"] = _openai_usage(reply)
+        final["usage"] = _openai_usage(reply, cached)
         chunks.append(final)
     return chunks
 
@@ -605,6 +710,8 @@ def _converse_turns(request: dict[str, Any]) -> list[Turn]:
         texts = []
         tool_result = False
         for position, block in enumerate(content):
+            if "cachePoint" in block:  # a mark for the cache, not content (converse_prefixes)
+                continue
             if "text" in block and not str(block["text"]).strip():
                 raise StandInError(
                     400,
@@ -639,6 +746,9 @@ def _converse_reply(model_id: str, request: dict[str, Any]) -> Reply:
     elif "any" in choice:
         forced = ""
     max_tokens = config.get("maxTokens")
+    # Structured output (outputConfig.textFormat) or the JSON instruction in the system prompt.
+    text_format = (request.get("outputConfig") or {}).get("textFormat") or {}
+    asks_json = any("one valid JSON object" in t.text for t in turns if t.role == "system")
     return compose_reply(
         model_id,
         turns,
@@ -646,6 +756,7 @@ def _converse_reply(model_id: str, request: dict[str, Any]) -> Reply:
         forced_tool=forced,
         max_tokens=max_tokens,
         stop=config.get("stopSequences"),
+        json_mode=text_format.get("type") == "json_schema" or asks_json,
     )
 
 
@@ -657,16 +768,38 @@ _STOP_REASONS = {
 }
 
 
-def _converse_usage(reply: Reply) -> dict[str, int]:
+def _converse_usage(reply: Reply, cached: CacheUse | None) -> dict[str, int]:
+    """As Bedrock counts: `inputTokens` leaves out the tokens read from and written to the cache."""
+    if cached is None:
+        return {
+            "inputTokens": reply.input_tokens,
+            "outputTokens": reply.output_tokens,
+            "totalTokens": reply.total_tokens,
+        }
+    read = min(cached.read, reply.input_tokens)
+    written = min(cached.written, reply.input_tokens - read)
     return {
-        "inputTokens": reply.input_tokens,
+        "inputTokens": reply.input_tokens - read - written,
         "outputTokens": reply.output_tokens,
         "totalTokens": reply.total_tokens,
+        "cacheReadInputTokens": read,
+        "cacheWriteInputTokens": written,
     }
 
 
-def bedrock_converse(model_id: str, request: dict[str, Any], *, latency_ms: int) -> dict[str, Any]:
+def _converse_cache_use(model_id: str, request: dict[str, Any], cache: PromptCache | None) -> CacheUse | None:
+    """None when the request marks no cache point (Bedrock then reports no cache counts)."""
+    prefixes = converse_prefixes(model_id, request)
+    if not prefixes:
+        return None
+    return cache.use(prefixes) if cache is not None else CacheUse(written=prefixes[-1][1])
+
+
+def bedrock_converse(
+    model_id: str, request: dict[str, Any], *, latency_ms: int, cache: PromptCache | None = None
+) -> dict[str, Any]:
     reply = _converse_reply(model_id, request)
+    cached = _converse_cache_use(model_id, request, cache)
     content: list[dict[str, Any]]
     if reply.tool_name is not None:
         arguments = reply.tool_arguments or {}
@@ -684,16 +817,17 @@ def bedrock_converse(model_id: str, request: dict[str, Any], *, latency_ms: int)
     return {
         "output": {"message": {"role": "assistant", "content": content}},
         "stopReason": _STOP_REASONS[reply.finish],
-        "usage": _converse_usage(reply),
+        "usage": _converse_usage(reply, cached),
         "metrics": {"latencyMs": latency_ms},
     }
 
 
 def bedrock_converse_stream(
-    model_id: str, request: dict[str, Any], *, latency_ms: int
+    model_id: str, request: dict[str, Any], *, latency_ms: int, cache: PromptCache | None = None
 ) -> list[tuple[str, dict]]:
     """ConverseStream's events as (event type, payload), in order."""
     reply = _converse_reply(model_id, request)
+    cached = _converse_cache_use(model_id, request, cache)
     events: list[tuple[str, dict[str, Any]]] = [("messageStart", {"role": "assistant"})]
     if reply.tool_name is not None:
         arguments = reply.tool_arguments or {}
@@ -710,7 +844,9 @@ def bedrock_converse_stream(
             events.append(("contentBlockDelta", {"delta": {"text": piece}, "contentBlockIndex": 0}))
     events.append(("contentBlockStop", {"contentBlockIndex": 0}))
     events.append(("messageStop", {"stopReason": _STOP_REASONS[reply.finish]}))
-    events.append(("metadata", {"usage": _converse_usage(reply), "metrics": {"latencyMs": latency_ms}}))
+    events.append(
+        ("metadata", {"usage": _converse_usage(reply, cached), "metrics": {"latencyMs": latency_ms}})
+    )
     return events
 
 

@@ -33,7 +33,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from local_stack.httpbase import BackgroundServer, Handler
-from local_stack.models import logic
+from local_stack.models import logic, openai_responses
 from local_stack.models.customization import CustomizationState, route
 from local_stack.models.eventstream import encode_event, encode_exception
 from local_stack.models.guardrails import GuardrailsState
@@ -93,6 +93,7 @@ class StandInState:
         self._streams: deque[StreamRecord] = deque(maxlen=STREAM_LOG_SIZE)
         self._calls: dict[str, int] = {}
         self._lock = threading.Lock()
+        self.prompt_cache = logic.PromptCache()
 
     def record(self, api: str, model: str, body: Any) -> None:
         with self._lock:
@@ -103,6 +104,7 @@ class StandInState:
             self.requests.clear()
             self._streams.clear()
             self._calls.clear()
+        self.prompt_cache.clear()
 
     def stream_started(self, api: str, model: str) -> StreamRecord:
         stream = StreamRecord(api, model, started_at=time.time())
@@ -272,6 +274,10 @@ class OpenAIStandInHandler(_StandInHandler):
                 self.state.record("chat.completions", model, request)
                 self.state.apply_behaviour(model)
                 self._chat(request)
+            elif path == "/responses":
+                self.state.record("responses", model, request)
+                self.state.apply_behaviour(model)
+                self._respond(request)
             elif path == "/embeddings":
                 self.state.record("embeddings", model, request)
                 self.state.apply_behaviour(model)
@@ -293,10 +299,26 @@ class OpenAIStandInHandler(_StandInHandler):
             return
         if not request.get("stream"):
             self._send_json(
-                200, logic.openai_chat_completion(request, completion_id=completion_id, created=created)
+                200,
+                logic.openai_chat_completion(
+                    request, completion_id=completion_id, created=created, cache=self.state.prompt_cache
+                ),
             )
             return
-        self._sse(request, logic.openai_chat_chunks(request, completion_id=completion_id, created=created))
+        chunks = logic.openai_chat_chunks(
+            request, completion_id=completion_id, created=created, cache=self.state.prompt_cache
+        )
+        self._sse(request, chunks)
+
+    def _respond(self, request: dict[str, Any]) -> None:
+        if not request.get("stream"):
+            self._send_json(200, openai_responses.response(request))
+            return
+        model = str(request.get("model") or "")
+        frames = [
+            Frame(openai_responses.sse(event), token) for event, token in openai_responses.events(request)
+        ]
+        self._stream("responses", model, "text/event-stream; charset=utf-8", frames, _response_error)
 
     def _tuned_chat(self, answer: Any, request: dict[str, Any], completion_id: str, created: int) -> None:
         if not request.get("stream"):
@@ -326,6 +348,11 @@ class OpenAIStandInHandler(_StandInHandler):
 def _sse_error(message: str) -> bytes:
     """The event that ends an OpenAI stream failing part-way, as OpenAI sends one (no [DONE])."""
     return f"data: {json.dumps(logic.openai_error(StandInError(500, message)))}\n\n".encode()
+
+
+def _response_error(message: str) -> bytes:
+    """The event that ends a Responses stream failing part-way."""
+    return openai_responses.sse({"type": "error", "code": "server_error", "message": message, "param": None})
 
 
 def _stream_exception(message: str) -> bytes:
@@ -405,7 +432,10 @@ class BedrockStandInHandler(_StandInHandler):
                         200, logic.custom_model_converse(custom.answer, request, latency_ms=latency)
                     )
                 else:
-                    self._send_json(200, logic.bedrock_converse(model_id, request, latency_ms=latency))
+                    answer = logic.bedrock_converse(
+                        model_id, request, latency_ms=latency, cache=self.state.prompt_cache
+                    )
+                    self._send_json(200, answer)
             elif operation == "converse-stream":
                 self.state.record("converse-stream", model_id, request)
                 self.state.apply_behaviour(model_id)
@@ -413,7 +443,9 @@ class BedrockStandInHandler(_StandInHandler):
                 if custom is not None:
                     events = logic.custom_model_converse_stream(custom.answer, request, latency_ms=latency)
                 else:
-                    events = logic.bedrock_converse_stream(model_id, request, latency_ms=latency)
+                    events = logic.bedrock_converse_stream(
+                        model_id, request, latency_ms=latency, cache=self.state.prompt_cache
+                    )
                 frames = [
                     Frame(encode_event(kind, payload), logic.bedrock_event_carries_token(kind, payload))
                     for kind, payload in events

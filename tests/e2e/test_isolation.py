@@ -46,6 +46,8 @@ def world(local_stack: LocalStack, admin: httpx2.Client) -> tuple[World, dict[st
         json={"model": "b-fast", "messages": [{"role": "user", "content": "hello"}], "user": "b-subject"},
     )
     assert chat.status_code == 200, chat.text
+    response = b_client.post("/v1/responses", json={"model": "b-fast", "input": "hello", "user": "b-subject"})
+    assert response.status_code == 200, response.text
     b_file = b_client.post(
         "/v1/files", files={"file": ("train.jsonl", consistent_dataset())}, data={"purpose": "fine-tune"}
     ).json()
@@ -59,7 +61,12 @@ def world(local_stack: LocalStack, admin: httpx2.Client) -> tuple[World, dict[st
         for role in ROLES
     }
     found = World(
-        a_id=a["id"], b_id=b["id"], b_key_id=b_key["id"], b_file_id=b_file["id"], b_job_id=b_job["id"]
+        a_id=a["id"],
+        b_id=b["id"],
+        b_key_id=b_key["id"],
+        b_file_id=b_file["id"],
+        b_job_id=b_job["id"],
+        b_response_id=response.json()["id"],
     )
     return found, a_keys, b_key["key"]
 

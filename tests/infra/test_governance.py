@@ -18,6 +18,7 @@ AUDIT = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/audit"
 USAGE = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/usage"
 CACHE = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/cache"
 POLICIES = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/policies"
+RESPONSES = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/responses"
 BUCKET = "arn:aws:s3:::data-bucket"
 KEY = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/stack-key"
 A = {"aws:PrincipalTag/tenant_id": "tnt_a"}
@@ -47,6 +48,8 @@ def resolver(template: Template, tmp_path_factory: pytest.TempPathFactory) -> Re
             resolver.register(logical_id, Physical(ref="audit", attributes={"Arn": AUDIT}))
         elif logical_id.startswith("DataPolicies"):
             resolver.register(logical_id, Physical(ref="policies", attributes={"Arn": POLICIES}))
+        elif logical_id.startswith("DataStoredResponses"):
+            resolver.register(logical_id, Physical(ref="responses", attributes={"Arn": RESPONSES}))
     (bucket_id,) = resources(template, "AWS::S3::Bucket")
     resolver.register(bucket_id, Physical(ref="data-bucket", attributes={"Arn": BUCKET}))
     (key_id,) = resources(template, "AWS::KMS::Key")
@@ -151,6 +154,32 @@ def test_cache_entries_may_only_be_read_for_export_and_erased(role_policies: lis
     )
 
 
+@pytest.mark.parametrize(
+    "action",
+    [
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:PutItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+    ],
+)
+def test_tenant_a_stores_reads_and_deletes_its_own_stored_responses_only(
+    role_policies: list, action: str
+) -> None:
+    own = as_tenant_a(role_policies, action, RESPONSES, **{"dynamodb:LeadingKeys": ["tnt_a"]})
+    theirs = as_tenant_a(role_policies, action, RESPONSES, **{"dynamodb:LeadingKeys": ["tnt_b"]})
+
+    assert (own, theirs) == (Decision.ALLOW, Decision.IMPLICIT_DENY)
+
+
+@pytest.mark.parametrize("action", ["dynamodb:Query", "dynamodb:Scan", "dynamodb:UpdateItem"])
+def test_stored_responses_are_never_listed_nor_updated(role_policies: list, action: str) -> None:
+    decision = as_tenant_a(role_policies, action, RESPONSES, **{"dynamodb:LeadingKeys": ["tnt_a"]})
+
+    assert decision is Decision.IMPLICIT_DENY
+
+
 def test_no_scan_and_no_other_table(role_policies: list) -> None:
     assert as_tenant_a(role_policies, "dynamodb:Scan", AUDIT) is Decision.IMPLICIT_DENY
     assert (
@@ -186,6 +215,17 @@ def test_tenant_a_lists_its_prefix_only(role_policies: list) -> None:
 
 def test_no_object_writes(role_policies: list) -> None:
     assert as_tenant_a(role_policies, "s3:PutObject", f"{BUCKET}/tenants/tnt_a/x") is Decision.IMPLICIT_DENY
+
+
+@pytest.mark.parametrize("action", ["s3:PutObject", "s3:PutObjectTagging"])
+def test_tenant_a_writes_large_stored_response_bodies_under_its_own_prefix_only(
+    role_policies: list, action: str
+) -> None:
+    own = as_tenant_a(role_policies, action, f"{BUCKET}/tenants/tnt_a/responses/resp_1.json")
+    theirs = as_tenant_a(role_policies, action, f"{BUCKET}/tenants/tnt_b/responses/resp_1.json")
+    elsewhere = as_tenant_a(role_policies, action, f"{BUCKET}/tenants/tnt_a/files/file_1.jsonl")
+
+    assert (own, theirs, elsewhere) == (Decision.ALLOW, Decision.IMPLICIT_DENY, Decision.IMPLICIT_DENY)
 
 
 # Keys
@@ -313,6 +353,7 @@ def test_tenant_isolation_passes_the_authorizers_tenant_to_lambda(isolated: Temp
         for m in _gateway_methods(isolated)
     }
 
-    assert len(headers) == 3  # GET /health, ANY /v1/{proxy+} and POST /v1/chat/completions
+    # GET /health, ANY /v1/{proxy+}, POST /v1/chat/completions, POST /v1/responses, /v1/responses/{proxy+}
+    assert len(headers) == 5
     values = sorted(h["integration.request.header.X-Amz-Tenant-Id"] for h in headers.values())
-    assert values == ["'health'", "context.authorizer.tenant_id", "context.authorizer.tenant_id"]
+    assert values == ["'health'"] + ["context.authorizer.tenant_id"] * 4

@@ -71,6 +71,7 @@ CONTRACT_TABLES = {
         [("tenant_id", "HASH"), ("sk", "RANGE")],
         [("by_subject", [("subject", "HASH"), ("sk", "RANGE")])],
     ),
+    "RESPONSES_TABLE": ([("tenant_id", "HASH"), ("id", "RANGE")], []),
 }
 
 
@@ -93,9 +94,9 @@ def test_tables_have_the_keys_and_indexes_of_the_contract(template: Template) ->
 
 def test_every_table_is_on_demand(template: Template) -> None:
     tables = resources(template, "AWS::DynamoDB::Table")
-    # Six of the gateway, files, fine-tuning jobs, the idempotency records of job creation, and
-    # governance's policies and audit trail, and the automations with their runs.
-    assert len(tables) == 12
+    # Six of the gateway, files, fine-tuning jobs, the idempotency records of job creation,
+    # governance's policies and audit trail, stored Responses, and the automations with their runs.
+    assert len(tables) == 13
     assert all(props(t)["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
 
 
@@ -157,11 +158,11 @@ def test_every_log_group_is_encrypted_with_the_customer_managed_key(template: Te
 # ----------------------------------------------------------------------------------- functions
 
 
-def test_every_function_runs_python_3_14_on_arm64(template: Template) -> None:
+def test_every_function_runs_python_3_13_on_arm64(template: Template) -> None:
     functions = resources(template, "AWS::Lambda::Function")
     assert len(functions) == FUNCTION_COUNT
     for fn in functions.values():
-        assert props(fn)["Runtime"] == "python3.14"
+        assert props(fn)["Runtime"] == "python3.13"
         assert props(fn)["Architectures"] == ["arm64"]
 
 
@@ -244,6 +245,7 @@ def test_function_timeout_and_memory(template: Template, name: str, timeout: int
                 "SCHEDULER_ROLE_ARN",
                 "APPROVAL_STATE_MACHINE_ARN",
                 "EVENT_BUS_NAME",
+                "RESPONSES_TABLE",
             },
         ),
         (
@@ -262,6 +264,7 @@ def test_function_timeout_and_memory(template: Template, name: str, timeout: int
                 "AUDIT_TABLE",
                 "DATA_BUCKET",
                 "KMS_KEY_ID",
+                "RESPONSES_TABLE",
                 # The Lambda Web Adapter's and the stream timeout (tests/infra/test_streaming.py).
                 "AWS_LAMBDA_EXEC_WRAPPER",
                 "AWS_LWA_INVOKE_MODE",
@@ -442,6 +445,8 @@ ROUTES = {
     ("ANY", "/admin/{proxy+}"): "admin",
     ("ANY", "/v1/{proxy+}"): "gateway",
     ("POST", "/v1/chat/completions"): "gateway",
+    ("POST", "/v1/responses"): "gateway",
+    ("ANY", "/v1/responses/{proxy+}"): "gateway",
     ("ANY", "/v1/files"): "fine_tuning",
     ("ANY", "/v1/files/{proxy+}"): "fine_tuning",
     ("ANY", "/v1/fine_tuning/{proxy+}"): "fine_tuning",

@@ -126,7 +126,13 @@ def test_every_integration_of_the_gateway_function_streams(template: Template) -
     gateway_id = function_id(template, "gateway")
     routes = {route: m for route, m in methods(template).items() if target(m) == gateway_id}
 
-    assert set(routes) == {HEALTH, V1_PROXY, CHAT}
+    assert set(routes) == {
+        HEALTH,
+        V1_PROXY,
+        CHAT,
+        ("POST", "/v1/responses"),
+        ("ANY", "/v1/responses/{proxy+}"),
+    }
     for route, method in routes.items():
         assert method["Integration"]["ResponseTransferMode"] == "STREAM", route
         assert uri_path(method).endswith("/response-streaming-invocations"), route

@@ -47,6 +47,7 @@ TABLES = {
         [("tenant_id", "HASH"), ("sk", "RANGE")],
         [("by_subject", [("subject", "HASH"), ("sk", "RANGE")])],
     ),
+    "RESPONSES_TABLE": ("byom-responses", [("tenant_id", "HASH"), ("id", "RANGE")], []),
 }
 # Indexes project every attribute unless listed here (as the stack's do).
 KEYS_ONLY_INDEXES = {("byom-audit", "by_subject")}
@@ -123,6 +124,7 @@ def _clear_caches() -> None:
         cache.cache_table,
         admin.store,
         governance_api.store,
+        governance_api.stored_responses,
         gateway.model_repository,
         gateway.invoke_store,
         gateway.usage_table,

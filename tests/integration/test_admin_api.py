@@ -64,6 +64,7 @@ def test_a_credential_goes_to_secrets_manager_encrypted_with_the_stack_key(
         "provider": "openai",
         "base_url": None,
         "key_last4": "9Q2w",
+        "responses": False,
         "updated_at": body["updated_at"],
         "object": "credential",
     }
@@ -115,8 +116,48 @@ def test_models_list_with_catalog_pricing(admin_api: Api, tenant: dict) -> None:
     _, listed, _ = admin_api("GET", f"{base}/models")
 
     assert status == 201
-    assert created["pricing"] == {"input_per_1k_usd": 0.00015, "output_per_1k_usd": 0.0006}
+    assert created["pricing"] == {
+        "input_per_1k_usd": 0.00015,
+        "output_per_1k_usd": 0.0006,
+        "cache_read_per_1k_usd": 0.000075,
+        "cache_write_per_1k_usd": None,
+    }
     assert listed["data"] == [created]
+
+
+def test_prompt_caching_is_stored_with_the_alias(admin_api: Api, tenant: dict) -> None:
+    base = f"/admin/tenants/{tenant['id']}"
+    body = {
+        "alias": "nova",
+        "provider": "bedrock",
+        "model_id": "amazon.nova-lite-v1:0",
+        "prompt_caching": True,
+    }
+
+    status, _, _ = admin_api("POST", f"{base}/models", body)
+    _, listed, _ = admin_api("GET", f"{base}/models")
+
+    assert status == 201
+    assert listed["data"][0]["prompt_caching"] is True
+
+
+def test_prompt_caching_on_a_bedrock_model_without_cache_points_is_a_400(
+    admin_api: Api, tenant: dict
+) -> None:
+    body = {
+        "alias": "llama",
+        "provider": "bedrock",
+        "model_id": "meta.llama3-1-8b-instruct-v1:0",
+        "prompt_caching": True,
+    }
+
+    status, answer, _ = admin_api("POST", f"/admin/tenants/{tenant['id']}/models", body)
+
+    assert (status, answer["error"]["type"], answer["error"]["param"]) == (
+        400,
+        "invalid_request_error",
+        "prompt_caching",
+    )
 
 
 @pytest.mark.parametrize(

@@ -12,10 +12,11 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from byom.dal import audit as audit_dal
-from byom.dal import content as content_dal
+from byom.dal import envelope as envelope_dal
 from byom.dal.audit import AuditTable
 from byom.dal.cache import ResponseCacheTable
 from byom.dal.content import ContentStore, subject_prefix
+from byom.dal.responses import ResponseStore
 from byom.errors import InvalidRequest
 from byom.governance import subjects
 from byom.governance.audit import AuditRecord
@@ -58,6 +59,13 @@ def store(aws: dict[str, str]) -> ContentStore:
 @pytest.fixture
 def cache(aws: dict[str, str]) -> ResponseCacheTable:
     return ResponseCacheTable(boto3.resource("dynamodb").Table(aws["CACHE_TABLE"]))
+
+
+@pytest.fixture
+def responses(aws: dict[str, str]) -> ResponseStore:
+    table = boto3.resource("dynamodb").Table(aws["RESPONSES_TABLE"])
+    s3, kms = boto3.client("s3"), boto3.client("kms")
+    return ResponseStore(lambda _t: table, lambda _t: s3, lambda _t: kms, DATA_BUCKET, aws["KMS_KEY_ID"])
 
 
 def put_all(audit: AuditTable, records: list[AuditRecord]) -> None:
@@ -237,7 +245,7 @@ class CountingKms:
 def test_a_data_key_is_reused_per_tenant_within_its_age_and_uses(
     aws: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(content_dal, "DATA_KEY_MAX_USES", 3)
+    monkeypatch.setattr(envelope_dal, "DATA_KEY_MAX_USES", 3)
     kms = CountingKms(boto3.client("kms"))
     now = [0.0]
     store = ContentStore(boto3.client("s3"), kms, DATA_BUCKET, aws["KMS_KEY_ID"], monotonic=lambda: now[0])
@@ -336,7 +344,7 @@ def few(audit: AuditTable, store: ContentStore, cache: ResponseCacheTable) -> di
 
 
 def erase_until_done(
-    audit: AuditTable, store: ContentStore, cache: ResponseCacheTable, **kw: Any
+    audit: AuditTable, store: ContentStore, cache: ResponseCacheTable, responses: ResponseStore, **kw: Any
 ) -> list[Any]:
     answers: list[subjects.Erasure] = []
     clock = [0.0]
@@ -356,6 +364,7 @@ def erase_until_done(
                 records=audit,
                 content=store,
                 cache=cache,
+                responses=responses,
                 budget_seconds=8.0,
                 monotonic=tick,
                 **kw,
@@ -365,15 +374,16 @@ def erase_until_done(
 
 
 def test_a_subjects_3000_records_are_exported_page_by_page(
-    populated: dict, audit: AuditTable, store: ContentStore, cache: ResponseCacheTable
+    populated: dict,
+    audit: AuditTable,
+    store: ContentStore,
+    cache: ResponseCacheTable,
+    responses: ResponseStore,
 ) -> None:
-    pages = [subjects.export("tnt_a", ALICE, None, records=audit, content=store, cache=cache)]
+    stores = {"records": audit, "content": store, "cache": cache, "responses": responses}
+    pages = [subjects.export("tnt_a", ALICE, None, **stores)]
     while pages[-1]["next_token"]:
-        pages.append(
-            subjects.export(
-                "tnt_a", ALICE, pages[-1]["next_token"], records=audit, content=store, cache=cache
-            )
-        )
+        pages.append(subjects.export("tnt_a", ALICE, pages[-1]["next_token"], **stores))
 
     exported = [r for page in pages for r in page["audit_records"]]
     with_content = [r for r in exported if r["content"] is not None]
@@ -384,25 +394,39 @@ def test_a_subjects_3000_records_are_exported_page_by_page(
 
 
 def test_a_subject_is_erased_completely_across_in_progress_requests(
-    populated: dict, audit: AuditTable, store: ContentStore, cache: ResponseCacheTable
+    populated: dict,
+    audit: AuditTable,
+    store: ContentStore,
+    cache: ResponseCacheTable,
+    responses: ResponseStore,
 ) -> None:
-    answers = erase_until_done(audit, store, cache)
+    answers = erase_until_done(audit, store, cache, responses)
 
     assert len(answers) > 1 and {a.status for a in answers[:-1]} == {"in_progress"}
-    assert answers[-1].erased == {"audit_records": 3000, "content_objects": 1000, "cache_entries": 300}
+    assert answers[-1].erased == {
+        "audit_records": 3000,
+        "content_objects": 1000,
+        "cache_entries": 300,
+        "stored_responses": 0,
+    }
     assert audit.subject_keys("tnt_a", ALICE, None) == ([], None)
     assert versions_under(subject_prefix("tnt_a", ALICE)) == []
     assert all(cache.get(r.cache_key) is None for r in populated["alice"] if r.cache_key)
 
 
 def test_erasure_leaves_one_record_without_personal_data_and_no_progress(
-    few: dict, audit: AuditTable, store: ContentStore, cache: ResponseCacheTable
+    few: dict, audit: AuditTable, store: ContentStore, cache: ResponseCacheTable, responses: ResponseStore
 ) -> None:
-    erase_until_done(audit, store, cache)
+    erase_until_done(audit, store, cache, responses)
 
     (erasure,), _ = audit.query("tnt_a", AuditFilters(kind="erasure"), 10, None)
     items = boto3.resource("dynamodb").Table(audit.name).scan()["Items"]
-    assert erasure.erased == {"audit_records": 30, "content_objects": 10, "cache_entries": 3}
+    assert erasure.erased == {
+        "audit_records": 30,
+        "content_objects": 10,
+        "cache_entries": 3,
+        "stored_responses": 0,
+    }
     assert erasure.action == "DELETE /admin/tenants/{tenant_id}/subjects/{user}"
     assert erasure.key_id == "key_admin" and erasure.user is None
     assert ALICE not in json.dumps(items, default=str)
@@ -410,9 +434,9 @@ def test_erasure_leaves_one_record_without_personal_data_and_no_progress(
 
 
 def test_another_subject_is_untouched_by_an_erasure(
-    few: dict, audit: AuditTable, store: ContentStore, cache: ResponseCacheTable
+    few: dict, audit: AuditTable, store: ContentStore, cache: ResponseCacheTable, responses: ResponseStore
 ) -> None:
-    erase_until_done(audit, store, cache)
+    erase_until_done(audit, store, cache, responses)
 
     bob = few["bob"]
     sks, _ = audit.subject_keys("tnt_a", BOB, None)
@@ -424,14 +448,19 @@ def test_another_subject_is_untouched_by_an_erasure(
 
 
 def test_a_second_erasure_erases_nothing(
-    few: dict, audit: AuditTable, store: ContentStore, cache: ResponseCacheTable
+    few: dict, audit: AuditTable, store: ContentStore, cache: ResponseCacheTable, responses: ResponseStore
 ) -> None:
-    erase_until_done(audit, store, cache)
+    erase_until_done(audit, store, cache, responses)
 
-    (again,) = erase_until_done(audit, store, cache)
+    (again,) = erase_until_done(audit, store, cache, responses)
 
     assert again.status == "completed"
-    assert again.erased == {"audit_records": 0, "content_objects": 0, "cache_entries": 0}
+    assert again.erased == {
+        "audit_records": 0,
+        "content_objects": 0,
+        "cache_entries": 0,
+        "stored_responses": 0,
+    }
 
 
 # ------------------------------------------------------------------------------------ the routes
@@ -570,7 +599,12 @@ def test_a_subject_is_erased_through_the_route_with_202_until_done(
     assert answers[-1][1] == {
         "object": "subject.erasure",
         "status": "completed",
-        "erased": {"audit_records": 250, "content_objects": 0, "cache_entries": 0},
+        "erased": {
+            "audit_records": 250,
+            "content_objects": 0,
+            "cache_entries": 0,
+            "stored_responses": 0,
+        },
     }
     assert audit.subject_keys(tenant, ALICE, None) == ([], None)
 

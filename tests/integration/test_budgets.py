@@ -112,6 +112,7 @@ def test_a_call_is_metered_with_the_providers_tokens_at_the_alias_price(
         "requests": 1,
         "input_tokens": 6,
         "output_tokens": 2,
+        "cached_tokens": 0,
         "cost_usd": CALL_COST,
         "errors": 0,
         "cache_hits": 0,

@@ -94,7 +94,12 @@ def test_a_bedrock_alias_answers_a_chat_completion(
     answer = json.loads(body)
     assert (status, answer["object"], answer["model"]) == (200, "chat.completion", "fast")
     assert answer["choices"][0]["message"]["content"] == "Hi!"
-    assert answer["usage"] == {"prompt_tokens": 6, "completion_tokens": 2, "total_tokens": 8}
+    assert answer["usage"] == {
+        "prompt_tokens": 6,
+        "completion_tokens": 2,
+        "total_tokens": 8,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
 
 
 def test_a_bedrock_call_goes_to_the_aliases_model_with_converse_parameters(
@@ -113,6 +118,46 @@ def test_a_bedrock_call_goes_to_the_aliases_model_with_converse_parameters(
     status, _, _ = gateway("/v1/chat/completions", _chat(messages=messages, max_tokens=20), caller)
 
     assert status == 200  # and the stub asserted the parameters
+
+
+def test_a_prompt_caching_alias_sends_cache_points_and_is_charged_at_the_cache_rates(
+    admin_api: Api, gateway: Gateway, bedrock: Stubber
+) -> None:
+    price = {
+        "input_per_1k_usd": 1.0,
+        "output_per_1k_usd": 2.0,
+        "cache_read_per_1k_usd": 0.1,
+        "cache_write_per_1k_usd": 1.25,
+    }
+    model = {
+        "alias": "cached",
+        "provider": "bedrock",
+        "model_id": NOVA,
+        "prompt_caching": True,
+        "pricing": price,
+    }
+    caller = tenant_context(_tenant(admin_api, model), "developer")
+    point = {"cachePoint": {"type": "default"}}
+    expected = {
+        "modelId": NOVA,
+        "messages": [{"role": "user", "content": [{"text": "Hello"}, point]}],
+        "system": [{"text": "Be brief."}, point],
+    }
+    answer = converse_answer(input_tokens=3, output_tokens=10)
+    answer["usage"] |= {"cacheReadInputTokens": 600, "cacheWriteInputTokens": 100}
+    bedrock.add_response("converse", answer, expected)
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]
+
+    status, body, headers = gateway("/v1/chat/completions", _chat("cached", messages=messages), caller)
+
+    usage = json.loads(body)["usage"]
+    assert (status, usage["prompt_tokens"], usage["prompt_tokens_details"]) == (
+        200,
+        703,
+        {"cached_tokens": 600},
+    )
+    # 3 plain x 1,000 + 600 read x 100 + 100 written x 1,250 + 10 output x 2,000 micro-dollars.
+    assert headers["x-byom-cost-usd"] == "0.208000"
 
 
 def test_an_invocation_names_its_provider_and_model_in_headers(
@@ -153,6 +198,7 @@ def test_a_streamed_answer_ends_with_usage_when_asked_for(
         "prompt_tokens": 6,
         "completion_tokens": 1,
         "total_tokens": 7,
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
 
 

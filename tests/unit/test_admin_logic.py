@@ -297,3 +297,38 @@ def test_deleting_a_tenant_removes_everything_it_owns(store: admin.AdminStore, t
         {},
         {},
     )
+
+
+def test_prompt_caching_on_a_bedrock_model_without_cache_points_is_refused(
+    store: admin.AdminStore, tenant_id: str
+) -> None:
+    body = _model("haiku3", model_id="anthropic.claude-3-haiku-20240307-v1:0", prompt_caching=True)
+
+    with pytest.raises(InvalidRequest) as refused:
+        admin.create_model(store, PLATFORM, tenant_id, body)
+
+    assert refused.value.param == "prompt_caching"
+
+
+def test_prompt_caching_is_stored_and_shown_with_the_catalogs_cache_prices(
+    store: admin.AdminStore, tenant_id: str
+) -> None:
+    body = _model("haiku", model_id="us.anthropic.claude-3-5-haiku-20241022-v1:0", prompt_caching=True)
+
+    admin.create_model(store, PLATFORM, tenant_id, body)
+
+    shown = admin.list_models(store, PLATFORM, tenant_id)[0].public()
+    assert shown["prompt_caching"] is True
+    assert (shown["pricing"]["cache_read_per_1k_usd"], shown["pricing"]["cache_write_per_1k_usd"]) == (
+        0.00008,
+        0.001,
+    )
+
+
+def test_prompt_caching_is_accepted_for_openai_which_caches_on_its_own(
+    store: admin.AdminStore, tenant_id: str
+) -> None:
+    _openai_credential(store, tenant_id)
+    body = _model("mini", provider="openai", model_id="gpt-4o-mini", credential="oai", prompt_caching=True)
+
+    assert admin.create_model(store, PLATFORM, tenant_id, body).prompt_caching is True

@@ -113,3 +113,20 @@ def test_the_platform_admin_names_the_platform_usage_plan_key() -> None:
     )
 
     assert decision["usageIdentifierKey"] == "byomplatformadmin0123456789"
+
+
+def test_an_admin_key_with_the_tenant_prefix_is_the_platform_admin() -> None:
+    def admin_key() -> str:
+        return "byom-chosen-by-the-operator"
+
+    decision = authorize("Bearer byom-chosen-by-the-operator", METHOD_ARN, _keys(), admin_key)
+
+    assert decision["context"]["role"] == "platform_admin"
+
+
+def test_a_revoked_tenant_key_is_unauthorized_whatever_the_admin_key() -> None:
+    def admin_key() -> str:
+        return TENANT_KEY
+
+    with pytest.raises(Unauthorized):
+        authorize(f"Bearer {TENANT_KEY}", METHOD_ARN, _keys(revoked_at=5), admin_key)

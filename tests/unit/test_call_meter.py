@@ -276,3 +276,21 @@ def test_a_failed_notification_does_not_fail_the_call() -> None:
 
     assert cost == 1000
     assert "mark_warned" in usage.names()
+
+
+def test_a_call_with_cached_tokens_is_charged_at_the_cache_rates_and_counts_them() -> None:
+    usage = RecordingUsage()
+    meter = _meter(usage, None)
+    pricing = PRICE.model_copy(update={"cache_read_per_1k_usd": 0.1, "cache_write_per_1k_usd": 1.25})
+
+    cost = meter.succeeded(
+        "fast",
+        Usage(prompt_tokens=100, completion_tokens=10, cached_tokens=60, cache_write_tokens=30),
+        pricing,
+        latency_ms=5,
+    )
+
+    # 10 plain x $1 + 60 read x $0.1 + 30 written x $1.25 + 10 output x $2, per 1K tokens.
+    assert cost == 10_000 + 6_000 + 37_500 + 20_000
+    metered, _ = usage.calls[-1][1]
+    assert (metered.input_tokens, metered.cached_tokens, metered.cost_micros) == (100, 60, cost)

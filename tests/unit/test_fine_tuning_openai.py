@@ -21,7 +21,7 @@ from tests.unit.fakes import FakeCredentials, FakeModels
 from tests.unit.test_fine_tuning_logic import FakeJobs, FakeWorkflow
 from tests.unit.test_providers_openai_compat import FakeKeys, Upstream, _provider
 
-PRICE = Pricing(input_per_1k_usd=0.0003, output_per_1k_usd=0.0012)
+PRICE = Pricing(input_per_1k_usd=0.0003, output_per_1k_usd=0.0012, cache_read_per_1k_usd=0.00015)
 DEVELOPER = Principal(key_id="key_1", role="developer", tenant_id="tnt_a")
 
 

@@ -130,3 +130,56 @@ def test_thresholds_reached_are_those_not_yet_announced_lowest_first() -> None:
     assert metering.thresholds_reached([0.8, 0.5, 1.0], limit, 850_000, {"0.5"}) == [0.8]
     assert metering.thresholds_reached([0.5], limit, 499_999, set()) == []
     assert metering.thresholds_reached([0.5], limit, 500_000, set()) == [0.5]
+
+
+# Prompt caching: cache reads and writes at their own rates
+
+CACHED = Pricing(
+    input_per_1k_usd=0.003,
+    output_per_1k_usd=0.015,
+    cache_read_per_1k_usd=0.0003,
+    cache_write_per_1k_usd=0.00375,
+)
+
+
+def test_cache_reads_and_writes_are_priced_at_their_own_rates() -> None:
+    # 10,000 input tokens: 6,000 read from the cache, 3,000 written to it, 1,000 plain; 100 output.
+    cost = metering.cost_micros(CACHED, 10_000, 100, cached_tokens=6_000, cache_write_tokens=3_000)
+
+    # 1,000 x 3 + 6,000 x 0.3 + 3,000 x 3.75 + 100 x 15 micro-dollars.
+    assert cost == 3_000 + 1_800 + 11_250 + 1_500
+
+
+def test_cache_rates_left_unset_are_the_input_price() -> None:
+    cost = metering.cost_micros(PRICE, 1_000, 0, cached_tokens=400, cache_write_tokens=100)
+
+    assert cost == metering.cost_micros(PRICE, 1_000, 0)
+
+
+def test_cached_counts_beyond_the_input_tokens_bill_no_more_than_the_input() -> None:
+    written_only = Pricing(input_per_1k_usd=0.001, output_per_1k_usd=0, cache_write_per_1k_usd=0.002)
+
+    assert metering.cost_micros(written_only, 100, 0, cache_write_tokens=500) == 200
+
+
+def test_a_reservation_prices_the_prompt_at_the_cache_write_rate_when_it_is_dearer() -> None:
+    request = _chat("Hello", max_tokens=10)
+    input_bound = metering.estimate_chat_input_tokens(request)
+
+    estimate = metering.estimate_chat(request, CACHED, None)
+
+    assert estimate.cost_micros == metering.cost_micros(
+        CACHED, input_bound, 10, cache_write_tokens=input_bound, upper=True
+    )
+    assert estimate.cost_micros > metering.cost_micros(CACHED, input_bound, 10, upper=True)
+
+
+def test_the_dearest_cache_rates_are_taken_from_each_model() -> None:
+    writes_dear = Pricing(input_per_1k_usd=0.001, output_per_1k_usd=0.001, cache_write_per_1k_usd=0.005)
+    no_cache_rates = Pricing(input_per_1k_usd=0.002, output_per_1k_usd=0.001)
+
+    highest = metering.highest_pricing([writes_dear, no_cache_rates])
+
+    # No model has a read rate of its own: the chain's input price stands for it (None).
+    assert highest is not None
+    assert (highest.cache_read_per_1k_usd, highest.cache_write_per_1k_usd) == (None, 0.005)

@@ -26,9 +26,12 @@ def test_a_cross_region_inference_profile_costs_what_its_model_costs() -> None:
     [
         (
             "ft:gpt-4o-mini-2024-07-18:acme:tickets:AbC123",
-            Pricing(input_per_1k_usd=0.0003, output_per_1k_usd=0.0012),
+            Pricing(input_per_1k_usd=0.0003, output_per_1k_usd=0.0012, cache_read_per_1k_usd=0.00015),
         ),
-        ("ft:gpt-4o:acme::xyz", Pricing(input_per_1k_usd=0.00375, output_per_1k_usd=0.015)),
+        (
+            "ft:gpt-4o:acme::xyz",
+            Pricing(input_per_1k_usd=0.00375, output_per_1k_usd=0.015, cache_read_per_1k_usd=0.001875),
+        ),
     ],
 )
 def test_an_openai_fine_tuned_model_costs_the_fine_tuned_rate_of_its_base(

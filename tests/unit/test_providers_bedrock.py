@@ -1,6 +1,7 @@
 import base64
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -291,6 +292,7 @@ def test_token_counts_become_openai_usage(stubbed: tuple[BedrockProvider, Stubbe
         "prompt_tokens": 21,
         "completion_tokens": 4,
         "total_tokens": 25,
+        "prompt_tokens_details": {"cached_tokens": 0},
     }
 
 
@@ -694,3 +696,82 @@ def test_openai_only_hints_are_not_sent_to_bedrock() -> None:
     )
 
     assert "support-bot-v3" not in json.dumps(params) and "subject-42" not in json.dumps(params)
+
+
+# Prompt caching
+
+CLAUDE_CACHING = Target(
+    tenant_id="tnt_a",
+    alias="cached",
+    provider="bedrock",
+    model_id="anthropic.claude-3-5-haiku-20241022-v1:0",
+    prompt_caching=True,
+)
+POINT = {"cachePoint": {"type": "default"}}
+WITH_TOOLS = {
+    "messages": [
+        {"role": "system", "content": "You answer about the weather."},
+        {"role": "user", "content": "First question"},
+        {"role": "assistant", "content": "First answer"},
+        {"role": "user", "content": "Weather in Oslo?"},
+    ],
+    "tools": [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}],
+}
+
+
+def _sent_params(target: Target, **fields: Any) -> dict[str, Any]:
+    sent: list[dict[str, Any]] = []
+
+    class Recording:
+        def converse(self, **params: Any) -> dict[str, Any]:
+            validate_parameters(
+                params, bedrock_client().meta.service_model.operation_model("Converse").input_shape
+            )
+            sent.append(params)
+            return converse_answer()
+
+    BedrockProvider(client=Recording()).chat(_chat(**fields), target)
+    return sent[0]
+
+
+def test_prompt_caching_marks_the_system_prompt_the_tools_and_the_last_user_turn() -> None:
+    params = _sent_params(CLAUDE_CACHING, **WITH_TOOLS)
+
+    assert params["system"][-1] == POINT
+    assert params["toolConfig"]["tools"][-1] == POINT
+    assert params["messages"][-1]["content"] == [{"text": "Weather in Oslo?"}, POINT]
+    assert POINT not in params["messages"][0]["content"]
+
+
+def test_without_prompt_caching_no_cache_point_is_sent() -> None:
+    params = _sent_params(replace(CLAUDE_CACHING, prompt_caching=False), **WITH_TOOLS)
+
+    assert "cachePoint" not in json.dumps(params)
+
+
+def test_a_model_that_caches_no_tools_gets_no_cache_point_after_them() -> None:
+    nova = replace(CLAUDE_CACHING, model_id="us.amazon.nova-pro-v1:0")
+
+    params = _sent_params(nova, **WITH_TOOLS)
+
+    assert POINT not in params["toolConfig"]["tools"]
+    assert (params["system"][-1], params["messages"][-1]["content"][-1]) == (POINT, POINT)
+
+
+def test_cache_reads_and_writes_are_counted_in_the_prompt_tokens() -> None:
+    answer = converse_answer(input_tokens=5, output_tokens=4)
+    answer["usage"] |= {"cacheReadInputTokens": 1200, "cacheWriteInputTokens": 300}
+
+    usage = chat_result(answer).usage
+
+    assert usage == Usage(prompt_tokens=1505, completion_tokens=4, cached_tokens=1200, cache_write_tokens=300)
+    assert usage.openai()["prompt_tokens_details"] == {"cached_tokens": 1200}
+
+
+def test_a_streams_cache_counts_come_with_its_usage() -> None:
+    events = answer_events(["Hi"], input_tokens=2, output_tokens=1)
+    events[-1]["metadata"]["usage"] |= {"cacheReadInputTokens": 40, "cacheWriteInputTokens": 0}
+
+    usage = list(stream_events(events))[-1]
+
+    assert usage == Usage(prompt_tokens=42, completion_tokens=1, cached_tokens=40)

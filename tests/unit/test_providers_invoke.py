@@ -211,7 +211,12 @@ def test_a_chat_answer_is_an_openai_chat_completion(store: invoke.InvokeStore) -
                 "finish_reason": "stop",
             }
         ],
-        "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+        "usage": {
+            "prompt_tokens": 5,
+            "completion_tokens": 1,
+            "total_tokens": 6,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        },
     }
 
 
@@ -273,7 +278,12 @@ def test_the_usage_chunk_comes_last_without_choices_when_asked_for(store: invoke
 
     assert (last["choices"], last["usage"]) == (
         [],
-        {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+        {
+            "prompt_tokens": 5,
+            "completion_tokens": 1,
+            "total_tokens": 6,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        },
     )
 
 

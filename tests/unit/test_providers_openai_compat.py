@@ -507,3 +507,31 @@ def test_a_loopback_base_url_is_called_in_the_local_stack() -> None:
     _provider(upstream, address="127.0.0.1", allow_loopback_http=True).chat(_chat(), local)
 
     assert str(upstream.requests[0].url) == "http://127.0.0.1:11434/v1/chat/completions"
+
+
+# Prompt caching (OpenAI's is automatic: only its report is read)
+
+
+def test_cached_prompt_tokens_are_read_from_the_usage_details() -> None:
+    usage = COMPLETION["usage"] | {"prompt_tokens": 2000, "prompt_tokens_details": {"cached_tokens": 1536}}
+    upstream = Upstream(httpx2.Response(200, json=COMPLETION | {"usage": usage}))
+
+    result = _provider(upstream).chat(_chat(), TARGET)
+
+    assert result.usage == Usage(prompt_tokens=2000, completion_tokens=2, cached_tokens=1536)
+
+
+def test_a_server_without_prompt_caching_reports_none_cached() -> None:
+    usage = COMPLETION["usage"] | {"prompt_tokens_details": None}
+    upstream = Upstream(httpx2.Response(200, json=COMPLETION | {"usage": usage}))
+
+    assert _provider(upstream).chat(_chat(), TARGET).usage.cached_tokens == 0
+
+
+def test_a_streams_cached_prompt_tokens_come_with_its_usage() -> None:
+    usage = {"prompt_tokens": 1100, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 1024}}
+    upstream = Upstream(_sse(_chunk({"content": "Hi"}), _chunk({}, "stop"), _chunk(None, usage=usage)))
+
+    events = list(_provider(upstream).stream(_chat(stream=True), TARGET))
+
+    assert events[-1] == Usage(prompt_tokens=1100, completion_tokens=2, cached_tokens=1024)

@@ -353,7 +353,12 @@ def test_a_streamed_hit_sends_usage_when_asked_for(store: invoke.InvokeStore) ->
     )
 
     last = json.loads(list(answer.events)[-2].removeprefix("data: "))
-    assert last["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
+    assert last["usage"] == {
+        "prompt_tokens": 5,
+        "completion_tokens": 3,
+        "total_tokens": 8,
+        "prompt_tokens_details": {"cached_tokens": 0},
+    }
 
 
 def test_a_stream_assembles_into_the_answer_it_amounts_to() -> None:
@@ -431,3 +436,36 @@ def test_chat_and_embeddings_of_one_alias_never_answer_for_each_other(cache: Fak
     )
 
     assert response_cache.lookup(cache, chat_key, TARGET, "embeddings", NOW) is None
+
+
+def test_a_stored_answer_keeps_the_providers_prompt_cache_counts() -> None:
+    usage = Usage(prompt_tokens=1500, completion_tokens=4, cached_tokens=1200, cache_write_tokens=300)
+    result = ChatResult({"role": "assistant", "content": "x"}, "stop", usage)
+
+    assert response_cache.decode("chat", response_cache.encode(result)).usage == usage
+
+
+def test_a_streams_prompt_cache_counts_survive_its_assembly() -> None:
+    usage = Usage(prompt_tokens=50, completion_tokens=1, cached_tokens=40)
+
+    assert response_cache.assemble([StreamDelta({"content": "x"}), usage]).usage == usage
+
+
+def test_usage_has_the_chat_and_the_responses_shapes() -> None:
+    usage = Usage(prompt_tokens=50, completion_tokens=5, cached_tokens=40, cache_write_tokens=10)
+
+    assert (usage.openai(), usage.responses()) == (
+        {
+            "prompt_tokens": 50,
+            "completion_tokens": 5,
+            "total_tokens": 55,
+            "prompt_tokens_details": {"cached_tokens": 40},
+        },
+        {
+            "input_tokens": 50,
+            "input_tokens_details": {"cached_tokens": 40, "cache_write_tokens": 10},
+            "output_tokens": 5,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 55,
+        },
+    )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from byom.domain import Tenant
+from byom.domain import StoredResponse, Tenant
 from byom.errors import InvalidRequest, NotFound, PermissionDenied
 from byom.governance import subjects, tenant_data
 from byom.governance.audit import AuditRecord, subject_key
@@ -120,14 +120,39 @@ class FakeCache:
         return self.entries.pop(cache_key, None) is not None
 
 
+class FakeResponses:
+    """byom.dal.responses.ResponseStore in memory, by tenant and id."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.records: dict[tuple[str, str], StoredResponse] = {}
+        self.log = log
+
+    def get(self, tenant_id: str, response_id: str) -> StoredResponse | None:
+        return self.records.get((tenant_id, response_id))
+
+    def delete_many(self, tenant_id: str, response_ids: Sequence[str]) -> int:
+        self.log.append(f"responses:{len(response_ids)}")
+        return sum(self.records.pop((tenant_id, i), None) is not None for i in response_ids)
+
+
 class World:
     def __init__(self, index_page: int = 10, content_page: int = 1000) -> None:
         self.log: list[str] = []
         self.records = FakeRecords(self.log, index_page)
         self.content = FakeContent(self.log, content_page)
         self.cache = FakeCache(self.log)
+        self.responses = FakeResponses(self.log)
 
-    def call(self, n: int, user: str | None, *, content: bool = False, cached: bool = False) -> AuditRecord:
+    def call(
+        self,
+        n: int,
+        user: str | None,
+        *,
+        content: bool = False,
+        cached: bool = False,
+        stored: bool = False,
+        tenant_id: str = "tnt_a",
+    ) -> AuditRecord:
         record = AuditRecord(
             tenant_id="tnt_a",
             kind="interaction",
@@ -138,7 +163,18 @@ class World:
             user=user,
             content_key=self.content.put("tnt_a", f"req-{n:04d}", {"n": n}, user) if content else None,
             cache_key=f"ck-{n}" if cached else None,
+            response_id=f"resp_{n}" if stored else None,
         )
+        if stored:
+            self.responses.records[(tenant_id, f"resp_{n}")] = StoredResponse(
+                id=f"resp_{n}",
+                tenant_id=tenant_id,
+                created_at=1_750_000_000,
+                response={"id": f"resp_{n}", "object": "response"},
+                input_items=[{"id": f"msg_{n}", "type": "message", "role": "user", "content": []}],
+                context=[{"role": "user", "content": f"question {n}"}],
+                user=user,
+            )
         if cached:
             self.cache.entries[f"ck-{n}"] = {"cache_key": f"ck-{n}", "tenant_id": "tnt_a", "answer": "{}"}
         self.records.add(record)
@@ -160,6 +196,7 @@ class World:
             records=self.records,
             content=self.content,
             cache=self.cache,
+            responses=self.responses,
             budget_seconds=budget,
             monotonic=monotonic,
             now_ms=lambda: 1_750_100_000_000,
@@ -167,7 +204,14 @@ class World:
 
     def export(self, user: str = ALICE, token: str | None = None) -> dict[str, Any]:
         return subjects.export(
-            "tnt_a", user, token, records=self.records, content=self.content, cache=self.cache, page_size=10
+            "tnt_a",
+            user,
+            token,
+            records=self.records,
+            content=self.content,
+            cache=self.cache,
+            responses=self.responses,
+            page_size=10,
         )
 
 
@@ -212,7 +256,49 @@ def test_another_tenants_cache_entry_is_not_exported() -> None:
     assert world.export()["cache_entries"] == []
 
 
+def test_an_export_holds_the_stored_responses_the_subjects_calls_wrote() -> None:
+    world = World()
+    world.call(1, ALICE, stored=True)
+    world.call(2, BOB, stored=True)
+
+    (stored,) = world.export()["stored_responses"]
+
+    assert stored["object"] == "stored_response" and stored["id"] == "resp_1"
+    assert stored["context"] == [{"role": "user", "content": "question 1"}]
+    assert stored["input_items"][0]["id"] == "msg_1" and "tenant_id" not in stored
+
+
+def test_a_stored_response_already_gone_is_left_out_of_the_export() -> None:
+    world = World()
+    world.call(1, ALICE, stored=True)
+    world.responses.records.clear()
+
+    assert world.export()["stored_responses"] == []
+
+
 # ------------------------------------------------------------------------------------- erasure
+
+
+def test_an_erasure_deletes_the_subjects_stored_responses_and_counts_them() -> None:
+    world = World()
+    for n in range(3):
+        world.call(n, ALICE, stored=True)
+    world.call(9, BOB, stored=True)
+
+    erasure = world.erase()
+
+    assert erasure.erased["stored_responses"] == 3
+    assert list(world.responses.records) == [("tnt_a", "resp_9")]
+
+
+def test_stored_responses_go_before_the_records_naming_them() -> None:
+    world = World(index_page=2)
+    for n in range(4):
+        world.call(n, ALICE, stored=True)
+
+    world.erase()
+
+    assert world.log == ["content:0", "responses:2", "records:2", "responses:2", "records:2"]
 
 
 def test_an_erasure_removes_content_cache_entries_and_records() -> None:
@@ -224,7 +310,12 @@ def test_an_erasure_removes_content_cache_entries_and_records() -> None:
     erasure = world.erase()
 
     assert (erasure.status, erasure.http_status) == ("completed", 200)
-    assert erasure.erased == {"audit_records": 12, "content_objects": 6, "cache_entries": 4}
+    assert erasure.erased == {
+        "audit_records": 12,
+        "content_objects": 6,
+        "cache_entries": 4,
+        "stored_responses": 0,
+    }
     assert world.export()["audit_records"] == []
     assert len(world.export(BOB)["audit_records"]) == 1
     assert list(world.cache.entries) == ["ck-99"]
@@ -237,7 +328,15 @@ def test_content_and_cache_entries_go_before_the_records_naming_them() -> None:
 
     world.erase()
 
-    assert world.log == ["content:10", *(["cache"] * 5), "records:5", *(["cache"] * 5), "records:5"]
+    assert world.log == [
+        "content:10",
+        *(["cache"] * 5),
+        "responses:0",
+        "records:5",
+        *(["cache"] * 5),
+        "responses:0",
+        "records:5",
+    ]
 
 
 def test_a_completed_erasure_writes_one_record_without_the_subject() -> None:
@@ -250,7 +349,12 @@ def test_a_completed_erasure_writes_one_record_without_the_subject() -> None:
     assert record.user is None and ALICE not in record.model_dump_json()
     assert record.action == "DELETE /admin/tenants/{tenant_id}/subjects/{user}"
     assert record.key_id == "key_admin"
-    assert record.erased == {"audit_records": 1, "content_objects": 1, "cache_entries": 0}
+    assert record.erased == {
+        "audit_records": 1,
+        "content_objects": 1,
+        "cache_entries": 0,
+        "stored_responses": 0,
+    }
     assert record.expires_at == 1_750_100_000 + 30 * 86_400
 
 
@@ -265,7 +369,12 @@ def test_an_erasure_out_of_time_answers_in_progress_and_the_next_request_goes_on
         statuses.append(world.erase(budget=2.5).status)
 
     assert (first.http_status, first.public()["object"]) == (202, "subject.erasure")
-    assert erasures(world)[0].erased == {"audit_records": 35, "content_objects": 0, "cache_entries": 0}
+    assert erasures(world)[0].erased == {
+        "audit_records": 35,
+        "content_objects": 0,
+        "cache_entries": 0,
+        "stored_responses": 0,
+    }
     assert statuses == ["in_progress", "completed"]
     assert world.records.progress == {}
 
@@ -281,7 +390,12 @@ def test_every_request_makes_progress_however_small_the_budget() -> None:
 
     # Three pages of content; the fourth empties the prefix, and its request goes on to a page of records.
     assert [a.erased["content_objects"] for a in answers] == [3, 6, 9, 12, 12]
-    assert answers[-1].erased == {"audit_records": 12, "content_objects": 12, "cache_entries": 0}
+    assert answers[-1].erased == {
+        "audit_records": 12,
+        "content_objects": 12,
+        "cache_entries": 0,
+        "stored_responses": 0,
+    }
 
 
 def test_an_erasure_repeated_after_a_crash_completes() -> None:
@@ -307,7 +421,12 @@ def test_a_second_erasure_erases_nothing_and_is_recorded_too() -> None:
 
     again = world.erase()
 
-    assert again.erased == {"audit_records": 0, "content_objects": 0, "cache_entries": 0}
+    assert again.erased == {
+        "audit_records": 0,
+        "content_objects": 0,
+        "cache_entries": 0,
+        "stored_responses": 0,
+    }
     assert len(erasures(world)) == 1  # the same request id: one sort key per erasure request
 
 
@@ -339,7 +458,9 @@ class FakePolicies:
 def governance_store(world: World, opened: list[str]) -> GovernanceStore:
     def open_tenant(tenant_id: str) -> TenantData:
         opened.append(tenant_id)
-        return TenantData(records=world.records, content=world.content, cache=world.cache)
+        return TenantData(
+            records=world.records, content=world.content, cache=world.cache, responses=world.responses
+        )
 
     return GovernanceStore(tenants=FakeTenants(), policies=FakePolicies(), open_tenant=open_tenant)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,3 +151,55 @@ def test_a_session_carrying_another_tag_is_refused(stack: LocalStack) -> None:
         )
 
     assert _code(refused) == "AccessDenied"
+
+
+def _stored_response(tenant_id: str, rid: str, text: str) -> Any:
+    from byom.domain import StoredResponse
+
+    return StoredResponse(
+        id=rid,
+        tenant_id=tenant_id,
+        created_at=int(time.time()),
+        response={"id": rid, "object": "response"},
+        input_items=[{"id": "msg_1", "type": "message", "role": "user", "content": text}],
+        context=[{"role": "user", "content": text}],
+    )
+
+
+@pytest.mark.parametrize("max_inline_bytes", [350 * 1024, 1024], ids=["in the item", "in the bucket"])
+def test_stored_responses_round_trip_on_the_tenants_scoped_session(
+    stack: LocalStack, tenant_scope: Any, max_inline_bytes: int
+) -> None:
+    """The store's every call (item, body object and its tag, data keys, deletion of versions) is
+    one the tenant data role grants for the session's own tenant."""
+    from byom.dal.responses import ResponseStore
+
+    store = ResponseStore(
+        lambda t: tenant_scope.scoped_table(t, _env(stack, "RESPONSES_TABLE")),
+        lambda t: tenant_scope.scoped_client(t, "s3"),
+        lambda t: tenant_scope.scoped_client(t, "kms"),
+        _env(stack, "DATA_BUCKET"),
+        os.environ["KMS_KEY_ID"],
+        max_inline_bytes=max_inline_bytes,
+    )
+    record = _stored_response("tnt_a", "resp_scoped", "x" * 4000)
+
+    store.put(record, retention_days=30)
+    found = store.get("tnt_a", "resp_scoped")
+    removed = store.delete_many("tnt_a", ["resp_scoped"])
+
+    assert found is not None and found.context == record.context
+    assert (removed, store.get("tnt_a", "resp_scoped")) == (1, None)
+
+
+def test_tenant_a_reading_tenant_b_stored_responses_is_refused(stack: LocalStack, tenant_scope: Any) -> None:
+    table = tenant_scope.scoped_table("tnt_a", _env(stack, "RESPONSES_TABLE"))
+
+    for call in (
+        lambda: table.get_item(Key={"tenant_id": "tnt_b", "id": "resp_1"}),
+        lambda: table.delete_item(Key={"tenant_id": "tnt_b", "id": "resp_1"}),
+        lambda: table.scan(),
+    ):
+        with pytest.raises(ClientError) as refused:
+            call()
+        assert _code(refused) == "AccessDeniedException"

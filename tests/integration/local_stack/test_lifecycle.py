@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -137,3 +138,25 @@ def test_python_m_local_stack_generates_and_prints_an_admin_key_when_unset(
     finally:
         process.terminate()
         assert process.wait(timeout=30) == 0
+
+
+def test_python_m_local_stack_stops_when_signals_arrive_in_a_burst(sample_template_path: Path) -> None:
+    # A handler taking the lock its own thread holds would deadlock on the second signal.
+    process, _ = run_local_stack(
+        sample_template_path, {"BYOM_PORT": str(free_port()), "BYOM_ADMIN_KEY": "k-2"}
+    )
+    deadline = time.monotonic() + 30
+    try:
+        # Signals keep coming while it stops: each may land inside the previous one's handler.
+        while process.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGINT)
+            time.sleep(0.0005)
+        assert process.wait(timeout=1) == 0
+    finally:
+        process.kill()
+
+
+def test_an_admin_key_no_client_can_send_is_refused_at_start(sample_template_path: Path) -> None:
+    with pytest.raises(StackError, match="BYOM_ADMIN_KEY must be printable ASCII"):
+        LocalStack(settings(sample_template_path, admin_key=" padded-key ")).start()

@@ -24,6 +24,7 @@ CONTRACT_TABLES = {
     "CREDENTIALS_TABLE": ([("tenant_id", "HASH"), ("name", "RANGE")], {}),
     "MODELS_TABLE": ([("tenant_id", "HASH"), ("alias", "RANGE")], {}),
     "CACHE_TABLE": ([("cache_key", "HASH")], {}),
+    "RESPONSES_TABLE": ([("tenant_id", "HASH"), ("id", "RANGE")], {}),
 }
 
 
@@ -190,11 +191,12 @@ def test_real_template_key_rotates_and_the_admin_secret_is_the_admin_key(
     assert environment["SECRET_PREFIX"].endswith("/")
 
 
-def test_real_template_response_cache_expires_entries_on_expires_at(
-    real_template: Path, moto_url: str
+@pytest.mark.parametrize("variable", ["CACHE_TABLE", "RESPONSES_TABLE"])
+def test_real_template_cache_and_stored_responses_expire_on_expires_at(
+    real_template: Path, moto_url: str, variable: str
 ) -> None:
     resolver = create(real_template, moto_url)
-    name = _function_environments(real_template, resolver)["CACHE_TABLE"]
+    name = _function_environments(real_template, resolver)[variable]
 
     ttl = client("dynamodb", moto_url).describe_time_to_live(TableName=name)["TimeToLiveDescription"]
 

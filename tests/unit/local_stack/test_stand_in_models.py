@@ -348,3 +348,93 @@ def test_event_stream_messages_decode_with_botocore() -> None:
     assert [m.headers[":event-type"] for m in messages] == ["messageStart", "messageStop"]
     assert json.loads(messages[1].payload) == {"stopReason": "end_turn"}
     assert messages[0].headers[":message-type"] == "event"
+
+
+# -- prompt caching (a stand-in of the providers' caches) ----------------------------------------
+
+CACHE_POINT = {"cachePoint": {"type": "default"}}
+
+
+def cached_converse() -> dict[str, Any]:
+    return converse_request(
+        {"role": "user", "content": [{"text": "a long shared document"}, CACHE_POINT]},
+        system=[{"text": "be brief"}, CACHE_POINT],
+    )
+
+
+def test_converse_writes_a_marked_prefix_first_and_reads_it_on_a_repeat() -> None:
+    cache = logic.PromptCache()
+
+    first = logic.bedrock_converse("m", cached_converse(), latency_ms=1, cache=cache)["usage"]
+    second = logic.bedrock_converse("m", cached_converse(), latency_ms=1, cache=cache)["usage"]
+
+    # "be brief" (2) + "a long shared document" (4): all of the prompt is before the last point.
+    assert (first["cacheWriteInputTokens"], first["cacheReadInputTokens"], first["inputTokens"]) == (6, 0, 0)
+    assert (second["cacheWriteInputTokens"], second["cacheReadInputTokens"], second["inputTokens"]) == (
+        0,
+        6,
+        0,
+    )
+
+
+def test_converse_reads_the_shared_part_of_a_prompt_that_grew() -> None:
+    cache = logic.PromptCache()
+    logic.bedrock_converse("m", cached_converse(), latency_ms=1, cache=cache)
+    grown = cached_converse()
+    grown["messages"][0]["content"] = [{"text": "another question"}, CACHE_POINT]
+
+    usage = logic.bedrock_converse("m", grown, latency_ms=1, cache=cache)["usage"]
+
+    assert (usage["cacheReadInputTokens"], usage["cacheWriteInputTokens"]) == (2, 2)
+
+
+def test_converse_without_cache_points_reports_no_cache_counts() -> None:
+    usage = logic.bedrock_converse("m", converse_request(), latency_ms=1, cache=logic.PromptCache())["usage"]
+
+    assert "cacheReadInputTokens" not in usage
+
+
+def test_a_cache_point_is_not_part_of_the_echoed_prompt() -> None:
+    answer = logic.bedrock_converse("m", cached_converse(), latency_ms=1)
+
+    assert answer["output"]["message"]["content"][0]["text"].endswith("You said: a long shared document")
+
+
+def test_converse_refuses_more_cache_points_than_bedrock_allows() -> None:
+    blocks = [block for i in range(5) for block in ({"text": f"part {i}"}, CACHE_POINT)]
+
+    with pytest.raises(StandInError) as refused:
+        logic.bedrock_converse("m", converse_request({"role": "user", "content": blocks}), latency_ms=1)
+
+    assert refused.value.status == 400
+
+
+def test_a_converse_streams_usage_reports_the_cache_read() -> None:
+    cache = logic.PromptCache()
+    logic.bedrock_converse_stream("m", cached_converse(), latency_ms=1, cache=cache)
+
+    events = logic.bedrock_converse_stream("m", cached_converse(), latency_ms=1, cache=cache)
+
+    assert events[-1][1]["usage"]["cacheReadInputTokens"] == 6
+
+
+def test_the_openai_stand_in_reports_a_repeated_prompt_as_cached() -> None:
+    cache = logic.PromptCache()
+    request = chat()
+
+    first = logic.openai_chat_completion(request, completion_id="c", created=1, cache=cache)["usage"]
+    second = logic.openai_chat_completion(request, completion_id="c", created=1, cache=cache)["usage"]
+
+    assert (first["prompt_tokens_details"], second["prompt_tokens_details"]) == (
+        {"cached_tokens": 0},
+        {"cached_tokens": second["prompt_tokens"]},
+    )
+
+
+def test_the_openai_stand_in_caches_per_model() -> None:
+    cache = logic.PromptCache()
+    logic.openai_chat_completion(chat(), completion_id="c", created=1, cache=cache)
+
+    other = logic.openai_chat_completion(chat(model="other"), completion_id="c", created=1, cache=cache)
+
+    assert other["usage"]["prompt_tokens_details"] == {"cached_tokens": 0}

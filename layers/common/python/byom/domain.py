@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -48,11 +48,17 @@ class PutCredential(_Request):
     provider: Provider
     api_key: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
     base_url: Annotated[str, StringConstraints(min_length=1, max_length=2048)] | None = None
+    # The endpoint serves OpenAI's Responses API too: /v1/responses calls go to it natively rather
+    # than translated onto chat completions (OpenAI's own API always does).
+    responses: bool = False
 
 
 class Pricing(_Request):
     input_per_1k_usd: Money
     output_per_1k_usd: Money
+    # Input tokens read from / written to the provider's prompt cache; None: the input price.
+    cache_read_per_1k_usd: Money | None = None
+    cache_write_per_1k_usd: Money | None = None
 
 
 class CreateModel(_Request):
@@ -70,6 +76,9 @@ class CreateModel(_Request):
     eval_threshold: Annotated[float, Field(ge=0, le=1)] | None = None
     # Overrides the tenant policy's redaction mode for this alias (e.g. "off" for an in-account model).
     redaction_mode: RedactionMode | None = None
+    # Mark the prompt's stable prefix for the provider's cache (Bedrock cache points, where the
+    # catalog says the model takes them); OpenAI caches on its own, so there it changes nothing.
+    prompt_caching: Annotated[bool, Field(strict=True)] = False
 
 
 Fraction = Annotated[float, Field(gt=0, le=1), AfterValidator(_finite)]
@@ -135,12 +144,12 @@ class Credential(BaseModel):
     base_url: str | None = None
     key_last4: str | None = None
     secret_arn: str | None = None
+    responses: bool = False
     updated_at: int
 
     def public(self) -> dict:
-        return self.model_dump(include={"name", "provider", "base_url", "key_last4", "updated_at"}) | {
-            "object": "credential"
-        }
+        shown = {"name", "provider", "base_url", "key_last4", "responses", "updated_at"}
+        return self.model_dump(include=shown) | {"object": "credential"}
 
 
 class ModelAlias(BaseModel):
@@ -155,6 +164,7 @@ class ModelAlias(BaseModel):
     max_output_tokens: int | None = None
     eval_threshold: float | None = None
     redaction_mode: RedactionMode | None = None
+    prompt_caching: bool = False
     budget_pricing: Pricing | None = None
     """The highest input and output prices on the alias's fallback chain, fixed at registration
     (aliases are immutable and a fallback cannot be deleted while used): what a reservation prices."""
@@ -162,3 +172,25 @@ class ModelAlias(BaseModel):
 
     def public(self) -> dict:
         return self.model_dump(exclude={"tenant_id", "budget_pricing"}) | {"object": "model_alias"}
+
+
+class StoredResponse(BaseModel):
+    """A Responses API call kept for `GET /v1/responses/{id}` and `previous_response_id` (SPEC §4.3):
+    stored sealed, in its tenant's partition, for the tenant's retention (byom.dal.responses)."""
+
+    id: str
+    """`resp_...`, as the Response object's own id."""
+    tenant_id: str
+    created_at: int
+    """Unix seconds."""
+    response: dict[str, Any]
+    """The OpenAI Response object as it was returned to the client."""
+    input_items: list[dict[str, Any]]
+    """This request's input items as OpenAI's input_items list shows them, each with an `id`."""
+    context: list[dict[str, Any]]
+    """The conversation so far as chat-completions messages, the assistant's answer included: what a
+    later call naming this one as `previous_response_id` continues, for stateless providers."""
+    user: str | None = None
+    """The data subject, whose erasure deletes this record."""
+    expires_at: int | None = None
+    """Unix seconds; None: kept until deleted."""

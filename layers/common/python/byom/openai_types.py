@@ -1,4 +1,4 @@
-"""OpenAI request bodies of the data plane: chat completions and embeddings (SPEC §4.3).
+"""OpenAI request bodies of the data plane: chat completions, embeddings, responses (SPEC §4.3).
 
 Unknown fields are accepted and kept, unlike the admin API: OpenAI adds parameters often, the SDK
 sends some by default, OpenAI-compatible providers receive them unchanged and Bedrock ignores them.
@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -210,3 +219,181 @@ class EmbeddingRequest(_Open):
     @property
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
+
+
+# The Responses API (POST /v1/responses): the request shapes the gateway serves. Input items and
+# tools are the function-calling subset every provider can honour; OpenAI's built-in tools (web
+# search, file search, computer use...) and server-side conversations are refused by name.
+
+MAX_METADATA_PAIRS = 16
+
+
+class InputText(_Open):
+    type: Literal["input_text"]
+    text: str
+
+
+class InputImage(_Open):
+    type: Literal["input_image"]
+    image_url: NonEmpty | None = Field(default=None, validate_default=True)
+    detail: Literal["low", "high", "auto", "original"] | None = None
+
+    @field_validator("image_url")
+    @classmethod
+    def _by_url(cls, value: str | None) -> str | None:
+        if value is None:
+            raise _invalid("an 'input_image' part needs 'image_url' (file ids are not supported)")
+        return value
+
+
+class OutputText(_Open):
+    type: Literal["output_text"]
+    text: str
+
+
+class RefusalPart(_Open):
+    type: Literal["refusal"]
+    refusal: str
+
+
+InputPart = Annotated[InputText | InputImage | OutputText | RefusalPart, Field(discriminator="type")]
+
+
+class MessageItem(_Open):
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | list[InputPart]
+
+
+class FunctionCallItem(_Open):
+    type: Literal["function_call"]
+    call_id: NonEmpty
+    name: NonEmpty
+    arguments: str
+
+
+class FunctionCallOutputItem(_Open):
+    type: Literal["function_call_output"]
+    call_id: NonEmpty
+    output: str | list[InputPart]
+
+
+class ReasoningItem(_Open):
+    """A reasoning item a client sends back (the Agents SDK does): it carries no content a
+    provider other than the one that wrote it can use, so it is accepted and not passed on."""
+
+    type: Literal["reasoning"]
+
+
+def _item_type(value: Any) -> str:
+    # An item without `type` is a message ("easy input message" in OpenAI's terms).
+    if isinstance(value, dict):
+        return str(value.get("type", "message"))
+    return str(getattr(value, "type", "message"))
+
+
+InputItem = Annotated[
+    Annotated[MessageItem, Tag("message")]
+    | Annotated[FunctionCallItem, Tag("function_call")]
+    | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
+    | Annotated[ReasoningItem, Tag("reasoning")],
+    Discriminator(
+        _item_type,
+        custom_error_type="unsupported_value",
+        custom_error_message="supported input items are 'message', 'function_call', "
+        "'function_call_output' and 'reasoning'",
+    ),
+]
+
+
+class FunctionTool(_Open):
+    type: Literal["function"]
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionToolChoice(_Open):
+    type: Literal["function"]
+    name: NonEmpty
+
+
+class TextFormat(_Open):
+    type: Literal["text", "json_object", "json_schema"]
+    name: NonEmpty | None = None
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema", validate_default=True)
+    strict: bool | None = None
+
+    @field_validator("schema_")
+    @classmethod
+    def _schema_when_asked(cls, value: dict[str, Any] | None, info: ValidationInfo) -> Any:
+        if info.data.get("type") == "json_schema" and (value is None or not info.data.get("name")):
+            raise _invalid("format 'json_schema' needs 'name' and 'schema'")
+        return value
+
+
+class TextConfig(_Open):
+    format: TextFormat | None = None
+
+
+MetadataKey = Annotated[str, StringConstraints(max_length=64)]
+MetadataValue = Annotated[str, StringConstraints(max_length=512)]
+
+
+class ResponsesRequest(_Open):
+    model: NonEmpty
+    input: Annotated[str, StringConstraints(min_length=1)] | Annotated[list[InputItem], Field(min_length=1)]
+    instructions: str | None = None
+    tools: list[FunctionTool] | None = Field(default=None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | FunctionToolChoice | None = Field(
+        default=None, validate_default=True
+    )
+    parallel_tool_calls: bool | None = None
+    text: TextConfig | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1, le=MAX_OUTPUT_TOKENS)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    metadata: Annotated[dict[MetadataKey, MetadataValue], Field(max_length=MAX_METADATA_PAIRS)] | None = None
+    user: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = Field(default=None, max_length=1024)
+    store: bool | None = True
+    stream: bool | None = False
+    previous_response_id: NonEmpty | None = None
+    truncation: Literal["auto", "disabled"] | None = None
+    # Accepted as OpenAI's names, refused unless off: the gateway answers while the client waits
+    # and keeps a conversation through previous_response_id.
+    background: bool | None = Field(default=None, validate_default=True)
+    conversation: Any = Field(default=None, validate_default=True)
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _choice_needs_tools(cls, value: Any, info: ValidationInfo) -> Any:
+        tools: list[FunctionTool] = info.data.get("tools") or []
+        if value == "required" and not tools:
+            raise _invalid("tool_choice 'required' needs 'tools'")
+        if isinstance(value, FunctionToolChoice) and value.name not in {t.name for t in tools}:
+            raise _invalid(f"tool_choice names '{value.name}', which is not one of 'tools'")
+        return value
+
+    @field_validator("background")
+    @classmethod
+    def _not_in_background(cls, value: bool | None) -> bool | None:
+        if value:
+            raise PydanticCustomError("unsupported_value", "background responses are not supported")
+        return value
+
+    @field_validator("conversation")
+    @classmethod
+    def _no_conversation(cls, value: Any) -> None:
+        if value is not None:
+            raise PydanticCustomError(
+                "unsupported_value", "conversations are not supported; continue with previous_response_id"
+            )
+        return None
+
+    @property
+    def stores(self) -> bool:
+        return self.store is not False

@@ -36,7 +36,20 @@ def catalog_price(model_id: str) -> Pricing | None:
     entry = _catalog().get(_base_model_id(model_id))
     if not entry:
         return None
-    return Pricing(input_per_1k_usd=entry["input_per_1k_usd"], output_per_1k_usd=entry["output_per_1k_usd"])
+    return Pricing(
+        input_per_1k_usd=entry["input_per_1k_usd"],
+        output_per_1k_usd=entry["output_per_1k_usd"],
+        cache_read_per_1k_usd=entry.get("cache_read_per_1k_usd"),
+        cache_write_per_1k_usd=entry.get("cache_write_per_1k_usd"),
+    )
+
+
+def cache_points(model_id: str) -> frozenset[str]:
+    """Where a Bedrock model takes Converse cache points (`system`, `messages`, `tools`): the
+    catalog's word, and none for a model it does not list (Bedrock refuses a cache point the
+    model does not support, so guessing would fail calls)."""
+    entry = _catalog().get(_base_model_id(model_id)) or {}
+    return frozenset(entry.get("cache_points", ()))
 
 
 def capabilities(model_id: str) -> set[str]:

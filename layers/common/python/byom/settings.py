@@ -41,6 +41,8 @@ class AdminSettings(_Settings):
     policies_table: str
     cache_table: str
     data_bucket: str
+    # Stored Responses (a data subject's erasure and export).
+    responses_table: str
     # The REST API and stage the tenants' usage plans are bound to; unset: no usage plans managed.
     rest_api_id: str | None = None
     stage_name: str = "prod"
@@ -72,6 +74,9 @@ class GatewaySettings(_Settings):
     # Content logging: the bucket and key of tenants' stored prompts and answers.
     data_bucket: str | None = None
     kms_key_id: str | None = None
+    # Stored Responses (`store`, `previous_response_id`): sealed with the key above, large bodies in
+    # the data bucket. Unset: nothing is stored.
+    responses_table: str | None = None
 
 
 @lru_cache(maxsize=1)

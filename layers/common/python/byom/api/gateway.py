@@ -18,18 +18,20 @@ from byom.dal.guardrails import BedrockGuardrails
 from byom.dal.notify import Notifier
 from byom.dal.policies import PolicyRepository
 from byom.dal.repositories import CredentialRepository, ModelRepository
+from byom.dal.responses import ResponseStore, tenant_scoped
 from byom.dal.secrets import ProviderKeys
 from byom.dal.tenant_scope import scoped_table
 from byom.dal.usage import UsageTable
 from byom.domain import ModelAlias
-from byom.errors import NotFound
+from byom.errors import GatewayMisconfigured, InvalidRequest, NotFound
 from byom.logic import invoke, recommend
+from byom.logic import stored_responses as stored
 from byom.logic import usage as usage_logic
 from byom.logic.access import require_tenant_key
 from byom.logic.metering import month_of
 from byom.logic.resilience import RetryPolicy
 from byom.metrics import CallMetrics
-from byom.openai_types import ChatRequest, EmbeddingRequest
+from byom.openai_types import ChatRequest, EmbeddingRequest, ResponsesRequest
 from byom.providers import build_registry
 from byom.settings import gateway_settings
 
@@ -107,6 +109,7 @@ def invoke_store() -> invoke.InvokeStore:
         content=ContentStore(LazyClient("s3"), LazyClient("kms"), settings.data_bucket, settings.kms_key_id)
         if settings.data_bucket and settings.kms_key_id
         else None,
+        responses=stored_responses(),
         policy=RetryPolicy(
             max_attempts=settings.retry_max_attempts,
             base_seconds=settings.retry_base_seconds,
@@ -116,6 +119,22 @@ def invoke_store() -> invoke.InvokeStore:
             stream_seconds=settings.stream_timeout_seconds - STREAM_MARGIN_SECONDS,
         ),
     )
+
+
+@lru_cache(maxsize=1)
+def stored_responses() -> ResponseStore | None:
+    """Stored Responses, each tenant's on its scoped session; None when the stack keeps none."""
+    settings = gateway_settings()
+    if not (settings.responses_table and settings.data_bucket and settings.kms_key_id):
+        return None
+    return tenant_scoped(settings.responses_table, settings.data_bucket, settings.kms_key_id)
+
+
+def _response_store() -> ResponseStore:
+    store = stored_responses()
+    if store is None:
+        raise GatewayMisconfigured("Stored responses are not configured")
+    return store
 
 
 DRY_RUN_HEADER = "x-byom-dry-run"
@@ -143,6 +162,67 @@ def chat_completions(
         streamed = invoke.chat_stream(invoke_store(), _call(ctx, subject), request)
         return EventStream(streamed.events, headers=streamed.headers)
     return _answer(invoke.chat(invoke_store(), _call(ctx, subject), request))
+
+
+@router.post("/v1/responses")
+def create_response(
+    ctx: Context,
+    body: RawBody,
+    dry_run: Annotated[str | None, Header(alias=DRY_RUN_HEADER)] = None,
+    subject: Annotated[str | None, Header(alias=SUBJECT_HEADER)] = None,
+) -> Response:
+    request = parse_json(body, ResponsesRequest, MAX_INVOKE_BODY_BYTES)
+    if (dry_run or "").strip().lower() == "true":
+        return _answer(invoke.respond(invoke_store(), _call(ctx, subject, dry_run=True), request))
+    if request.stream:
+        streamed = invoke.respond_stream(invoke_store(), _call(ctx, subject), request)
+        return EventStream(streamed.events, headers=streamed.headers)
+    return _answer(invoke.respond(invoke_store(), _call(ctx, subject), request))
+
+
+@router.get("/v1/responses/{response_id}")
+def retrieve_response(ctx: Context, response_id: str) -> JSONResponse:
+    tenant_id = require_tenant_key(ctx.principal, invoke.INVOKE_ROLES)
+    return ok(stored.retrieve(_response_store(), tenant_id, response_id))
+
+
+@router.delete("/v1/responses/{response_id}")
+def delete_response(ctx: Context, response_id: str) -> JSONResponse:
+    tenant_id = require_tenant_key(ctx.principal, invoke.INVOKE_ROLES)
+    return ok(stored.delete(_response_store(), tenant_id, response_id))
+
+
+@router.get("/v1/responses/{response_id}/input_items")
+def list_input_items(
+    ctx: Context,
+    response_id: str,
+    after: Annotated[str | None, Query()] = None,
+    limit: Annotated[str | None, Query()] = None,
+    order: Annotated[str, Query()] = "desc",
+    include: Annotated[list[str] | None, Query(alias="include[]")] = None,
+) -> JSONResponse:
+    tenant_id = require_tenant_key(ctx.principal, invoke.INVOKE_ROLES)
+    page = stored.input_items(
+        _response_store(),
+        tenant_id,
+        response_id,
+        after=after,
+        limit=_limit(limit),
+        order=order,  # type: ignore[arg-type]  # checked by the logic, which names the param
+        include=include or (),
+    )
+    return ok(page)
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return stored.DEFAULT_LIMIT
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidRequest(
+            f"limit: must be an integer from 1 to {stored.MAX_LIMIT}", param="limit"
+        ) from None
 
 
 @router.post("/v1/embeddings")

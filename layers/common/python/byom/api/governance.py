@@ -17,6 +17,7 @@ from byom.dal.cache import ResponseCacheTable
 from byom.dal.content import ContentStore
 from byom.dal.policies import PolicyRepository
 from byom.dal.repositories import TenantRepository
+from byom.dal.responses import ResponseStore, tenant_scoped
 from byom.dal.tenant_scope import scoped_client, scoped_table
 from byom.governance import tenant_data
 from byom.governance.tenant_data import GovernanceStore, TenantData
@@ -34,7 +35,15 @@ def _open_tenant(tenant_id: str) -> TenantData:
             settings.kms_key_id,
         ),
         cache=ResponseCacheTable(scoped_table(tenant_id, settings.cache_table)),
+        responses=stored_responses(),
     )
+
+
+@lru_cache(maxsize=1)
+def stored_responses() -> ResponseStore:
+    """One for the function: it opens each tenant's partition on that tenant's scoped session."""
+    settings = admin_settings()
+    return tenant_scoped(settings.responses_table, settings.data_bucket, settings.kms_key_id)
 
 
 @lru_cache(maxsize=1)

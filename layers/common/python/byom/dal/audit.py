@@ -89,7 +89,7 @@ def _progress_sk(user: str) -> str:
     return PROGRESS_PREFIX + hashlib.sha256(user.encode()).hexdigest()
 
 
-def _retry_batches(
+def retry_batches(
     call: Callable[[dict[str, Any]], dict[str, Any]], requests: dict[str, Any], field: str
 ) -> None:
     """Send `requests`, then whatever DynamoDB answers as unprocessed, with backoff."""
@@ -207,7 +207,7 @@ class AuditTable:
 
         for start in range(0, len(sks), BATCH_GET_KEYS):
             keys = [{"tenant_id": tenant_id, "sk": sk} for sk in sks[start : start + BATCH_GET_KEYS]]
-            _retry_batches(read, {self.name: {"Keys": keys}}, "UnprocessedKeys")
+            retry_batches(read, {self.name: {"Keys": keys}}, "UnprocessedKeys")
         records = [AuditRecord.model_validate(from_item(i)) for i in items]
         return sorted(records, key=lambda r: r.sk, reverse=True)
 
@@ -220,7 +220,7 @@ class AuditTable:
                 {"DeleteRequest": {"Key": {"tenant_id": tenant_id, "sk": sk}}}
                 for sk in sks[start : start + BATCH_WRITE_ITEMS]
             ]
-            _retry_batches(write, {self.name: deletes}, "UnprocessedItems")
+            retry_batches(write, {self.name: deletes}, "UnprocessedItems")
 
     # An erasure in progress
 

@@ -27,6 +27,7 @@ COUNTERS = (
     "requests",
     "input_tokens",
     "output_tokens",
+    "cached_tokens",
     "cost_micros",
     "errors",
     "cache_hits",
@@ -117,12 +118,15 @@ class Metered:
     latency_ms: int | None = None
     tokens_minute: str | None = None
     """Under a tokens-per-minute limit: the minute (`YYYY-MM-DDTHH:MM`) whose counter this adds to."""
+    cached_tokens: int = 0
+    """Of `input_tokens`, those read from the provider's prompt cache."""
 
     def counters(self) -> dict[str, int]:
         return {
             "requests": 0 if self.error else 1,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
+            "cached_tokens": self.cached_tokens,
             "cost_micros": self.cost_micros,
             "errors": 1 if self.error else 0,
             "cache_hits": 1 if self.cache_hit else 0,

@@ -73,6 +73,8 @@ class AuditRecord(BaseModel):
     """The S3 key of the encrypted prompt and completion, when the tenant logs content."""
     cache_key: str | None = None
     """The response-cache entry this call wrote (erased with its subject)."""
+    response_id: str | None = None
+    """The stored response this call wrote (`POST /v1/responses` with `store`; erased with its subject)."""
     # Admin actions
     action: str | None = None
     """Method and route template, e.g. `PUT /admin/tenants/{tenant_id}/policy`."""

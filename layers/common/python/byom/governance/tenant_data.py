@@ -13,7 +13,13 @@ from byom.errors import NotFound
 from byom.governance import audit_query, subjects
 from byom.governance.audit_query import AuditQuery, AuditSearch
 from byom.governance.policy import Policy
-from byom.governance.subjects import Erasure, SubjectCache, SubjectContent, SubjectRecords
+from byom.governance.subjects import (
+    Erasure,
+    SubjectCache,
+    SubjectContent,
+    SubjectRecords,
+    SubjectResponses,
+)
 from byom.logic.access import Principal, require_tenant_access
 
 
@@ -31,11 +37,12 @@ class AuditRecords(AuditSearch, SubjectRecords, Protocol):
 
 @dataclass(frozen=True)
 class TenantData:
-    """One tenant's records, stored content and cache entries."""
+    """One tenant's records, stored content, cache entries and stored responses."""
 
     records: AuditRecords
     content: SubjectContent
     cache: SubjectCache
+    responses: SubjectResponses
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,13 @@ def export_subject(
 ) -> dict[str, Any]:
     data = _tenant_data(store, principal, tenant_id)
     return subjects.export(
-        tenant_id, user, page_token, records=data.records, content=data.content, cache=data.cache
+        tenant_id,
+        user,
+        page_token,
+        records=data.records,
+        content=data.content,
+        cache=data.cache,
+        responses=data.responses,
     )
 
 
@@ -86,4 +99,5 @@ def erase_subject(
         records=data.records,
         content=data.content,
         cache=data.cache,
+        responses=data.responses,
     )

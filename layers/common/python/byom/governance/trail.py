@@ -74,6 +74,7 @@ class Trail:
     redactions: dict[str, int] = field(default_factory=dict)
     content_key: str | None = None
     cache_key: str | None = None
+    response_id: str | None = None
     created_at_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     started: float = field(default_factory=time.perf_counter)
     log: AuditLog | None = None
@@ -115,6 +116,7 @@ class Trail:
             redactions=self.redactions,
             content_key=self.content_key,
             cache_key=self.cache_key,
+            response_id=self.response_id,
         )
 
     # The metering transaction's side (byom.logic.budget.SettleRecord)

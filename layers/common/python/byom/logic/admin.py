@@ -28,7 +28,7 @@ from byom.governance.redaction import validate_custom_pattern
 from byom.logic import usage as usage_logic
 from byom.logic.access import ALL_ROLES, Principal, require_platform_admin, require_tenant_access
 from byom.logic.metering import highest_pricing
-from byom.pricing import catalog_price
+from byom.pricing import cache_points, catalog_price
 from byom.security import generate_api_key, hash_api_key, validate_base_url
 
 _CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -279,6 +279,7 @@ def put_credential(
         base_url=base_url,
         key_last4=body.api_key[-4:] if body.api_key else None,
         secret_arn=secret_arn,
+        responses=body.responses,
         updated_at=clock.now(),
     )
     try:
@@ -357,6 +358,13 @@ def create_model(store: AdminStore, principal: Principal, tenant_id: str, body: 
     cycle = find_cycle(graph)
     if cycle:
         raise InvalidRequest(f"fallbacks form a cycle: {' -> '.join(cycle)}", param="fallbacks")
+    if body.prompt_caching and body.provider == "bedrock" and not cache_points(body.model_id):
+        # Bedrock refuses a cache point the model does not take: better a 400 now than every call.
+        raise InvalidRequest(
+            f"Model '{body.model_id}' does not take Bedrock cache points (per the price catalog): "
+            "leave 'prompt_caching' off",
+            param="prompt_caching",
+        )
     pricing = body.pricing or catalog_price(body.model_id)
     if pricing is None:
         raise InvalidRequest(
@@ -379,6 +387,7 @@ def create_model(store: AdminStore, principal: Principal, tenant_id: str, body: 
         max_output_tokens=body.max_output_tokens,
         eval_threshold=body.eval_threshold,
         redaction_mode=body.redaction_mode,
+        prompt_caching=body.prompt_caching,
         budget_pricing=highest_pricing(chain),
         created_at=clock.now(),
     )

@@ -152,12 +152,22 @@ class CallMeter:
         cache_hit: bool = False,
         record: SettleRecord | None = None,
     ) -> int:
-        """Count the call with the provider's tokens at the answering model's price; its cost."""
-        cost = 0 if cache_hit else cost_micros(pricing, usage.prompt_tokens, usage.completion_tokens)
+        """Count the call with the provider's tokens at the answering model's prices (cache reads and
+        writes at theirs); its cost."""
+        cost = 0
+        if not cache_hit:
+            cost = cost_micros(
+                pricing,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                cache_write_tokens=usage.cache_write_tokens,
+            )
         metered = self._metered(
             alias,
             input_tokens=0 if cache_hit else usage.prompt_tokens,
             output_tokens=0 if cache_hit else usage.completion_tokens,
+            cached_tokens=0 if cache_hit else usage.cached_tokens,
             cost_micros=cost,
             cache_hit=cache_hit,
             latency_ms=latency_ms,

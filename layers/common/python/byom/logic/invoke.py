@@ -11,19 +11,20 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from byom import clock
 from byom.dal.usage import BudgetState
-from byom.errors import ByomError, GatewayMisconfigured, ModelNotFound, ProviderError, RateLimited
+from byom.domain import StoredResponse
+from byom.errors import ByomError, GatewayMisconfigured, ModelNotFound, NotFound, ProviderError, RateLimited
 from byom.governance import screening
 from byom.governance.guardrail import GuardrailScreen
 from byom.governance.policy import Policy, RedactionMode, default_policy
 from byom.governance.screening import Screening
 from byom.governance.trail import AuditLog, Trail, subject_of
-from byom.logic import metering, response_cache
+from byom.logic import metering, response_cache, responses
 from byom.logic.access import Principal, require_tenant_key
 from byom.logic.budget import CallMeter
 from byom.logic.resilience import (
@@ -35,7 +36,7 @@ from byom.logic.resilience import (
     call_with_fallbacks,
 )
 from byom.observability import logger
-from byom.openai_types import ChatRequest, EmbeddingRequest
+from byom.openai_types import ChatRequest, EmbeddingRequest, ResponsesRequest
 from byom.providers import ChatResult, EmbeddingResult, StreamEvent, Target, Usage
 
 T = TypeVar("T")
@@ -71,6 +72,8 @@ class InvokeStore:
     """The audit trail (byom.dal.audit.AuditTable); None: no records."""
     content: Any = None
     """Where prompts and answers of tenants with content logging go (byom.dal.content.ContentStore)."""
+    responses: ResponseKeeper | None = None
+    """Stored responses (`store: true`, `previous_response_id`); None: none are kept."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,9 @@ def _target(tenant_id: str, alias: str, model: Any, credential: Any) -> Target:
         pricing=model.pricing,
         budget_pricing=model.budget_pricing or model.pricing,
         max_output_tokens=model.max_output_tokens,
+        native_responses=model.provider == "openai"
+        or bool(model.provider == "openai_compatible" and credential and credential.responses),
+        prompt_caching=model.prompt_caching,
     )
 
 
@@ -360,7 +366,7 @@ def _remember(
 # Chat completions
 
 
-def _subject(request: ChatRequest) -> str | None:
+def _subject(request: ChatRequest | ResponsesRequest) -> str | None:
     return request.user or request.safety_identifier
 
 
@@ -559,27 +565,50 @@ def _chat_content(started: _Started, request: ChatRequest) -> Callable[[Any], di
     return lambda result: {"request": sent, "response": result.message}
 
 
-def chat(store: InvokeStore, call: Call, request: ChatRequest) -> Answer:
-    with _audited(store, call, "chat.completions", request.model, _subject(request)) as trail:
-        started, request, screening_, estimate = _begin_chat(store, call, request, trail)
-        target, meter = started.target, started.meter
-        if call.dry_run:
-            trail.status = "dry_run"
-            return Answer(target, dry_run_body(target, estimate, meter), Usage(), attempts=0, cost_micros=0)
-        bounded = _bounded(request, target, meter)
-        done: _Done[ChatResult] = _answered(
-            store,
-            target,
-            meter,
-            "chat",
-            request,
-            estimate,
-            lambda provider, t, timeout: provider.chat(bounded, t, timeout=timeout),
-            replay=lambda cached: cached,
-            as_result=lambda result: result,
-            trail=trail,
-            content=_chat_content(started, request),
-        )
+@dataclass(frozen=True)
+class _Chatted:
+    """A chat call answered: what the provider was sent (screened) and what the client gets."""
+
+    done: _Done[ChatResult]
+    sent: ChatRequest
+    result: ChatResult
+    """The answer with what screening masked put back, where the policy restores it."""
+
+
+def _asking(request: ChatRequest, responses: bool) -> Callable[[Any, Target, float], ChatResult]:
+    """The provider call: the Responses API where the target serves it natively and the caller
+    asked for a response, else chat completions."""
+
+    def ask(provider: Any, target: Target, timeout: float) -> ChatResult:
+        if responses and target.native_responses:
+            return provider.respond(request, target, timeout=timeout)
+        return provider.chat(request, target, timeout=timeout)
+
+    return ask
+
+
+def _chatted(
+    store: InvokeStore, call: Call, request: ChatRequest, trail: Trail, *, responses: bool = False
+) -> _Chatted | Answer:
+    """One chat call, from the read to the settlement; a dry run answers its estimate instead."""
+    started, request, screening_, estimate = _begin_chat(store, call, request, trail)
+    target, meter = started.target, started.meter
+    if call.dry_run:
+        trail.status = "dry_run"
+        return Answer(target, dry_run_body(target, estimate, meter), Usage(), attempts=0, cost_micros=0)
+    done: _Done[ChatResult] = _answered(
+        store,
+        target,
+        meter,
+        "chat",
+        request,
+        estimate,
+        _asking(_bounded(request, target, meter), responses),
+        replay=lambda cached: cached,
+        as_result=lambda result: result,
+        trail=trail,
+        content=_chat_content(started, request),
+    )
     result = done.value
     if screening_.restores:
         result = ChatResult(
@@ -587,7 +616,11 @@ def chat(store: InvokeStore, call: Call, request: ChatRequest) -> Answer:
             finish_reason=result.finish_reason,
             usage=result.usage,
         )
-    body = completion_body(result, completion_id=_completion_id(), created=store.now(), model=target.alias)
+    return _Chatted(done, request, result)
+
+
+def _answer_of(chatted: _Chatted, body: dict[str, Any]) -> Answer:
+    done = chatted.done
     return Answer(
         done.answered_by,
         body,
@@ -596,6 +629,17 @@ def chat(store: InvokeStore, call: Call, request: ChatRequest) -> Answer:
         cache=done.cache,
         cost_micros=done.cost_micros,
     )
+
+
+def chat(store: InvokeStore, call: Call, request: ChatRequest) -> Answer:
+    with _audited(store, call, "chat.completions", request.model, _subject(request)) as trail:
+        chatted = _chatted(store, call, request, trail)
+    if isinstance(chatted, Answer):
+        return chatted
+    body = completion_body(
+        chatted.result, completion_id=_completion_id(), created=store.now(), model=request.model
+    )
+    return _answer_of(chatted, body)
 
 
 def chunks(
@@ -668,59 +712,125 @@ def _close(events: Iterator[Any]) -> None:
         close()
 
 
-def chat_stream(store: InvokeStore, call: Call, request: ChatRequest) -> StreamAnswer:
-    """A streamed chat completion, relayed as the provider produces it (SPEC §4.4).
+class Wire(Protocol):
+    """How a stream's events are put on the wire: chat chunks, or Responses events."""
 
-    Everything that can refuse the call runs before this returns, so a refusal is an ordinary
-    error response: the read, the policy's screening, the budget's reservation, the provider's
-    retries and fallbacks up to its first event. The events then go to the client one by one and
-    the call is settled when the stream ends, however it ends (`_relayed`)."""
-    scope = ExitStack()
-    trail = scope.enter_context(_audited(store, call, "chat.completions", request.model, _subject(request)))
-    try:
-        started, request, screening_, estimate = _begin_chat(store, call, request, trail)
-        target, meter = started.target, started.meter
-        scope.enter_context(_guard(meter))
-        content = _chat_content(started, request)
-        key = _cache_key(store, target, "chat", request)
-        hit = _from_cache(store, key, target, "chat", meter, trail, content)
-        if hit is not None:
-            scope.close()
-            assert isinstance(hit.value, ChatResult)
-            events = screening.restore_stream(response_cache.replay(hit.value), screening_)
-            return StreamAnswer(
-                hit.answered_by,
-                _sse(events, store, target, request),
-                attempts=0,
-                cache=response_cache.HIT,
-                cost_micros=hit.cost_micros,
+    def items(self, events: Iterable[StreamEvent]) -> Iterator[str]:
+        """The server-sent events of the answer, the last of them ending the stream."""
+        ...
+
+    def is_last(self, item: str) -> bool:
+        """The item that ends a complete stream: the call is settled before it is sent."""
+        ...
+
+    def error(self, error: ByomError) -> str:
+        """The event that ends a stream the provider failed midway."""
+        ...
+
+
+@dataclass
+class ChatWire:
+    """Chat completion chunks, then `data: [DONE]`."""
+
+    store: InvokeStore
+    model: str
+    include_usage: bool
+
+    def items(self, events: Iterable[StreamEvent]) -> Iterator[str]:
+        return server_sent_events(
+            chunks(
+                events,
+                completion_id=_completion_id(),
+                created=self.store.now(),
+                model=self.model,
+                include_usage=self.include_usage,
             )
-        if meter is not None:
-            meter.admit(estimate)
-        bounded = _bounded(request, target, meter)
-        deadline = Deadline(store.timing, store.policy.deadline_seconds)
-        began, begun_at = time.perf_counter(), store.timing.monotonic()
-        outcome = _metered(
-            meter,
-            target,
-            trail,
-            lambda: _resilient(
-                store,
-                deadline,
-                target,
-                lambda provider, t, timeout: _opened(
-                    provider.stream(bounded, t, timeout=timeout), t, deadline
-                ),
-            ),
         )
+
+    def is_last(self, item: str) -> bool:
+        return item == SSE_DONE
+
+    def error(self, error: ByomError) -> str:
+        return sse({"error": envelope_of(error)})
+
+
+def chat_stream(store: InvokeStore, call: Call, request: ChatRequest) -> StreamAnswer:
+    """A streamed chat completion, relayed as the provider produces it (SPEC §4.4)."""
+    with _audit_scope(store, call, "chat.completions", request.model, _subject(request)) as (scope, trail):
+        return _streamed(
+            store,
+            call,
+            request,
+            scope,
+            trail,
+            lambda sent: ChatWire(store, request.model, sent.include_usage),
+        )
+
+
+@contextmanager
+def _audit_scope(
+    store: InvokeStore, call: Call, route: str, model: str, user: str | None
+) -> Iterator[tuple[ExitStack, Trail]]:
+    """The audit record of a stream, kept open past the return: the stream's relay closes it when
+    the stream ends; a call refused before the stream began closes it here."""
+    scope = ExitStack()
+    trail = scope.enter_context(_audited(store, call, route, model, user))
+    try:
+        yield scope, trail
     except BaseException as error:
         scope.__exit__(type(error), error, error.__traceback__)
         raise
+
+
+def _streamed(
+    store: InvokeStore,
+    call: Call,
+    request: ChatRequest,
+    scope: ExitStack,
+    trail: Trail,
+    wire_for: Callable[[ChatRequest], Wire],
+    *,
+    responses: bool = False,
+) -> StreamAnswer:
+    """Everything that can refuse the call runs before this returns, so a refusal is an ordinary
+    error response: the read, the policy's screening, the budget's reservation, the provider's
+    retries and fallbacks up to its first event. The events then go to the client one by one and
+    the call is settled when the stream ends, however it ends (`_Relay`)."""
+    started, request, screening_, estimate = _begin_chat(store, call, request, trail)
+    target, meter = started.target, started.meter
+    scope.enter_context(_guard(meter))
+    content = _chat_content(started, request)
+    wire = wire_for(request)
+    key = _cache_key(store, target, "chat", request)
+    hit = _from_cache(store, key, target, "chat", meter, trail, content)
+    if hit is not None:
+        scope.close()
+        assert isinstance(hit.value, ChatResult)
+        events = screening.restore_stream(response_cache.replay(hit.value), screening_)
+        return StreamAnswer(
+            hit.answered_by,
+            wire.items(events),
+            attempts=0,
+            cache=response_cache.HIT,
+            cost_micros=hit.cost_micros,
+        )
+    if meter is not None:
+        meter.admit(estimate)
+    bounded = _bounded(request, target, meter)
+    deadline = Deadline(store.timing, store.policy.deadline_seconds)
+    began, begun_at = time.perf_counter(), store.timing.monotonic()
+
+    def opened(provider: Any, t: Target, timeout: float) -> _Opened:
+        native = responses and t.native_responses
+        events = (provider.respond_stream if native else provider.stream)(bounded, t, timeout=timeout)
+        return _opened(events, t, deadline)
+
+    outcome = _metered(meter, target, trail, lambda: _resilient(store, deadline, target, opened))
     relay = _Relay(store, target, meter, trail, outcome, estimate, key, content, began, begun_at)
     events = screening.restore_stream(relay.events(), screening_)
     return StreamAnswer(
         outcome.target,
-        relay.run(scope, _sse(events, store, target, request)),
+        relay.run(scope, wire, wire.items(events)),
         attempts=outcome.attempts,
         cache=key and response_cache.MISS,
     )
@@ -766,17 +876,17 @@ class _Relay:
                 )
         self.finished = True
 
-    def run(self, scope: ExitStack, items: Iterator[str]) -> Iterator[str]:
+    def run(self, scope: ExitStack, wire: Wire, items: Iterator[str]) -> Iterator[str]:
         with scope:
             try:
                 for item in items:
-                    if self.finished and item == SSE_DONE:
+                    if self.finished and wire.is_last(item):
                         self._settle(complete=True)
                     yield item
             except ProviderError as error:
                 self.trail.failed(error)
                 self._settle(complete=False)
-                yield sse({"error": envelope_of(error)})
+                yield wire.error(error)
             except GeneratorExit:
                 self.trail.status, self.trail.http_status = "client_disconnected", 499
                 self._settle(complete=False)
@@ -802,17 +912,101 @@ def envelope_of(error: ByomError) -> dict[str, Any]:
     return {"message": error.message, "type": error.type, "param": error.param, "code": error.code}
 
 
-def _sse(
-    events: Iterable[StreamEvent], store: InvokeStore, target: Target, request: ChatRequest
-) -> Iterator[str]:
-    items = chunks(
-        events,
-        completion_id=_completion_id(),
-        created=store.now(),
-        model=target.alias,
-        include_usage=request.include_usage,
-    )
-    return server_sent_events(items)
+# Responses (SPEC §4.3): the chat path above, translated by byom.logic.responses
+
+
+class ResponseKeeper(Protocol):
+    """Stored responses (byom.dal.responses.ResponseStore): what a call writes and continues."""
+
+    def get(self, tenant_id: str, response_id: str) -> StoredResponse | None: ...
+
+    def put(self, record: StoredResponse, retention_days: int | None) -> None: ...
+
+
+@dataclass
+class _Responding:
+    """A Responses call on its way: its id, what it asks in chat terms, and where it is kept."""
+
+    store: InvokeStore
+    request: ResponsesRequest
+    header: responses.Header
+    trail: Trail
+    context: list[dict[str, Any]]
+    """The stored conversation it continues (`previous_response_id`)."""
+
+    @classmethod
+    def begin(cls, store: InvokeStore, request: ResponsesRequest, trail: Trail) -> _Responding:
+        context: list[dict[str, Any]] = []
+        if request.previous_response_id:
+            previous = (
+                store.responses.get(trail.tenant_id, request.previous_response_id)
+                if store.responses
+                else None
+            )
+            if previous is None:
+                # Absent, expired, erased or another tenant's: the same answer (SPEC §4).
+                raise NotFound(
+                    f"Previous response with id '{request.previous_response_id}' not found.",
+                    param="previous_response_id",
+                )
+            context = previous.context
+            # A continuation carries its subject's words: it is theirs too, and erased with them.
+            trail.user = trail.user or previous.user
+        header = responses.Header(responses.new_id("resp"), store.now(), request.model, request)
+        if request.stores and store.responses is not None:
+            trail.response_id = header.response_id
+        return cls(store, request, header, trail, context)
+
+    def chat_request(self) -> ChatRequest:
+        return responses.chat_request(self.request, self.context)
+
+    def keep(self, sent: ChatRequest, response: dict[str, Any]) -> None:
+        """Store the response, its input items (as screened: what the provider was sent) and the
+        conversation so far, when the caller asked for it to be stored."""
+        if not self.request.stores or self.store.responses is None:
+            return
+        asked = sent.model_dump(mode="json", exclude_none=True)["messages"]
+        own = asked[(1 if self.request.instructions else 0) :]
+        record = StoredResponse(
+            id=self.header.response_id,
+            tenant_id=self.trail.tenant_id,
+            created_at=self.header.created_at,
+            response=response,
+            input_items=responses.input_items(own[len(self.context) :]),
+            context=[*own, responses.answer_message(response["output"])],
+            user=self.trail.user,
+        )
+        try:
+            self.store.responses.put(record, self.trail.retention_days)
+        except Exception as error:  # the answer is paid for and stands; it just cannot be continued
+            self.trail.response_id = None
+            logger.error("response not stored", extra={"error_type": type(error).__name__})
+
+
+def respond(store: InvokeStore, call: Call, request: ResponsesRequest) -> Answer:
+    """`POST /v1/responses` without streaming."""
+    with _audited(store, call, "responses", request.model, _subject(request)) as trail:
+        responding = _Responding.begin(store, request, trail)
+        chatted = _chatted(store, call, responding.chat_request(), trail, responses=True)
+        if isinstance(chatted, Answer):
+            return chatted
+        body = responses.completed(responding.header, chatted.result, store.now())
+        responding.keep(chatted.sent, body)
+    return _answer_of(chatted, body)
+
+
+def respond_stream(store: InvokeStore, call: Call, request: ResponsesRequest) -> StreamAnswer:
+    """`POST /v1/responses` with `stream: true`: the Responses event sequence, relayed as the
+    provider produces it, by the same path as a chat stream."""
+    with _audit_scope(store, call, "responses", request.model, _subject(request)) as (scope, trail):
+        responding = _Responding.begin(store, request, trail)
+
+        def wire_for(sent: ChatRequest) -> Wire:
+            return responses.ResponseEvents(
+                responding.header, store.now, on_completed=lambda body: responding.keep(sent, body)
+            )
+
+        return _streamed(store, call, responding.chat_request(), scope, trail, wire_for, responses=True)
 
 
 # Embeddings

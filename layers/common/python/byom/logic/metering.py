@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from typing import Any
@@ -47,17 +48,57 @@ def _token_micros(price_per_1k_usd: float) -> Decimal:
 
 
 def cost_micros(
-    pricing: Pricing | None, input_tokens: int, output_tokens: int, *, upper: bool = False
+    pricing: Pricing | None,
+    input_tokens: int,
+    output_tokens: int,
+    *,
+    cached_tokens: int = 0,
+    cache_write_tokens: int = 0,
+    upper: bool = False,
 ) -> int:
     """What these tokens cost: rounded to the nearest micro-dollar when settling what was spent,
-    rounded up (`upper`) when reserving what may be spent."""
+    rounded up (`upper`) when reserving what may be spent.
+
+    `input_tokens` is every input token; of them, `cached_tokens` were read from the provider's
+    prompt cache and `cache_write_tokens` written to it, each at its own rate, the rest at the
+    input price. The parts are clamped to the whole, so a provider's odd counts never bill more
+    input tokens than it reported."""
     if pricing is None:
         return 0
+    cached = min(max(cached_tokens, 0), input_tokens)
+    written = min(max(cache_write_tokens, 0), input_tokens - cached)
     exact = (
-        _token_micros(pricing.input_per_1k_usd) * input_tokens
+        _token_micros(pricing.input_per_1k_usd) * (input_tokens - cached - written)
+        + _token_micros(cache_read_price(pricing)) * cached
+        + _token_micros(cache_write_price(pricing)) * written
         + _token_micros(pricing.output_per_1k_usd) * output_tokens
     )
     return int(exact.to_integral_value(ROUND_CEILING if upper else ROUND_HALF_UP))
+
+
+def cache_read_price(pricing: Pricing) -> float:
+    return (
+        pricing.input_per_1k_usd if pricing.cache_read_per_1k_usd is None else pricing.cache_read_per_1k_usd
+    )
+
+
+def cache_write_price(pricing: Pricing) -> float:
+    return (
+        pricing.input_per_1k_usd if pricing.cache_write_per_1k_usd is None else pricing.cache_write_per_1k_usd
+    )
+
+
+def input_bound_price(pricing: Pricing) -> float:
+    """The most one input token can cost: a reservation cannot know which tokens the provider
+    will read from or write to its cache, and a cache write may cost more than plain input."""
+    return max(pricing.input_per_1k_usd, cache_read_price(pricing), cache_write_price(pricing))
+
+
+def _bound_cost(pricing: Pricing | None, input_tokens: int, output_tokens: int) -> int:
+    if pricing is None:
+        return 0
+    bound = pricing.model_copy(update={"input_per_1k_usd": input_bound_price(pricing)})
+    return cost_micros(bound, input_tokens, output_tokens, upper=True)
 
 
 def _utf8_len(text: str) -> int:
@@ -125,25 +166,32 @@ def output_cap(request: ChatRequest, alias_cap: int | None) -> int:
 def estimate_chat(request: ChatRequest, pricing: Pricing | None, alias_cap: int | None) -> Estimate:
     input_tokens = estimate_chat_input_tokens(request)
     output_tokens = output_cap(request, alias_cap)
-    return Estimate(
-        input_tokens, output_tokens, cost_micros(pricing, input_tokens, output_tokens, upper=True)
-    )
+    return Estimate(input_tokens, output_tokens, _bound_cost(pricing, input_tokens, output_tokens))
 
 
 def estimate_embeddings(request: EmbeddingRequest, pricing: Pricing | None) -> Estimate:
     input_tokens = estimate_embedding_input_tokens(request)
-    return Estimate(input_tokens, 0, cost_micros(pricing, input_tokens, 0, upper=True))
+    return Estimate(input_tokens, 0, _bound_cost(pricing, input_tokens, 0))
 
 
 def highest_pricing(prices: list[Pricing | None]) -> Pricing | None:
-    """The dearest input and output prices among these (each may come from another model)."""
+    """The dearest input, output and cache prices among these (each may come from another model)."""
     known = [p for p in prices if p is not None]
     if not known:
         return None
     return Pricing(
         input_per_1k_usd=max(p.input_per_1k_usd for p in known),
         output_per_1k_usd=max(p.output_per_1k_usd for p in known),
+        # None where no model has a rate of its own: the chain's input price stands for it.
+        cache_read_per_1k_usd=_highest(known, "cache_read_per_1k_usd", cache_read_price),
+        cache_write_per_1k_usd=_highest(known, "cache_write_per_1k_usd", cache_write_price),
     )
+
+
+def _highest(prices: list[Pricing], field: str, rate: Callable[[Pricing], float]) -> float | None:
+    if all(getattr(p, field) is None for p in prices):
+        return None
+    return max(rate(p) for p in prices)
 
 
 # Calendar keys: usage is kept per UTC month, so a month rolls over by key, with no job to run.

@@ -88,6 +88,12 @@ def cache_key(target: Target, kind: Kind, request: BaseModel) -> str:
 
 def encode(result: Result) -> str:
     usage = {"prompt_tokens": result.usage.prompt_tokens, "completion_tokens": result.usage.completion_tokens}
+    # The provider's prompt-cache counts, when there were any: a hit answers the usage the
+    # provider reported (entries stored before these counts existed read as zero).
+    if result.usage.cached_tokens:
+        usage["cached_tokens"] = result.usage.cached_tokens
+    if result.usage.cache_write_tokens:
+        usage["cache_write_tokens"] = result.usage.cache_write_tokens
     if isinstance(result, ChatResult):
         return _canonical({"message": result.message, "finish_reason": result.finish_reason, "usage": usage})
     return _canonical({"vectors": result.vectors, "usage": usage})
@@ -95,7 +101,13 @@ def encode(result: Result) -> str:
 
 def decode(kind: Kind, answer: str) -> Result:
     data = json.loads(answer)
-    usage = Usage(int(data["usage"]["prompt_tokens"]), int(data["usage"]["completion_tokens"]))
+    counts = data["usage"]
+    usage = Usage(
+        int(counts["prompt_tokens"]),
+        int(counts["completion_tokens"]),
+        cached_tokens=int(counts.get("cached_tokens", 0)),
+        cache_write_tokens=int(counts.get("cache_write_tokens", 0)),
+    )
     if kind == "chat":
         if not isinstance(data["message"], dict) or not isinstance(data["finish_reason"], str):
             raise ValueError("not a chat answer")

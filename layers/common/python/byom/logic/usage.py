@@ -85,6 +85,7 @@ def counters(item: dict[str, Any] | None) -> dict[str, Any]:
         "requests": int(item.get("requests", 0)),
         "input_tokens": int(item.get("input_tokens", 0)),
         "output_tokens": int(item.get("output_tokens", 0)),
+        "cached_tokens": int(item.get("cached_tokens", 0)),
         "cost_usd": to_usd(int(item.get("cost_micros", 0))),
         "errors": int(item.get("errors", 0)),
         "cache_hits": int(item.get("cache_hits", 0)),

@@ -39,21 +39,47 @@ class Target:
     """The dearest prices on its fallback chain (what a hard budget reserves)."""
     max_output_tokens: int | None = None
     """The answer's cap under a hard budget when a request names none."""
+    native_responses: bool = False
+    """The provider serves OpenAI's Responses API: /v1/responses calls go to it as they are."""
+    prompt_caching: bool = False
+    """Mark the prompt's stable prefix for the provider's cache (Bedrock cache points); providers
+    that cache on their own (OpenAI) need no marks."""
 
 
 @dataclass(frozen=True)
 class Usage:
+    """A call's tokens. `prompt_tokens` is every input token, as OpenAI counts them: those read from
+    the provider's prompt cache (`cached_tokens`) and those written to it (`cache_write_tokens`)
+    included, each priced at its own rate (byom.logic.metering)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
 
-    def openai(self) -> dict[str, int]:
+    def openai(self) -> dict[str, Any]:
+        """Chat completions' usage; OpenAI always sends the details, zero when nothing was cached."""
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+        }
+
+    def responses(self) -> dict[str, Any]:
+        """The Responses API's usage (OpenAI's schema has both details, zero when not cached)."""
+        return {
+            "input_tokens": self.prompt_tokens,
+            "input_tokens_details": {
+                "cached_tokens": self.cached_tokens,
+                "cache_write_tokens": self.cache_write_tokens,
+            },
+            "output_tokens": self.completion_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
             "total_tokens": self.total_tokens,
         }
 
@@ -99,6 +125,19 @@ class Provider(Protocol):
     def embed(
         self, request: EmbeddingRequest, target: Target, *, timeout: float | None = None
     ) -> EmbeddingResult: ...
+
+
+class ResponsesProvider(Provider, Protocol):
+    """A provider that also serves OpenAI's Responses API (`Target.native_responses`). It takes the
+    same chat request and answers in chat terms, so metering, caching and screening see one shape."""
+
+    def respond(
+        self, request: ChatRequest, target: Target, *, timeout: float | None = None
+    ) -> ChatResult: ...
+
+    def respond_stream(
+        self, request: ChatRequest, target: Target, *, timeout: float | None = None
+    ) -> Iterator[StreamEvent]: ...
 
 
 class KeyReader(Protocol):

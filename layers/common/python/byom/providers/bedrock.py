@@ -28,6 +28,7 @@ from botocore.exceptions import (
 
 from byom.errors import InvalidRequest, ProviderError
 from byom.openai_types import ChatRequest, Content, EmbeddingRequest, Message, NamedToolChoice
+from byom.pricing import cache_points
 from byom.providers import ChatResult, EmbeddingResult, StreamDelta, StreamEvent, Target, Usage
 
 T = TypeVar("T")
@@ -260,6 +261,30 @@ def converse_request(request: ChatRequest, model_id: str) -> dict[str, Any]:
     return params
 
 
+CACHE_POINT = {"cachePoint": {"type": "default"}}
+
+
+def with_cache_points(params: dict[str, Any], where: frozenset[str]) -> dict[str, Any]:
+    """Converse parameters with cache points after the stable parts of the prompt, where the
+    model takes them: the system prompt, the tools, and the end of the last user turn (so the
+    next turn of the conversation reads the whole history from the cache). Three at most,
+    within Bedrock's four."""
+    params = dict(params)
+    if "system" in where and params.get("system"):
+        params["system"] = [*params["system"], CACHE_POINT]
+    tool_config = params.get("toolConfig")
+    if "tools" in where and tool_config:
+        params["toolConfig"] = tool_config | {"tools": [*tool_config["tools"], CACHE_POINT]}
+    if "messages" in where:
+        turns = list(params["messages"])
+        last_user = max((i for i, turn in enumerate(turns) if turn["role"] == "user"), default=None)
+        if last_user is not None:
+            turn = turns[last_user]
+            turns[last_user] = turn | {"content": [*turn["content"], CACHE_POINT]}
+        params["messages"] = turns
+    return params
+
+
 # Converse answer -> OpenAI
 
 
@@ -268,10 +293,16 @@ def finish_reason(stop_reason: str | None) -> str:
 
 
 def _usage(usage: Any) -> Usage:
+    """Bedrock counts cache reads and writes apart from `inputTokens`; OpenAI's prompt_tokens
+    (and the gateway's) includes them."""
     usage = usage if isinstance(usage, dict) else {}
+    read = max(int(usage.get("cacheReadInputTokens") or 0), 0)
+    written = max(int(usage.get("cacheWriteInputTokens") or 0), 0)
     return Usage(
-        prompt_tokens=int(usage.get("inputTokens") or 0),
+        prompt_tokens=max(int(usage.get("inputTokens") or 0), 0) + read + written,
         completion_tokens=int(usage.get("outputTokens") or 0),
+        cached_tokens=read,
+        cache_write_tokens=written,
     )
 
 
@@ -443,14 +474,21 @@ class BedrockProvider:
         except (ClientError, BotoCoreError) as error:
             raise provider_error(error) from None
 
-    def chat(self, request: ChatRequest, target: Target, *, timeout: float | None = None) -> ChatResult:
+    @staticmethod
+    def _converse_params(request: ChatRequest, target: Target) -> dict[str, Any]:
         params = converse_request(request, target.model_id)
+        if target.prompt_caching:
+            params = with_cache_points(params, cache_points(target.model_id))
+        return params
+
+    def chat(self, request: ChatRequest, target: Target, *, timeout: float | None = None) -> ChatResult:
+        params = self._converse_params(request, target)
         return chat_result(self._call(lambda client: client.converse(**params), timeout))
 
     def stream(
         self, request: ChatRequest, target: Target, *, timeout: float | None = None
     ) -> Iterator[StreamEvent]:
-        params = converse_request(request, target.model_id)
+        params = self._converse_params(request, target)
         response = self._call(lambda client: client.converse_stream(**params), timeout)
         return self._guarded(response["stream"])
 

@@ -19,7 +19,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from byom.errors import InvalidRequest, OutboundRefused, ProviderError
 from byom.openai_types import ChatRequest, EmbeddingRequest
-from byom.providers import ChatResult, EmbeddingResult, KeyReader, StreamDelta, StreamEvent, Target, Usage
+from byom.providers import (
+    ChatResult,
+    EmbeddingResult,
+    KeyReader,
+    StreamDelta,
+    StreamEvent,
+    Target,
+    Usage,
+    openai_responses,
+)
 from byom.security import check_outbound_address, validate_base_url
 
 T = TypeVar("T")
@@ -49,9 +58,16 @@ class _Lenient(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class _PromptTokensDetails(_Lenient):
+    cached_tokens: int | None = None
+
+
 class _Usage(_Lenient):
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # OpenAI's automatic prompt caching: of prompt_tokens, those read from its cache (billed at
+    # the cached-input rate). Servers without caching send null or leave it out.
+    prompt_tokens_details: _PromptTokensDetails | None = None
 
 
 class _Message(_Lenient):
@@ -95,7 +111,13 @@ class _Embeddings(_Lenient):
 
 
 def _usage(usage: _Usage | None) -> Usage:
-    return Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage()
+    if usage is None:
+        return Usage()
+    details = usage.prompt_tokens_details
+    cached = (details.cached_tokens if details else None) or 0
+    return Usage(
+        usage.prompt_tokens, usage.completion_tokens, cached_tokens=min(max(cached, 0), usage.prompt_tokens)
+    )
 
 
 def gateway_status(provider_status: int) -> tuple[int, bool]:
@@ -330,6 +352,58 @@ class OpenAICompatibleProvider:
             raise self._malformed(target, "stream") from None
         finally:
             close = getattr(chunks, "close", None)
+            if close:
+                close()
+
+    def respond(self, request: ChatRequest, target: Target, *, timeout: float | None = None) -> ChatResult:
+        """The chat request on the provider's Responses API (byom.providers.openai_responses)."""
+        body = openai_responses.body_of(request)
+        items = body.pop("input")
+        raw, _ = self._call(
+            target,
+            lambda client: client.responses.with_raw_response.create(
+                model=target.model_id, input=items, extra_body=body
+            ),
+            timeout,
+        )
+        try:
+            return openai_responses.parse_json(raw.http_response.content)
+        except ValueError:
+            raise self._malformed(target, "response") from None
+
+    def respond_stream(
+        self, request: ChatRequest, target: Target, *, timeout: float | None = None
+    ) -> Iterator[StreamEvent]:
+        body = openai_responses.body_of(request)
+        items = body.pop("input")
+        events, keys = self._call(
+            target,
+            lambda client: client.responses.create(
+                model=target.model_id, input=items, stream=True, extra_body=body
+            ),
+            timeout,
+        )
+        return self._response_events(events, target, keys, self._timeout_for(timeout))
+
+    def _response_events(
+        self, events: Any, target: Target, keys: list[str | None], timeout: float
+    ) -> Iterator[StreamEvent]:
+        openai = _sdk()
+        try:
+            yield from openai_responses.stream_events(
+                item.to_dict() if hasattr(item, "to_dict") else item for item in events
+            )
+        except openai_responses.StreamFailed as failed:
+            detail = str(failed)[:MAX_QUOTED_CHARS]
+            raise self._error(
+                openai.APIError(detail, request=None, body=None), target, keys, timeout
+            ) from None
+        except openai.OpenAIError as error:
+            raise self._error(error, target, keys, timeout) from None
+        except ValueError:
+            raise self._malformed(target, "stream") from None
+        finally:
+            close = getattr(events, "close", None)
             if close:
                 close()
 

@@ -1,0 +1,3 @@
+from byom_cli.app import main
+
+main()
