@@ -23,7 +23,7 @@ GATES_TEMPLATE := $(GATES_OUT)/ByomGateway.template.json
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1
 export PYTHONDONTWRITEBYTECODE=1
 
-.PHONY: install run demo test check test-runtime lint format synth layers deploy bench clean
+.PHONY: install run demo test check test-runtime lint format synth layers deploy bench clean automation-example
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt layers/deps/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -111,3 +111,8 @@ deploy: layers
 
 clean:
 	rm -rf $(VENV) $(RUNTIME_VENV) $(CHECKOV_VENV) build cdk.out .pytest_cache .mypy_cache .ruff_cache
+
+# An automation example on the local stack, end to end (examples/automations/; EXAMPLE=guardduty|cloudwatch).
+EXAMPLE ?= guardduty
+automation-example: install
+	PYTHONPATH=.:layers/common/python $(PY) -m examples.automations.run $(EXAMPLE)

@@ -43,6 +43,17 @@ TRAINING_EVENTS_DLQ_REASON = (
     "An event that is still lost only delays the job: the state machine polls the job's status "
     "(fine_tuning.training_poll_seconds) whenever no event arrives, so no job is left waiting."
 )
+QUEUE_RUNNER_DLQ_REASON = (
+    "The automation runner is invoked by an SQS event source mapping, which waits for its answer: a "
+    "failed record goes back to the queue and, after its maxReceiveCount, to the queue's own "
+    "dead-letter queue (with its depth alarm). A function dead-letter queue would never receive one."
+)
+SQS_MANAGED_ENCRYPTION_REASON = (
+    "The queue is encrypted at rest, with SQS-managed keys (SqsManagedSseEnabled); checkov counts only a "
+    "KMS key. With the stack's key, EventBridge and EventBridge Scheduler would need kms:GenerateDataKey "
+    "on it through its key policy for every rule and schedule tenants create, widening who may use the "
+    "key that seals tenant data (docs/decisions.md, automations)."
+)
 NO_STAGE_CACHE_REASON = (
     "Every answer is for one authenticated tenant and call (chat completions, embeddings, admin data); "
     "an API Gateway cache keyed on the request would serve one caller's answer to another and skip "
@@ -61,7 +72,9 @@ def skip_findings(stack: ByomGatewayStack) -> None:
     functions = stack.functions
     tasks = stack.fine_tuning.tasks
     api_functions = [functions.authorizer, functions.admin, functions.gateway, stack.fine_tuning.api_function]
-    every_function = [*api_functions, *tasks.all()]
+    automations = stack.automations
+    automation_tasks = list(automations.task_functions.values())
+    every_function = [*api_functions, *tasks.all(), automations.runner, *automation_tasks]
 
     for fn in every_function:
         skip(fn, "CKV_AWS_117", NO_VPC_REASON)
@@ -73,6 +86,12 @@ def skip_findings(stack: ByomGatewayStack) -> None:
             skip(fn, "CKV_AWS_116", TRAINING_EVENTS_DLQ_REASON)
         else:
             skip(fn, "CKV_AWS_116", SYNCHRONOUS_DLQ_REASON.format(caller="by a Step Functions task"))
+
+    skip(automations.runner, "CKV_AWS_116", QUEUE_RUNNER_DLQ_REASON)
+    for queue in (automations.queue, automations.dead_letters):
+        skip(queue, "CKV_AWS_27", SQS_MANAGED_ENCRYPTION_REASON)
+    for fn in automation_tasks:
+        skip(fn, "CKV_AWS_116", SYNCHRONOUS_DLQ_REASON.format(caller="by a Step Functions task"))
 
     skip(stack.api.rest_api.deployment_stage, "CKV_AWS_120", NO_STAGE_CACHE_REASON)
     skip(stack.api.health_method, "CKV_AWS_59", PUBLIC_HEALTH_REASON.format())

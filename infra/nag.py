@@ -169,6 +169,7 @@ def acknowledge_findings(stack: ByomGatewayStack) -> None:
     _acknowledge_fine_tuning(stack)
     _acknowledge_admin_key_secret(stack)
     _acknowledge_api(stack)
+    _acknowledge_automations(stack)
 
 
 def _acknowledge_runtime(stack: ByomGatewayStack) -> None:
@@ -405,3 +406,79 @@ def _role(role: iam.IRole | None) -> iam.IRole:
     if role is None:
         raise ValueError("every function is created with its own role")
     return role
+
+
+AUTOMATION_TRIGGERS_REASON = (
+    "Tenants create automations at runtime; each one's EventBridge rule or Scheduler schedule is named "
+    "{prefix}{{automation_id}}, so the names are unknown at deploy time. The admin function may manage "
+    "rules and schedules under this stack's automation prefix only ({what}), as it manages spend alarms."
+)
+
+
+def _acknowledge_automations(stack: ByomGatewayStack) -> None:
+    automations = stack.automations
+    prefix = automations.prefix
+    admin = _role(stack.functions.admin.role)
+    for pattern, what in (
+        (f"events:{_REGION_ACCOUNT}:rule/{prefix}*", "rules on the default bus"),
+        (f"events:{_REGION_ACCOUNT}:rule/*/{prefix}*", "rules on a bus the tenant names"),
+        (f"scheduler:{_REGION_ACCOUNT}:schedule/default/{prefix}*", "schedules of the default group"),
+    ):
+        acknowledge(
+            admin,
+            "IAM5",
+            AUTOMATION_TRIGGERS_REASON.format(prefix=prefix, what=what),
+            finding=f"Resource::{_ARN}:{pattern}",
+        )
+    runner = _role(automations.runner.role)
+    for fn in (automations.runner, *automations.task_functions.values()):
+        acknowledge(_role(fn.role), "IAM5", XRAY_REASON, finding="Resource::*")
+    # The runner calls models through the gateway's own invocation path, so it holds the gateway's grants.
+    tenant_secrets = (
+        f"Resource::{_ARN}:secretsmanager:{_REGION_ACCOUNT}:secret:{stack.functions.secret_prefix}*"
+    )
+    acknowledge(
+        runner,
+        "IAM5",
+        TENANT_SECRETS_REASON.format(prefix=stack.functions.secret_prefix),
+        finding=tenant_secrets,
+    )
+    bucket_id = stack.resolve(stack.data.data_bucket.bucket_arn)["Fn::GetAtt"][0]
+    for pattern in ("tenants/*/content/*", "tenants/*/subjects/*"):
+        acknowledge(runner, "IAM5", CONTENT_LOG_REASON, finding=f"Resource::<{bucket_id}.Arn>/{pattern}")
+    acknowledge(
+        runner,
+        "IAM5",
+        BEDROCK_REASON.format(what="foundation model, in any region (cross-region inference profiles)"),
+        finding=f"Resource::{_ARN}:bedrock:*::foundation-model/*",
+    )
+    for resource in (
+        "inference-profile",
+        "application-inference-profile",
+        "provisioned-model",
+        "custom-model-deployment",
+    ):
+        acknowledge(
+            runner,
+            "IAM5",
+            BEDROCK_REASON.format(what=f"{resource} of this account and region"),
+            finding=f"Resource::{_ARN}:bedrock:{_REGION_ACCOUNT}:{resource}/*",
+        )
+    arns = guardrail_arns(stack)
+    patterns = (
+        {f"{_ARN}:bedrock:{_REGION_ACCOUNT}:guardrail/*": "the guardrails of this account and region"}
+        if arns == DEFAULT_GUARDRAIL_ARNS
+        else {arn: f"the guardrails matching {arn} (byom:guardrailArns)" for arn in arns if "*" in arn}
+    )
+    for pattern, what in patterns.items():
+        acknowledge(
+            runner,
+            "IAM5",
+            GUARDRAILS_REASON.format(actions="ApplyGuardrail", what=what),
+            finding=f"Resource::{pattern}",
+        )
+    machine_role = automations.state_machine.role
+    acknowledge(machine_role, "IAM5", STATE_MACHINE_LOGS_REASON, finding="Resource::*")
+    for fn in automations.task_functions.values():
+        fn_id = stack.resolve(fn.function_arn)["Fn::GetAtt"][0]
+        acknowledge(machine_role, "IAM5", STATE_MACHINE_INVOKE_REASON, finding=f"Resource::<{fn_id}.Arn>:*")

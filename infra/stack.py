@@ -12,6 +12,7 @@ from constructs import Construct
 from infra import checkov_skips, nag
 from infra.config import Settings
 from infra.constructs.api import STAGE_NAME, Api
+from infra.constructs.automations import Automations
 from infra.constructs.data import Data
 from infra.constructs.fine_tuning import FineTuning
 from infra.constructs.functions import Functions
@@ -57,6 +58,15 @@ class ByomGatewayStack(Stack):
             data=self.data,
             functions=self.functions,
         )
+        self.automations = Automations(
+            self,
+            "Automations",
+            settings=settings,
+            key=self.security.key,
+            data=self.data,
+            functions=self.functions,
+            alerts_topic=self.alerts.topic,
+        )
         self.api = Api(
             self,
             "Api",
@@ -81,6 +91,7 @@ class ByomGatewayStack(Stack):
                 admin=self.functions.admin,
                 gateway=self.functions.gateway,
             ),
+            capability_alarms=[self.automations.dlq_alarm],
         )
         CfnOutput(self, "ApiUrl", value=self.api.rest_api.url, description="Base URL of the API (stage prod)")
         CfnOutput(

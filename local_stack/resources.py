@@ -309,6 +309,19 @@ def create_event_bus(ctx: CreationContext, logical_id: str, props: dict[str, Any
     return Physical(ref=name, attributes={"Arn": arn, "Name": name})
 
 
+def create_event_archive(ctx: CreationContext, logical_id: str, props: dict[str, Any]) -> Physical:
+    """moto archives the bus's matching events, and replays them, as EventBridge does."""
+    name = props.get("ArchiveName") or f"{ctx.stack_name}-{logical_id}"
+    kwargs: dict[str, Any] = {"ArchiveName": name, "EventSourceArn": props["SourceArn"]}
+    if props.get("EventPattern"):
+        pattern = props["EventPattern"]
+        kwargs["EventPattern"] = pattern if isinstance(pattern, str) else json.dumps(pattern)
+    if props.get("RetentionDays") is not None:
+        kwargs["RetentionDays"] = int(props["RetentionDays"])
+    arn = ctx.client("events").create_archive(**kwargs)["ArchiveArn"]
+    return Physical(ref=name, attributes={"Arn": arn, "ArchiveName": name})
+
+
 def create_ssm_parameter(ctx: CreationContext, logical_id: str, props: dict[str, Any]) -> Physical:
     name = props.get("Name") or f"/{ctx.stack_name}/{logical_id}"
     ctx.client("ssm").put_parameter(Name=name, Value=str(props["Value"]), Type=props.get("Type", "String"))
@@ -386,6 +399,7 @@ CREATORS: dict[str, Creator] = {
     "AWS::SNS::Topic": create_sns_topic,
     "AWS::SQS::Queue": create_sqs_queue,
     "AWS::Events::EventBus": create_event_bus,
+    "AWS::Events::Archive": create_event_archive,
     "AWS::SSM::Parameter": create_ssm_parameter,
     "AWS::ApiGateway::RestApi": register_rest_api,
     "AWS::ApiGateway::Stage": register_stage,

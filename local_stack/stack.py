@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from aws_lambda_powertools.utilities import parameters
 from moto import backends as moto_backends
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.server import ThreadedMotoServer
@@ -44,6 +45,7 @@ from local_stack.logs import ServiceStamp
 from local_stack.models.customization import CustomizationState
 from local_stack.models.openai_fine_tuning import OpenAIFineTuningState
 from local_stack.models.servers import bedrock_stand_in, openai_stand_in
+from local_stack.queues import QueuePollers, sqs_sources
 from local_stack.resources import create_resources
 from local_stack.server import gateway_server
 from local_stack.stepfunctions import CONFIG as SFN_CONFIG
@@ -230,6 +232,7 @@ class LocalStack:
         self._web: LocalWebFunctions | None = None
         self.customization = CustomizationState()
         self.event_bus: LocalEventBus | None = None
+        self._queues: QueuePollers | None = None
         self.iam = IamEmulation()
         self._service_stamp = ServiceStamp()
 
@@ -268,6 +271,9 @@ class LocalStack:
         self.admin_key_generated = settings.admin_key is None
 
         self._saved_environ = dict(os.environ)
+        # Powertools' parameter cache is process-wide and outlives a stack: the same secret name (the
+        # platform admin key's) would answer with an earlier stack's value.
+        parameters.clear_caches()
         self._service_stamp.install()
         self._start_moto()
         self._isolate_aws_environment()
@@ -318,6 +324,13 @@ class LocalStack:
             lambda_rules(self.template, resolver), lambda arn, event: self._invoke_arn(router, arn, event)
         )
         self.customization.emit = self.event_bus.put
+        # Rules the admin API creates at runtime live in moto, which delivers to their SQS targets;
+        # the template's SQS event sources (the automation runner) are polled here.
+        self._queues = QueuePollers(
+            sqs_sources(self.template, resolver),
+            self.moto_url,
+            lambda name, event: self._invoke_arn(router, name, event),
+        ).start()
 
         api = build_rest_api(self.template, resolver)
         missing = {m.function_id for m in api.methods if m.function_id} - self.functions.keys()
@@ -447,6 +460,9 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stops every server and undoes this process's changes (environment, imports)."""
+        if self._queues is not None:
+            self._queues.stop()
+            self._queues = None
         if self._lambda_tasks is not None:
             self._lambda_tasks.close()
             self._lambda_tasks = None
@@ -493,6 +509,10 @@ class LocalStack:
         yield f"  OpenAI-compatible stand-in: {self.openai_url}  (models: stand-in-chat, stand-in-embed)"
         yield f"  Bedrock Converse stand-in: {self.bedrock_url}  (any model id; used by provider 'bedrock')"
         yield f"  AWS emulation (moto) at {self.moto_url}"
+        yield (
+            "  Events for automations: aws events put-events --endpoint-url "
+            f"{self.moto_url} --entries file://examples/automations/guardduty-finding.entries.json"
+        )
         yield "  Stand-in models are deterministic fakes that echo the prompt; they are not real models."
         yield "  They call a tool only when the last user message names it."
         yield "  All state is in memory: tenants, keys and usage are gone when the stack stops."

@@ -33,6 +33,9 @@ class World:
     b_alias: str = "b-model"
     b_credential: str = "b-cred"
     b_subject: str = "b-subject"
+    # Automations: tenant B's tenant id in the path already makes every route a 404 for tenant A.
+    b_automation_id: str = "aut_b0000000000000000000000"
+    b_run_id: str = "run_b000000000000000000000"
 
     def markers(self) -> list[str]:
         """Strings that only tenant B's data contains: none may reach tenant A."""
@@ -58,6 +61,8 @@ PARAMETERS: dict[str, Callable[[World], str]] = {
     "job_id": lambda w: w.b_job_id,
     "response_id": lambda w: w.b_response_id,
     "user": lambda w: w.b_subject,
+    "automation_id": lambda w: w.b_automation_id,
+    "run_id": lambda w: w.b_run_id,
 }
 # The same parameters naming nothing: B's resource must be answered as a missing one is.
 MISSING: dict[str, str] = {
@@ -69,6 +74,8 @@ MISSING: dict[str, str] = {
     "job_id": "ftjob-missing00000000000000",
     "response_id": "resp_missing0000000000000000",
     "user": "missing-subject",
+    "automation_id": "aut_missing0000000000000000",
+    "run_id": "run_missing0000000000000000",
 }
 
 
@@ -133,6 +140,24 @@ EXPECTATIONS: dict[tuple[str, str], Case] = {
     ("GET", f"{_ADMIN}/audit"): _b(volatile=True),
     ("GET", f"{_ADMIN}/subjects/{{user}}"): _b(),
     ("DELETE", f"{_ADMIN}/subjects/{{user}}"): _b(),
+    # Automations (SPEC §9).
+    ("POST", f"{_ADMIN}/automations"): _b(
+        body=lambda w: {
+            "name": "intruder",
+            "model": w.b_alias,
+            "trigger": {"schedule": "rate(1 hour)"},
+            "prompt": "hi",
+        }
+    ),
+    ("GET", f"{_ADMIN}/automations"): _b(),
+    ("GET", f"{_ADMIN}/automations/{{automation_id}}"): _b(),
+    ("PATCH", f"{_ADMIN}/automations/{{automation_id}}"): _b(body=lambda w: {"enabled": False}),
+    ("DELETE", f"{_ADMIN}/automations/{{automation_id}}"): _b(),
+    ("POST", f"{_ADMIN}/automations/{{automation_id}}/run"): _b(body=lambda w: {}),
+    ("GET", f"{_ADMIN}/automations/{{automation_id}}/runs"): _b(),
+    ("POST", f"{_ADMIN}/automations/{{automation_id}}/runs/{{run_id}}/approve"): _b(
+        body=lambda w: {"approved": True, "comment": "intruder"}
+    ),
     # Data plane: the tenant is the caller's; tenant B's resources are named by id.
     ("GET", "/health"): Case(Kind.PUBLIC),
     ("GET", "/v1/models"): Case(Kind.OWN_TENANT),

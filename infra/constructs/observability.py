@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aws_cdk import ArnFormat, Aws, Duration, Stack
@@ -150,9 +150,12 @@ class Observability(Construct):
         topic: sns.ITopic,
         stage: apigw.Stage,
         functions: MonitoredFunctions,
+        capability_alarms: Sequence[cw.Alarm] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self._thresholds = thresholds
+        # Alarms a capability raises on its own resources (the automations' dead letters).
+        self._capability_alarms = list(capability_alarms)
         self._stage = stage
         self._functions = functions
         self._action = cw_actions.SnsAction(topic)
@@ -172,6 +175,7 @@ class Observability(Construct):
             *self.throttle_alarms.values(),
             *self.error_alarms.values(),
             self.authorizer_errors_alarm,
+            *self._capability_alarms,
         ]
 
     # ------------------------------------------------------------------------------------ alarms

@@ -27,8 +27,17 @@ TASKS = (
 )
 
 
+def _fine_tuning_machine(template: Template) -> dict[str, Any]:
+    (machine,) = [
+        m
+        for m in resources(template, "AWS::StepFunctions::StateMachine").values()
+        if props(m)["StateMachineName"].endswith("-fine-tuning")
+    ]
+    return machine
+
+
 def _definition(template: Template) -> dict[str, Any]:
-    (machine,) = resources(template, "AWS::StepFunctions::StateMachine").values()
+    machine = _fine_tuning_machine(template)
     parts = props(machine)["DefinitionString"]["Fn::Join"][1]
     text = "".join(p if isinstance(p, str) else "arn:aws:lambda:::function:X" for p in parts)
     definition: dict[str, Any] = json.loads(text)
@@ -36,8 +45,7 @@ def _definition(template: Template) -> dict[str, Any]:
 
 
 def _machine(template: Template) -> dict[str, Any]:
-    (machine,) = resources(template, "AWS::StepFunctions::StateMachine").values()
-    return props(machine)
+    return props(_fine_tuning_machine(template))
 
 
 def test_the_state_machine_is_a_standard_workflow_logging_all_with_tracing(template: Template) -> None:

@@ -247,6 +247,7 @@ PLATFORM_ALARMS = {
     f"{STACK_PREFIX}api-5xx-rate",
     *(f"{STACK_PREFIX}{fn}-throttles" for fn in ("authorizer", "admin", "gateway")),
     *(f"{STACK_PREFIX}{fn}-errors" for fn in ("authorizer", "admin", "gateway")),
+    f"{STACK_PREFIX}automation-dead-letters",
 }
 
 LAMBDA_ALARMS = [
@@ -344,6 +345,7 @@ def test_alarm_thresholds_come_from_context(tmp_path: Path) -> None:
         "admin-errors": 3,
         "gateway-errors": 3,
         "authorizer-errors": 5,
+        "automation-dead-letters": 1,
     }
 
 
@@ -417,7 +419,8 @@ def test_gateway_publishes_only_to_the_alerts_topic(template: Template) -> None:
 def test_only_the_gateway_publishes_budget_notices(template: Template, name: str) -> None:
     statements = role_statements(template, name)
     assert actions_on(statements, "sns:") == []
-    assert actions_on(statements, "events:") == []
+    # The admin function manages automations' rules (tests/infra/test_automations.py), never puts events.
+    assert [a for a, _ in actions_on(statements, "events:") if a == "events:PutEvents"] == []
 
 
 def test_admin_manages_only_alarms_under_the_spend_prefix(template: Template) -> None:

@@ -95,8 +95,8 @@ def test_tables_have_the_keys_and_indexes_of_the_contract(template: Template) ->
 def test_every_table_is_on_demand(template: Template) -> None:
     tables = resources(template, "AWS::DynamoDB::Table")
     # Six of the gateway, files, fine-tuning jobs, the idempotency records of job creation,
-    # governance's policies and audit trail, and stored Responses.
-    assert len(tables) == 12
+    # governance's policies and audit trail, stored Responses, and the automations with their runs.
+    assert len(tables) == 13
     assert all(props(t)["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
 
 
@@ -137,15 +137,16 @@ def test_response_cache_entries_expire_by_ttl_on_expires_at(template: Template) 
 
 
 # The gateway's three, the fine-tuning API and the eleven tasks of its state machine.
-FUNCTION_COUNT = 17
+FUNCTION_COUNT = 21
 
 # ---------------------------------------------------------------------------------------- logs
 
 
 def test_every_log_group_has_the_configured_retention(template: Template) -> None:
     log_groups = resources(template, "AWS::Logs::LogGroup")
-    # A log group per function (3 + the fine-tuning API + 13 tasks), the API access log, the state machine.
-    assert len(log_groups) == FUNCTION_COUNT + 2
+    # A log group per function (3 + the fine-tuning API + 13 tasks + the automation runner and its 3
+    # approval tasks), the API access log, the two state machines.
+    assert len(log_groups) == FUNCTION_COUNT + 3
     assert all(props(lg).get("RetentionInDays") == RETENTION_DAYS for lg in log_groups.values())
 
 
@@ -199,7 +200,7 @@ def test_every_function_but_the_gateway_has_a_python_handler(template: Template)
         # Step Functions tasks share one folder, a module each (STYLE: one Lambda per task).
         assert props(fn)["Handler"] == "handler.handler" or props(fn)["Environment"]["Variables"][
             "POWERTOOLS_SERVICE_NAME"
-        ].startswith("byom-ft_")
+        ].startswith(("byom-ft_", "byom-automation_"))
 
 
 @pytest.mark.parametrize(
@@ -236,6 +237,14 @@ def test_function_timeout_and_memory(template: Template, name: str, timeout: int
                 "AUDIT_TABLE",
                 "CACHE_TABLE",
                 "DATA_BUCKET",
+                # Automations (infra/constructs/automations.py).
+                "AUTOMATIONS_TABLE",
+                "AUTOMATION_QUEUE_URL",
+                "AUTOMATION_QUEUE_ARN",
+                "AUTOMATION_PREFIX",
+                "SCHEDULER_ROLE_ARN",
+                "APPROVAL_STATE_MACHINE_ARN",
+                "EVENT_BUS_NAME",
                 "RESPONSES_TABLE",
             },
         ),

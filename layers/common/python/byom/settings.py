@@ -135,3 +135,25 @@ class FineTuningSettings(_Settings):
 @lru_cache(maxsize=1)
 def fine_tuning_settings() -> FineTuningSettings:
     return FineTuningSettings.from_env()
+
+
+class AutomationSettings(_Settings):
+    """Automations (SPEC §9): the admin routes, the runner and the approval tasks (docs/contracts.md)."""
+
+    automations_table: str
+    event_bus_name: str = "default"
+    alerts_topic_arn: str | None = None
+    # The admin routes: where triggers send, what they are named, the role Scheduler sends with.
+    automation_queue_url: str | None = None
+    automation_queue_arn: str | None = None
+    automation_prefix: str = ""
+    scheduler_role_arn: str = ""
+    approval_state_machine_arn: str | None = None
+    # The runner: SQS's maxReceiveCount (the last try records the failure), the approval wait.
+    automation_max_receive_count: int = Field(default=3, ge=1, le=100)
+    approval_timeout_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+
+
+@lru_cache(maxsize=1)
+def automation_settings() -> AutomationSettings:
+    return AutomationSettings.from_env()

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import JSONResponse
 
 from byom.api.admin_audit import RecordAdminActions
+from byom.api.automations import automations
 from byom.api.governance import governance
 from byom.api.web import RequestContext, build_app, context, ignore_trailing_slashes, ok, parse_json, raw_body
 from byom.dal.alarms import SpendAlarms
@@ -222,7 +223,7 @@ def get_policy(ctx: Context, tenant_id: str) -> JSONResponse:
 
 def build_admin_app() -> FastAPI:
     app = build_app("BYOM Gateway admin API")
-    for router in (tenants, keys, credentials, models, budgets, policies, governance):
+    for router in (tenants, keys, credentials, models, budgets, policies, governance, automations):
         app.include_router(router)
     app.add_middleware(RecordAdminActions, trail=_trail)
     return ignore_trailing_slashes(app)
