@@ -225,7 +225,9 @@ def test_a_guardrails_matches_are_masked_with_our_placeholders(
 
 def test_a_guardrail_that_blocks_refuses_the_call(store: invoke.InvokeStore, provider: EchoProvider) -> None:
     store.guardrails = BlockingGuardrail(GuardrailVerdict(blocked_types=["us_ssn"], intervened=True))
-    store.calls.policies.set("tnt_a", redaction={"mode": "mask", "guardrail": {"id": "abc123", "version": "1"}})
+    store.calls.policies.set(
+        "tnt_a", redaction={"mode": "mask", "guardrail": {"id": "abc123", "version": "1"}}
+    )
     with pytest.raises(ContentPolicyViolation, match="us_ssn"):
         _ask(store, "hello")
     assert provider.seen == []
