@@ -7,12 +7,13 @@ still running after a cancel cannot bring a cancelled job back to life.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from byom import clock
 from byom.domain import ModelAlias, Pricing
@@ -37,6 +38,7 @@ from byom.fine_tuning import (
     TrainingFailed,
 )
 from byom.governance import screening
+from byom.governance.policy import Policy
 from byom.logic import datasets, evaluation
 from byom.logic.access import Principal, require_tenant_key
 from byom.pricing import catalog_price
@@ -58,21 +60,96 @@ def catalog() -> dict[str, dict[str, Any]]:
     return models
 
 
+class Files(Protocol):
+    """Uploaded training files (byom.dal.fine_tuning.FileRepository)."""
+
+    def create(self, record: FileRecord) -> None: ...
+
+    def get(self, tenant_id: str, file_id: str) -> FileRecord | None: ...
+
+    def delete(self, tenant_id: str, file_id: str) -> bool:
+        """False when there was no such file."""
+        ...
+
+    def list(self, tenant_id: str, after: str | None, limit: int) -> tuple[list[FileRecord], bool]:
+        """A page of the tenant's files, and whether more follow."""
+        ...
+
+
+class Jobs(Protocol):
+    """Fine-tuning jobs and their events (byom.dal.fine_tuning.JobRepository)."""
+
+    def create(self, job: Job) -> None: ...
+
+    def get(self, job_id: str) -> Job | None: ...
+
+    def get_for_tenant(self, tenant_id: str, job_id: str) -> Job | None: ...
+
+    def task_token(self, job_id: str) -> tuple[str | None, str | None]: ...
+
+    def list(self, tenant_id: str, after: str | None, limit: int) -> tuple[list[Job], bool]: ...
+
+    def update(
+        self,
+        job_id: str,
+        fields: dict[str, Any],
+        *,
+        remove: tuple[str, ...] = (),
+        expect_status: str | None = None,
+    ) -> None:
+        """Set fields on an open job; raises JobClosed once it has ended."""
+        ...
+
+    def close(self, job_id: str, status: str, fields: dict[str, Any]) -> bool:
+        """End the job in `status`; False when it had ended already."""
+        ...
+
+    def add_event(
+        self, job_id: str, message: str, *, level: str = "info", data: dict[str, Any] | None = None
+    ) -> None: ...
+
+    def events(self, job_id: str, after: str | None, limit: int) -> tuple[builtins.list[JobEvent], bool]: ...
+
+
+class Bucket(Protocol):
+    """The data bucket (byom.dal.fine_tuning.DataBucket): datasets, reports, artifacts."""
+
+    def put(self, key: str, body: bytes, content_type: str = "application/jsonl") -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def uri(self, key: str) -> str: ...
+
+
+class JobEvents(Protocol):
+    """Job lifecycle events on the event bus (byom.dal.fine_tuning.JobEvents)."""
+
+    def put(self, detail_type: str, detail: dict[str, Any]) -> None: ...
+
+
+class Policies(Protocol):
+    """The tenants' governance policies (byom.dal.policies.PolicyRepository)."""
+
+    def get(self, tenant_id: str) -> Policy: ...
+
+
 @dataclass
 class FineTuningStore:
     """The collaborators; tests pass in-memory fakes."""
 
-    files: Any
-    jobs: Any
-    bucket: Any
+    files: Files
+    jobs: Jobs
+    bucket: Bucket
     models: Any = None
     workflow: Any = None
     bedrock: Any = None
     openai: Any = None
     """OpenAI's fine-tuning API (byom.providers.openai_fine_tuning) for jobs on `openai` aliases."""
     runner_for: Callable[[str], Callable[[datasets.Example], str]] | None = None
-    events: Any = None
-    policies: Any = None
+    events: JobEvents | None = None
+    policies: Policies | None = None
     """Tenants' governance policies (byom.dal.policies.PolicyRepository): datasets are redacted as
     prompts are (SPEC §8). None: no redaction."""
     bedrock_role_arn: str = ""
