@@ -31,7 +31,7 @@ from local_stack.stack import SerializedMotoServer
 from tests.conftest import LambdaContext, api_event
 from tests.integration.conftest import Api, load_handler, tenant_context
 from tests.integration.fake_openai import FakeOpenAI, Gateway, gateway, loopback, serve
-from tests.unit.fakes import FakeCredentials, FakeModels
+from tests.unit.fakes import FakeCalls, FakeModels
 
 __all__ = ["gateway", "loopback"]  # shared fixtures
 
@@ -527,8 +527,7 @@ def test_a_cancelled_stream_releases_its_reservation(served_usage: UsageTable) -
         Budget(tenant_id="tnt_a", monthly_limit_usd=1, hard=True, updated_at=0), "2026-11", {}, 1_000_000
     )
     store = invoke.InvokeStore(
-        models=models,
-        credentials=FakeCredentials(),
+        calls=FakeCalls(models, usage=served_usage),
         providers={"openai_compatible": _CancelledStream()},
         now=lambda: calendar.timegm((2026, 11, 23, 12, 0, 0)),
         usage=served_usage,

@@ -119,7 +119,7 @@ def test_an_alias_is_read_with_its_credential(
     credentials.put(_credential("a"))
     models.create(_alias("a"))
 
-    assert models.get_with_credential(TENANT, "chat") == (_alias("a"), _credential("a"))
+    assert models.get_for_call(TENANT, "chat")[:2] == (_alias("a"), _credential("a"))
 
 
 def test_a_warm_read_of_an_alias_and_its_credential_is_one_request(
@@ -128,10 +128,10 @@ def test_a_warm_read_of_an_alias_and_its_credential_is_one_request(
     models, credentials = repositories
     credentials.put(_credential("a"))
     models.create(_alias("a"))
-    models.get_with_credential(TENANT, "chat")
+    models.get_for_call(TENANT, "chat")
     aws_requests.clear()
 
-    models.get_with_credential(TENANT, "chat")
+    models.get_for_call(TENANT, "chat")
 
     assert aws_requests == ["dynamodb.BatchGetItem"]
 
@@ -143,11 +143,11 @@ def test_an_alias_created_again_with_another_credential_is_read_with_the_new_one
     credentials.put(_credential("a"))
     credentials.put(_credential("b"))
     models.create(_alias("a"))
-    models.get_with_credential(TENANT, "chat")
+    models.get_for_call(TENANT, "chat")
     models.delete(TENANT, "chat")
     models.create(_alias("b"))
 
-    assert models.get_with_credential(TENANT, "chat") == (_alias("b"), _credential("b"))
+    assert models.get_for_call(TENANT, "chat")[:2] == (_alias("b"), _credential("b"))
 
 
 def test_a_deleted_credential_is_not_read_from_memory(
@@ -156,10 +156,10 @@ def test_a_deleted_credential_is_not_read_from_memory(
     models, credentials = repositories
     credentials.put(_credential("a"))
     models.create(_alias("a"))
-    models.get_with_credential(TENANT, "chat")
+    models.get_for_call(TENANT, "chat")
     credentials.delete(TENANT, "a")
 
-    assert models.get_with_credential(TENANT, "chat") == (_alias("a"), None)
+    assert models.get_for_call(TENANT, "chat")[:2] == (_alias("a"), None)
 
 
 def test_an_alias_without_a_credential_is_read_alone(
@@ -168,7 +168,7 @@ def test_an_alias_without_a_credential_is_read_alone(
     models, _ = repositories
     models.create(_alias(None))
 
-    assert models.get_with_credential(TENANT, "chat") == (_alias(None), None)
+    assert models.get_for_call(TENANT, "chat")[:2] == (_alias(None), None)
 
 
 def test_an_unknown_alias_is_neither_model_nor_credential(
@@ -176,4 +176,4 @@ def test_an_unknown_alias_is_neither_model_nor_credential(
 ) -> None:
     models, _ = repositories
 
-    assert models.get_with_credential(TENANT, "nothing") == (None, None)
+    assert models.get_for_call(TENANT, "nothing")[:2] == (None, None)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from byom.dal.calls import CallRead
 from byom.domain import ApiKey, Credential, ModelAlias, Tenant
 from byom.errors import Conflict
+from byom.governance.policy import default_policy
 from byom.governance.rate_limits import Throttle, UsageKey
 
 
@@ -98,6 +102,38 @@ class FakeModels:
 
     def delete(self, tenant_id: str, alias: str) -> None:
         self.items.pop((tenant_id, alias), None)
+
+
+class FakeCalls:
+    """The first read of a call (logic.invoke.CallReader) over the in-memory repositories.
+
+    `policies` answers `get(tenant_id) -> Policy`; `usage` (a fake or a real UsageTable) answers
+    `read_budget_state(tenant_id, month)`; `minute_tokens` is what every metered read reports."""
+
+    def __init__(
+        self,
+        models: FakeModels | None = None,
+        credentials: FakeCredentials | None = None,
+        *,
+        policies: Any = None,
+        usage: Any = None,
+    ) -> None:
+        self.models = models or FakeModels()
+        self.credentials = credentials or FakeCredentials()
+        self.policies = policies
+        self.usage = usage
+        self.minute_tokens = 0
+
+    def read(
+        self, tenant_id: str, alias: str, *, month: str | None = None, minute: str | None = None
+    ) -> CallRead:
+        model = self.models.get(tenant_id, alias)
+        credential = self.credentials.get(tenant_id, model.credential) if model and model.credential else None
+        if month is None or minute is None:
+            return CallRead(model, credential, None, default_policy(tenant_id))
+        policy = self.policies.get(tenant_id) if self.policies is not None else default_policy(tenant_id)
+        state = self.usage.read_budget_state(tenant_id, month) if self.usage is not None else None
+        return CallRead(model, credential, state, policy, self.minute_tokens)
 
 
 class FakeSecrets:

@@ -21,7 +21,7 @@ from byom.providers import (
     Usage,
 )
 
-from tests.unit.fakes import FakeClock, FakeCredentials, FakeModels, FakeResponseCache
+from tests.unit.fakes import FakeCalls, FakeClock, FakeResponseCache
 
 DEVELOPER = Principal(key_id="key_1", role="developer", tenant_id="tnt_a")
 NOW = 1_700_000_000
@@ -80,7 +80,7 @@ class FlakyProvider:
 
 
 def add_model(store: invoke.InvokeStore, alias: str, **fields: Any) -> None:
-    store.models.create(
+    store.calls.models.create(
         ModelAlias.model_validate(
             {
                 "tenant_id": "tnt_a",
@@ -98,8 +98,7 @@ def make_store(
     provider: FlakyProvider, clock: FakeClock, cache: FakeResponseCache | None = None
 ) -> invoke.InvokeStore:
     return invoke.InvokeStore(
-        models=FakeModels(),
-        credentials=FakeCredentials(),
+        calls=FakeCalls(),
         providers=ProviderRegistry({"bedrock": lambda: provider}),
         now=lambda: NOW,
         cache=cache,

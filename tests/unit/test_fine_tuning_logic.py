@@ -9,6 +9,8 @@ from byom.fine_tuning import TERMINAL, Job, JobClosed
 from byom.logic import fine_tuning as logic
 from byom.logic.access import Principal
 
+from tests.unit.fakes import FakeModels
+
 
 class FakeJobs:
     def __init__(self, job: Job) -> None:
@@ -110,7 +112,12 @@ def job(**changes: Any) -> Job:
 
 def store(j: Job) -> logic.FineTuningStore:
     return logic.FineTuningStore(
-        files=None, jobs=FakeJobs(j), bucket=FakeBucket(), bedrock=FakeBedrock(), workflow=FakeWorkflow()
+        files=None,
+        jobs=FakeJobs(j),
+        bucket=FakeBucket(),
+        models=FakeModels(),
+        bedrock=FakeBedrock(),
+        workflow=FakeWorkflow(),
     )
 
 

@@ -126,6 +126,7 @@ def store(job: Job, openai: FakeOpenAI | None = None) -> logic.FineTuningStore:
         bucket=bucket,
         models=models,
         workflow=FakeWorkflow(),
+        bedrock=None,
         openai=openai or FakeOpenAI(),
     )
 

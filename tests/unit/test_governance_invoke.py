@@ -78,7 +78,7 @@ def provider() -> EchoProvider:
 @pytest.fixture
 def store(provider: EchoProvider) -> invoke.InvokeStore:
     store = make_store(provider, FakeClock())
-    store.policies = FakePolicies()
+    store.calls.policies = FakePolicies()
     store.audit = FakeAudit()
     add_model(store, "fast", pricing={"input_per_1k_usd": 0.001, "output_per_1k_usd": 0.002})
     return store
@@ -95,13 +95,13 @@ def _ask(store: invoke.InvokeStore, text: str = PII, **fields: Any) -> invoke.An
 def test_masking_sends_placeholders_never_the_values(
     store: invoke.InvokeStore, provider: EchoProvider
 ) -> None:
-    store.policies.set("tnt_a", redaction={"mode": "mask"})
+    store.calls.policies.set("tnt_a", redaction={"mode": "mask"})
     _ask(store)
     assert provider.seen == ["Mail <EMAIL_1>, card <PAYMENT_CARD_1>."]
 
 
 def test_without_restore_the_answer_keeps_the_placeholders(store: invoke.InvokeStore) -> None:
-    store.policies.set("tnt_a", redaction={"mode": "mask"})
+    store.calls.policies.set("tnt_a", redaction={"mode": "mask"})
     answer = _ask(store)
     assert (
         answer.body["choices"][0]["message"]["content"] == "You said: Mail <EMAIL_1>, card <PAYMENT_CARD_1>."
@@ -109,7 +109,7 @@ def test_without_restore_the_answer_keeps_the_placeholders(store: invoke.InvokeS
 
 
 def test_restore_puts_the_values_back_in_the_answer(store: invoke.InvokeStore) -> None:
-    store.policies.set("tnt_a", redaction={"mode": "mask", "restore": True})
+    store.calls.policies.set("tnt_a", redaction={"mode": "mask", "restore": True})
     answer = _ask(store)
     assert answer.body["choices"][0]["message"]["content"] == f"You said: {PII}"
 
@@ -117,7 +117,7 @@ def test_restore_puts_the_values_back_in_the_answer(store: invoke.InvokeStore) -
 def test_restore_works_on_streams_split_inside_placeholders(
     store: invoke.InvokeStore, provider: EchoProvider
 ) -> None:
-    store.policies.set("tnt_a", redaction={"mode": "mask", "restore": True})
+    store.calls.policies.set("tnt_a", redaction={"mode": "mask", "restore": True})
     streamed = invoke.chat_stream(
         store, _call(), chat_request(messages=[{"role": "user", "content": PII}], stream=True)
     )
@@ -135,7 +135,7 @@ def test_restore_works_on_streams_split_inside_placeholders(
 def test_block_refuses_naming_the_types_not_the_values(
     store: invoke.InvokeStore, provider: EchoProvider
 ) -> None:
-    store.policies.set("tnt_a", redaction={"mode": "block"})
+    store.calls.policies.set("tnt_a", redaction={"mode": "block"})
     with pytest.raises(ContentPolicyViolation) as refused:
         _ask(store)
     assert "email" in refused.value.message and "payment_card" in refused.value.message
@@ -147,7 +147,7 @@ def test_block_refuses_naming_the_types_not_the_values(
 
 
 def test_an_alias_may_override_the_tenants_mode(store: invoke.InvokeStore, provider: EchoProvider) -> None:
-    store.policies.set("tnt_a", redaction={"mode": "block"})
+    store.calls.policies.set("tnt_a", redaction={"mode": "block"})
     add_model(
         store,
         "in-account",
@@ -159,7 +159,7 @@ def test_an_alias_may_override_the_tenants_mode(store: invoke.InvokeStore, provi
 
 
 def test_tool_results_and_text_parts_are_masked(store: invoke.InvokeStore, provider: EchoProvider) -> None:
-    store.policies.set("tnt_a", redaction={"mode": "mask"})
+    store.calls.policies.set("tnt_a", redaction={"mode": "mask"})
     request = chat_request(
         messages=[
             {"role": "user", "content": [{"type": "text", "text": "I am jane.doe@example.com"}]},
@@ -177,14 +177,14 @@ def test_tool_results_and_text_parts_are_masked(store: invoke.InvokeStore, provi
             {"role": "tool", "tool_call_id": "c1", "content": "sent to bob@example.org"},
         ]
     )
-    screened, _ = invoke.screening.screen_chat(request, store.policies.get("tnt_a").redaction, "mask")
+    screened, _ = invoke.screening.screen_chat(request, store.calls.policies.get("tnt_a").redaction, "mask")
     assert screened.messages[0].content[0].text == "I am <EMAIL_1>"
     assert screened.messages[1].tool_calls[0].function.arguments == '{"to": "<EMAIL_1>"}'
     assert screened.messages[2].content == "sent to <EMAIL_2>"
 
 
 def test_embeddings_input_is_masked(store: invoke.InvokeStore, provider: EchoProvider) -> None:
-    store.policies.set("tnt_a", redaction={"mode": "mask"})
+    store.calls.policies.set("tnt_a", redaction={"mode": "mask"})
     seen: list[list[str]] = []
     original = provider.embed
 
@@ -216,7 +216,7 @@ def test_a_guardrails_matches_are_masked_with_our_placeholders(
     store: invoke.InvokeStore, provider: EchoProvider
 ) -> None:
     store.guardrails = BlockingGuardrail(GuardrailVerdict(values={"Jane Doe": "name"}))
-    store.policies.set(
+    store.calls.policies.set(
         "tnt_a", redaction={"mode": "mask", "types": [], "guardrail": {"id": "abc123", "version": "1"}}
     )
     _ask(store, "I am Jane Doe")
@@ -225,7 +225,9 @@ def test_a_guardrails_matches_are_masked_with_our_placeholders(
 
 def test_a_guardrail_that_blocks_refuses_the_call(store: invoke.InvokeStore, provider: EchoProvider) -> None:
     store.guardrails = BlockingGuardrail(GuardrailVerdict(blocked_types=["us_ssn"], intervened=True))
-    store.policies.set("tnt_a", redaction={"mode": "mask", "guardrail": {"id": "abc123", "version": "1"}})
+    store.calls.policies.set(
+        "tnt_a", redaction={"mode": "mask", "guardrail": {"id": "abc123", "version": "1"}}
+    )
     with pytest.raises(ContentPolicyViolation, match="us_ssn"):
         _ask(store, "hello")
     assert provider.seen == []
@@ -239,7 +241,7 @@ def _records(store: invoke.InvokeStore) -> list[AuditRecord]:
 
 
 def test_a_success_is_recorded_once_with_its_figures(store: invoke.InvokeStore) -> None:
-    store.policies.set("tnt_a", redaction={"mode": "mask"}, retention_days=7)
+    store.calls.policies.set("tnt_a", redaction={"mode": "mask"}, retention_days=7)
     invoke.chat(store, _call(subject="subject-1"), chat_request(messages=[{"role": "user", "content": PII}]))
     (record,) = _records(store)
     assert (record.status, record.model, record.provider, record.user) == (
@@ -269,7 +271,7 @@ def test_a_subject_id_over_256_characters_is_a_400(store: invoke.InvokeStore) ->
     ("setup", "error", "status"),
     [
         (
-            lambda s, p: s.policies.set("tnt_a", redaction={"mode": "block"}),
+            lambda s, p: s.calls.policies.set("tnt_a", redaction={"mode": "block"}),
             ContentPolicyViolation,
             "policy_blocked",
         ),
@@ -308,16 +310,10 @@ def test_a_dry_run_is_recorded(store: invoke.InvokeStore) -> None:
 
 
 def test_a_tenant_over_its_tokens_per_minute_is_refused_with_retry_after(
-    store: invoke.InvokeStore, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
-    store.policies.set("tnt_a", rate_limits={"tokens_per_minute": 100})
-    real_read = invoke._read
-
-    def read(*args, **kwargs):  # type: ignore[no-untyped-def]
-        found = real_read(*args, **kwargs)
-        return invoke._Read(found.model, found.credential, found.state, found.policy, minute_tokens=100)
-
-    monkeypatch.setattr(invoke, "_read", read)
+    store: invoke.InvokeStore,
+) -> None:
+    store.calls.policies.set("tnt_a", rate_limits={"tokens_per_minute": 100})
+    store.calls.minute_tokens = 100
     with pytest.raises(RateLimited) as refused:
         _ask(store, "hello")
     assert refused.value.status == 429 and refused.value.code == "rate_limit_exceeded"

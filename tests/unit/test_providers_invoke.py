@@ -22,7 +22,7 @@ from byom.providers import (
     Usage,
 )
 
-from tests.unit.fakes import FakeCredentials, FakeModels
+from tests.unit.fakes import FakeCalls, FakeCredentials, FakeModels
 
 DEVELOPER = Principal(key_id="key_1", role="developer", tenant_id="tnt_a")
 
@@ -100,7 +100,7 @@ def store(provider: ScriptedProvider) -> invoke.InvokeStore:
         )
     registry = ProviderRegistry({"bedrock": lambda: provider, "openai_compatible": lambda: provider})
     return invoke.InvokeStore(
-        models=models, credentials=credentials, providers=registry, now=lambda: 1_700_000_000
+        calls=FakeCalls(models, credentials), providers=registry, now=lambda: 1_700_000_000
     )
 
 
@@ -170,7 +170,7 @@ def test_the_target_carries_the_aliases_model_and_credential(
 
 
 def test_an_alias_whose_credential_is_gone_is_a_configuration_error(store: invoke.InvokeStore) -> None:
-    store.credentials.delete("tnt_a", "vllm")
+    store.calls.credentials.delete("tnt_a", "vllm")
 
     with pytest.raises(GatewayMisconfigured):
         invoke.chat(store, invoke.Call(DEVELOPER, "req-1"), _chat("smart"))

@@ -13,11 +13,12 @@ from byom.api.web import EventStream, RequestContext, build_app, context, ok, pa
 from byom.dal.audit import AuditTable
 from byom.dal.aws import LazyClient, client, table
 from byom.dal.cache import ResponseCacheTable, cache_table
+from byom.dal.calls import CallTables
 from byom.dal.content import ContentStore
 from byom.dal.guardrails import BedrockGuardrails
 from byom.dal.notify import Notifier
 from byom.dal.policies import PolicyRepository
-from byom.dal.repositories import CredentialRepository, ModelRepository
+from byom.dal.repositories import ModelRepository
 from byom.dal.responses import ResponseStore, tenant_scoped
 from byom.dal.secrets import ProviderKeys
 from byom.dal.tenant_scope import scoped_table
@@ -86,9 +87,9 @@ def tenant_usage(tenant_id: str) -> UsageTable:
 def invoke_store() -> invoke.InvokeStore:
     settings = gateway_settings()
     keys = ProviderKeys(settings.secret_prefix, settings.provider_key_max_age_seconds)
+    policies = PolicyRepository(table(settings.policies_table)) if settings.policies_table else None
     return invoke.InvokeStore(
-        models=model_repository(),
-        credentials=CredentialRepository(table(settings.credentials_table)),
+        calls=CallTables(model_repository(), usage_table(), policies),
         providers=build_registry(
             keys,
             timeout_seconds=settings.provider_timeout_seconds,
@@ -103,7 +104,6 @@ def invoke_store() -> invoke.InvokeStore:
             topic_arn=settings.alerts_topic_arn,
         ),
         metrics=CallMetrics(),
-        policies=PolicyRepository(table(settings.policies_table)) if settings.policies_table else None,
         guardrails=BedrockGuardrails(),
         audit=AuditTable(table(settings.audit_table)) if settings.audit_table else None,
         content=ContentStore(LazyClient("s3"), LazyClient("kms"), settings.data_bucket, settings.kms_key_id)

@@ -171,10 +171,6 @@ class ModelRepository:
         item = self._table.get_item(Key={"tenant_id": tenant_id, "alias": alias}).get("Item")
         return ModelAlias.model_validate(from_item(item)) if item else None
 
-    def get_with_credential(self, tenant_id: str, alias: str) -> tuple[ModelAlias | None, Credential | None]:
-        model, credential, _ = self.get_for_call(tenant_id, alias)
-        return model, credential
-
     def get_for_call(
         self, tenant_id: str, alias: str, also: Mapping[str, list[dict[str, Any]]] | None = None
     ) -> tuple[ModelAlias | None, Credential | None, dict[str, list[dict[str, Any]]]]:

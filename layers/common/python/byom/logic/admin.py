@@ -20,7 +20,7 @@ from byom.domain import (
     PutCredential,
     Tenant,
 )
-from byom.errors import Conflict, InvalidRequest, NotFound
+from byom.errors import Conflict, GatewayMisconfigured, InvalidRequest, NotFound
 from byom.governance.guardrail import GuardrailScreen
 from byom.governance.policy import BUILTIN_TYPES, Policy, PutPolicy, RateLimits
 from byom.governance.rate_limits import Throttle, UsageKey, throttle_for
@@ -48,25 +48,91 @@ class UsagePlans(Protocol):
     def delete_key(self, usage_key_id: str) -> None: ...
 
 
+class Tenants(Protocol):
+    """byom.dal.repositories.TenantRepository."""
+
+    def create(self, tenant: Tenant) -> None:
+        """Raises Conflict when the tenant exists."""
+        ...
+
+    def get(self, tenant_id: str) -> Tenant | None: ...
+
+    def list(self) -> list[Tenant]: ...
+
+    def delete(self, tenant_id: str) -> None: ...
+
+    def set_usage_plan(self, tenant_id: str, plan_id: str) -> str:
+        """Record the tenant's usage plan unless one is recorded; the one recorded."""
+        ...
+
+
+class ApiKeys(Protocol):
+    """byom.dal.repositories.ApiKeyRepository."""
+
+    def create(self, key: ApiKey) -> None: ...
+
+    def list(self, tenant_id: str) -> list[ApiKey]: ...
+
+    def get(self, tenant_id: str, key_id: str) -> ApiKey | None: ...
+
+    def revoke(self, key: ApiKey, at: int) -> ApiKey: ...
+
+    def delete(self, key: ApiKey) -> None: ...
+
+
+class Credentials(Protocol):
+    """byom.dal.repositories.CredentialRepository: metadata only, the key is in `secrets`."""
+
+    def put(self, credential: Credential) -> None: ...
+
+    def get(self, tenant_id: str, name: str) -> Credential | None: ...
+
+    def list(self, tenant_id: str) -> list[Credential]: ...
+
+    def delete(self, tenant_id: str, name: str) -> None: ...
+
+
+class Models(Protocol):
+    """byom.dal.repositories.ModelRepository."""
+
+    def create(self, model: ModelAlias) -> None:
+        """Raises Conflict when the alias exists."""
+        ...
+
+    def list(self, tenant_id: str) -> list[ModelAlias]: ...
+
+    def delete(self, tenant_id: str, alias: str) -> None: ...
+
+
+class ProviderSecrets(Protocol):
+    """byom.dal.secrets.SecretStore: the provider keys themselves."""
+
+    def put(self, tenant_id: str, credential: str, value: str) -> tuple[str, bool]:
+        """The secret's ARN, and whether it was created (not updated)."""
+        ...
+
+    def delete(self, tenant_id: str, credential: str) -> None: ...
+
+
 @dataclass
 class AdminStore:
     """The collaborators admin logic needs; tests pass in-memory fakes."""
 
-    tenants: Any
-    keys: Any
-    credentials: Any
-    models: Any
-    secrets: Any
+    tenants: Tenants
+    keys: ApiKeys
+    credentials: Credentials
+    models: Models
+    secrets: ProviderSecrets
     allow_loopback_http: bool = False
-    usage: Any = None
+    usage: usage_logic.BudgetTable | None = None
     """The usage table (budgets); None where budgets are not kept (unit tests of other logic)."""
-    alarms: Any = None
+    alarms: usage_logic.SpendAlarms | None = None
     """Per-tenant spend alarms (byom.dal.alarms.SpendAlarms); None: no alarms."""
     policies: Any = None
     """Governance policies (byom.dal.policies.PolicyRepository); None where not kept."""
     guardrails: GuardrailScreen | None = None
     """Bedrock Guardrails, to check that a policy's guardrail exists."""
-    tenant_usage: Callable[[str], Any] | None = None
+    tenant_usage: Callable[[str], usage_logic.UsageReader] | None = None
     """The usage table of one tenant, opened with credentials scoped to it (reports read it)."""
     usage_plans: UsagePlans | None = None
     """API Gateway usage plans; None where the API enforces none (handler tests without a stage)."""
@@ -414,19 +480,25 @@ def delete_model(store: AdminStore, principal: Principal, tenant_id: str, alias:
 # Budgets and usage
 
 
+def _budgets(store: AdminStore) -> usage_logic.BudgetTable:
+    if store.usage is None:
+        raise GatewayMisconfigured("Budgets are not configured")
+    return store.usage
+
+
 def put_budget(store: AdminStore, principal: Principal, tenant_id: str, body: PutBudget) -> Budget:
     _tenant(store, principal, tenant_id)
-    return usage_logic.put_budget(store.usage, store.alarms, store.keys, tenant_id, body)
+    return usage_logic.put_budget(_budgets(store), store.alarms, store.keys, tenant_id, body)
 
 
 def get_budget(store: AdminStore, principal: Principal, tenant_id: str) -> Budget:
     _tenant(store, principal, tenant_id, roles=ALL_ROLES)
-    return usage_logic.get_budget(store.usage, tenant_id)
+    return usage_logic.get_budget(_budgets(store), tenant_id)
 
 
 def delete_budget(store: AdminStore, principal: Principal, tenant_id: str) -> None:
     _tenant(store, principal, tenant_id)
-    usage_logic.delete_budget(store.usage, store.alarms, tenant_id)
+    usage_logic.delete_budget(_budgets(store), store.alarms, tenant_id)
 
 
 def usage_report(
@@ -435,7 +507,7 @@ def usage_report(
     """Every role of the tenant reads its usage (SPEC §4.2), with the tenant's own credentials."""
     _tenant(store, principal, tenant_id, roles=ALL_ROLES)
     reader = store.tenant_usage(tenant_id) if store.tenant_usage is not None else None
-    return usage_logic.report(store.usage, tenant_id, month, group_by, reader=reader)
+    return usage_logic.report(_budgets(store), tenant_id, month, group_by, reader=reader)
 
 
 # Governance policy

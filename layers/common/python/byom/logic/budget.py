@@ -62,11 +62,65 @@ class SettleRecord(Protocol):
     def settled(self) -> None: ...
 
 
+class Ledgers(Protocol):
+    """The usage table's money operations a call needs (byom.dal.usage.UsageTable)."""
+
+    def reserve(self, hold: Hold) -> None:
+        """Take the hold off the remaining budget, or raise ReservationRefused."""
+        ...
+
+    def release(self, hold: Hold) -> bool: ...
+
+    def sweep(self, tenant_id: str, month: str, now: int) -> int:
+        """Release the expired holds of calls that never settled; how many."""
+        ...
+
+    def settle(
+        self,
+        metered: Metered,
+        hold: Hold | None,
+        spend_guard: int | None = None,
+        *,
+        also: list[dict[str, Any]] | None = None,
+    ) -> Settled: ...
+
+    def mark_warned(self, tenant_id: str, month: str, label: str, threshold_micros: int) -> bool:
+        """True for exactly one caller per month and threshold."""
+        ...
+
+
+class ThresholdNotifier(Protocol):
+    """Announces budget thresholds (byom.dal.notify.Notifier)."""
+
+    def budget_threshold_crossed(self, threshold: Threshold) -> None: ...
+
+
+class CallMetrics(Protocol):
+    """Each call's CloudWatch metrics (byom.metrics.CallMetrics)."""
+
+    def call(
+        self,
+        *,
+        tenant_id: str,
+        alias: str,
+        input_tokens: int,
+        output_tokens: int,
+        cost_micros: int,
+        latency_ms: int | None,
+        provider_error: bool,
+        cache_hit: bool,
+    ) -> None: ...
+
+    def budget(self, *, tenant_id: str, spent_micros: int, limit_micros: int) -> None: ...
+
+
 @dataclass
 class CallMeter:
-    usage: Any  # byom.dal.usage.UsageTable, or a fake with the same methods
-    notifier: Any  # anything with budget_threshold_crossed(Threshold)
-    metrics: Any  # byom.metrics.CallMetrics, or a fake; None: no metrics
+    usage: Ledgers
+    notifier: ThresholdNotifier | None
+    """None: thresholds are recorded in the ledger but announced nowhere."""
+    metrics: CallMetrics | None
+    """None: no metrics."""
     tenant_id: str
     key_id: str
     request_id: str
@@ -261,6 +315,8 @@ class CallMeter:
             if not self.usage.mark_warned(
                 self.tenant_id, self.month, label, threshold_micros(limit, fraction)
             ):
+                continue
+            if self.notifier is None:
                 continue
             threshold = Threshold(
                 self.tenant_id, self.month, fraction, budget.monthly_limit_usd, to_usd(spent)

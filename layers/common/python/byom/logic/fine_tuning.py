@@ -7,16 +7,17 @@ still running after a cancel cannot bring a cancelled job back to life.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from byom import clock
 from byom.domain import ModelAlias, Pricing
-from byom.errors import Conflict, InvalidRequest, ModelNotFound, NotFound
+from byom.errors import Conflict, GatewayMisconfigured, InvalidRequest, ModelNotFound, NotFound
 from byom.fine_tuning import (
     APPROVAL_REJECTED,
     CANCELLED,
@@ -37,6 +38,7 @@ from byom.fine_tuning import (
     TrainingFailed,
 )
 from byom.governance import screening
+from byom.governance.policy import Policy
 from byom.logic import datasets, evaluation
 from byom.logic.access import Principal, require_tenant_key
 from byom.pricing import catalog_price
@@ -58,21 +60,179 @@ def catalog() -> dict[str, dict[str, Any]]:
     return models
 
 
+class Files(Protocol):
+    """Uploaded training files (byom.dal.fine_tuning.FileRepository)."""
+
+    def create(self, record: FileRecord) -> None: ...
+
+    def get(self, tenant_id: str, file_id: str) -> FileRecord | None: ...
+
+    def delete(self, tenant_id: str, file_id: str) -> bool:
+        """False when there was no such file."""
+        ...
+
+    def list(self, tenant_id: str, after: str | None, limit: int) -> tuple[list[FileRecord], bool]:
+        """A page of the tenant's files, and whether more follow."""
+        ...
+
+
+class Jobs(Protocol):
+    """Fine-tuning jobs and their events (byom.dal.fine_tuning.JobRepository)."""
+
+    def create(self, job: Job) -> None: ...
+
+    def get(self, job_id: str) -> Job | None: ...
+
+    def get_for_tenant(self, tenant_id: str, job_id: str) -> Job | None: ...
+
+    def task_token(self, job_id: str) -> tuple[str | None, str | None]: ...
+
+    def list(self, tenant_id: str, after: str | None, limit: int) -> tuple[list[Job], bool]: ...
+
+    def update(
+        self,
+        job_id: str,
+        fields: dict[str, Any],
+        *,
+        remove: tuple[str, ...] = (),
+        expect_status: str | None = None,
+    ) -> None:
+        """Set fields on an open job; raises JobClosed once it has ended."""
+        ...
+
+    def close(self, job_id: str, status: str, fields: dict[str, Any]) -> bool:
+        """End the job in `status`; False when it had ended already."""
+        ...
+
+    def add_event(
+        self, job_id: str, message: str, *, level: str = "info", data: dict[str, Any] | None = None
+    ) -> None: ...
+
+    def events(self, job_id: str, after: str | None, limit: int) -> tuple[builtins.list[JobEvent], bool]: ...
+
+
+class Bucket(Protocol):
+    """The data bucket (byom.dal.fine_tuning.DataBucket): datasets, reports, artifacts."""
+
+    def put(self, key: str, body: bytes, content_type: str = "application/jsonl") -> None: ...
+
+    def get(self, key: str) -> bytes: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def uri(self, key: str) -> str: ...
+
+
+class Aliases(Protocol):
+    """The tenants' model aliases (byom.dal.repositories.ModelRepository)."""
+
+    def get(self, tenant_id: str, alias: str) -> ModelAlias | None: ...
+
+    def create(self, model: ModelAlias) -> None:
+        """Raises Conflict when the alias exists."""
+        ...
+
+    def delete(self, tenant_id: str, alias: str) -> None: ...
+
+
+class Workflow(Protocol):
+    """The job's state machine (byom.dal.fine_tuning.Workflow)."""
+
+    def start(self, name: str, payload: dict[str, Any]) -> str:
+        """The execution's ARN."""
+        ...
+
+    def stop(self, execution_arn: str, cause: str) -> None: ...
+
+    def succeed(self, token: str, output: dict[str, Any]) -> bool:
+        """False when the task token is no longer waited on."""
+        ...
+
+    def fail(self, token: str, error: str, cause: str) -> bool: ...
+
+
+class Customization(Protocol):
+    """Bedrock model customization and its deployments (byom.dal.fine_tuning.BedrockCustomization)."""
+
+    def start(
+        self,
+        *,
+        job_name: str,
+        model_name: str,
+        role_arn: str,
+        base_model: str,
+        training_uri: str,
+        validation_uri: str | None,
+        output_uri: str,
+        hyperparameters: dict[str, str],
+        kms_key_id: str | None,
+        tags: dict[str, str],
+    ) -> str:
+        """The training job's ARN."""
+        ...
+
+    def job(self, job_identifier: str) -> dict[str, Any]: ...
+
+    def stop(self, job_identifier: str) -> None: ...
+
+    def deploy(self, *, mode: str, name: str, model_arn: str, tags: dict[str, str]) -> str:
+        """The deployment's ARN."""
+        ...
+
+    def deployment_status(self, deployment_arn: str) -> tuple[str, str | None]:
+        """The status, and why it failed when it did."""
+        ...
+
+    def undeploy(self, deployment_arn: str) -> None: ...
+
+
+class OpenAIJobs(Protocol):
+    """OpenAI's fine-tuning API with the tenant's credential (byom.providers.openai_fine_tuning)."""
+
+    def upload(self, job: Job, data: bytes) -> str:
+        """The uploaded training file's id."""
+        ...
+
+    def start(self, job: Job, training_file: str) -> str:
+        """The OpenAI job's id."""
+        ...
+
+    def job(self, job: Job) -> dict[str, Any]: ...
+
+    def cancel(self, job: Job) -> None: ...
+
+    def runner(self, job: Job) -> Callable[[datasets.Example], str]:
+        """Answers an evaluation example with the fine-tuned model."""
+        ...
+
+
+class JobEvents(Protocol):
+    """Job lifecycle events on the event bus (byom.dal.fine_tuning.JobEvents)."""
+
+    def put(self, detail_type: str, detail: dict[str, Any]) -> None: ...
+
+
+class Policies(Protocol):
+    """The tenants' governance policies (byom.dal.policies.PolicyRepository)."""
+
+    def get(self, tenant_id: str) -> Policy: ...
+
+
 @dataclass
 class FineTuningStore:
     """The collaborators; tests pass in-memory fakes."""
 
-    files: Any
-    jobs: Any
-    bucket: Any
-    models: Any = None
-    workflow: Any = None
-    bedrock: Any = None
-    openai: Any = None
+    files: Files
+    jobs: Jobs
+    bucket: Bucket
+    models: Aliases
+    workflow: Workflow
+    bedrock: Customization
+    openai: OpenAIJobs | None = None
     """OpenAI's fine-tuning API (byom.providers.openai_fine_tuning) for jobs on `openai` aliases."""
     runner_for: Callable[[str], Callable[[datasets.Example], str]] | None = None
-    events: Any = None
-    policies: Any = None
+    events: JobEvents | None = None
+    policies: Policies | None = None
     """Tenants' governance policies (byom.dal.policies.PolicyRepository): datasets are redacted as
     prompts are (SPEC §8). None: no redaction."""
     bedrock_role_arn: str = ""
@@ -85,6 +245,12 @@ class FineTuningStore:
     timings: dict[str, int] = field(default_factory=dict)
     """Waits the state machine reads from its input: training_poll_seconds,
     deployment_poll_seconds, approval_timeout_seconds."""
+
+
+def _openai(store: FineTuningStore) -> OpenAIJobs:
+    if store.openai is None:
+        raise GatewayMisconfigured("OpenAI fine-tuning is not configured for this function")
+    return store.openai
 
 
 def file_key(tenant_id: str, file_id: str) -> str:
@@ -289,7 +455,7 @@ def release(store: FineTuningStore, job: Job) -> list[str]:
         # OpenAI hosts the result itself (billed per token): only a running job costs money.
         if job.provider_job_arn and not job.provider_model_id:
             try:
-                store.openai.cancel(job)
+                _openai(store).cancel(job)
             except ProviderRejected as error:
                 # It ended meanwhile (OpenAI refuses to cancel a finished job): nothing runs.
                 released.append(f"OpenAI fine-tuning job not cancelled: {error.message}")
@@ -526,15 +692,15 @@ def start_openai_training(store: FineTuningStore, job_id: str) -> dict[str, Any]
     job = _open_job(store, job_id)
     file_id = job.provider_file_id
     if not file_id:
-        file_id = store.openai.upload(job, store.bucket.get(f"{job_prefix(job)}/data/train.jsonl"))
+        file_id = _openai(store).upload(job, store.bucket.get(f"{job_prefix(job)}/data/train.jsonl"))
         store.jobs.update(job.id, {"provider_file_id": file_id})
         store.jobs.add_event(job.id, f"Uploaded the training split to OpenAI as {file_id}")
-    openai_job = store.openai.start(job.model_copy(update={"provider_file_id": file_id}), file_id)
+    openai_job = _openai(store).start(job.model_copy(update={"provider_file_id": file_id}), file_id)
     try:
         store.jobs.update(job.id, {"provider_job_arn": openai_job})
     except JobClosed:
         # Cancelled while the job was being created: it must not train (and bill) unwatched.
-        store.openai.cancel(job.model_copy(update={"provider_job_arn": openai_job}))
+        _openai(store).cancel(job.model_copy(update={"provider_job_arn": openai_job}))
         raise
     store.jobs.add_event(job.id, f"Started OpenAI fine-tuning job {openai_job} on {job.base_model_id}")
     return {"provider_job_id": openai_job}
@@ -546,7 +712,7 @@ OPENAI_RUNNING = frozenset({"validating_files", "queued", "running"})
 def check_openai_training(store: FineTuningStore, job_id: str) -> dict[str, Any]:
     """One look at OpenAI's job; the state machine waits between looks (OpenAI sends no events)."""
     job = _open_job(store, job_id)
-    answer = store.openai.job(job)
+    answer = _openai(store).job(job)
     status = answer.get("status")
     if status == "succeeded":
         model = answer.get("fine_tuned_model")
@@ -590,6 +756,8 @@ def deploy(store: FineTuningStore, job_id: str) -> dict[str, Any]:
 
 def check_deployment(store: FineTuningStore, job_id: str) -> dict[str, Any]:
     job = _open_job(store, job_id)
+    if not job.deployment_arn:  # the state machine checks only after start_deployment recorded it
+        raise DeploymentFailed("The job has no deployment to check")
     status, message = store.bedrock.deployment_status(job.deployment_arn)
     if status == "Failed":
         raise DeploymentFailed(f"Hosting the custom model failed: {message or 'no reason given'}")
@@ -602,7 +770,7 @@ def evaluate(store: FineTuningStore, job_id: str) -> dict[str, Any]:
     examples = datasets.parse_dataset(data, datasets.Limits(min_examples=1, max_example_tokens=10**9))
     examples = examples[: store.max_eval_examples]
     if job.provider == OPENAI:
-        runner = store.openai.runner(job)
+        runner = _openai(store).runner(job)
     else:
         assert store.runner_for is not None
         runner = store.runner_for(job.deployment_arn or "")

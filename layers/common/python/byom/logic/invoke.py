@@ -16,17 +16,17 @@ from typing import Any, Generic, Protocol, TypeVar
 from pydantic import BaseModel
 
 from byom import clock
-from byom.dal.usage import BudgetState
-from byom.domain import StoredResponse
+from byom.dal.calls import CallRead
+from byom.domain import Credential, ModelAlias, StoredResponse
 from byom.errors import ByomError, GatewayMisconfigured, ModelNotFound, NotFound, ProviderError, RateLimited
 from byom.governance import screening
 from byom.governance.guardrail import GuardrailScreen
-from byom.governance.policy import Policy, RedactionMode, default_policy
+from byom.governance.policy import Policy, RedactionMode
 from byom.governance.screening import Screening
 from byom.governance.trail import AuditLog, Trail, subject_of
 from byom.logic import metering, response_cache, responses
 from byom.logic.access import Principal, require_tenant_key
-from byom.logic.budget import CallMeter
+from byom.logic.budget import CallMeter, CallMetrics, Ledgers, ThresholdNotifier
 from byom.logic.resilience import (
     ATTEMPTS_HEADER,
     Deadline,
@@ -37,7 +37,7 @@ from byom.logic.resilience import (
 )
 from byom.observability import logger
 from byom.openai_types import ChatRequest, EmbeddingRequest, ResponsesRequest
-from byom.providers import ChatResult, EmbeddingResult, StreamEvent, Target, Usage
+from byom.providers import ChatResult, EmbeddingResult, Provider, StreamEvent, Target, Usage
 
 T = TypeVar("T")
 
@@ -46,31 +46,52 @@ SSE_DONE = "data: [DONE]\n\n"
 COST_HEADER = "x-byom-cost-usd"
 
 
+class ProviderSource(Protocol):
+    """The provider of a name (byom.providers.ProviderRegistry)."""
+
+    def get(self, name: str) -> Provider: ...
+
+
+class ContentSink(Protocol):
+    """Where the prompts and answers of tenants with content logging go (byom.dal.content.ContentStore)."""
+
+    def key(self, tenant_id: str, request_id: str, user: str | None) -> str:
+        """Where `put` stores this call's content, known before the write."""
+        ...
+
+    def put(
+        self,
+        tenant_id: str,
+        request_id: str,
+        content: dict[str, Any],
+        user: str | None,
+        retention_days: int | None = None,
+    ) -> str: ...
+
+
 @dataclass
 class InvokeStore:
     """The collaborators invocation needs; tests pass in-memory fakes."""
 
-    models: Any
-    credentials: Any
-    providers: Any  # byom.providers.ProviderRegistry or anything with get(name) -> Provider
+    calls: CallReader
+    providers: ProviderSource
     now: Callable[[], int] = clock.now
     cache: response_cache.CacheStore | None = None
     """The response cache; None turns caching off whatever the aliases say."""
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     timing: Timing = field(default_factory=Timing)
-    usage: Any = None
-    """The usage table (budgets, metering); None: calls are neither metered nor budgeted."""
-    notifier: Any = None
+    usage: Ledgers | None = None
+    """The usage table (budgets, metering); None: calls are neither metered nor budgeted. `calls`
+    reads the budget state from the same table."""
+    notifier: ThresholdNotifier | None = None
     """Announces budget thresholds (byom.dal.notify.Notifier)."""
-    metrics: Any = None
+    metrics: CallMetrics | None = None
     """Emits each call's CloudWatch metrics (byom.metrics.CallMetrics)."""
-    policies: Any = None
-    """The tenants' governance policies (byom.dal.policies.PolicyRepository); None: the default."""
     guardrails: GuardrailScreen | None = None
     """Bedrock Guardrails, for tenants whose policy names one."""
     audit: AuditLog | None = None
     """The audit trail (byom.dal.audit.AuditTable); None: no records."""
-    content: Any = None
+    content: ContentSink | None = None
     """Where prompts and answers of tenants with content logging go (byom.dal.content.ContentStore)."""
     responses: ResponseKeeper | None = None
     """Stored responses (`store: true`, `previous_response_id`); None: none are kept."""
@@ -136,53 +157,26 @@ def _headers(target: Target, attempts: int, cache: str | None, cost_micros: int 
     return headers(target) | extra
 
 
-@dataclass(frozen=True)
-class _Read:
-    model: Any
-    credential: Any
-    state: BudgetState | None
-    policy: Policy
-    minute_tokens: int = 0
+class CallReader(Protocol):
+    """The first read of a call (byom.dal.calls.CallTables: one BatchGetItem on a warm call)."""
+
+    def read(
+        self, tenant_id: str, alias: str, *, month: str | None = None, minute: str | None = None
+    ) -> CallRead:
+        """The alias and its credential; given the month and minute of a metered call, also the
+        tenant's budget state, policy and this minute's tokens (else no state, the default policy)."""
+        ...
 
 
-def _read(store: InvokeStore, tenant_id: str, alias: str, now: int | None) -> _Read:
-    """The alias, its credential, the tenant's policy and (given the time of a metered call) the
-    budget state and this minute's tokens: in one read where the repository offers it
-    (`get_for_call`, one BatchGetItem on a warm call), else one by one."""
-    usage = store.usage if now is not None else None
-    month = metering.month_of(now) if now is not None else ""
-    minute = metering.minute_of(now) if now is not None else ""
-    policies = store.policies if now is not None else None
-    read_all = getattr(store.models, "get_for_call", None)
-    if read_all is not None:
-        also = {usage.name: usage.call_keys(tenant_id, month, minute)} if usage is not None else {}
-        if policies is not None:
-            also[policies.name] = policies.call_keys(tenant_id)
-        model, credential, extras = read_all(tenant_id, alias, also)
-        usage_items = extras.get(usage.name, []) if usage is not None else []
-        return _Read(
-            model,
-            credential,
-            usage.budget_state(usage_items, tenant_id) if usage is not None else None,
-            policies.policy_of(extras.get(policies.name, []), tenant_id)
-            if policies is not None
-            else default_policy(tenant_id),
-            usage.minute_tokens(usage_items, tenant_id, month, minute) if usage is not None else 0,
-        )
-    model = store.models.get(tenant_id, alias)
-    credential = None
-    if model is not None and model.credential:
-        credential = store.credentials.get(tenant_id, model.credential)
-    state = usage.read_budget_state(tenant_id, month) if usage is not None else None
-    policy = policies.get(tenant_id) if policies is not None else default_policy(tenant_id)
-    return _Read(model, credential, state, policy)
-
-
-def _target(tenant_id: str, alias: str, model: Any, credential: Any) -> Target:
+def _found(alias: str, model: ModelAlias | None) -> ModelAlias:
     if model is None:
         raise ModelNotFound(
             f"The model '{alias}' does not exist or you do not have access to it", param="model"
         )
+    return model
+
+
+def _target(tenant_id: str, alias: str, model: ModelAlias, credential: Credential | None) -> Target:
     if model.credential and credential is None:
         raise GatewayMisconfigured(
             f"Model '{alias}' uses credential '{model.credential}', which does not exist"
@@ -207,8 +201,8 @@ def _target(tenant_id: str, alias: str, model: Any, credential: Any) -> Target:
 
 
 def resolve_target(store: InvokeStore, tenant_id: str, alias: str) -> Target:
-    read = _read(store, tenant_id, alias, None)
-    return _target(tenant_id, alias, read.model, read.credential)
+    read = store.calls.read(tenant_id, alias)
+    return _target(tenant_id, alias, _found(alias, read.model), read.credential)
 
 
 @dataclass(frozen=True)
@@ -225,9 +219,10 @@ def _start(store: InvokeStore, call: Call, alias: str, trail: Trail) -> _Started
     meter for its money. A tenant over its tokens-per-minute limit is refused here."""
     tenant_id = trail.tenant_id
     now = store.now()
-    read = _read(store, tenant_id, alias, now)
+    read = store.calls.read(tenant_id, alias, month=metering.month_of(now), minute=metering.minute_of(now))
     trail.retention_days = read.policy.retention_days
-    target = _target(tenant_id, alias, read.model, read.credential)
+    model = _found(alias, read.model)
+    target = _target(tenant_id, alias, model, read.credential)
     trail.provider, trail.provider_model = target.provider, target.model_id
     tokens_per_minute = read.policy.rate_limits.tokens_per_minute
     if tokens_per_minute is not None and read.minute_tokens >= tokens_per_minute:
@@ -235,7 +230,7 @@ def _start(store: InvokeStore, call: Call, alias: str, trail: Trail) -> _Started
             f"Rate limit reached: the tenant's {tokens_per_minute} tokens per minute are used up",
             retry_after_seconds=60 - now % 60,
         )
-    mode = read.model.redaction_mode or read.policy.redaction.mode
+    mode = model.redaction_mode or read.policy.redaction.mode
     if read.state is None or store.usage is None:
         return _Started(target, None, read.policy, mode)
     meter = CallMeter(

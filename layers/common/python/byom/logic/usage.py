@@ -3,16 +3,52 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from byom import clock
-from byom.domain import Budget, PutBudget
+from byom.domain import ApiKey, Budget, PutBudget
 from byom.errors import InvalidRequest, NotFound
 from byom.logic.metering import month_of, to_micros, to_usd
 
 GroupBy = Literal["model", "key", "day"]
 GROUPS: dict[str, str] = {"model": "model#", "key": "key#", "day": "day#"}
 _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+class UsageReader(Protocol):
+    """What a usage report reads (byom.dal.usage.UsageTable, on the tenant's scoped credentials)."""
+
+    def month_items(self, tenant_id: str, month: str) -> list[dict[str, Any]]:
+        """The month's ledger and counter items, each with its `sk`."""
+        ...
+
+    def get_budget(self, tenant_id: str) -> Budget | None: ...
+
+
+class BudgetTable(UsageReader, Protocol):
+    """The usage table as budgets and reports need it (byom.dal.usage.UsageTable)."""
+
+    def put_budget(
+        self, budget: Budget, month: str, key_limits_micros: dict[str, int], limit_micros: int
+    ) -> None: ...
+
+    def delete_budget(self, tenant_id: str) -> None: ...
+
+    def sweep(self, tenant_id: str, month: str, now: int) -> int:
+        """Release the expired holds of calls that never settled."""
+        ...
+
+
+class SpendAlarms(Protocol):
+    """Per-tenant spend alarms (byom.dal.alarms.SpendAlarms)."""
+
+    def put(self, tenant_id: str, limit_usd: float) -> None: ...
+
+    def delete(self, tenant_id: str) -> None: ...
+
+
+class KnownKeys(Protocol):
+    def get(self, tenant_id: str, key_id: str) -> ApiKey | None: ...
 
 
 def budget_from(tenant_id: str, body: PutBudget, now: int) -> Budget:
@@ -26,7 +62,9 @@ def budget_from(tenant_id: str, body: PutBudget, now: int) -> Budget:
     )
 
 
-def put_budget(usage: Any, alarms: Any, keys: Any, tenant_id: str, body: PutBudget) -> Budget:
+def put_budget(
+    usage: BudgetTable, alarms: SpendAlarms | None, keys: KnownKeys, tenant_id: str, body: PutBudget
+) -> Budget:
     """Store the budget and apply it to this month at once; (re)create the tenant's spend alarm."""
     unknown = sorted(k for k in body.key_limits if keys.get(tenant_id, k) is None)
     if unknown:
@@ -49,14 +87,14 @@ def put_budget(usage: Any, alarms: Any, keys: Any, tenant_id: str, body: PutBudg
     return budget
 
 
-def get_budget(usage: Any, tenant_id: str) -> Budget:
+def get_budget(usage: UsageReader, tenant_id: str) -> Budget:
     budget = usage.get_budget(tenant_id)
     if budget is None:
         raise NotFound(f"Tenant '{tenant_id}' has no budget")
     return budget
 
 
-def delete_budget(usage: Any, alarms: Any, tenant_id: str) -> None:
+def delete_budget(usage: BudgetTable, alarms: SpendAlarms | None, tenant_id: str) -> None:
     get_budget(usage, tenant_id)
     usage.delete_budget(tenant_id)
     if alarms is not None:
@@ -94,12 +132,17 @@ def counters(item: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def report(
-    usage: Any, tenant_id: str, month: str | None, group_by: str | None, *, reader: Any = None
+    usage: BudgetTable,
+    tenant_id: str,
+    month: str | None,
+    group_by: str | None,
+    *,
+    reader: UsageReader | None = None,
 ) -> dict[str, Any]:
     """The month's usage of a tenant: totals, one item per model / key / day, and the budget.
     `reader`: the usage table opened with the tenant's own credentials (byom.dal.tenant_scope), which
     every read goes through; `usage` (the function's) only sweeps expired holds."""
-    reader = reader or usage
+    reader = reader if reader is not None else usage
     now = clock.now()
     month = _month(month, now)
     group = _group(group_by)
