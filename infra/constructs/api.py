@@ -278,7 +278,10 @@ class Api(Construct):
 
     def _build_docs_routes(self, gateway_function: lambda_.IFunction) -> list[apigw.Method]:
         """`GET /openapi.json` and `GET /docs` (SPEC §4.3): the API's description is for callers
-        holding a key, so behind the authorizer like every route but /health."""
+        holding a key, so behind the authorizer like every route but /health; none with
+        `byom:apiDocs` off."""
+        if not self._settings.api_docs:
+            return []
         integration = self._gateway_integration(gateway_function, AUTHORIZER_TENANT_ID)
         root = self.rest_api.root
         return [self._add_protected(root.add_resource(part), integration, "GET") for part in DOCS_PATHS]

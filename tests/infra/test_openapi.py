@@ -4,10 +4,13 @@ the template serves is documented, and every documented operation is reachable t
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from aws_cdk.assertions import Template
 from byom.api.openapi import document
 
+from infra.application import create_app
+from infra.config import API_DOCS_CONTEXT
 from tests.infra.stack_template import methods
 
 _PARAMETER = re.compile(r"\{[^}]+\}")
@@ -53,3 +56,13 @@ def test_a_greedy_route_is_not_taken_for_a_path_it_does_not_cover() -> None:
     assert not _reaches(("ANY", "/v1/files/{proxy+}"), ("GET", "/v1/files"))
     assert _reaches(("ANY", "/v1/files/{proxy+}"), ("GET", "/v1/files/{file_id}/content"))
     assert not _reaches(("GET", "/health"), ("POST", "/health"))
+
+
+def test_api_docs_off_leaves_the_documentation_routes_out(tmp_path: Path) -> None:
+    _, stack = create_app(
+        bundling=False, outdir=str(tmp_path), context={API_DOCS_CONTEXT: False}, with_nag=False
+    )
+    routes = set(methods(Template.from_stack(stack)))
+    assert ("GET", "/openapi.json") not in routes
+    assert ("GET", "/docs") not in routes
+    assert ("GET", "/health") in routes
