@@ -240,10 +240,11 @@ _BODY_MODELS: dict[str, type[BaseModel]] = {}
 def json_body(model: type[BaseModel], max_bytes: int) -> dict[str, Any]:
     """`openapi_extra` of a route that reads its body with `parse_json(raw, model, max_bytes)`.
 
-    The route validates the body itself, after its role check, rather than FastAPI before it: a
-    caller without access is refused as such (401/403/404) whatever it sent, and learns nothing
-    of the route's schema from validation errors. The document still says what the body is: the
-    model's schema, and its size limit.
+    The route parses the body itself rather than FastAPI before it, for rules the framework does
+    not express: the size limit is checked (413) before any parsing, a JSON body is read as JSON
+    whatever Content-Type it came with (`curl -d` sends a form type; FastAPI would refuse it), and
+    a missing, unreadable or non-object body gets one plain message. Validation is still the model's
+    (pydantic), and the document still says what the body is: the model's schema, its size limit.
     """
     _BODY_MODELS[model.__name__] = model
     return {
