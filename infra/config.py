@@ -43,6 +43,9 @@ DEFAULT_GUARDRAIL_ARNS = (f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}:{Aws.ACCOUN
 # Lambda tenant isolation mode for the gateway function (docs/decisions.md); off by default.
 TENANT_ISOLATION_CONTEXT = "byom:tenantIsolation"
 
+# GET /openapi.json and GET /docs (SPEC §4.3): behind the authorizer, or not routed at all.
+API_DOCS_CONTEXT = "byom:apiDocs"
+
 # Streams (SPEC §4.4; docs/operations.md): how long the gateway function and the streaming route
 # may run. Below 30 s a stream would be cut before a buffered call is (29 s); 900 s is both API
 # Gateway's 15-minute limit on a streamed response and Lambda's maximum timeout.
@@ -106,15 +109,19 @@ def _bundling(scope: Construct) -> bool:
     return _truthy(value)
 
 
-def _tenant_isolation(scope: Construct) -> bool:
-    value = scope.node.try_get_context(TENANT_ISOLATION_CONTEXT)
+def _flag(scope: Construct, key: str, default: bool) -> bool:
+    value = scope.node.try_get_context(key)
     if value is None:
-        return False
+        return default
     if isinstance(value, bool):
         return value
     if str(value).strip().lower() not in {"1", "true", "yes", "on", "0", "false", "no", "off", ""}:
-        raise ValueError(f"{TENANT_ISOLATION_CONTEXT}={value!r} is not a boolean")
+        raise ValueError(f"{key}={value!r} is not a boolean")
     return _truthy(value)
+
+
+def _tenant_isolation(scope: Construct) -> bool:
+    return _flag(scope, TENANT_ISOLATION_CONTEXT, default=False)
 
 
 def stream_timeout_seconds(scope: Construct) -> int:
@@ -278,6 +285,7 @@ class Settings:
     tenant_isolation: bool = False
     stream_timeout_seconds: int = DEFAULT_STREAM_TIMEOUT_SECONDS
     web_adapter_layer_arn: str = DEFAULT_WEB_ADAPTER_LAYER_ARN
+    api_docs: bool = True
 
     @classmethod
     def from_context(cls, scope: Construct) -> Settings:
@@ -306,6 +314,7 @@ class Settings:
             tenant_isolation=_tenant_isolation(scope),
             stream_timeout_seconds=stream_timeout_seconds(scope),
             web_adapter_layer_arn=web_adapter_layer_arn(scope),
+            api_docs=_flag(scope, API_DOCS_CONTEXT, default=True),
         )
 
     @property

@@ -377,6 +377,7 @@ def _acknowledge_api(stack: ByomGatewayStack) -> None:
         api.chat_method,
         api.responses_method,
         api.stored_responses_method,
+        *api.docs_methods,
     )
     for method in methods:
         acknowledge(method, "COG4", API_KEY_AUTH_REASON)

@@ -160,6 +160,9 @@ EXPECTATIONS: dict[tuple[str, str], Case] = {
     ),
     # Data plane: the tenant is the caller's; tenant B's resources are named by id.
     ("GET", "/health"): Case(Kind.PUBLIC),
+    # The API's description: the same for every caller, no tenant's data in it.
+    ("GET", "/openapi.json"): Case(Kind.OWN_TENANT),
+    ("GET", "/docs"): Case(Kind.OWN_TENANT),
     ("GET", "/v1/models"): Case(Kind.OWN_TENANT),
     ("GET", "/v1/models/recommend"): Case(Kind.OWN_TENANT),
     ("GET", "/v1/models/{alias}"): _b(),

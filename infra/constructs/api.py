@@ -30,6 +30,8 @@ TENANT_ID_HEADER = "integration.request.header.X-Amz-Tenant-Id"
 AUTHORIZER_TENANT_ID = "context.authorizer.tenant_id"
 # GET /health has no authorizer and no tenant: its calls share one execution environment.
 HEALTH_TENANT_ID = "'health'"
+# The documentation routes, served by the gateway function (byom.api.openapi).
+DOCS_PATHS = ("openapi.json", "docs")
 # The route whose answers may outlive API Gateway's 29 s (SPEC §4.4): its own resource, with the
 # stream timeout as its integration timeout. Every other gateway route keeps the 29 s default.
 CHAT_COMPLETIONS_PATH = ("chat", "completions")
@@ -138,8 +140,8 @@ def platform_usage_key(scope: Construct) -> str:
 
 
 class Api(Construct):
-    """`GET /health` is public; `/admin/{proxy+}`, `/v1/{proxy+}`, `POST /v1/chat/completions` and
-    `/v1/responses` go through the authorizer.
+    """`GET /health` is public; `/admin/{proxy+}`, `/v1/{proxy+}`, `POST /v1/chat/completions`,
+    `/v1/responses`, `GET /openapi.json` and `GET /docs` go through the authorizer.
 
     The gateway function runs the Lambda Web Adapter in response-stream mode, which Lambda invokes
     with InvokeWithResponseStream only: each of its integrations is STREAM. The admin and
@@ -176,6 +178,7 @@ class Api(Construct):
         self.responses_method = self._build_stream_route(gateway_function, RESPONSES_PATH)
         self.stored_responses_method = self._build_stored_responses_route(gateway_function)
         self.fine_tuning_methods = self._build_fine_tuning_routes(fine_tuning_function)
+        self.docs_methods = self._build_docs_routes(gateway_function)
         self.platform_usage_key = platform_usage_key(self)
         self.platform_usage_plan = self._build_platform_usage_plan()
         self._build_error_responses()
@@ -272,6 +275,16 @@ class Api(Construct):
         return self._add_protected_proxy(
             responses, self._gateway_integration(gateway_function, AUTHORIZER_TENANT_ID)
         )
+
+    def _build_docs_routes(self, gateway_function: lambda_.IFunction) -> list[apigw.Method]:
+        """`GET /openapi.json` and `GET /docs` (SPEC §4.3): the API's description is for callers
+        holding a key, so behind the authorizer like every route but /health; none with
+        `byom:apiDocs` off."""
+        if not self._settings.api_docs:
+            return []
+        integration = self._gateway_integration(gateway_function, AUTHORIZER_TENANT_ID)
+        root = self.rest_api.root
+        return [self._add_protected(root.add_resource(part), integration, "GET") for part in DOCS_PATHS]
 
     def _gateway_integration(
         self, function: lambda_.IFunction, tenant_id: str, *, timeout: Duration | None = None

@@ -353,7 +353,8 @@ def test_tenant_isolation_passes_the_authorizers_tenant_to_lambda(isolated: Temp
         for m in _gateway_methods(isolated)
     }
 
-    # GET /health, ANY /v1/{proxy+}, POST /v1/chat/completions, POST /v1/responses, /v1/responses/{proxy+}
-    assert len(headers) == 5
+    # GET /health, ANY /v1/{proxy+}, POST /v1/chat/completions, POST /v1/responses, /v1/responses/{proxy+},
+    # GET /openapi.json, GET /docs
+    assert len(headers) == 7
     values = sorted(h["integration.request.header.X-Amz-Tenant-Id"] for h in headers.values())
-    assert values == ["'health'"] + ["context.authorizer.tenant_id"] * 4
+    assert values == ["'health'"] + ["context.authorizer.tenant_id"] * 6

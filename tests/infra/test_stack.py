@@ -450,6 +450,8 @@ ROUTES = {
     ("ANY", "/v1/files"): "fine_tuning",
     ("ANY", "/v1/files/{proxy+}"): "fine_tuning",
     ("ANY", "/v1/fine_tuning/{proxy+}"): "fine_tuning",
+    ("GET", "/openapi.json"): "gateway",
+    ("GET", "/docs"): "gateway",
 }
 
 

@@ -132,6 +132,8 @@ def test_every_integration_of_the_gateway_function_streams(template: Template) -
         CHAT,
         ("POST", "/v1/responses"),
         ("ANY", "/v1/responses/{proxy+}"),
+        ("GET", "/openapi.json"),
+        ("GET", "/docs"),
     }
     for route, method in routes.items():
         assert method["Integration"]["ResponseTransferMode"] == "STREAM", route

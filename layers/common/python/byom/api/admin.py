@@ -11,7 +11,16 @@ from fastapi.responses import JSONResponse
 from byom.api.admin_audit import RecordAdminActions
 from byom.api.automations import automations
 from byom.api.governance import governance
-from byom.api.web import RequestContext, build_app, context, ignore_trailing_slashes, ok, parse_json, raw_body
+from byom.api.web import (
+    RequestContext,
+    build_app,
+    context,
+    ignore_trailing_slashes,
+    json_body,
+    ok,
+    parse_json,
+    raw_body,
+)
 from byom.dal.alarms import SpendAlarms
 from byom.dal.audit import AuditTable
 from byom.dal.aws import client, table
@@ -81,7 +90,7 @@ def _deleted(id_: str, object_: str) -> JSONResponse:
 tenants = APIRouter()
 
 
-@tenants.post("/admin/tenants")
+@tenants.post("/admin/tenants", openapi_extra=json_body(CreateTenant, MAX_ADMIN_BODY_BYTES))
 def create_tenant(ctx: Context, body: RawBody) -> JSONResponse:
     tenant = admin.create_tenant(store(), ctx.principal, parse_json(body, CreateTenant, MAX_ADMIN_BODY_BYTES))
     return ok(tenant.model_dump() | {"object": "tenant"}, 201)
@@ -108,7 +117,7 @@ def delete_tenant(ctx: Context, tenant_id: str) -> JSONResponse:
 keys = APIRouter()
 
 
-@keys.post("/admin/tenants/{tenant_id}/keys")
+@keys.post("/admin/tenants/{tenant_id}/keys", openapi_extra=json_body(CreateKey, MAX_ADMIN_BODY_BYTES))
 def create_key(ctx: Context, body: RawBody, tenant_id: str) -> JSONResponse:
     key, plaintext = admin.create_key(
         store(), ctx.principal, tenant_id, parse_json(body, CreateKey, MAX_ADMIN_BODY_BYTES)
@@ -129,7 +138,10 @@ def revoke_key(ctx: Context, tenant_id: str, key_id: str) -> JSONResponse:
 credentials = APIRouter()
 
 
-@credentials.put("/admin/tenants/{tenant_id}/credentials/{name}")
+@credentials.put(
+    "/admin/tenants/{tenant_id}/credentials/{name}",
+    openapi_extra=json_body(PutCredential, MAX_ADMIN_BODY_BYTES),
+)
 def put_credential(ctx: Context, body: RawBody, tenant_id: str, name: str) -> JSONResponse:
     request = parse_json(body, PutCredential, MAX_ADMIN_BODY_BYTES)
     credential = admin.put_credential(store(), ctx.principal, tenant_id, name, request)
@@ -154,7 +166,7 @@ def delete_credential(ctx: Context, tenant_id: str, name: str) -> JSONResponse:
 models = APIRouter()
 
 
-@models.post("/admin/tenants/{tenant_id}/models")
+@models.post("/admin/tenants/{tenant_id}/models", openapi_extra=json_body(CreateModel, MAX_ADMIN_BODY_BYTES))
 def create_model(ctx: Context, body: RawBody, tenant_id: str) -> JSONResponse:
     model = admin.create_model(
         store(), ctx.principal, tenant_id, parse_json(body, CreateModel, MAX_ADMIN_BODY_BYTES)
@@ -176,7 +188,7 @@ def delete_model(ctx: Context, tenant_id: str, alias: str) -> JSONResponse:
 budgets = APIRouter()
 
 
-@budgets.put("/admin/tenants/{tenant_id}/budget")
+@budgets.put("/admin/tenants/{tenant_id}/budget", openapi_extra=json_body(PutBudget, MAX_ADMIN_BODY_BYTES))
 def put_budget(ctx: Context, body: RawBody, tenant_id: str) -> JSONResponse:
     budget = admin.put_budget(
         store(), ctx.principal, tenant_id, parse_json(body, PutBudget, MAX_ADMIN_BODY_BYTES)
@@ -208,7 +220,7 @@ def get_usage(
 policies = APIRouter()
 
 
-@policies.put("/admin/tenants/{tenant_id}/policy")
+@policies.put("/admin/tenants/{tenant_id}/policy", openapi_extra=json_body(PutPolicy, MAX_ADMIN_BODY_BYTES))
 def put_policy(ctx: Context, body: RawBody, tenant_id: str) -> JSONResponse:
     policy = admin.put_policy(
         store(), ctx.principal, tenant_id, parse_json(body, PutPolicy, MAX_ADMIN_BODY_BYTES)

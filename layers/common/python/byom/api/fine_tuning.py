@@ -20,7 +20,16 @@ from byom.api import multipart
 from byom.api.admin_audit import RecordAdminActions
 from byom.api.fine_tuning_tasks import shared_collaborators
 from byom.api.lambda_adapter import lambda_context
-from byom.api.web import RequestContext, build_app, context, ignore_trailing_slashes, ok, parse_json, raw_body
+from byom.api.web import (
+    RequestContext,
+    build_app,
+    context,
+    ignore_trailing_slashes,
+    json_body,
+    ok,
+    parse_json,
+    raw_body,
+)
 from byom.dal.audit import AuditTable
 from byom.dal.aws import session, table
 from byom.dal.policies import PolicyRepository
@@ -103,7 +112,27 @@ def _upload_body(data: bytes, limit: int) -> bytes:
     return data
 
 
-@files.post("/v1/files")
+# A multipart form, parsed by byom.api.multipart (the framework's form parser needs python-multipart).
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "purpose"],
+                    "properties": {
+                        "file": {"type": "string", "contentMediaType": "application/octet-stream"},
+                        "purpose": {"type": "string"},
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@files.post("/v1/files", openapi_extra=UPLOAD_BODY)
 def upload_file(
     ctx: Context, body: RawBody, content_type: Annotated[str | None, Header()] = None
 ) -> JSONResponse:
@@ -194,7 +223,7 @@ def idempotency_key(tenant_id: str, header_value: str | None, body: dict[str, An
     return f"{tenant_id}:" + hashlib.sha256(what.encode()).hexdigest()
 
 
-@jobs.post("/v1/fine_tuning/jobs")
+@jobs.post("/v1/fine_tuning/jobs", openapi_extra=json_body(CreateJob, MAX_JOB_BODY_BYTES))
 def create_job(
     ctx: Context,
     body: RawBody,
@@ -237,7 +266,7 @@ def list_events(ctx: Context, job_id: str, after: After = None, limit: Limit = N
     return ok(_page([e.public() for e in events], more))
 
 
-@jobs.post("/v1/fine_tuning/jobs/{job_id}/approve")
+@jobs.post("/v1/fine_tuning/jobs/{job_id}/approve", openapi_extra=json_body(Approve, MAX_JOB_BODY_BYTES))
 def approve_job(ctx: Context, body: RawBody, job_id: str) -> JSONResponse:
     request = parse_json(body, Approve, MAX_JOB_BODY_BYTES)
     return ok(logic.approve_job(store(), ctx.principal, job_id, request).public())

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query
 from fastapi.responses import JSONResponse, Response
 
 from byom import clock
-from byom.api.web import EventStream, RequestContext, build_app, context, ok, parse_json, raw_body
+from byom.api import openapi
+from byom.api.web import EventStream, RequestContext, build_app, context, json_body, ok, parse_json, raw_body
 from byom.dal.audit import AuditTable
 from byom.dal.aws import LazyClient, client, table
 from byom.dal.cache import ResponseCacheTable, cache_table
@@ -147,7 +148,7 @@ def _call(ctx: RequestContext, subject: str | None, *, dry_run: bool = False) ->
     return invoke.Call(ctx.principal, ctx.request_id, dry_run=dry_run, subject=subject)
 
 
-@router.post("/v1/chat/completions")
+@router.post("/v1/chat/completions", openapi_extra=json_body(ChatRequest, MAX_INVOKE_BODY_BYTES))
 def chat_completions(
     ctx: Context,
     body: RawBody,
@@ -164,7 +165,7 @@ def chat_completions(
     return _answer(invoke.chat(invoke_store(), _call(ctx, subject), request))
 
 
-@router.post("/v1/responses")
+@router.post("/v1/responses", openapi_extra=json_body(ResponsesRequest, MAX_INVOKE_BODY_BYTES))
 def create_response(
     ctx: Context,
     body: RawBody,
@@ -225,7 +226,7 @@ def _limit(value: str | None) -> int:
         ) from None
 
 
-@router.post("/v1/embeddings")
+@router.post("/v1/embeddings", openapi_extra=json_body(EmbeddingRequest, MAX_INVOKE_BODY_BYTES))
 def embeddings(
     ctx: Context, body: RawBody, subject: Annotated[str | None, Header(alias=SUBJECT_HEADER)] = None
 ) -> JSONResponse:
@@ -276,4 +277,5 @@ def retrieve_model(ctx: Context, alias: str) -> JSONResponse:
 def build_gateway_app() -> FastAPI:
     app = build_app("BYOM Gateway data plane")
     app.include_router(router)
+    app.include_router(openapi.docs)
     return app

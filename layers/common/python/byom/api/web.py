@@ -12,14 +12,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -213,8 +215,10 @@ def ignore_trailing_slashes(app: FastAPI) -> FastAPI:
 
 
 def build_app(title: str) -> FastAPI:
-    """An app with the OpenAI error envelope for every failure and the request id on every answer."""
+    """An app with the OpenAI error envelope for every failure and the request id on every answer.
+    Its own OpenAPI document is not served: byom.api.openapi serves one for the three apps."""
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+    app.openapi = lambda: _openapi_with_bodies(app)  # type: ignore[method-assign]
     app.add_exception_handler(ByomError, _byom_error)
     app.add_exception_handler(ValidationError, _validation_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
@@ -227,6 +231,53 @@ def build_app(title: str) -> FastAPI:
 async def raw_body(request: Request) -> bytes:
     """FastAPI dependency: the body as sent (read on the event loop, before a sync route runs)."""
     return await request.body()
+
+
+# The models `json_body` documented, by name: their schemas go into the apps' OpenAPI components.
+_BODY_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def json_body(model: type[BaseModel], max_bytes: int) -> dict[str, Any]:
+    """`openapi_extra` of a route that reads its body with `parse_json(raw, model, max_bytes)`.
+
+    The route parses the body itself rather than FastAPI before it, for rules the framework does
+    not express: the size limit is checked (413) before any parsing, a JSON body is read as JSON
+    whatever Content-Type it came with (`curl -d` sends a form type; FastAPI would refuse it), and
+    a missing, unreadable or non-object body gets one plain message. Validation is still the model's
+    (pydantic), and the document still says what the body is: the model's schema, its size limit.
+    """
+    _BODY_MODELS[model.__name__] = model
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        },
+        "x-byom-max-body-bytes": max_bytes,
+    }
+
+
+def _openapi_with_bodies(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's document of `app`, with the schemas of the bodies `json_body` documented."""
+    if app.openapi_schema is not None:
+        return app.openapi_schema
+    document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    referenced = {
+        content["schema"]["$ref"].rsplit("/", 1)[1]
+        for operations in document.get("paths", {}).values()
+        for operation in operations.values()
+        for content in operation.get("requestBody", {}).get("content", {}).values()
+        if "$ref" in content.get("schema", {})
+    }
+    models: list[tuple[type[BaseModel], Literal["validation"]]] = [
+        (_BODY_MODELS[name], "validation") for name in sorted(referenced) if name in _BODY_MODELS
+    ]
+    if models:
+        _, schemas = models_json_schema(models, ref_template="#/components/schemas/{model}")
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, schema in schemas.get("$defs", {}).items():
+            components.setdefault(name, schema)
+    app.openapi_schema = document
+    return document
 
 
 def parse_json(raw: bytes, model: type[Body], max_bytes: int) -> Body:
