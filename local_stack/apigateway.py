@@ -137,6 +137,10 @@ class Method:
     streams: bool = False  # ResponseTransferMode STREAM: InvokeWithResponseStream, body as it comes
 
 
+# Served without a key locally (SPEC §4 documentation routes).
+LOCAL_PUBLIC_PATHS = frozenset({"/openapi.json", "/docs"})
+
+
 @dataclass(frozen=True)
 class GatewayResponseSpec:
     response_type: str
@@ -281,17 +285,20 @@ def build_rest_api(template: Template, resolver: Resolver) -> RestApi:
         targets = [t for t in get_att_targets(integration.get("Uri")) if t in template.resources]
         functions = [t for t in targets if template.resources[t].get("Type") == "AWS::Lambda::Function"]
         authorizer_id = _ref_target(props.get("AuthorizerId"))
+        # SPEC §4: the documentation routes are open in the local stack; the cloud keeps them behind
+        # the authorizer (or leaves them out, byom:apiDocs).
+        public = path in LOCAL_PUBLIC_PATHS
         methods.append(
             Method(
                 http_method=str(props.get("HttpMethod", "ANY")).upper(),
                 resource_path=path,
                 integration_type=integration_type,
                 function_id=functions[0] if functions else None,
-                authorization_type=str(props.get("AuthorizationType", "NONE")).upper(),
-                authorizer=authorizers.get(authorizer_id) if authorizer_id else None,
+                authorization_type="NONE" if public else str(props.get("AuthorizationType", "NONE")).upper(),
+                authorizer=authorizers.get(authorizer_id) if authorizer_id and not public else None,
                 mock=_mock_response(integration, resolver) if integration_type == "MOCK" else None,
                 timeout_seconds=int(integration.get("TimeoutInMillis", 29000)) / 1000,
-                api_key_required=props.get("ApiKeyRequired") is True,
+                api_key_required=props.get("ApiKeyRequired") is True and not public,
                 streams=str(integration.get("ResponseTransferMode", "BUFFERED")).upper() == "STREAM",
             )
         )

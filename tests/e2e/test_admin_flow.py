@@ -19,6 +19,15 @@ def test_health_needs_no_key(local_stack: LocalStack) -> None:
     assert response.headers["x-request-id"]
 
 
+def test_the_api_documentation_needs_no_key_locally(local_stack: LocalStack) -> None:
+    document = httpx2.get(f"{local_stack.url}/openapi.json")
+    page = httpx2.get(f"{local_stack.url}/docs")
+
+    assert document.status_code == 200 and document.json()["openapi"].startswith("3.1")
+    assert "/v1/responses" in document.json()["paths"] and "/admin/tenants" in document.json()["paths"]
+    assert page.status_code == 200 and "swagger" in page.text.lower()
+
+
 @pytest.mark.parametrize(
     "authorization", [None, "Bearer wrong-key", "Bearer byom-not-a-real-key", "Basic abc"]
 )
