@@ -34,8 +34,19 @@ def session() -> boto3.session.Session:
 
 @cache
 def client(service: str) -> Any:
+    return configured_client(service, _CONFIG)
+
+
+def configured_client(service: str, config: Config) -> Any:
+    """A new client of the one session, with its own timeouts and retries (the Bedrock runtime's)."""
     with _CREATING:
-        return session().client(service, config=_CONFIG)  # type: ignore[call-overload]
+        return session().client(service, config=config)  # type: ignore[call-overload]
+
+
+def configured_table(name: str, config: Config) -> Any:
+    """A table resource of the one session with its own timeouts (the response cache's)."""
+    with _CREATING:
+        return session().resource("dynamodb", config=config).Table(name)  # type: ignore[call-overload]
 
 
 class LazyClient:
@@ -53,8 +64,7 @@ class LazyClient:
 def table(name: str) -> Any:
     # A resource (and client) per table, as tests stub one table's client; from the shared
     # session each costs a few milliseconds once.
-    with _CREATING:
-        return session().resource("dynamodb", config=_CONFIG).Table(name)  # type: ignore[call-overload]
+    return configured_table(name, _CONFIG)
 
 
 def to_item(data: dict[str, Any]) -> dict[str, Any]:

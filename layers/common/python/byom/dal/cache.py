@@ -5,10 +5,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import boto3
 from botocore.config import Config
 
-from byom.dal.aws import from_item
+from byom.dal.aws import configured_table, from_item
 
 # The cache sits on the answer's path and is only worth its round trip when it is quick: one attempt
 # with short timeouts, then the call goes on without it.
@@ -17,7 +16,7 @@ _CONFIG = Config(connect_timeout=1, read_timeout=1, retries={"mode": "standard",
 
 @cache
 def cache_table(name: str) -> Any:
-    return boto3.session.Session().resource("dynamodb", config=_CONFIG).Table(name)
+    return configured_table(name, _CONFIG)
 
 
 class ResponseCacheTable:

@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from typing import Any, TypeVar
 
-import boto3
 import urllib3
 from botocore.config import Config
 from botocore.exceptions import (
@@ -26,6 +25,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from byom.dal.aws import configured_client
 from byom.errors import InvalidRequest, ProviderError
 from byom.openai_types import ChatRequest, Content, EmbeddingRequest, Message, NamedToolChoice
 from byom.pricing import cache_points
@@ -84,7 +84,7 @@ def runtime_client(timeout_seconds: float) -> Any:
         read_timeout=timeout_seconds,
         retries={"total_max_attempts": 1, "mode": "standard"},
     )
-    return boto3.session.Session().client("bedrock-runtime", config=config)  # type: ignore[call-overload]
+    return configured_client("bedrock-runtime", config)
 
 
 # OpenAI request -> Converse parameters
