@@ -22,7 +22,6 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from functools import lru_cache
 from typing import Any, TypeVar
 
 import boto3
@@ -75,14 +74,10 @@ _CLIENT_CONFIG = Config(
 )
 
 
-@lru_cache(maxsize=1)
-def _clients() -> tuple[Any, Any]:
-    """The control plane (AWS_ENDPOINT_URL_BEDROCK points it at the local stand-in) and S3."""
-    session = boto3.session.Session()
-    return (
-        session.client("bedrock", config=_CLIENT_CONFIG),  # type: ignore[call-overload]
-        session.client("s3", config=_CLIENT_CONFIG),  # type: ignore[call-overload]
-    )
+def _client(service: str) -> Any:
+    """The control plane (AWS_ENDPOINT_URL_BEDROCK points it at the local stand-in) or S3. Made per
+    BedrockBatches, not cached per process: a local stack started again has other endpoints."""
+    return boto3.session.Session().client(service, config=_CLIENT_CONFIG)  # type: ignore[call-overload]
 
 
 # The gateway's lines -> Bedrock's records
@@ -200,13 +195,18 @@ def job_folder(output_uri: str, job_arn: str) -> str:
 class BedrockBatches:
     def __init__(self, *, role_arn: str, bedrock: Any = None, s3: Any = None) -> None:
         self._role_arn = role_arn
-        self._given = (bedrock, s3)
+        self._bedrock_client = bedrock
+        self._s3_client = s3
 
     def _bedrock(self) -> Any:
-        return self._given[0] or _clients()[0]
+        if self._bedrock_client is None:
+            self._bedrock_client = _client("bedrock")
+        return self._bedrock_client
 
     def _s3(self) -> Any:
-        return self._given[1] or _clients()[1]
+        if self._s3_client is None:
+            self._s3_client = _client("s3")
+        return self._s3_client
 
     @staticmethod
     def _call(call: Callable[[], T]) -> T:
