@@ -42,7 +42,9 @@ from local_stack.lambdas import (
     register_function_arns,
 )
 from local_stack.logs import ServiceStamp
+from local_stack.models.batch_inference import BatchInferenceState
 from local_stack.models.customization import CustomizationState
+from local_stack.models.openai_batches import OpenAIBatchesState
 from local_stack.models.openai_fine_tuning import OpenAIFineTuningState
 from local_stack.models.servers import bedrock_stand_in, openai_stand_in
 from local_stack.queues import QueuePollers, sqs_sources
@@ -69,6 +71,8 @@ LOCAL_OVERRIDES = {
 }
 # How long a local model-customization job trains before it completes (BYOM_LOCAL_TRAINING_SECONDS).
 DEFAULT_TRAINING_SECONDS = 2.0
+# How long a stand-in batch job (Bedrock batch inference, OpenAI's Batch API) runs (BYOM_LOCAL_BATCH_SECONDS).
+DEFAULT_BATCH_SECONDS = 2.0
 # The stand-in models' pause between streamed tokens (BYOM_STANDIN_TOKEN_DELAY_MS): long enough
 # for `make run` users to see tokens arrive one by one.
 DEFAULT_TOKEN_DELAY_MS = 20
@@ -97,6 +101,7 @@ class StackSettings:
     authorizer_cache: bool = True
     training_seconds: float = DEFAULT_TRAINING_SECONDS
     token_delay_ms: int = DEFAULT_TOKEN_DELAY_MS
+    batch_seconds: float = DEFAULT_BATCH_SECONDS
     # The stand-in models' ports (0 picks free ones); the demo fixes them, so aliases seeded
     # against them keep a URL a user can paste.
     openai_stand_in_port: int = 0
@@ -119,6 +124,7 @@ class StackSettings:
             not in ("0", "false", "no"),
             training_seconds=float(environ.get("BYOM_LOCAL_TRAINING_SECONDS") or DEFAULT_TRAINING_SECONDS),
             token_delay_ms=int(environ.get("BYOM_STANDIN_TOKEN_DELAY_MS") or DEFAULT_TOKEN_DELAY_MS),
+            batch_seconds=float(environ.get("BYOM_LOCAL_BATCH_SECONDS") or DEFAULT_BATCH_SECONDS),
         )
 
 
@@ -231,6 +237,7 @@ class LocalStack:
         self._lambda_tasks: contextlib.ExitStack | None = None
         self._web: LocalWebFunctions | None = None
         self.customization = CustomizationState()
+        self.batch_inference = BatchInferenceState()
         self.event_bus: LocalEventBus | None = None
         self._queues: QueuePollers | None = None
         self.iam = IamEmulation()
@@ -282,6 +289,9 @@ class LocalStack:
         self.customization = CustomizationState(
             read_s3=self._read_s3, training_seconds=settings.training_seconds
         )
+        self.batch_inference = BatchInferenceState(
+            read_s3=self._read_s3, write_s3=self._write_s3, delay_seconds=settings.batch_seconds
+        )
         openai_server = self._stand_in(
             "BYOM_OPENAI_STANDIN_PORT",
             settings.openai_stand_in_port,
@@ -289,6 +299,7 @@ class LocalStack:
                 port,
                 fine_tuning=OpenAIFineTuningState(training_seconds=settings.training_seconds),
                 token_delay_ms=settings.token_delay_ms,
+                batches=OpenAIBatchesState(delay_seconds=settings.batch_seconds),
             ),
         )
         self._servers.append(openai_server)
@@ -296,7 +307,10 @@ class LocalStack:
             "BYOM_BEDROCK_STANDIN_PORT",
             settings.bedrock_stand_in_port,
             lambda port: bedrock_stand_in(
-                port, customization=self.customization, token_delay_ms=settings.token_delay_ms
+                port,
+                customization=self.customization,
+                token_delay_ms=settings.token_delay_ms,
+                batch_jobs=self.batch_inference,
             ),
         )
         self._servers.append(bedrock_server)
@@ -324,6 +338,7 @@ class LocalStack:
             lambda_rules(self.template, resolver), lambda arn, event: self._invoke_arn(router, arn, event)
         )
         self.customization.emit = self.event_bus.put
+        self.batch_inference.emit = self.event_bus.put
         # Rules the admin API creates at runtime live in moto, which delivers to their SQS targets;
         # the template's SQS event sources (the automation runner) are polled here.
         self._queues = QueuePollers(
@@ -446,17 +461,24 @@ class LocalStack:
             raise StackError(f"no local function {arn}")
         return function.invoke(event)
 
-    def _read_s3(self, uri: str) -> bytes:
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
-        s3 = boto3.client(
+    def _s3(self) -> Any:
+        return boto3.client(
             "s3",
             endpoint_url=self.moto_url,
             region_name=REGION,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
-        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+    def _read_s3(self, uri: str) -> bytes:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        body: bytes = self._s3().get_object(Bucket=bucket, Key=key)["Body"].read()
         return body
+
+    def _write_s3(self, uri: str, body: bytes) -> None:
+        """What a stand-in job writes as the service would, with the job's service role."""
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        self._s3().put_object(Bucket=bucket, Key=key, Body=body)
 
     def stop(self) -> None:
         """Stops every server and undoes this process's changes (environment, imports)."""

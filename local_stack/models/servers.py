@@ -33,13 +33,16 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from local_stack.httpbase import BackgroundServer, Handler
-from local_stack.models import logic, openai_responses
+from local_stack.models import batch_inference, logic, openai_responses
+from local_stack.models.batch_inference import BatchInferenceState
 from local_stack.models.customization import CustomizationState, route
 from local_stack.models.eventstream import encode_event, encode_exception
 from local_stack.models.guardrails import GuardrailsState
 from local_stack.models.guardrails import handles as guardrail_path
 from local_stack.models.guardrails import route as guardrails_route
 from local_stack.models.logic import StandInError
+from local_stack.models.openai_batches import OpenAIBatchesState
+from local_stack.models.openai_batches import route as batches_route
 from local_stack.models.openai_fine_tuning import OpenAIFineTuningState
 from local_stack.models.openai_fine_tuning import route as fine_tuning_route
 
@@ -222,9 +225,10 @@ class _StandInHandler(Handler):
 
 
 class OpenAIStandInHandler(_StandInHandler):
-    """POST /v1/chat/completions (and streaming), POST /v1/embeddings, GET /v1/models; and the
+    """POST /v1/chat/completions (and streaming), POST /v1/embeddings, GET /v1/models; the
     fine-tuning API (POST /v1/files, /v1/fine_tuning/jobs...: local_stack.models.openai_fine_tuning),
-    whose `ft:...` models chat here."""
+    whose `ft:...` models chat here; and the Batch API (purpose=batch files, /v1/batches, file
+    content: local_stack.models.openai_batches)."""
 
     @property
     def fine_tuning(self) -> OpenAIFineTuningState:
@@ -244,8 +248,30 @@ class OpenAIStandInHandler(_StandInHandler):
         self._send_json(*answer)
         return True
 
+    def _batches(self, body: bytes) -> bool:
+        try:
+            answer = batches_route(
+                self.server.state["batches"],
+                self.command,
+                self._route(),
+                self.headers.get("Content-Type") or "",
+                body,
+            )
+        except StandInError as error:
+            self._error(error)
+            return True
+        if answer is None:
+            return False
+        self.state.record(f"batches {self.command} {self._route()}", "", None)
+        status, document = answer
+        if isinstance(document, bytes):
+            self.send_all(status, [("Content-Type", "application/octet-stream")], document)
+        else:
+            self._send_json(status, document)
+        return True
+
     def do_GET(self) -> None:
-        if self._request_log() or self._fine_tuning(b""):
+        if self._request_log() or self._batches(b"") or self._fine_tuning(b""):
             return
         path = self._route()
         if path == "/models":
@@ -262,9 +288,9 @@ class OpenAIStandInHandler(_StandInHandler):
 
     def do_POST(self) -> None:
         path = self._route()
-        if path == "/files" or path.startswith("/fine_tuning/"):
+        if path == "/files" or path.startswith(("/fine_tuning/", "/batches")):
             body, _ = self.read_body()
-            if not self._fine_tuning(body):
+            if not self._batches(body) and not self._fine_tuning(body):
                 self._error(StandInError(404, f"Unknown request URL: POST {self.path}"))
             return
         try:
@@ -362,8 +388,9 @@ def _stream_exception(message: str) -> bytes:
 
 class BedrockStandInHandler(_StandInHandler):
     """POST /model/{modelId}/converse, /converse-stream and /invoke, as bedrock-runtime serves them;
-    the model-customization part of the bedrock control plane (local_stack.models.customization);
-    and ApplyGuardrail / GetGuardrail of stand-in guardrails (local_stack.models.guardrails)."""
+    the model-customization part of the bedrock control plane (local_stack.models.customization),
+    its batch inference jobs (local_stack.models.batch_inference); and ApplyGuardrail /
+    GetGuardrail of stand-in guardrails (local_stack.models.guardrails)."""
 
     @property
     def customization(self) -> CustomizationState:
@@ -392,10 +419,30 @@ class BedrockStandInHandler(_StandInHandler):
         if guardrail_path(path):
             self._guardrails()
             return
+        if batch_inference.handles(path):
+            self._batch_inference()
+            return
         try:
             body = self._json_body() if self.command in ("POST", "PATCH") else {}
             status, answer = route(
                 self.customization, self.command, path, body if isinstance(body, dict) else {}
+            )
+        except StandInError as error:
+            self._error(error)
+            return
+        self._send_json(status, answer)
+
+    def _batch_inference(self) -> None:
+        url = urlsplit(self.path)
+        try:
+            body = self._json_body() if self.command == "POST" else {}
+            self.state.record(f"batch-inference {self.command}", "", None)
+            status, answer = batch_inference.route(
+                self.server.state["batch_inference"],
+                self.command,
+                url.path,
+                url.query,
+                body if isinstance(body, dict) else {},
             )
         except StandInError as error:
             self._error(error)
@@ -474,13 +521,18 @@ class BedrockStandInHandler(_StandInHandler):
 
 
 def openai_stand_in(
-    port: int = 0, fine_tuning: OpenAIFineTuningState | None = None, *, token_delay_ms: int = 0
+    port: int = 0,
+    fine_tuning: OpenAIFineTuningState | None = None,
+    *,
+    token_delay_ms: int = 0,
+    batches: OpenAIBatchesState | None = None,
 ) -> BackgroundServer:
     return BackgroundServer(
         OpenAIStandInHandler,
         port=port,
         state=StandInState(token_delay_ms),
         fine_tuning=fine_tuning or OpenAIFineTuningState(),
+        batches=batches or OpenAIBatchesState(),
     )
 
 
@@ -490,6 +542,7 @@ def bedrock_stand_in(
     guardrails: GuardrailsState | None = None,
     *,
     token_delay_ms: int = 0,
+    batch_jobs: BatchInferenceState | None = None,
 ) -> BackgroundServer:
     return BackgroundServer(
         BedrockStandInHandler,
@@ -497,4 +550,5 @@ def bedrock_stand_in(
         state=StandInState(token_delay_ms),
         customization=customization or CustomizationState(),
         guardrails=guardrails or GuardrailsState(),
+        batch_inference=batch_jobs or BatchInferenceState(),
     )

@@ -86,4 +86,4 @@ def test_unknown_files_and_jobs_are_refused(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError):
         client.fine_tuning.jobs.retrieve("ftjob-nope")
     with pytest.raises(openai.BadRequestError):
-        client.files.create(file=("t.jsonl", TRAINING), purpose="batch")
+        client.files.create(file=("t.jsonl", TRAINING), purpose="assistants")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
+from byom.providers import Target
+from byom.providers.batch import BatchLine
+from byom.providers.bedrock_batch import BedrockBatches
 
 from local_stack.apigateway import MAX_BODY_BYTES
 from local_stack.stack import LocalStack, StackSettings
@@ -147,3 +152,20 @@ def test_the_stand_ins_are_reachable_from_the_stack(stack: LocalStack) -> None:
     assert {m["id"] for m in models["data"]} == {"stand-in-chat", "stand-in-embed"}
     assert http("GET", stack.bedrock_url + "/_stand_in/requests").status == 200
     assert json.loads(http("GET", stack.moto_url + "/moto-api/data.json").body) is not None
+
+
+def test_a_bedrock_batch_job_reads_and_writes_the_emulations_s3(stack: LocalStack) -> None:
+    boto3.client("s3").create_bucket(Bucket="batch-wiring")
+    target = Target(tenant_id="tnt_a", alias="fast", provider="bedrock", model_id="stand-in-chat")
+    lines = [BatchLine("only", {"model": "stand-in-chat", "messages": [{"role": "user", "content": "hi"}]})]
+    # The default clients: the stack points boto3 at moto, and the bedrock control plane at the stand-in.
+    batches = BedrockBatches(role_arn="arn:aws:iam::123456789012:role/batch")
+
+    job_id = batches.submit(
+        target, "/v1/chat/completions", lines, name="wiring", s3_prefix="s3://batch-wiring/b/"
+    )
+    deadline = time.monotonic() + 30
+    while batches.status(target, job_id).state == "in_progress" and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    assert [o.custom_id for o in batches.outcomes(target, job_id)] == ["only"]

@@ -261,6 +261,15 @@ def converse_request(request: ChatRequest, model_id: str) -> dict[str, Any]:
     return params
 
 
+def converse_params(request: ChatRequest, target: Target) -> dict[str, Any]:
+    """What the target is asked: Converse's parameters, with cache points when the alias caches
+    prompts. Chat calls and batch inference records (byom.providers.bedrock_batch) both use it."""
+    params = converse_request(request, target.model_id)
+    if target.prompt_caching:
+        params = with_cache_points(params, cache_points(target.model_id))
+    return params
+
+
 CACHE_POINT = {"cachePoint": {"type": "default"}}
 
 
@@ -474,21 +483,14 @@ class BedrockProvider:
         except (ClientError, BotoCoreError) as error:
             raise provider_error(error) from None
 
-    @staticmethod
-    def _converse_params(request: ChatRequest, target: Target) -> dict[str, Any]:
-        params = converse_request(request, target.model_id)
-        if target.prompt_caching:
-            params = with_cache_points(params, cache_points(target.model_id))
-        return params
-
     def chat(self, request: ChatRequest, target: Target, *, timeout: float | None = None) -> ChatResult:
-        params = self._converse_params(request, target)
+        params = converse_params(request, target)
         return chat_result(self._call(lambda client: client.converse(**params), timeout))
 
     def stream(
         self, request: ChatRequest, target: Target, *, timeout: float | None = None
     ) -> Iterator[StreamEvent]:
-        params = self._converse_params(request, target)
+        params = converse_params(request, target)
         response = self._call(lambda client: client.converse_stream(**params), timeout)
         return self._guarded(response["stream"])
 
