@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from byom.dal.usage import BudgetState, Hold, Ledger, Metered, ReservationRefused, Settled
 from byom.domain import Budget, Pricing
 from byom.errors import BudgetExceeded
-from byom.logic.budget import HOLD_SECONDS, CallMeter, Threshold
-from byom.logic.metering import Estimate
+from byom.logic.call_meter import HOLD_SECONDS, CallMeter, Threshold
+from byom.logic.money import Estimate
+from byom.money import BudgetState, Hold, Ledger, Metered, ReservationRefused, Settled
 from byom.providers import Usage
 
 NOW = 1_790_000_000  # 2026-09-21

@@ -1,4 +1,5 @@
-"""The usage table (docs/contracts.md): budgets, the monthly ledger, usage counters, reservations.
+"""The ledger's DynamoDB access: the usage table (docs/contracts.md) holds budgets, the monthly
+ledgers, usage counters and reservations; the values it reads and writes are byom.money's.
 
 Every write that moves money is one conditional DynamoDB request (an UpdateItem or a
 TransactWriteItems): a reservation is admitted only while `remaining_micros >= amount`, a call is
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
@@ -18,6 +18,7 @@ from botocore.exceptions import ClientError
 
 from byom.dal.aws import error_code, from_item, to_item
 from byom.domain import Budget
+from byom.money import BudgetState, Hold, Ledger, Metered, ReservationRefused, Settled
 
 BUDGET = "budget"
 TOTAL = "total"
@@ -38,15 +39,6 @@ COUNTERS = (
 _CONFLICT_ATTEMPTS = 5
 
 
-class ReservationRefused(Exception):
-    """Not enough budget left for a reservation: `scope` is `tenant` or `key`."""
-
-    def __init__(self, scope: str, remaining_micros: int | None) -> None:
-        super().__init__(f"{scope} budget exhausted")
-        self.scope = scope
-        self.remaining_micros = remaining_micros
-
-
 def month_pk(tenant_id: str, month: str) -> str:
     return f"{tenant_id}#{month}"
 
@@ -56,93 +48,16 @@ def _minute_sk(minute: str) -> str:
     return f"tpm#{minute}"
 
 
-@dataclass(frozen=True)
-class Ledger:
-    """A month's money on one item (the tenant's `total`, or a key's): what was spent, what is
-    committed (spent and still held) and, under a limit, what remains."""
-
-    spent_micros: int = 0
-    committed_micros: int = 0
-    remaining_micros: int | None = None
-    warned: frozenset[str] = frozenset()
-
-    @classmethod
-    def of(cls, item: dict[str, Any] | None) -> Ledger:
-        if not item:
-            return cls()
-        return cls(
-            spent_micros=int(item.get("cost_micros", 0)),
-            committed_micros=int(item.get("committed_micros", 0)),
-            remaining_micros=int(item["remaining_micros"]) if "remaining_micros" in item else None,
-            warned=frozenset(item.get("warned", ())),
-        )
-
-
-@dataclass(frozen=True)
-class BudgetState:
-    """What a call needs to know about money, read with the alias in one request."""
-
-    budget: Budget | None
-    ledger: Ledger
-
-
-@dataclass(frozen=True)
-class Hold:
-    """A reservation: `amount_micros` taken off `remaining_micros` until the call settles."""
-
-    tenant_id: str
-    month: str
-    request_id: str
-    key_id: str
-    amount_micros: int
-    limit_micros: int
-    key_limit_micros: int | None
-    expires_at: int
-
-
-@dataclass(frozen=True)
-class Metered:
-    """One call's usage, counted once under its request id."""
-
-    tenant_id: str
-    month: str
-    day: str
-    request_id: str
-    key_id: str
-    alias: str
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_micros: int = 0
-    error: bool = False
-    cache_hit: bool = False
-    latency_ms: int | None = None
-    tokens_minute: str | None = None
-    """Under a tokens-per-minute limit: the minute (`YYYY-MM-DDTHH:MM`) whose counter this adds to."""
-    cached_tokens: int = 0
-    """Of `input_tokens`, those read from the provider's prompt cache."""
-
-    def counters(self) -> dict[str, int]:
-        return {
-            "requests": 0 if self.error else 1,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cached_tokens": self.cached_tokens,
-            "cost_micros": self.cost_micros,
-            "errors": 1 if self.error else 0,
-            "cache_hits": 1 if self.cache_hit else 0,
-            "latency_ms_sum": self.latency_ms or 0,
-            "latency_samples": 0 if self.latency_ms is None else 1,
-        }
-
-
-@dataclass(frozen=True)
-class Settled:
-    counted: bool
-    """False when the request was metered before."""
-    spent_micros: int | None = None
-    """The month's spend with this call, when its spend guard was reached; else not read."""
-    warned: frozenset[str] = frozenset()
-    """The thresholds already announced, when the spend was read."""
+def ledger_of(item: dict[str, Any] | None) -> Ledger:
+    """A ledger item (`total` or `key#`) as the call reads it; none yet: nothing spent."""
+    if not item:
+        return Ledger()
+    return Ledger(
+        spent_micros=int(item.get("cost_micros", 0)),
+        committed_micros=int(item.get("committed_micros", 0)),
+        remaining_micros=int(item["remaining_micros"]) if "remaining_micros" in item else None,
+        warned=frozenset(item.get("warned", ())),
+    )
 
 
 def _typed_item(item: dict[str, Any]) -> dict[str, Any]:
@@ -223,15 +138,8 @@ class UsageTable:
         budget_item = by_sk.get((tenant_id, BUDGET))
         ledger = next((i for (pk, sk), i in by_sk.items() if sk == TOTAL and pk != tenant_id), None)
         return BudgetState(
-            budget=self.budget_of(budget_item) if budget_item else None, ledger=Ledger.of(ledger)
+            budget=self.budget_of(budget_item) if budget_item else None, ledger=ledger_of(ledger)
         )
-
-    def read_budget_state(self, tenant_id: str, month: str) -> BudgetState:
-        """The same as the hot path's read, on its own (for callers without an alias to read)."""
-        keys = self.call_keys(tenant_id, month)
-        answer = self._client.batch_get_item(RequestItems={self.name: {"Keys": keys}})
-        items = [from_item(i) for i in answer.get("Responses", {}).get(self.name, [])]
-        return self.budget_state(items, tenant_id)
 
     @staticmethod
     def _reserve_update(pk: str, sk: str, amount: int, limit: int) -> dict[str, Any]:

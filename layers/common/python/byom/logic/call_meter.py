@@ -3,7 +3,7 @@
 `CallMeter` is the whole life of a call's money. Used as a context manager, its exit releases a
 reservation the call did not settle (a provider failure, a gateway fault, a cancelled call), so
 no path leaks one; reservations of a crashed function expire and are swept when they would refuse
-a call. The counting itself is the usage table's: exactly once per request id.
+a call. The counting itself is the ledger's (byom.dal.ledger): exactly once per request id.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from byom.dal.usage import BudgetState, Hold, Metered, ReservationRefused, Settled
 from byom.domain import Pricing
 from byom.errors import BudgetExceeded
-from byom.logic.metering import (
+from byom.logic.money import (
     Estimate,
     cost_micros,
     day_of,
@@ -26,6 +25,7 @@ from byom.logic.metering import (
     to_micros,
     to_usd,
 )
+from byom.money import BudgetState, Hold, Metered, ReservationRefused, Settled
 from byom.observability import logger
 from byom.providers import Usage
 
@@ -63,7 +63,7 @@ class SettleRecord(Protocol):
 
 
 class Ledgers(Protocol):
-    """The usage table's money operations a call needs (byom.dal.usage.UsageTable)."""
+    """The usage table's money operations a call needs (byom.dal.ledger.UsageTable)."""
 
     def reserve(self, hold: Hold) -> None:
         """Take the hold off the remaining budget, or raise ReservationRefused."""
