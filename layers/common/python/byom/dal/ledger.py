@@ -70,6 +70,22 @@ def _reasons(error: ClientError) -> list[str]:
     return [str(r.get("Code") or "None") for r in error.response.get("CancellationReasons", [])]
 
 
+Labelled = list[tuple[str, dict[str, Any]]]
+"""A transaction's items, each under a label unique in it: its failures are told by label."""
+
+
+def _failed(error: ClientError, items: Labelled) -> dict[str, dict[str, Any]]:
+    """The items whose condition failed, by label, each with its old item (typed as DynamoDB
+    answered it). DynamoDB answers one reason per item in the order they were sent; that order is
+    read here and nowhere else, so adding an item cannot shift what a failure is taken for."""
+    reasons = error.response.get("CancellationReasons", [])
+    return {
+        label: _typed_item(reason.get("Item") or {})
+        for (label, _), reason in zip(items, reasons, strict=False)
+        if reason.get("Code") == "ConditionalCheckFailed"
+    }
+
+
 class UsageTable:
     def __init__(self, table: Any) -> None:
         self._table = table
@@ -173,24 +189,18 @@ class UsageTable:
             "key_limited": hold.key_limit_micros is not None,
             "expires_at": hold.expires_at,
         }
-        items = [{"Update": {"TableName": self.name, **update}} for _, update in updates]
-        items.append(
-            {
-                "Put": {
-                    "TableName": self.name,
-                    "Item": record,
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
-        )
+        items: Labelled = [
+            (scope, {"Update": {"TableName": self.name, **update}}) for scope, update in updates
+        ]
+        hold_put = {"TableName": self.name, "Item": record, "ConditionExpression": "attribute_not_exists(pk)"}
+        items.append(("hold", {"Put": hold_put}))
         try:
             self._transact(items)
         except ClientError as error:
-            reasons = error.response.get("CancellationReasons", [])
-            for (scope, _), reason in zip(updates, reasons, strict=False):
-                if reason.get("Code") == "ConditionalCheckFailed":
-                    old = _typed_item(reason.get("Item") or {})
-                    remaining = old.get("remaining_micros")
+            failed = _failed(error, items)
+            for scope, _ in updates:  # the tenant's ledger first, as before a key's
+                if scope in failed:
+                    remaining = failed[scope].get("remaining_micros")
                     raise ReservationRefused(
                         scope, int(remaining) if remaining is not None else None
                     ) from None
@@ -253,20 +263,17 @@ class UsageTable:
             TOTAL: reserved is not None,
             f"key#{metered.key_id}": bool(reserved and reserved.key_limit_micros is not None),
         }
-        items: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self.name,
-                    "Item": {
-                        "pk": pk,
-                        "sk": f"req#{metered.request_id}",
-                        "outcome": "error" if metered.error else "ok",
-                        "expires_at": int(time.time()) + MARKER_TTL_SECONDS,
-                    },
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
-        ]
+        marker = {
+            "TableName": self.name,
+            "Item": {
+                "pk": pk,
+                "sk": f"req#{metered.request_id}",
+                "outcome": "error" if metered.error else "ok",
+                "expires_at": int(time.time()) + MARKER_TTL_SECONDS,
+            },
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+        items: Labelled = [("marker", {"Put": marker})]
         for sk in (TOTAL, f"model#{metered.alias}", f"key#{metered.key_id}", f"day#{metered.day}"):
             values = {f":{name}": value for name, value in counters.items()}
             adds = [f"{name} :{name}" for name in counters]
@@ -287,26 +294,25 @@ class UsageTable:
                 update["ConditionExpression"] = "cost_micros < :guard"
                 update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
                 values[":guard"] = spend_guard
-            items.append({"Update": update})
+            items.append((sk, {"Update": update}))
         tokens = metered.input_tokens + metered.output_tokens
         if metered.tokens_minute is not None and tokens:
-            items.append(self._minute_update(pk, metered.tokens_minute, tokens))
-        # The hold's delete stays last: a failed condition there is told by position.
-        items.extend(also)
+            items.append(("minute", self._minute_update(pk, metered.tokens_minute, tokens)))
+        items.extend((f"also#{n}", item) for n, item in enumerate(also))
         if hold is not None:
-            items.append(self._delete_hold(hold))
+            items.append(("hold", self._delete_hold(hold)))
         try:
             self._transact(items)
         except ClientError as error:
-            reasons = _reasons(error)
-            if reasons and reasons[0] == "ConditionalCheckFailed":
+            failed = _failed(error, items)
+            if "marker" in failed:
                 return False
-            if spend_guard is not None and reasons[1:2] == ["ConditionalCheckFailed"]:
-                old = _typed_item(error.response["CancellationReasons"][1].get("Item") or {})
+            if spend_guard is not None and TOTAL in failed:
+                old = failed[TOTAL]
                 raise _SpendReached(
                     int(old.get("cost_micros", 0)), frozenset(old.get("warned", ()))
                 ) from None
-            if hold is not None and reasons and reasons[-1] == "ConditionalCheckFailed":
+            if "hold" in failed:
                 raise _HoldGone() from None
             raise
         return True
@@ -347,16 +353,17 @@ class UsageTable:
             "UpdateExpression": "ADD committed_micros :minus, remaining_micros :plus",
             "ExpressionAttributeValues": {":minus": -hold.amount_micros, ":plus": hold.amount_micros},
         }
-        items = [{"Update": {"TableName": self.name, "Key": {"pk": pk, "sk": TOTAL}, **refund}}]
+        items: Labelled = [
+            ("tenant", {"Update": {"TableName": self.name, "Key": {"pk": pk, "sk": TOTAL}, **refund}})
+        ]
         if hold.key_limit_micros is not None:
-            items.append(
-                {"Update": {"TableName": self.name, "Key": {"pk": pk, "sk": f"key#{hold.key_id}"}, **refund}}
-            )
-        items.append(self._delete_hold(hold, expired_before=expired_before))
+            key = {"pk": pk, "sk": f"key#{hold.key_id}"}
+            items.append(("key", {"Update": {"TableName": self.name, "Key": key, **refund}}))
+        items.append(("hold", self._delete_hold(hold, expired_before=expired_before)))
         try:
             self._transact(items)
         except ClientError as error:
-            if _reasons(error)[-1:] == ["ConditionalCheckFailed"]:
+            if "hold" in _failed(error, items):
                 return False
             raise
         return True
@@ -423,10 +430,13 @@ class UsageTable:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def _transact(self, items: list[dict[str, Any]]) -> None:
+    def _transact(self, items: Labelled) -> None:
+        if len({label for label, _ in items}) != len(items):
+            raise ValueError("every item of a transaction needs a label of its own")
+        transact_items = [item for _, item in items]
         for attempt in range(_CONFLICT_ATTEMPTS):
             try:
-                self._client.transact_write_items(TransactItems=items)
+                self._client.transact_write_items(TransactItems=transact_items)
                 return
             except ClientError as error:
                 if "TransactionConflict" not in _reasons(error) or attempt == _CONFLICT_ATTEMPTS - 1:
