@@ -116,10 +116,58 @@ def test_a_call_is_metered_with_the_providers_tokens_at_the_alias_price(
         "cached_tokens": 0,
         "cost_usd": CALL_COST,
         "errors": 0,
+        "fallbacks": 0,
         "cache_hits": 0,
         "avg_latency_ms": None,
     }
     assert [item["model"] for item in usage["items"]] == ["chat"]
+
+
+@pytest.fixture
+def smart(admin_api: Api, tenant: str) -> str:
+    """An alias that falls back to `chat` on the same upstream."""
+    alias = {
+        "alias": "smart",
+        "provider": "openai_compatible",
+        "model_id": "smart-model",
+        "credential": "llm",
+        "pricing": PRICING,
+        "fallbacks": ["chat"],
+    }
+    assert admin_api("POST", f"/admin/tenants/{tenant}/models", alias)[0] == 201
+    return "smart"
+
+
+def test_an_alias_whose_fallback_answered_shows_its_failure_as_an_error_at_no_cost(
+    admin_api: Api, gateway: Gateway, tenant: str, upstream: FakeOpenAI, smart: str
+) -> None:
+    upstream.fail(1, 401, "Incorrect API key provided")
+
+    status, _, headers = _chat(gateway, tenant, HELLO | {"model": smart})
+
+    rows = {item["model"]: item for item in _usage(admin_api, tenant)["items"]}
+    assert (status, headers["x-byom-cost-usd"]) == (200, "0.010000")
+    assert {name: rows["smart"][name] for name in ("requests", "errors", "fallbacks", "cost_usd")} == {
+        "requests": 0,
+        "errors": 1,
+        "fallbacks": 1,
+        "cost_usd": 0,
+    }
+    assert (rows["chat"]["requests"], rows["chat"]["errors"], rows["chat"]["cost_usd"]) == (1, 0, CALL_COST)
+
+
+def test_a_failure_a_fallback_covered_is_an_error_of_the_month_the_key_and_the_day(
+    admin_api: Api, gateway: Gateway, tenant: str, upstream: FakeOpenAI, smart: str
+) -> None:
+    upstream.fail(1, 401, "Incorrect API key provided")
+
+    _chat(gateway, tenant, HELLO | {"model": smart})
+
+    by_key, by_day = _usage(admin_api, tenant, "key"), _usage(admin_api, tenant, "day")
+    counted = [by_key["total"], *by_key["items"], *by_day["items"]]
+    assert [(row["requests"], row["errors"], row["fallbacks"], row["cost_usd"]) for row in counted] == [
+        (1, 1, 1, CALL_COST)
+    ] * 3
 
 
 def test_a_stream_is_metered_with_the_providers_tokens(admin_api: Api, gateway: Gateway, tenant: str) -> None:

@@ -112,3 +112,18 @@ def test_a_hold_already_released_is_not_released_again() -> None:
     client = CancellingClient(fail={"hold#r1": {}})
 
     assert _ledger(client).release(HOLD) is False
+
+
+def test_the_models_a_fallback_covered_get_an_error_each_in_the_settles_own_transaction() -> None:
+    client = CancellingClient()
+    metered = Metered(
+        "tnt_a", "2026-11", "2026-11-23", "r1", "key_1", "fast", 6, 2, 10_000, fell_back_from=("smart",)
+    )
+
+    _ledger(client).settle(metered, None)
+
+    (sent,) = client.sent
+    updates = {_sk(item): item["Update"]["ExpressionAttributeValues"] for item in sent if "Update" in item}
+    assert updates["model#smart"] == {":errors": 1, ":fallbacks": 1}
+    assert (updates["model#fast"][":requests"], ":errors" in updates["model#fast"]) == (1, False)
+    assert (updates["key#key_1"][":errors"], updates["key#key_1"][":cost_micros"]) == (1, 10_000)

@@ -75,19 +75,35 @@ class Metered:
     """Under a tokens-per-minute limit: the minute (`YYYY-MM-DDTHH:MM`) whose counter this adds to."""
     cached_tokens: int = 0
     """Of `input_tokens`, those read from the provider's prompt cache."""
+    fell_back_from: tuple[str, ...] = ()
+    """The aliases that failed before `alias` answered (a fallback covered them), none twice and
+    never `alias` itself: an error each, at no cost."""
 
     def counters(self) -> dict[str, int]:
+        """What the call adds to the month's total and to its key's and day's counters: the
+        answer, and one error (and one fallback) per alias that failed before it."""
+        fell_back = len(self.fell_back_from)
         return {
             "requests": 0 if self.error else 1,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
             "cached_tokens": self.cached_tokens,
             "cost_micros": self.cost_micros,
-            "errors": 1 if self.error else 0,
+            "errors": (1 if self.error else 0) + fell_back,
+            "fallbacks": fell_back,
             "cache_hits": 1 if self.cache_hit else 0,
             "latency_ms_sum": self.latency_ms or 0,
             "latency_samples": 0 if self.latency_ms is None else 1,
         }
+
+    def model_counters(self) -> dict[str, int]:
+        """What the call adds to the counters of the model that answered (or failed last): its own
+        outcome; the failures before it are their own models'."""
+        return self.counters() | {"errors": 1 if self.error else 0, "fallbacks": 0}
+
+
+# What an alias that failed and was covered by a fallback adds to its model's counters.
+FELL_BACK = {"errors": 1, "fallbacks": 1}
 
 
 @dataclass(frozen=True)

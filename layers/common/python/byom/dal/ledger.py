@@ -18,23 +18,12 @@ from botocore.exceptions import ClientError
 
 from byom.dal.aws import error_code, from_item, to_item
 from byom.domain import Budget
-from byom.money import BudgetState, Hold, Ledger, Metered, ReservationRefused, Settled
+from byom.money import FELL_BACK, BudgetState, Hold, Ledger, Metered, ReservationRefused, Settled
 
 BUDGET = "budget"
 TOTAL = "total"
 MARKER_TTL_SECONDS = 40 * 86_400
 MINUTE_TTL_SECONDS = 86_400
-COUNTERS = (
-    "requests",
-    "input_tokens",
-    "output_tokens",
-    "cached_tokens",
-    "cost_micros",
-    "errors",
-    "cache_hits",
-    "latency_ms_sum",
-    "latency_samples",
-)
 # Concurrent transactions on one ledger item can be cancelled with TransactionConflict: try again.
 _CONFLICT_ATTEMPTS = 5
 
@@ -255,7 +244,9 @@ class UsageTable:
         pk = month_pk(metered.tenant_id, metered.month)
         # Adding zero changes nothing: left out, the request is smaller and quicker to build
         # (every call adds 1 to `requests` or `errors`, so an update is never empty).
-        counters = {name: value for name, value in metered.counters().items() if value}
+        call_counters = {name: value for name, value in metered.counters().items() if value}
+        model_sk = f"model#{metered.alias}"
+        model_counters = {name: value for name, value in metered.model_counters().items() if value}
         held = hold.amount_micros if hold else 0
         # With a hold: committed moves from the hold to the cost. Without: the cost is committed.
         committed = metered.cost_micros - held
@@ -274,7 +265,8 @@ class UsageTable:
             "ConditionExpression": "attribute_not_exists(pk)",
         }
         items: Labelled = [("marker", {"Put": marker})]
-        for sk in (TOTAL, f"model#{metered.alias}", f"key#{metered.key_id}", f"day#{metered.day}"):
+        for sk in (TOTAL, model_sk, f"key#{metered.key_id}", f"day#{metered.day}"):
+            counters = model_counters if sk == model_sk else call_counters
             values = {f":{name}": value for name, value in counters.items()}
             adds = [f"{name} :{name}" for name in counters]
             if sk in ledgers and committed:
@@ -295,6 +287,10 @@ class UsageTable:
                 update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
                 values[":guard"] = spend_guard
             items.append((sk, {"Update": update}))
+        # The models a fallback covered: an error each, in this same write (no extra round trip).
+        for alias in dict.fromkeys(metered.fell_back_from):
+            if alias != metered.alias:
+                items.append((f"model#{alias}", self._fell_back_update(pk, alias)))
         tokens = metered.input_tokens + metered.output_tokens
         if metered.tokens_minute is not None and tokens:
             items.append(("minute", self._minute_update(pk, metered.tokens_minute, tokens)))
@@ -316,6 +312,16 @@ class UsageTable:
                 raise _HoldGone() from None
             raise
         return True
+
+    def _fell_back_update(self, pk: str, alias: str) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self.name,
+                "Key": {"pk": pk, "sk": f"model#{alias}"},
+                "UpdateExpression": "ADD " + ", ".join(f"{name} :{name}" for name in FELL_BACK),
+                "ExpressionAttributeValues": {f":{name}": value for name, value in FELL_BACK.items()},
+            }
+        }
 
     def _minute_update(self, pk: str, minute: str, tokens: int) -> dict[str, Any]:
         return {

@@ -128,6 +128,7 @@ def counters(item: dict[str, Any] | None) -> dict[str, Any]:
         "cached_tokens": int(item.get("cached_tokens", 0)),
         "cost_usd": to_usd(int(item.get("cost_micros", 0))),
         "errors": int(item.get("errors", 0)),
+        "fallbacks": int(item.get("fallbacks", 0)),
         "cache_hits": int(item.get("cache_hits", 0)),
         "avg_latency_ms": round(int(item.get("latency_ms_sum", 0)) / samples, 1) if samples else None,
     }

@@ -205,9 +205,11 @@ class CallMeter:
         latency_ms: int | None,
         cache_hit: bool = False,
         record: SettleRecord | None = None,
+        fell_back_from: tuple[str, ...] = (),
     ) -> int:
         """Count the call with the provider's tokens at the answering model's prices (cache reads and
-        writes at theirs); its cost."""
+        writes at theirs); its cost. `fell_back_from`: the aliases that failed before `alias`
+        answered, each counted as an error of its own (no cost) in the same write."""
         cost = 0
         if not cache_hit:
             cost = cost_micros(
@@ -225,6 +227,7 @@ class CallMeter:
             cost_micros=cost,
             cache_hit=cache_hit,
             latency_ms=latency_ms,
+            fell_back_from=fell_back_from,
         )
         settled = self._settle(metered, self._spend_guard(cost), record)
         if settled.spent_micros is not None:

@@ -291,6 +291,7 @@ def _settle(
         outcome.target.pricing,
         latency_ms=_elapsed_ms(started),
         record=trail,
+        fell_back_from=outcome.fell_back_from,
     )
 
 
