@@ -13,7 +13,8 @@ from byom.logic.invoke import CallRead
 
 class CallTables:
     """The alias, its credential, and (for a metered call) the usage and policy items: one
-    BatchGetItem on a warm call (ModelRepository.get_for_call)."""
+    BatchGetItem on a warm call (ModelRepository.get_for_call). It answers the value type that its
+    caller's Protocol names (logic.invoke.CallReader), so the logic imports nothing from here."""
 
     def __init__(
         self,
