@@ -93,7 +93,15 @@ def budget_line(budget: dict[str, Any] | None) -> Text:
     return line
 
 
-USAGE_COLUMNS = ("requests", "input_tokens", "output_tokens", "cost_usd", "errors", "avg_latency_ms")
+USAGE_COLUMNS = (
+    "requests",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "errors",
+    "fallbacks",
+    "avg_latency_ms",
+)
 
 
 def usage(report: dict[str, Any]) -> Group:

@@ -29,7 +29,7 @@ PRICE = {"input_per_1k_usd": 1.0, "output_per_1k_usd": 2.0}
 OUTPUT_ONLY_PRICE = {"input_per_1k_usd": 0.0, "output_per_1k_usd": 1.0}
 FAILING_MODEL = "fail-500"
 DRY_RUN = {"x-byom-dry-run": "true"}
-# The gateway's bound on a prompt's tokens (README, byom/logic/metering.py): its UTF-8 bytes, plus 16
+# The gateway's bound on a prompt's tokens (README, byom/logic/money.py): its UTF-8 bytes, plus 16
 # per message and 16 per request.
 MESSAGE_OVERHEAD, REQUEST_OVERHEAD = 16, 16
 

@@ -206,13 +206,19 @@ def test_throttling_is_retried_until_the_provider_answers(sdk: openai.OpenAI, re
     assert "retry me" in (raw.parse().choices[0].message.content or "")
 
 
-def test_a_failing_alias_falls_back_to_another_provider(sdk: openai.OpenAI, resilient: dict) -> None:
+def test_a_failing_alias_falls_back_to_another_provider(
+    sdk: openai.OpenAI, admin: httpx2.Client, resilient: dict
+) -> None:
     raw = sdk.chat.completions.with_raw_response.create(
         model="down-then-bedrock", messages=[{"role": "user", "content": "fall back"}]
     )
 
+    usage = admin.get(f"/admin/tenants/{resilient['id']}/usage", params={"group_by": "model"}).json()
+    failed = next(row for row in usage["items"] if row["model"] == "down-then-bedrock")
     assert raw.headers["x-byom-provider"] == "bedrock"
     assert "fall back" in (raw.parse().choices[0].message.content or "")
+    # The alias that failed is in the report as an error its fallback covered, at no cost.
+    assert (failed["requests"], failed["errors"], failed["fallbacks"], failed["cost_usd"]) == (0, 1, 1, 0)
 
 
 def test_when_every_fallback_fails_the_last_provider_error_is_reported(

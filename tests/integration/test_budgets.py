@@ -17,13 +17,14 @@ from typing import Any
 
 import boto3
 import pytest
-from byom.dal.usage import Hold, Metered, ReservationRefused, UsageTable
+from byom.dal.ledger import TOTAL, UsageTable, ledger_of
 from byom.domain import Budget, ModelAlias, Pricing
 from byom.errors import BudgetExceeded
 from byom.logic import invoke
 from byom.logic.access import Principal
-from byom.logic.budget import CallMeter
-from byom.logic.metering import Estimate, month_of
+from byom.logic.call_meter import CallMeter
+from byom.logic.money import Estimate, month_of
+from byom.money import BudgetState, Hold, Ledger, Metered, ReservationRefused
 from byom.openai_types import ChatRequest
 from byom.providers import StreamDelta, Target, Usage
 
@@ -115,10 +116,58 @@ def test_a_call_is_metered_with_the_providers_tokens_at_the_alias_price(
         "cached_tokens": 0,
         "cost_usd": CALL_COST,
         "errors": 0,
+        "fallbacks": 0,
         "cache_hits": 0,
         "avg_latency_ms": None,
     }
     assert [item["model"] for item in usage["items"]] == ["chat"]
+
+
+@pytest.fixture
+def smart(admin_api: Api, tenant: str) -> str:
+    """An alias that falls back to `chat` on the same upstream."""
+    alias = {
+        "alias": "smart",
+        "provider": "openai_compatible",
+        "model_id": "smart-model",
+        "credential": "llm",
+        "pricing": PRICING,
+        "fallbacks": ["chat"],
+    }
+    assert admin_api("POST", f"/admin/tenants/{tenant}/models", alias)[0] == 201
+    return "smart"
+
+
+def test_an_alias_whose_fallback_answered_shows_its_failure_as_an_error_at_no_cost(
+    admin_api: Api, gateway: Gateway, tenant: str, upstream: FakeOpenAI, smart: str
+) -> None:
+    upstream.fail(1, 401, "Incorrect API key provided")
+
+    status, _, headers = _chat(gateway, tenant, HELLO | {"model": smart})
+
+    rows = {item["model"]: item for item in _usage(admin_api, tenant)["items"]}
+    assert (status, headers["x-byom-cost-usd"]) == (200, "0.010000")
+    assert {name: rows["smart"][name] for name in ("requests", "errors", "fallbacks", "cost_usd")} == {
+        "requests": 0,
+        "errors": 1,
+        "fallbacks": 1,
+        "cost_usd": 0,
+    }
+    assert (rows["chat"]["requests"], rows["chat"]["errors"], rows["chat"]["cost_usd"]) == (1, 0, CALL_COST)
+
+
+def test_a_failure_a_fallback_covered_is_an_error_of_the_month_the_key_and_the_day(
+    admin_api: Api, gateway: Gateway, tenant: str, upstream: FakeOpenAI, smart: str
+) -> None:
+    upstream.fail(1, 401, "Incorrect API key provided")
+
+    _chat(gateway, tenant, HELLO | {"model": smart})
+
+    by_key, by_day = _usage(admin_api, tenant, "key"), _usage(admin_api, tenant, "day")
+    counted = [by_key["total"], *by_key["items"], *by_day["items"]]
+    assert [(row["requests"], row["errors"], row["fallbacks"], row["cost_usd"]) for row in counted] == [
+        (1, 1, 1, CALL_COST)
+    ] * 3
 
 
 def test_a_stream_is_metered_with_the_providers_tokens(admin_api: Api, gateway: Gateway, tenant: str) -> None:
@@ -378,6 +427,16 @@ def test_an_alias_with_no_known_price_is_refused_without_pricing(admin_api: Api,
 # The ledger's conditional writes, directly
 
 
+def _ledger(usage: UsageTable, month: str) -> Ledger:
+    """The tenant's ledger, through the usage report's read of the month."""
+    return ledger_of(next((i for i in usage.month_items("tnt_a", month) if i["sk"] == TOTAL), None))
+
+
+def _state(usage: UsageTable, month: str) -> BudgetState:
+    """What a call reads of money: the budget and the month's ledger."""
+    return BudgetState(usage.get_budget("tnt_a"), _ledger(usage, month))
+
+
 @pytest.fixture
 def served_usage(monkeypatch: pytest.MonkeyPatch) -> Iterator[UsageTable]:
     """The usage table on a moto server that handles one request at a time, as DynamoDB applies
@@ -422,7 +481,7 @@ def test_fifty_concurrent_reservations_admit_exactly_what_the_limit_holds(served
     for thread in threads:
         thread.join()
 
-    ledger = served_usage.read_budget_state("tnt_a", "2026-11").ledger
+    ledger = _ledger(served_usage, "2026-11")
     assert (len(admitted), len(refused)) == (14, 36)  # 14 x 70,000 <= 1,000,000 < 15 x 70,000
     assert (ledger.committed_micros, ledger.remaining_micros) == (980_000, 20_000)
     assert set(refused) == {20_000}
@@ -436,7 +495,7 @@ def test_settling_twice_counts_once_and_a_swept_hold_is_not_refunded_twice(serve
 
     first, again = served_usage.settle(metered, hold).counted, served_usage.settle(metered, hold).counted
 
-    ledger = served_usage.read_budget_state("tnt_a", "2026-11").ledger
+    ledger = _ledger(served_usage, "2026-11")
     assert (first, again) == (True, False)
     assert (ledger.spent_micros, ledger.committed_micros, ledger.remaining_micros) == (
         10_000,
@@ -452,7 +511,7 @@ def test_a_new_month_starts_from_the_full_budget(served_usage: UsageTable) -> No
     price = Pricing(**PRICING)
 
     def spend_the_whole_budget() -> None:
-        state = served_usage.read_budget_state("tnt_a", month_of(clock["now"]))
+        state = _state(served_usage, month_of(clock["now"]))
         meter = CallMeter(
             served_usage, None, None, "tnt_a", "k", f"r{clock['now']}", state, lambda: clock["now"]
         )
@@ -467,7 +526,7 @@ def test_a_new_month_starts_from_the_full_budget(served_usage: UsageTable) -> No
     clock["now"] = calendar.timegm((2026, 2, 1, 0, 0, 1))
     spend_the_whole_budget()
 
-    assert served_usage.read_budget_state("tnt_a", "2026-02").ledger.spent_micros == 100_000
+    assert _ledger(served_usage, "2026-02").spent_micros == 100_000
 
 
 def test_a_threshold_reached_by_overlapping_calls_is_announced_by_the_one_that_reaches_it(
@@ -483,7 +542,7 @@ def test_a_threshold_reached_by_overlapping_calls_is_announced_by_the_one_that_r
             sent.append(threshold.fraction)
 
     def meter(request_id: str) -> CallMeter:
-        state = served_usage.read_budget_state("tnt_a", "2026-11")
+        state = _state(served_usage, "2026-11")
         return CallMeter(served_usage, Notifier(), None, "tnt_a", "k", request_id, state, lambda: now)
 
     # Both read the ledger at $0, both reserve, then each spends $0.45: the second reaches 50 % and
@@ -495,7 +554,7 @@ def test_a_threshold_reached_by_overlapping_calls_is_announced_by_the_one_that_r
         with call:
             call.succeeded("chat", Usage(0, 225), Pricing(**PRICING), latency_ms=1)
 
-    ledger = served_usage.read_budget_state("tnt_a", "2026-11").ledger
+    ledger = _ledger(served_usage, "2026-11")
     assert (ledger.spent_micros, ledger.warned) == (900_000, frozenset({"0.5", "0.8"}))
     assert sent == [0.5, 0.8]
 
@@ -527,7 +586,7 @@ def test_a_cancelled_stream_releases_its_reservation(served_usage: UsageTable) -
         Budget(tenant_id="tnt_a", monthly_limit_usd=1, hard=True, updated_at=0), "2026-11", {}, 1_000_000
     )
     store = invoke.InvokeStore(
-        calls=FakeCalls(models, usage=served_usage),
+        calls=FakeCalls(models, state=lambda _tenant, month: _state(served_usage, month)),
         providers={"openai_compatible": _CancelledStream()},
         now=lambda: calendar.timegm((2026, 11, 23, 12, 0, 0)),
         usage=served_usage,
@@ -540,5 +599,5 @@ def test_a_cancelled_stream_releases_its_reservation(served_usage: UsageTable) -
     with pytest.raises(KeyboardInterrupt):
         list(answer.events)
 
-    ledger = served_usage.read_budget_state("tnt_a", "2026-11").ledger
+    ledger = _ledger(served_usage, "2026-11")
     assert (ledger.committed_micros, ledger.remaining_micros, ledger.spent_micros) == (0, 1_000_000, 0)

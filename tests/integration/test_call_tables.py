@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from byom.dal.aws import table
 from byom.dal.calls import CallTables
+from byom.dal.ledger import UsageTable
 from byom.dal.policies import PolicyRepository
 from byom.dal.repositories import CredentialRepository, ModelRepository
-from byom.dal.usage import UsageTable
 from byom.domain import Budget, Credential, ModelAlias
 from byom.governance.policy import Policy, default_policy
 

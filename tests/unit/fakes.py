@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from byom.dal.calls import CallRead
 from byom.domain import ApiKey, Credential, ModelAlias, Tenant
 from byom.errors import Conflict
 from byom.governance.policy import default_policy
 from byom.governance.rate_limits import Throttle, UsageKey
+from byom.logic.invoke import CallRead
+from byom.money import BudgetState
 
 
 class FakeTenants:
@@ -107,8 +109,9 @@ class FakeModels:
 class FakeCalls:
     """The first read of a call (logic.invoke.CallReader) over the in-memory repositories.
 
-    `policies` answers `get(tenant_id) -> Policy`; `usage` (a fake or a real UsageTable) answers
-    `read_budget_state(tenant_id, month)`; `minute_tokens` is what every metered read reports."""
+    `policies` answers `get(tenant_id) -> Policy`; `state(tenant_id, month)` the budget state of a
+    metered read (none given: calls are not metered); `minute_tokens` is what every metered read
+    reports."""
 
     def __init__(
         self,
@@ -116,12 +119,12 @@ class FakeCalls:
         credentials: FakeCredentials | None = None,
         *,
         policies: Any = None,
-        usage: Any = None,
+        state: Callable[[str, str], BudgetState] | None = None,
     ) -> None:
         self.models = models or FakeModels()
         self.credentials = credentials or FakeCredentials()
         self.policies = policies
-        self.usage = usage
+        self.state = state
         self.minute_tokens = 0
 
     def read(
@@ -132,7 +135,7 @@ class FakeCalls:
         if month is None or minute is None:
             return CallRead(model, credential, None, default_policy(tenant_id))
         policy = self.policies.get(tenant_id) if self.policies is not None else default_policy(tenant_id)
-        state = self.usage.read_budget_state(tenant_id, month) if self.usage is not None else None
+        state = self.state(tenant_id, month) if self.state is not None else None
         return CallRead(model, credential, state, policy, self.minute_tokens)
 
 

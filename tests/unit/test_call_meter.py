@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from byom.dal.usage import BudgetState, Hold, Ledger, Metered, ReservationRefused, Settled
 from byom.domain import Budget, Pricing
 from byom.errors import BudgetExceeded
-from byom.logic.budget import HOLD_SECONDS, CallMeter, Threshold
-from byom.logic.metering import Estimate
+from byom.logic.call_meter import HOLD_SECONDS, CallMeter, Threshold
+from byom.logic.money import Estimate
+from byom.money import BudgetState, Hold, Ledger, Metered, ReservationRefused, Settled
 from byom.providers import Usage
 
 NOW = 1_790_000_000  # 2026-09-21
@@ -177,6 +177,37 @@ def test_success_settles_the_hold_at_the_providers_tokens() -> None:
     assert (metered.input_tokens, metered.output_tokens, metered.cost_micros) == (10, 5, cost)
     assert hold is meter.hold
     assert "release" not in usage.names()
+
+
+def test_the_aliases_a_fallback_covered_are_settled_with_the_answer_in_one_write() -> None:
+    usage = RecordingUsage()
+    with _meter(usage, _budget()) as meter:
+        meter.admit(ESTIMATE)
+        cost = meter.succeeded("fast", Usage(10, 5), PRICE, latency_ms=12, fell_back_from=("smart",))
+
+    metered, _ = usage.calls[-1][1]
+    assert usage.names() == ["reserve", "settle"]
+    assert (metered.alias, metered.fell_back_from, metered.cost_micros) == ("fast", ("smart",), cost)
+
+
+def test_the_answering_models_counters_keep_the_covered_failures_out() -> None:
+    metered = Metered(
+        "tnt_a",
+        "2026-09",
+        "2026-09-01",
+        "r1",
+        "key_1",
+        "fast",
+        10,
+        5,
+        20_000,
+        fell_back_from=("smart", "mid"),
+    )
+
+    call, model = metered.counters(), metered.model_counters()
+
+    assert (call["requests"], call["errors"], call["fallbacks"], call["cost_micros"]) == (1, 2, 2, 20_000)
+    assert (model["requests"], model["errors"], model["fallbacks"], model["cost_micros"]) == (1, 0, 0, 20_000)
 
 
 def test_a_request_metered_before_gives_its_new_hold_back() -> None:

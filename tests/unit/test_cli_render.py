@@ -51,6 +51,19 @@ def test_the_usage_table_has_a_row_per_model_and_the_total() -> None:
     assert {"fast", "smart", "total"} <= rows
 
 
+def test_the_usage_table_shows_the_fallbacks_of_a_model_that_failed() -> None:
+    failed = {"model": "down", "requests": 0, "cost_usd": 0, "errors": 2, "fallbacks": 2}
+    report = REPORT | {"items": [*REPORT["items"], failed]}  # type: ignore[list-item]
+
+    shown = text_of(render.usage(report))
+
+    header = next(line for line in shown.splitlines() if "fallbacks" in line)
+    row = next(line for line in shown.splitlines() if line.startswith("│ down "))
+    columns = [cell.strip() for cell in header.split("┃")[1:-1]]
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert (cells[columns.index("errors")], cells[columns.index("fallbacks")]) == ("2", "2")
+
+
 def test_the_usage_table_shows_the_budget_bar_and_what_is_left() -> None:
     shown = text_of(render.usage(REPORT))
 

@@ -18,6 +18,7 @@ from byom.logic.resilience import (
     ATTEMPTS_HEADER,
     Deadline,
     Next,
+    Outcome,
     RetryPolicy,
     Timing,
     backoff,
@@ -95,12 +96,15 @@ class Models:
         return self.targets[alias]
 
     def run(self, first: Target, policy: RetryPolicy = POLICY) -> tuple[str, Target, int]:
+        outcome = self.outcome(first, policy)
+        return outcome.value, outcome.target, outcome.attempts
+
+    def outcome(self, first: Target, policy: RetryPolicy = POLICY) -> Outcome[str]:
         timing = Timing(monotonic=self.clock.monotonic, sleep=self.clock.sleep, uniform=self.clock.uniform)
         self.deadline = Deadline(timing, policy.deadline_seconds)
-        outcome = call_with_fallbacks(
+        return call_with_fallbacks(
             first, self.resolve, self.call, policy=policy, timing=timing, deadline=self.deadline
         )
-        return outcome.value, outcome.target, outcome.attempts
 
 
 @pytest.fixture
@@ -326,6 +330,26 @@ def test_a_fallback_that_no_longer_resolves_is_skipped(clock: FakeClock) -> None
     value, target, _ = models.run(_target("fast", "deleted", "last"))
 
     assert (value, target.alias, models.resolved) == ("from last", "last", ["deleted", "last"])
+
+
+def test_the_outcome_names_the_models_that_failed_before_the_one_that_answered(clock: FakeClock) -> None:
+    models = Models(clock, fast=[unavailable()], second=[bad_key()], third=["from third"])
+
+    outcome = models.outcome(_target("fast", "second", "third"))
+
+    assert (outcome.target.alias, outcome.fell_back_from) == ("third", ("fast", "second"))
+
+
+def test_an_answer_after_retries_of_the_same_model_names_no_failed_model(clock: FakeClock) -> None:
+    models = Models(clock, fast=[unavailable(), "answer"], backup=["x"])
+
+    assert models.outcome(_target("fast", "backup")).fell_back_from == ()
+
+
+def test_a_fallback_that_no_longer_resolves_is_not_a_failed_model(clock: FakeClock) -> None:
+    models = Models(clock, fast=[unavailable()], last=["from last"])
+
+    assert models.outcome(_target("fast", "deleted", "last")).fell_back_from == ("fast",)
 
 
 # What the caller is told when everything failed

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from byom.logic.metering import to_usd
+from byom.logic.money import to_usd
 
 SERVICE = "byom-gateway"
 

@@ -25,11 +25,11 @@ from byom.dal.alarms import SpendAlarms
 from byom.dal.audit import AuditTable
 from byom.dal.aws import client, table
 from byom.dal.guardrails import BedrockGuardrails
+from byom.dal.ledger import UsageTable
 from byom.dal.policies import PolicyRepository
 from byom.dal.repositories import ApiKeyRepository, CredentialRepository, ModelRepository, TenantRepository
 from byom.dal.secrets import SecretStore
 from byom.dal.tenant_scope import scoped_table
-from byom.dal.usage import UsageTable
 from byom.dal.usage_plans import UsagePlanRepository
 from byom.domain import CreateKey, CreateModel, CreateTenant, PutBudget, PutCredential
 from byom.governance.policy import PutPolicy

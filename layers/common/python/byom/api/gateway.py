@@ -17,20 +17,19 @@ from byom.dal.cache import ResponseCacheTable, cache_table
 from byom.dal.calls import CallTables
 from byom.dal.content import ContentStore
 from byom.dal.guardrails import BedrockGuardrails
+from byom.dal.ledger import UsageTable
 from byom.dal.notify import Notifier
 from byom.dal.policies import PolicyRepository
 from byom.dal.repositories import ModelRepository
 from byom.dal.responses import ResponseStore, tenant_scoped
 from byom.dal.secrets import ProviderKeys
 from byom.dal.tenant_scope import scoped_table
-from byom.dal.usage import UsageTable
 from byom.domain import ModelAlias
 from byom.errors import GatewayMisconfigured, InvalidRequest, NotFound
-from byom.logic import invoke, recommend
+from byom.logic import budgets, invoke, recommend
 from byom.logic import stored_responses as stored
-from byom.logic import usage as usage_logic
 from byom.logic.access import require_tenant_key
-from byom.logic.metering import month_of
+from byom.logic.money import month_of
 from byom.logic.resilience import RetryPolicy
 from byom.metrics import CallMetrics
 from byom.openai_types import ChatRequest, EmbeddingRequest, ResponsesRequest
@@ -245,7 +244,7 @@ def get_usage(
     group_by: Annotated[str | None, Query()] = None,
 ) -> JSONResponse:
     tenant_id = require_tenant_key(ctx.principal)
-    return ok(usage_logic.report(usage_table(), tenant_id, month, group_by, reader=tenant_usage(tenant_id)))
+    return ok(budgets.report(usage_table(), tenant_id, month, group_by, reader=tenant_usage(tenant_id)))
 
 
 @router.get("/v1/models/recommend")

@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from byom.dal.ledger import UsageTable
 from byom.dal.policies import PolicyRepository
 from byom.dal.repositories import ModelRepository
-from byom.dal.usage import BudgetState, UsageTable
-from byom.domain import Credential, ModelAlias
-from byom.governance.policy import Policy, default_policy
-
-
-@dataclass(frozen=True)
-class CallRead:
-    """What a call knows before its provider is asked."""
-
-    model: ModelAlias | None
-    credential: Credential | None
-    state: BudgetState | None
-    """None when the call is not metered (no usage table, or no month asked for)."""
-    policy: Policy
-    minute_tokens: int = 0
-    """The tenant's tokens settled in the call's minute (tokens-per-minute limits)."""
+from byom.governance.policy import default_policy
+from byom.logic.invoke import CallRead
 
 
 class CallTables:
     """The alias, its credential, and (for a metered call) the usage and policy items: one
-    BatchGetItem on a warm call (ModelRepository.get_for_call)."""
+    BatchGetItem on a warm call (ModelRepository.get_for_call). It answers the value type that its
+    caller's Protocol names (logic.invoke.CallReader), so the logic imports nothing from here."""
 
     def __init__(
         self,

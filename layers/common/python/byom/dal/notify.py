@@ -17,7 +17,7 @@ class Notifier:
         self._topic = topic_arn
 
     def budget_threshold_crossed(self, threshold: Any) -> None:
-        """`threshold`: byom.logic.budget.Threshold."""
+        """`threshold`: byom.logic.call_meter.Threshold."""
         detail = threshold.detail()
         answer = self._events.put_events(
             Entries=[

@@ -119,7 +119,7 @@ class Trail:
             response_id=self.response_id,
         )
 
-    # The metering transaction's side (byom.logic.budget.SettleRecord)
+    # The metering transaction's side (byom.logic.call_meter.SettleRecord)
 
     def item(self, input_tokens: int, output_tokens: int, cost_micros: int) -> dict[str, Any] | None:
         """The record as an item of the settle transaction; None when there is no audit log."""

@@ -25,9 +25,9 @@ from byom.governance.guardrail import GuardrailScreen
 from byom.governance.policy import BUILTIN_TYPES, Policy, PutPolicy, RateLimits
 from byom.governance.rate_limits import Throttle, UsageKey, throttle_for
 from byom.governance.redaction import validate_custom_pattern
-from byom.logic import usage as usage_logic
+from byom.logic import budgets
 from byom.logic.access import ALL_ROLES, Principal, require_platform_admin, require_tenant_access
-from byom.logic.metering import highest_pricing
+from byom.logic.money import highest_pricing
 from byom.pricing import cache_points, catalog_price
 from byom.security import generate_api_key, hash_api_key, validate_base_url
 
@@ -124,15 +124,15 @@ class AdminStore:
     models: Models
     secrets: ProviderSecrets
     allow_loopback_http: bool = False
-    usage: usage_logic.BudgetTable | None = None
+    usage: budgets.BudgetTable | None = None
     """The usage table (budgets); None where budgets are not kept (unit tests of other logic)."""
-    alarms: usage_logic.SpendAlarms | None = None
+    alarms: budgets.SpendAlarms | None = None
     """Per-tenant spend alarms (byom.dal.alarms.SpendAlarms); None: no alarms."""
     policies: Any = None
     """Governance policies (byom.dal.policies.PolicyRepository); None where not kept."""
     guardrails: GuardrailScreen | None = None
     """Bedrock Guardrails, to check that a policy's guardrail exists."""
-    tenant_usage: Callable[[str], usage_logic.UsageReader] | None = None
+    tenant_usage: Callable[[str], budgets.UsageReader] | None = None
     """The usage table of one tenant, opened with credentials scoped to it (reports read it)."""
     usage_plans: UsagePlans | None = None
     """API Gateway usage plans; None where the API enforces none (handler tests without a stage)."""
@@ -162,7 +162,7 @@ def create_tenant(store: AdminStore, principal: Principal, body: CreateTenant) -
     store.tenants.create(tenant)
     if body.monthly_budget_usd and store.usage is not None:
         # The budget of the tenant's creation is a hard one with the default warnings.
-        usage_logic.put_budget(
+        budgets.put_budget(
             store.usage,
             store.alarms,
             store.keys,
@@ -480,7 +480,7 @@ def delete_model(store: AdminStore, principal: Principal, tenant_id: str, alias:
 # Budgets and usage
 
 
-def _budgets(store: AdminStore) -> usage_logic.BudgetTable:
+def _budgets(store: AdminStore) -> budgets.BudgetTable:
     if store.usage is None:
         raise GatewayMisconfigured("Budgets are not configured")
     return store.usage
@@ -488,17 +488,17 @@ def _budgets(store: AdminStore) -> usage_logic.BudgetTable:
 
 def put_budget(store: AdminStore, principal: Principal, tenant_id: str, body: PutBudget) -> Budget:
     _tenant(store, principal, tenant_id)
-    return usage_logic.put_budget(_budgets(store), store.alarms, store.keys, tenant_id, body)
+    return budgets.put_budget(_budgets(store), store.alarms, store.keys, tenant_id, body)
 
 
 def get_budget(store: AdminStore, principal: Principal, tenant_id: str) -> Budget:
     _tenant(store, principal, tenant_id, roles=ALL_ROLES)
-    return usage_logic.get_budget(_budgets(store), tenant_id)
+    return budgets.get_budget(_budgets(store), tenant_id)
 
 
 def delete_budget(store: AdminStore, principal: Principal, tenant_id: str) -> None:
     _tenant(store, principal, tenant_id)
-    usage_logic.delete_budget(_budgets(store), store.alarms, tenant_id)
+    budgets.delete_budget(_budgets(store), store.alarms, tenant_id)
 
 
 def usage_report(
@@ -507,7 +507,7 @@ def usage_report(
     """Every role of the tenant reads its usage (SPEC §4.2), with the tenant's own credentials."""
     _tenant(store, principal, tenant_id, roles=ALL_ROLES)
     reader = store.tenant_usage(tenant_id) if store.tenant_usage is not None else None
-    return usage_logic.report(_budgets(store), tenant_id, month, group_by, reader=reader)
+    return budgets.report(_budgets(store), tenant_id, month, group_by, reader=reader)
 
 
 # Governance policy

@@ -31,7 +31,7 @@ from byom.automations import (
     UpdateAutomation,
 )
 from byom.errors import BudgetExceeded, ByomError, Conflict, InvalidRequest, NotFound, ProviderError
-from byom.logic import metering
+from byom.logic import money
 from byom.logic.access import Principal, require_tenant_access
 from byom.logic.invoke import Answer, Call
 from byom.observability import logger
@@ -550,7 +550,7 @@ def handle(store: RunnerStore, delivery: Delivery) -> Run | None:
     run = replace(
         run,
         output=output[:MAX_OUTPUT_CHARS],
-        cost_usd=metering.to_usd(answer.cost_micros or 0),
+        cost_usd=money.to_usd(answer.cost_micros or 0),
     )
     if automation.approval and store.workflow is not None:
         store.automations.put_run(run)

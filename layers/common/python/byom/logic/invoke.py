@@ -16,7 +16,6 @@ from typing import Any, Generic, Protocol, TypeVar
 from pydantic import BaseModel
 
 from byom import clock
-from byom.dal.calls import CallRead
 from byom.domain import Credential, ModelAlias, StoredResponse
 from byom.errors import ByomError, GatewayMisconfigured, ModelNotFound, NotFound, ProviderError, RateLimited
 from byom.governance import screening
@@ -24,9 +23,9 @@ from byom.governance.guardrail import GuardrailScreen
 from byom.governance.policy import Policy, RedactionMode
 from byom.governance.screening import Screening
 from byom.governance.trail import AuditLog, Trail, subject_of
-from byom.logic import metering, response_cache, responses
+from byom.logic import money, response_cache, responses
 from byom.logic.access import Principal, require_tenant_key
-from byom.logic.budget import CallMeter, CallMetrics, Ledgers, ThresholdNotifier
+from byom.logic.call_meter import CallMeter, CallMetrics, Ledgers, ThresholdNotifier
 from byom.logic.resilience import (
     ATTEMPTS_HEADER,
     Deadline,
@@ -35,6 +34,7 @@ from byom.logic.resilience import (
     Timing,
     call_with_fallbacks,
 )
+from byom.money import BudgetState
 from byom.observability import logger
 from byom.openai_types import ChatRequest, EmbeddingRequest, ResponsesRequest
 from byom.providers import ChatResult, EmbeddingResult, Provider, StreamEvent, Target, Usage
@@ -145,7 +145,7 @@ def headers(target: Target) -> dict[str, str]:
 
 
 def cost_header(cost_micros: int) -> str:
-    return f"{metering.to_usd(cost_micros):.6f}"
+    return f"{money.to_usd(cost_micros):.6f}"
 
 
 def _headers(target: Target, attempts: int, cache: str | None, cost_micros: int | None) -> dict[str, str]:
@@ -155,6 +155,19 @@ def _headers(target: Target, attempts: int, cache: str | None, cost_micros: int 
     if cost_micros is not None:
         extra[COST_HEADER] = cost_header(cost_micros)
     return headers(target) | extra
+
+
+@dataclass(frozen=True)
+class CallRead:
+    """What a call knows before its provider is asked."""
+
+    model: ModelAlias | None
+    credential: Credential | None
+    state: BudgetState | None
+    """None when the call is not metered (no usage table, or no month asked for)."""
+    policy: Policy
+    minute_tokens: int = 0
+    """The tenant's tokens settled in the call's minute (tokens-per-minute limits)."""
 
 
 class CallReader(Protocol):
@@ -219,7 +232,7 @@ def _start(store: InvokeStore, call: Call, alias: str, trail: Trail) -> _Started
     meter for its money. A tenant over its tokens-per-minute limit is refused here."""
     tenant_id = trail.tenant_id
     now = store.now()
-    read = store.calls.read(tenant_id, alias, month=metering.month_of(now), minute=metering.minute_of(now))
+    read = store.calls.read(tenant_id, alias, month=money.month_of(now), minute=money.minute_of(now))
     trail.retention_days = read.policy.retention_days
     model = _found(alias, read.model)
     target = _target(tenant_id, alias, model, read.credential)
@@ -242,7 +255,7 @@ def _start(store: InvokeStore, call: Call, alias: str, trail: Trail) -> _Started
         request_id=call.request_id,
         state=read.state,
         now=store.now,
-        tokens_minute=metering.minute_of(now) if tokens_per_minute is not None else None,
+        tokens_minute=money.minute_of(now) if tokens_per_minute is not None else None,
     )
     return _Started(target, meter, read.policy, mode)
 
@@ -278,6 +291,7 @@ def _settle(
         outcome.target.pricing,
         latency_ms=_elapsed_ms(started),
         record=trail,
+        fell_back_from=outcome.fell_back_from,
     )
 
 
@@ -286,7 +300,7 @@ def billable(usage: Usage, input_bound: int, answer: dict[str, Any] | None) -> U
     if usage.prompt_tokens or usage.completion_tokens:
         return usage
     logger.warning("the provider reported no token usage; metering upper bounds instead")
-    return Usage(input_bound, metering.answer_tokens_bound(answer or {}))
+    return Usage(input_bound, money.answer_tokens_bound(answer or {}))
 
 
 def _settle_hit(meter: CallMeter | None, target: Target, usage: Usage, trail: Trail) -> int | None:
@@ -301,7 +315,7 @@ def _bounded(request: ChatRequest, target: Target, meter: CallMeter | None) -> C
     the alias's cap (OpenAI's own API takes it as max_completion_tokens, the others as max_tokens)."""
     if meter is None or meter.hard_limit_micros is None or request.max_output_tokens is not None:
         return request
-    cap = metering.output_cap(request, target.max_output_tokens)
+    cap = money.output_cap(request, target.max_output_tokens)
     name = "max_completion_tokens" if target.provider == "openai" else "max_tokens"
     return request.model_copy(update={name: cap})
 
@@ -379,7 +393,7 @@ def completion_body(result: ChatResult, *, completion_id: str, created: int, mod
     }
 
 
-def dry_run_body(target: Target, estimate: metering.Estimate, meter: CallMeter | None) -> dict[str, Any]:
+def dry_run_body(target: Target, estimate: money.Estimate, meter: CallMeter | None) -> dict[str, Any]:
     """What a chat request would cost at most, and whether a hard budget would admit it now."""
     body: dict[str, Any] = {
         "object": "byom.dry_run",
@@ -397,7 +411,7 @@ def dry_run_body(target: Target, estimate: metering.Estimate, meter: CallMeter |
     if meter is not None and limit is not None:
         remaining = limit - meter.state.ledger.committed_micros
         body["budget"] = {
-            "remaining_usd": metering.to_usd(max(remaining, 0)),
+            "remaining_usd": money.to_usd(max(remaining, 0)),
             "would_admit": estimate.cost_micros <= remaining,
         }
     return body
@@ -418,7 +432,7 @@ def _answered(
     meter: CallMeter | None,
     kind: response_cache.Kind,
     request: BaseModel,
-    estimate: metering.Estimate,
+    estimate: money.Estimate,
     call: Callable[[Any, Target, float], T],
     *,
     replay: Callable[[Any], T],
@@ -536,7 +550,7 @@ def _screened_chat(
 
 def _begin_chat(
     store: InvokeStore, call: Call, request: ChatRequest, trail: Trail
-) -> tuple[_Started, ChatRequest, Screening, metering.Estimate]:
+) -> tuple[_Started, ChatRequest, Screening, money.Estimate]:
     """What every chat call does first: read, screen the request by the policy, bound its cost."""
     started = _start(store, call, request.model, trail)
     request, screening_ = _screened_chat(store, started, request, trail)
@@ -545,7 +559,7 @@ def _begin_chat(
         started,
         request,
         screening_,
-        metering.estimate_chat(request, target.budget_pricing, target.max_output_tokens),
+        money.estimate_chat(request, target.budget_pricing, target.max_output_tokens),
     )
 
 
@@ -845,7 +859,7 @@ class _Relay:
     meter: CallMeter | None
     trail: Trail
     outcome: Outcome[_Opened]
-    estimate: metering.Estimate
+    estimate: money.Estimate
     cache_key: str | None
     content: Callable[[Any], dict[str, Any]] | None
     began: float
@@ -1043,7 +1057,7 @@ def embed(store: InvokeStore, call: Call, request: EmbeddingRequest) -> Answer:
             meter,
             "embeddings",
             request,
-            metering.estimate_embeddings(request, target.budget_pricing),
+            money.estimate_embeddings(request, target.budget_pricing),
             lambda provider, t, timeout: provider.embed(request, t, timeout=timeout),
             replay=lambda cached: cached,
             as_result=lambda result: result,

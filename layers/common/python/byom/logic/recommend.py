@@ -12,7 +12,7 @@ from typing import Any
 
 from byom.domain import ModelAlias
 from byom.errors import InvalidRequest
-from byom.logic.usage import counters
+from byom.logic.budgets import counters
 from byom.pricing import capabilities
 
 NEEDS = ("tools", "vision", "embeddings")

@@ -97,6 +97,9 @@ class Outcome(Generic[T]):
     target: Target
     """The model that answered: the alias asked for or one of its fallbacks."""
     attempts: int
+    fell_back_from: tuple[str, ...] = ()
+    """The aliases that failed before `target` answered, in the order tried (its fallback covered
+    them): each an error of its own in the usage counters, at no cost."""
 
 
 def _targets(first: Target, resolve: Callable[[str], Target]) -> Iterator[Target]:
@@ -134,6 +137,7 @@ def call_with_fallbacks(
     """
     attempts = 0
     last: ByomError | None = None
+    failed: list[str] = []
     for target in _targets(first, resolve):
         for retry in range(policy.max_attempts):
             if retry:
@@ -148,7 +152,7 @@ def call_with_fallbacks(
             timeout = min(policy.attempt_timeout_seconds, max(remaining, policy.min_attempt_seconds))
             attempts += 1
             try:
-                return Outcome(call(target, timeout), target, attempts)
+                value = call(target, timeout)
             except ByomError as error:
                 step = next_step(error)
                 _log_failure(target, error, step, attempts)
@@ -157,6 +161,10 @@ def call_with_fallbacks(
                 last = error
                 if step is Next.FALLBACK:
                     break
+                continue
+            covered = tuple(alias for alias in dict.fromkeys(failed) if alias != target.alias)
+            return Outcome(value, target, attempts, covered)
+        failed.append(target.alias)  # every attempt of this model failed: the next one is tried
     assert last is not None
     raise _failed(last, attempts)
 

@@ -50,7 +50,7 @@ class Target:
 class Usage:
     """A call's tokens. `prompt_tokens` is every input token, as OpenAI counts them: those read from
     the provider's prompt cache (`cached_tokens`) and those written to it (`cache_write_tokens`)
-    included, each priced at its own rate (byom.logic.metering)."""
+    included, each priced at its own rate (byom.logic.money)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -1,4 +1,6 @@
-"""Budgets and usage reports (SPEC §4.2 budget and usage, §4.3 /v1/usage)."""
+"""Budgets and usage reports (SPEC §4.2 budget and usage, §4.3 /v1/usage): a tenant's budget
+stored and applied to the month's ledgers, and the month's counters read back as a report. The
+money math is byom.logic.money's; a call's own money, byom.logic.call_meter's."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import Any, Literal, Protocol
 from byom import clock
 from byom.domain import ApiKey, Budget, PutBudget
 from byom.errors import InvalidRequest, NotFound
-from byom.logic.metering import month_of, to_micros, to_usd
+from byom.logic.money import month_of, to_micros, to_usd
 
 GroupBy = Literal["model", "key", "day"]
 GROUPS: dict[str, str] = {"model": "model#", "key": "key#", "day": "day#"}
@@ -16,7 +18,7 @@ _MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 class UsageReader(Protocol):
-    """What a usage report reads (byom.dal.usage.UsageTable, on the tenant's scoped credentials)."""
+    """What a usage report reads (byom.dal.ledger.UsageTable, on the tenant's scoped credentials)."""
 
     def month_items(self, tenant_id: str, month: str) -> list[dict[str, Any]]:
         """The month's ledger and counter items, each with its `sk`."""
@@ -26,7 +28,7 @@ class UsageReader(Protocol):
 
 
 class BudgetTable(UsageReader, Protocol):
-    """The usage table as budgets and reports need it (byom.dal.usage.UsageTable)."""
+    """The usage table as budgets and reports need it (byom.dal.ledger.UsageTable)."""
 
     def put_budget(
         self, budget: Budget, month: str, key_limits_micros: dict[str, int], limit_micros: int
@@ -126,6 +128,7 @@ def counters(item: dict[str, Any] | None) -> dict[str, Any]:
         "cached_tokens": int(item.get("cached_tokens", 0)),
         "cost_usd": to_usd(int(item.get("cost_micros", 0))),
         "errors": int(item.get("errors", 0)),
+        "fallbacks": int(item.get("fallbacks", 0)),
         "cache_hits": int(item.get("cache_hits", 0)),
         "avg_latency_ms": round(int(item.get("latency_ms_sum", 0)) / samples, 1) if samples else None,
     }

@@ -1,4 +1,5 @@
-"""The usage table (docs/contracts.md): budgets, the monthly ledger, usage counters, reservations.
+"""The ledger's DynamoDB access: the usage table (docs/contracts.md) holds budgets, the monthly
+ledgers, usage counters and reservations; the values it reads and writes are byom.money's.
 
 Every write that moves money is one conditional DynamoDB request (an UpdateItem or a
 TransactWriteItems): a reservation is admitted only while `remaining_micros >= amount`, a call is
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
@@ -18,33 +18,14 @@ from botocore.exceptions import ClientError
 
 from byom.dal.aws import error_code, from_item, to_item
 from byom.domain import Budget
+from byom.money import FELL_BACK, BudgetState, Hold, Ledger, Metered, ReservationRefused, Settled
 
 BUDGET = "budget"
 TOTAL = "total"
 MARKER_TTL_SECONDS = 40 * 86_400
 MINUTE_TTL_SECONDS = 86_400
-COUNTERS = (
-    "requests",
-    "input_tokens",
-    "output_tokens",
-    "cached_tokens",
-    "cost_micros",
-    "errors",
-    "cache_hits",
-    "latency_ms_sum",
-    "latency_samples",
-)
 # Concurrent transactions on one ledger item can be cancelled with TransactionConflict: try again.
 _CONFLICT_ATTEMPTS = 5
-
-
-class ReservationRefused(Exception):
-    """Not enough budget left for a reservation: `scope` is `tenant` or `key`."""
-
-    def __init__(self, scope: str, remaining_micros: int | None) -> None:
-        super().__init__(f"{scope} budget exhausted")
-        self.scope = scope
-        self.remaining_micros = remaining_micros
 
 
 def month_pk(tenant_id: str, month: str) -> str:
@@ -56,93 +37,16 @@ def _minute_sk(minute: str) -> str:
     return f"tpm#{minute}"
 
 
-@dataclass(frozen=True)
-class Ledger:
-    """A month's money on one item (the tenant's `total`, or a key's): what was spent, what is
-    committed (spent and still held) and, under a limit, what remains."""
-
-    spent_micros: int = 0
-    committed_micros: int = 0
-    remaining_micros: int | None = None
-    warned: frozenset[str] = frozenset()
-
-    @classmethod
-    def of(cls, item: dict[str, Any] | None) -> Ledger:
-        if not item:
-            return cls()
-        return cls(
-            spent_micros=int(item.get("cost_micros", 0)),
-            committed_micros=int(item.get("committed_micros", 0)),
-            remaining_micros=int(item["remaining_micros"]) if "remaining_micros" in item else None,
-            warned=frozenset(item.get("warned", ())),
-        )
-
-
-@dataclass(frozen=True)
-class BudgetState:
-    """What a call needs to know about money, read with the alias in one request."""
-
-    budget: Budget | None
-    ledger: Ledger
-
-
-@dataclass(frozen=True)
-class Hold:
-    """A reservation: `amount_micros` taken off `remaining_micros` until the call settles."""
-
-    tenant_id: str
-    month: str
-    request_id: str
-    key_id: str
-    amount_micros: int
-    limit_micros: int
-    key_limit_micros: int | None
-    expires_at: int
-
-
-@dataclass(frozen=True)
-class Metered:
-    """One call's usage, counted once under its request id."""
-
-    tenant_id: str
-    month: str
-    day: str
-    request_id: str
-    key_id: str
-    alias: str
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_micros: int = 0
-    error: bool = False
-    cache_hit: bool = False
-    latency_ms: int | None = None
-    tokens_minute: str | None = None
-    """Under a tokens-per-minute limit: the minute (`YYYY-MM-DDTHH:MM`) whose counter this adds to."""
-    cached_tokens: int = 0
-    """Of `input_tokens`, those read from the provider's prompt cache."""
-
-    def counters(self) -> dict[str, int]:
-        return {
-            "requests": 0 if self.error else 1,
-            "input_tokens": self.input_tokens,
-            "output_tokens": self.output_tokens,
-            "cached_tokens": self.cached_tokens,
-            "cost_micros": self.cost_micros,
-            "errors": 1 if self.error else 0,
-            "cache_hits": 1 if self.cache_hit else 0,
-            "latency_ms_sum": self.latency_ms or 0,
-            "latency_samples": 0 if self.latency_ms is None else 1,
-        }
-
-
-@dataclass(frozen=True)
-class Settled:
-    counted: bool
-    """False when the request was metered before."""
-    spent_micros: int | None = None
-    """The month's spend with this call, when its spend guard was reached; else not read."""
-    warned: frozenset[str] = frozenset()
-    """The thresholds already announced, when the spend was read."""
+def ledger_of(item: dict[str, Any] | None) -> Ledger:
+    """A ledger item (`total` or `key#`) as the call reads it; none yet: nothing spent."""
+    if not item:
+        return Ledger()
+    return Ledger(
+        spent_micros=int(item.get("cost_micros", 0)),
+        committed_micros=int(item.get("committed_micros", 0)),
+        remaining_micros=int(item["remaining_micros"]) if "remaining_micros" in item else None,
+        warned=frozenset(item.get("warned", ())),
+    )
 
 
 def _typed_item(item: dict[str, Any]) -> dict[str, Any]:
@@ -153,6 +57,22 @@ def _typed_item(item: dict[str, Any]) -> dict[str, Any]:
 
 def _reasons(error: ClientError) -> list[str]:
     return [str(r.get("Code") or "None") for r in error.response.get("CancellationReasons", [])]
+
+
+Labelled = list[tuple[str, dict[str, Any]]]
+"""A transaction's items, each under a label unique in it: its failures are told by label."""
+
+
+def _failed(error: ClientError, items: Labelled) -> dict[str, dict[str, Any]]:
+    """The items whose condition failed, by label, each with its old item (typed as DynamoDB
+    answered it). DynamoDB answers one reason per item in the order they were sent; that order is
+    read here and nowhere else, so adding an item cannot shift what a failure is taken for."""
+    reasons = error.response.get("CancellationReasons", [])
+    return {
+        label: _typed_item(reason.get("Item") or {})
+        for (label, _), reason in zip(items, reasons, strict=False)
+        if reason.get("Code") == "ConditionalCheckFailed"
+    }
 
 
 class UsageTable:
@@ -223,15 +143,8 @@ class UsageTable:
         budget_item = by_sk.get((tenant_id, BUDGET))
         ledger = next((i for (pk, sk), i in by_sk.items() if sk == TOTAL and pk != tenant_id), None)
         return BudgetState(
-            budget=self.budget_of(budget_item) if budget_item else None, ledger=Ledger.of(ledger)
+            budget=self.budget_of(budget_item) if budget_item else None, ledger=ledger_of(ledger)
         )
-
-    def read_budget_state(self, tenant_id: str, month: str) -> BudgetState:
-        """The same as the hot path's read, on its own (for callers without an alias to read)."""
-        keys = self.call_keys(tenant_id, month)
-        answer = self._client.batch_get_item(RequestItems={self.name: {"Keys": keys}})
-        items = [from_item(i) for i in answer.get("Responses", {}).get(self.name, [])]
-        return self.budget_state(items, tenant_id)
 
     @staticmethod
     def _reserve_update(pk: str, sk: str, amount: int, limit: int) -> dict[str, Any]:
@@ -265,24 +178,18 @@ class UsageTable:
             "key_limited": hold.key_limit_micros is not None,
             "expires_at": hold.expires_at,
         }
-        items = [{"Update": {"TableName": self.name, **update}} for _, update in updates]
-        items.append(
-            {
-                "Put": {
-                    "TableName": self.name,
-                    "Item": record,
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
-        )
+        items: Labelled = [
+            (scope, {"Update": {"TableName": self.name, **update}}) for scope, update in updates
+        ]
+        hold_put = {"TableName": self.name, "Item": record, "ConditionExpression": "attribute_not_exists(pk)"}
+        items.append(("hold", {"Put": hold_put}))
         try:
             self._transact(items)
         except ClientError as error:
-            reasons = error.response.get("CancellationReasons", [])
-            for (scope, _), reason in zip(updates, reasons, strict=False):
-                if reason.get("Code") == "ConditionalCheckFailed":
-                    old = _typed_item(reason.get("Item") or {})
-                    remaining = old.get("remaining_micros")
+            failed = _failed(error, items)
+            for scope, _ in updates:  # the tenant's ledger first, as before a key's
+                if scope in failed:
+                    remaining = failed[scope].get("remaining_micros")
                     raise ReservationRefused(
                         scope, int(remaining) if remaining is not None else None
                     ) from None
@@ -337,7 +244,9 @@ class UsageTable:
         pk = month_pk(metered.tenant_id, metered.month)
         # Adding zero changes nothing: left out, the request is smaller and quicker to build
         # (every call adds 1 to `requests` or `errors`, so an update is never empty).
-        counters = {name: value for name, value in metered.counters().items() if value}
+        call_counters = {name: value for name, value in metered.counters().items() if value}
+        model_sk = f"model#{metered.alias}"
+        model_counters = {name: value for name, value in metered.model_counters().items() if value}
         held = hold.amount_micros if hold else 0
         # With a hold: committed moves from the hold to the cost. Without: the cost is committed.
         committed = metered.cost_micros - held
@@ -345,21 +254,19 @@ class UsageTable:
             TOTAL: reserved is not None,
             f"key#{metered.key_id}": bool(reserved and reserved.key_limit_micros is not None),
         }
-        items: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": self.name,
-                    "Item": {
-                        "pk": pk,
-                        "sk": f"req#{metered.request_id}",
-                        "outcome": "error" if metered.error else "ok",
-                        "expires_at": int(time.time()) + MARKER_TTL_SECONDS,
-                    },
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            }
-        ]
-        for sk in (TOTAL, f"model#{metered.alias}", f"key#{metered.key_id}", f"day#{metered.day}"):
+        marker = {
+            "TableName": self.name,
+            "Item": {
+                "pk": pk,
+                "sk": f"req#{metered.request_id}",
+                "outcome": "error" if metered.error else "ok",
+                "expires_at": int(time.time()) + MARKER_TTL_SECONDS,
+            },
+            "ConditionExpression": "attribute_not_exists(pk)",
+        }
+        items: Labelled = [("marker", {"Put": marker})]
+        for sk in (TOTAL, model_sk, f"key#{metered.key_id}", f"day#{metered.day}"):
+            counters = model_counters if sk == model_sk else call_counters
             values = {f":{name}": value for name, value in counters.items()}
             adds = [f"{name} :{name}" for name in counters]
             if sk in ledgers and committed:
@@ -379,29 +286,42 @@ class UsageTable:
                 update["ConditionExpression"] = "cost_micros < :guard"
                 update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
                 values[":guard"] = spend_guard
-            items.append({"Update": update})
+            items.append((sk, {"Update": update}))
+        # The models a fallback covered: an error each, in this same write (no extra round trip).
+        for alias in dict.fromkeys(metered.fell_back_from):
+            if alias != metered.alias:
+                items.append((f"model#{alias}", self._fell_back_update(pk, alias)))
         tokens = metered.input_tokens + metered.output_tokens
         if metered.tokens_minute is not None and tokens:
-            items.append(self._minute_update(pk, metered.tokens_minute, tokens))
-        # The hold's delete stays last: a failed condition there is told by position.
-        items.extend(also)
+            items.append(("minute", self._minute_update(pk, metered.tokens_minute, tokens)))
+        items.extend((f"also#{n}", item) for n, item in enumerate(also))
         if hold is not None:
-            items.append(self._delete_hold(hold))
+            items.append(("hold", self._delete_hold(hold)))
         try:
             self._transact(items)
         except ClientError as error:
-            reasons = _reasons(error)
-            if reasons and reasons[0] == "ConditionalCheckFailed":
+            failed = _failed(error, items)
+            if "marker" in failed:
                 return False
-            if spend_guard is not None and reasons[1:2] == ["ConditionalCheckFailed"]:
-                old = _typed_item(error.response["CancellationReasons"][1].get("Item") or {})
+            if spend_guard is not None and TOTAL in failed:
+                old = failed[TOTAL]
                 raise _SpendReached(
                     int(old.get("cost_micros", 0)), frozenset(old.get("warned", ()))
                 ) from None
-            if hold is not None and reasons and reasons[-1] == "ConditionalCheckFailed":
+            if "hold" in failed:
                 raise _HoldGone() from None
             raise
         return True
+
+    def _fell_back_update(self, pk: str, alias: str) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self.name,
+                "Key": {"pk": pk, "sk": f"model#{alias}"},
+                "UpdateExpression": "ADD " + ", ".join(f"{name} :{name}" for name in FELL_BACK),
+                "ExpressionAttributeValues": {f":{name}": value for name, value in FELL_BACK.items()},
+            }
+        }
 
     def _minute_update(self, pk: str, minute: str, tokens: int) -> dict[str, Any]:
         return {
@@ -439,16 +359,17 @@ class UsageTable:
             "UpdateExpression": "ADD committed_micros :minus, remaining_micros :plus",
             "ExpressionAttributeValues": {":minus": -hold.amount_micros, ":plus": hold.amount_micros},
         }
-        items = [{"Update": {"TableName": self.name, "Key": {"pk": pk, "sk": TOTAL}, **refund}}]
+        items: Labelled = [
+            ("tenant", {"Update": {"TableName": self.name, "Key": {"pk": pk, "sk": TOTAL}, **refund}})
+        ]
         if hold.key_limit_micros is not None:
-            items.append(
-                {"Update": {"TableName": self.name, "Key": {"pk": pk, "sk": f"key#{hold.key_id}"}, **refund}}
-            )
-        items.append(self._delete_hold(hold, expired_before=expired_before))
+            key = {"pk": pk, "sk": f"key#{hold.key_id}"}
+            items.append(("key", {"Update": {"TableName": self.name, "Key": key, **refund}}))
+        items.append(("hold", self._delete_hold(hold, expired_before=expired_before)))
         try:
             self._transact(items)
         except ClientError as error:
-            if _reasons(error)[-1:] == ["ConditionalCheckFailed"]:
+            if "hold" in _failed(error, items):
                 return False
             raise
         return True
@@ -515,10 +436,13 @@ class UsageTable:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def _transact(self, items: list[dict[str, Any]]) -> None:
+    def _transact(self, items: Labelled) -> None:
+        if len({label for label, _ in items}) != len(items):
+            raise ValueError("every item of a transaction needs a label of its own")
+        transact_items = [item for _, item in items]
         for attempt in range(_CONFLICT_ATTEMPTS):
             try:
-                self._client.transact_write_items(TransactItems=items)
+                self._client.transact_write_items(TransactItems=transact_items)
                 return
             except ClientError as error:
                 if "TransactionConflict" not in _reasons(error) or attempt == _CONFLICT_ATTEMPTS - 1:

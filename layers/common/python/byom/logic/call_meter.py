@@ -3,7 +3,7 @@
 `CallMeter` is the whole life of a call's money. Used as a context manager, its exit releases a
 reservation the call did not settle (a provider failure, a gateway fault, a cancelled call), so
 no path leaks one; reservations of a crashed function expire and are swept when they would refuse
-a call. The counting itself is the usage table's: exactly once per request id.
+a call. The counting itself is the ledger's (byom.dal.ledger): exactly once per request id.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from byom.dal.usage import BudgetState, Hold, Metered, ReservationRefused, Settled
 from byom.domain import Pricing
 from byom.errors import BudgetExceeded
-from byom.logic.metering import (
+from byom.logic.money import (
     Estimate,
     cost_micros,
     day_of,
@@ -26,6 +25,7 @@ from byom.logic.metering import (
     to_micros,
     to_usd,
 )
+from byom.money import BudgetState, Hold, Metered, ReservationRefused, Settled
 from byom.observability import logger
 from byom.providers import Usage
 
@@ -63,7 +63,7 @@ class SettleRecord(Protocol):
 
 
 class Ledgers(Protocol):
-    """The usage table's money operations a call needs (byom.dal.usage.UsageTable)."""
+    """The usage table's money operations a call needs (byom.dal.ledger.UsageTable)."""
 
     def reserve(self, hold: Hold) -> None:
         """Take the hold off the remaining budget, or raise ReservationRefused."""
@@ -205,9 +205,11 @@ class CallMeter:
         latency_ms: int | None,
         cache_hit: bool = False,
         record: SettleRecord | None = None,
+        fell_back_from: tuple[str, ...] = (),
     ) -> int:
         """Count the call with the provider's tokens at the answering model's prices (cache reads and
-        writes at theirs); its cost."""
+        writes at theirs); its cost. `fell_back_from`: the aliases that failed before `alias`
+        answered, each counted as an error of its own (no cost) in the same write."""
         cost = 0
         if not cache_hit:
             cost = cost_micros(
@@ -225,6 +227,7 @@ class CallMeter:
             cost_micros=cost,
             cache_hit=cache_hit,
             latency_ms=latency_ms,
+            fell_back_from=fell_back_from,
         )
         settled = self._settle(metered, self._spend_guard(cost), record)
         if settled.spent_micros is not None:
