@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from byom.domain import ApiKey, Credential, ModelAlias, Tenant
+from byom.domain import ApiKey, CallRead, Credential, ModelAlias, Tenant
 from byom.errors import Conflict
 from byom.governance.policy import default_policy
 from byom.governance.rate_limits import Throttle, UsageKey
-from byom.logic.invoke import CallRead
 from byom.money import BudgetState
 
 

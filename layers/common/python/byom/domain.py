@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+if TYPE_CHECKING:  # value types of other modules that import this one
+    from byom.governance.policy import Policy
+    from byom.money import BudgetState
 
 Role = Literal["admin", "developer", "viewer"]
 RedactionMode = Literal["off", "mask", "block"]
@@ -194,3 +199,16 @@ class StoredResponse(BaseModel):
     """The data subject, whose erasure deletes this record."""
     expires_at: int | None = None
     """Unix seconds; None: kept until deleted."""
+
+
+@dataclass(frozen=True)
+class CallRead:
+    """What a call knows before its provider is asked."""
+
+    model: ModelAlias | None
+    credential: Credential | None
+    state: BudgetState | None
+    """None when the call is not metered (no usage table, or no month asked for)."""
+    policy: Policy
+    minute_tokens: int = 0
+    """The tenant's tokens settled in the call's minute (tokens-per-minute limits)."""

@@ -7,14 +7,15 @@ from typing import Any
 from byom.dal.ledger import UsageTable
 from byom.dal.policies import PolicyRepository
 from byom.dal.repositories import ModelRepository
+from byom.domain import CallRead
 from byom.governance.policy import default_policy
-from byom.logic.invoke import CallRead
 
 
 class CallTables:
     """The alias, its credential, and (for a metered call) the usage and policy items: one
-    BatchGetItem on a warm call (ModelRepository.get_for_call). It answers the value type that its
-    caller's Protocol names (logic.invoke.CallReader), so the logic imports nothing from here."""
+    BatchGetItem on a warm call (ModelRepository.get_for_call). It answers a domain value
+    (byom.domain.CallRead) that its caller's Protocol names (logic.invoke.CallReader): neither
+    layer imports the other."""
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from pydantic import BaseModel
 
 from byom import clock
-from byom.domain import Credential, ModelAlias, StoredResponse
+from byom.domain import CallRead, Credential, ModelAlias, StoredResponse
 from byom.errors import ByomError, GatewayMisconfigured, ModelNotFound, NotFound, ProviderError, RateLimited
 from byom.governance import screening
 from byom.governance.guardrail import GuardrailScreen
@@ -34,7 +34,6 @@ from byom.logic.resilience import (
     Timing,
     call_with_fallbacks,
 )
-from byom.money import BudgetState
 from byom.observability import logger
 from byom.openai_types import ChatRequest, EmbeddingRequest, ResponsesRequest
 from byom.providers import ChatResult, EmbeddingResult, Provider, StreamEvent, Target, Usage
@@ -155,19 +154,6 @@ def _headers(target: Target, attempts: int, cache: str | None, cost_micros: int 
     if cost_micros is not None:
         extra[COST_HEADER] = cost_header(cost_micros)
     return headers(target) | extra
-
-
-@dataclass(frozen=True)
-class CallRead:
-    """What a call knows before its provider is asked."""
-
-    model: ModelAlias | None
-    credential: Credential | None
-    state: BudgetState | None
-    """None when the call is not metered (no usage table, or no month asked for)."""
-    policy: Policy
-    minute_tokens: int = 0
-    """The tenant's tokens settled in the call's minute (tokens-per-minute limits)."""
 
 
 class CallReader(Protocol):
