@@ -11,8 +11,8 @@ from typing import Any
 
 import boto3
 import pytest
-
 from byom.fine_tuning import FileRecord
+
 from tests.conftest import LambdaContext, api_event
 from tests.integration.conftest import ROOT, _module, load_handler, tenant_context
 from tests.unit.evals_fakes import FakeBatches
