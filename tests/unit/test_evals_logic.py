@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from byom.errors import InvalidRequest, NotFound
+from byom.errors import BudgetExceeded, InvalidRequest, NotFound
 from byom.evals import CreateEval, CreateRun
 from byom.logic import evals as logic
 from byom.logic.access import Principal
@@ -231,7 +231,8 @@ def test_grader_calls_are_made_as_the_runs_caller_and_their_cost_counted() -> No
 
 
 def test_an_event_for_a_batch_that_is_not_an_eval_runs_is_ignored(store: logic.EvalStore) -> None:
-    event = {"detail": {"tenant_id": TENANT, "batch_id": "batch_x", "status": "completed", "metadata": {}}}
+    detail = {"tenant_id": TENANT, "batch_id": "batch_x", "status": "completed", "metadata": {}}
+    event = {"source": "byom.batches", "detail-type": "BatchFinished", "detail": detail}
     assert logic.on_batch_finished(store, event, "req") is None
 
 
@@ -272,3 +273,24 @@ def test_the_latest_completed_run_is_the_evidence_for_its_task(store: logic.Eval
     found = logic.evidence(store.evals, TENANT, "capitals")
     assert found is not None and found.per_alias["fast"].score == 1.0
     assert logic.evidence(store.evals, TENANT, "other") is None
+
+
+class RefusingBatches(FakeBatches):
+    """Accepts the first batch, refuses the second (a budget refusal at creation)."""
+
+    def submit(
+        self, principal: Principal, *, endpoint: str, lines: list[dict[str, Any]], metadata: dict[str, str]
+    ) -> str:
+        if self.submitted:
+            raise BudgetExceeded("The batch needs $1.00; $0.10 remains this month")
+        return super().submit(principal, endpoint=endpoint, lines=lines, metadata=metadata)
+
+
+def test_a_refused_batch_fails_the_run_keeping_the_batches_already_submitted(store: logic.EvalStore) -> None:
+    store.batches = RefusingBatches()
+    record = logic.create_eval(store, CALLER, _eval_body())
+    with pytest.raises(BudgetExceeded):
+        logic.create_run(store, CALLER, record.id, _run_body("fast", "smart"))
+    (run,) = logic.list_runs(store, CALLER, record.id, after=None, limit=10)[0]
+    assert run.status == "failed" and run.error is not None
+    assert list(run.aliases) == ["fast"]

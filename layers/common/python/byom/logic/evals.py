@@ -41,7 +41,6 @@ FILE_PURPOSE = "evals"
 WRITERS = ("admin", "developer")
 BATCH_SOURCE = "byom.batches"
 BATCH_FINISHED = "BatchFinished"
-MAX_LINE_BYTES = 256 * 1024
 
 
 # -- collaborators ----------------------------------------------------------------------------------
@@ -334,8 +333,10 @@ def create_run(store: EvalStore, principal: Principal, eval_id: str, body: Creat
         try:
             batch_id = store.batches.submit(principal, endpoint=CHAT_ENDPOINT, lines=lines, metadata=metadata)
         except ByomError as error:
-            # The batches already submitted run on and are graded; the run itself says it failed.
-            store.evals.finish_run(tenant_id, record.id, run.id, "failed", _error(error), clock.now())
+            # The batches already submitted run on and are graded (the run keeps their ids); the run
+            # itself says it failed, and why.
+            failed = {"status": "failed", "error": _error(error), "completed_at": clock.now()}
+            store.evals.put_run(run.model_copy(update=failed))
             raise
         run.aliases[alias] = AliasBatch(batch_id=batch_id)
     run = run.model_copy(update={"status": "in_progress"})
@@ -393,6 +394,8 @@ class BatchFinished:
 
 def parse_batch_finished(event: Mapping[str, Any]) -> BatchFinished | None:
     """The contract's event (batch contract §2); None for a batch that is not an eval run's."""
+    if event.get("source") != BATCH_SOURCE or event.get("detail-type") != BATCH_FINISHED:
+        return None
     detail = event.get("detail") or {}
     metadata = detail.get("metadata") or {}
     wanted = ("eval_id", "eval_run_id", "alias")
@@ -431,8 +434,9 @@ def _grader(store: EvalStore, run: RunRecord, request_id: str) -> evaluation.Gra
         )
         sampling |= {k: v for k, v in params.items() if k in ("temperature", "top_p", "seed")}
         request = ChatRequest.model_validate({"model": alias, "messages": messages, **sampling})
-        # One request id per grader call: each is metered once, and a retried event meters anew
-        # only the calls it makes again.
+        # One request id per grader call, derived from the invocation's: Lambda retries an event
+        # under the same request id, and metering is once per request id, so a retried grading does
+        # not charge its grader calls twice.
         answer = chat(Call(principal, f"{request_id}-grade-{next(calls)}"), request)
         cost = (answer.cost_micros or 0) / 1_000_000
         return evaluation.GraderAnswer(_output_text(answer.body), cost)

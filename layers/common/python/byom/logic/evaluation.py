@@ -105,11 +105,6 @@ def render(template: str, context: Mapping[str, Any]) -> str:
     return _FIELD.sub(field, template)
 
 
-def fields(template: str) -> list[str]:
-    """The field paths a template names."""
-    return _FIELD.findall(template)
-
-
 # -- criteria -------------------------------------------------------------------------------------
 
 
