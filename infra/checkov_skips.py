@@ -48,6 +48,11 @@ QUEUE_RUNNER_DLQ_REASON = (
     "failed record goes back to the queue and, after its maxReceiveCount, to the queue's own "
     "dead-letter queue (with its depth alarm). A function dead-letter queue would never receive one."
 )
+SCORER_DLQ_REASON = (
+    "EventBridge invokes the evals scorer asynchronously; an event it fails on after Lambda's retries goes "
+    "to the scorer's dead-letter queue through an on-failure destination (with its depth alarm), which "
+    "carries the invocation's error as well. A DeadLetterConfig queue would be a second place for it."
+)
 SQS_MANAGED_ENCRYPTION_REASON = (
     "The queue is encrypted at rest, with SQS-managed keys (SqsManagedSseEnabled); checkov counts only a "
     "KMS key. With the stack's key, EventBridge and EventBridge Scheduler would need kms:GenerateDataKey "
@@ -71,10 +76,16 @@ def skip_findings(stack: ByomGatewayStack) -> None:
     """Write every skip of the stack into its resources' Metadata."""
     functions = stack.functions
     tasks = stack.fine_tuning.tasks
-    api_functions = [functions.authorizer, functions.admin, functions.gateway, stack.fine_tuning.api_function]
+    api_functions = [
+        functions.authorizer,
+        functions.admin,
+        functions.gateway,
+        stack.fine_tuning.api_function,
+        stack.evals.api_function,
+    ]
     automations = stack.automations
     automation_tasks = list(automations.task_functions.values())
-    every_function = [*api_functions, *tasks.all(), automations.runner, *automation_tasks]
+    every_function = [*api_functions, *tasks.all(), automations.runner, *automation_tasks, stack.evals.scorer]
 
     for fn in every_function:
         skip(fn, "CKV_AWS_117", NO_VPC_REASON)
@@ -92,6 +103,9 @@ def skip_findings(stack: ByomGatewayStack) -> None:
         skip(queue, "CKV_AWS_27", SQS_MANAGED_ENCRYPTION_REASON)
     for fn in automation_tasks:
         skip(fn, "CKV_AWS_116", SYNCHRONOUS_DLQ_REASON.format(caller="by a Step Functions task"))
+
+    skip(stack.evals.scorer, "CKV_AWS_116", SCORER_DLQ_REASON)
+    skip(stack.evals.dead_letters, "CKV_AWS_27", SQS_MANAGED_ENCRYPTION_REASON)
 
     skip(stack.api.rest_api.deployment_stage, "CKV_AWS_120", NO_STAGE_CACHE_REASON)
     skip(stack.api.health_method, "CKV_AWS_59", PUBLIC_HEALTH_REASON.format())

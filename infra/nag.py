@@ -170,6 +170,7 @@ def acknowledge_findings(stack: ByomGatewayStack) -> None:
     _acknowledge_admin_key_secret(stack)
     _acknowledge_api(stack)
     _acknowledge_automations(stack)
+    _acknowledge_evals(stack)
 
 
 def _acknowledge_runtime(stack: ByomGatewayStack) -> None:
@@ -378,6 +379,7 @@ def _acknowledge_api(stack: ByomGatewayStack) -> None:
         api.responses_method,
         api.stored_responses_method,
         *api.docs_methods,
+        *api.evals_methods,
     )
     for method in methods:
         acknowledge(method, "COG4", API_KEY_AUTH_REASON)
@@ -431,10 +433,19 @@ def _acknowledge_automations(stack: ByomGatewayStack) -> None:
             AUTOMATION_TRIGGERS_REASON.format(prefix=prefix, what=what),
             finding=f"Resource::{_ARN}:{pattern}",
         )
-    runner = _role(automations.runner.role)
     for fn in (automations.runner, *automations.task_functions.values()):
         acknowledge(_role(fn.role), "IAM5", XRAY_REASON, finding="Resource::*")
     # The runner calls models through the gateway's own invocation path, so it holds the gateway's grants.
+    _acknowledge_invocation_path(stack, _role(automations.runner.role))
+    machine_role = automations.state_machine.role
+    acknowledge(machine_role, "IAM5", STATE_MACHINE_LOGS_REASON, finding="Resource::*")
+    for fn in automations.task_functions.values():
+        fn_id = stack.resolve(fn.function_arn)["Fn::GetAtt"][0]
+        acknowledge(machine_role, "IAM5", STATE_MACHINE_INVOKE_REASON, finding=f"Resource::<{fn_id}.Arn>:*")
+
+
+def _acknowledge_invocation_path(stack: ByomGatewayStack, runner: iam.IRole) -> None:
+    """The grants of a function that calls models through the data plane's invocation path."""
     tenant_secrets = (
         f"Resource::{_ARN}:secretsmanager:{_REGION_ACCOUNT}:secret:{stack.functions.secret_prefix}*"
     )
@@ -478,8 +489,33 @@ def _acknowledge_automations(stack: ByomGatewayStack) -> None:
             GUARDRAILS_REASON.format(actions="ApplyGuardrail", what=what),
             finding=f"Resource::{pattern}",
         )
-    machine_role = automations.state_machine.role
-    acknowledge(machine_role, "IAM5", STATE_MACHINE_LOGS_REASON, finding="Resource::*")
-    for fn in automations.task_functions.values():
-        fn_id = stack.resolve(fn.function_arn)["Fn::GetAtt"][0]
-        acknowledge(machine_role, "IAM5", STATE_MACHINE_INVOKE_REASON, finding=f"Resource::<{fn_id}.Arn>:*")
+
+
+def _acknowledge_evals(stack: ByomGatewayStack) -> None:
+    evals = stack.evals
+    acknowledge(
+        evals.dead_letters,
+        "SQS3",
+        "This queue is the evals scorer's dead-letter queue (its on-failure destination for events it "
+        "could not grade); a dead-letter queue of its own would only move the same messages again.",
+    )
+    bucket_id = stack.resolve(stack.data.data_bucket.bucket_arn)["Fn::GetAtt"][0]
+    for fn in (evals.api_function, evals.scorer):
+        role = _role(fn.role)
+        acknowledge(role, "IAM5", XRAY_REASON, finding="Resource::*")
+        acknowledge(
+            role,
+            "IAM5",
+            FINE_TUNING_OBJECTS_REASON.format(
+                pattern="tenants/*/evals/*: eval runs' items and graded output"
+            ),
+            finding=f"Resource::<{bucket_id}.Arn>/tenants/*/evals/*",
+        )
+    acknowledge(
+        _role(evals.api_function.role),
+        "IAM5",
+        FINE_TUNING_OBJECTS_REASON.format(pattern="tenants/*/files/*: the test sets tenants upload"),
+        finding=f"Resource::<{bucket_id}.Arn>/tenants/*/files/*",
+    )
+    # Grader calls take the gateway's own invocation path, so the scorer holds the gateway's grants.
+    _acknowledge_invocation_path(stack, _role(evals.scorer.role))

@@ -14,6 +14,7 @@ from infra.config import Settings
 from infra.constructs.api import STAGE_NAME, Api
 from infra.constructs.automations import Automations
 from infra.constructs.data import Data
+from infra.constructs.evals import Evals
 from infra.constructs.fine_tuning import FineTuning
 from infra.constructs.functions import Functions
 from infra.constructs.governance import Governance
@@ -67,6 +68,15 @@ class ByomGatewayStack(Stack):
             functions=self.functions,
             alerts_topic=self.alerts.topic,
         )
+        self.evals = Evals(
+            self,
+            "Evals",
+            settings=settings,
+            key=self.security.key,
+            data=self.data,
+            functions=self.functions,
+            alerts_topic=self.alerts.topic,
+        )
         self.api = Api(
             self,
             "Api",
@@ -76,6 +86,7 @@ class ByomGatewayStack(Stack):
             admin_function=self.functions.admin,
             gateway_function=self.functions.gateway,
             fine_tuning_function=self.fine_tuning.api_function,
+            evals_function=self.evals.api_function,
         )
         self.functions.connect_usage_plans(
             self.api.rest_api.rest_api_id, STAGE_NAME, self.api.platform_usage_key
@@ -91,7 +102,7 @@ class ByomGatewayStack(Stack):
                 admin=self.functions.admin,
                 gateway=self.functions.gateway,
             ),
-            capability_alarms=[self.automations.dlq_alarm],
+            capability_alarms=[self.automations.dlq_alarm, self.evals.dlq_alarm],
         )
         CfnOutput(self, "ApiUrl", value=self.api.rest_api.url, description="Base URL of the API (stage prod)")
         CfnOutput(

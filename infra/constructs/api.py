@@ -164,6 +164,7 @@ class Api(Construct):
         admin_function: lambda_.IFunction,
         gateway_function: lambda_.IFunction,
         fine_tuning_function: lambda_.IFunction,
+        evals_function: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
         self._settings = settings
@@ -178,6 +179,7 @@ class Api(Construct):
         self.responses_method = self._build_stream_route(gateway_function, RESPONSES_PATH)
         self.stored_responses_method = self._build_stored_responses_route(gateway_function)
         self.fine_tuning_methods = self._build_fine_tuning_routes(fine_tuning_function)
+        self.evals_methods = self._build_evals_routes(evals_function)
         self.docs_methods = self._build_docs_routes(gateway_function)
         self.platform_usage_key = platform_usage_key(self)
         self.platform_usage_plan = self._build_platform_usage_plan()
@@ -314,6 +316,14 @@ class Api(Construct):
             self._add_protected_proxy(files, integration),
             self._add_protected_proxy(fine_tuning, integration),
         ]
+
+    def _build_evals_routes(self, function: lambda_.IFunction) -> list[apigw.Method]:
+        """/v1/evals and below go to the evals function (SPEC §10); BUFFERED, 29 s."""
+        integration = apigw.LambdaIntegration(function, proxy=True, allow_test_invoke=False)
+        v1 = self.rest_api.root.get_resource("v1")
+        assert v1 is not None
+        evals = v1.add_resource("evals")
+        return [self._add_protected(evals, integration), self._add_protected_proxy(evals, integration)]
 
     def _add_protected(
         self, resource: apigw.IResource, integration: apigw.Integration, http_method: str = "ANY"

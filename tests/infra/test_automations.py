@@ -86,7 +86,7 @@ def test_the_dead_letter_queue_has_an_alarm_on_its_depth(template: Template) -> 
     alarms = [
         a
         for a in resources(template, "AWS::CloudWatch::Alarm").values()
-        if "dead-letters" in props(a)["AlarmName"]
+        if "automation-dead-letters" in props(a)["AlarmName"]
     ]
     (alarm,) = alarms
     assert props(alarm)["MetricName"] == "ApproximateNumberOfMessagesVisible"

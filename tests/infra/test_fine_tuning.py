@@ -107,7 +107,11 @@ def test_success_is_announced_on_eventbridge(template: Template) -> None:
 
 
 def test_bedrock_job_state_changes_reach_the_training_events_function(template: Template) -> None:
-    (rule,) = resources(template, "AWS::Events::Rule").values()
+    (rule,) = [
+        r
+        for r in resources(template, "AWS::Events::Rule").values()
+        if props(r)["EventPattern"].get("source") == ["aws.bedrock"]
+    ]
     assert props(rule)["EventPattern"] == {
         "source": ["aws.bedrock"],
         "detail-type": ["Model Customization Job State Change"],

@@ -248,6 +248,7 @@ PLATFORM_ALARMS = {
     *(f"{STACK_PREFIX}{fn}-throttles" for fn in ("authorizer", "admin", "gateway")),
     *(f"{STACK_PREFIX}{fn}-errors" for fn in ("authorizer", "admin", "gateway")),
     f"{STACK_PREFIX}automation-dead-letters",
+    f"{STACK_PREFIX}evals-scorer-dead-letters",
 }
 
 LAMBDA_ALARMS = [
@@ -346,6 +347,7 @@ def test_alarm_thresholds_come_from_context(tmp_path: Path) -> None:
         "gateway-errors": 3,
         "authorizer-errors": 5,
         "automation-dead-letters": 1,
+        "evals-scorer-dead-letters": 1,
     }
 
 

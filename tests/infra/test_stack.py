@@ -95,8 +95,9 @@ def test_tables_have_the_keys_and_indexes_of_the_contract(template: Template) ->
 def test_every_table_is_on_demand(template: Template) -> None:
     tables = resources(template, "AWS::DynamoDB::Table")
     # Six of the gateway, files, fine-tuning jobs, the idempotency records of job creation,
-    # governance's policies and audit trail, stored Responses, and the automations with their runs.
-    assert len(tables) == 13
+    # governance's policies and audit trail, stored Responses, the automations with their runs, and
+    # the evals with theirs.
+    assert len(tables) == 14
     assert all(props(t)["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
 
 
@@ -137,7 +138,7 @@ def test_response_cache_entries_expire_by_ttl_on_expires_at(template: Template) 
 
 
 # The gateway's three, the fine-tuning API and the eleven tasks of its state machine.
-FUNCTION_COUNT = 21
+FUNCTION_COUNT = 23
 
 # ---------------------------------------------------------------------------------------- logs
 
@@ -145,7 +146,7 @@ FUNCTION_COUNT = 21
 def test_every_log_group_has_the_configured_retention(template: Template) -> None:
     log_groups = resources(template, "AWS::Logs::LogGroup")
     # A log group per function (3 + the fine-tuning API + 13 tasks + the automation runner and its 3
-    # approval tasks), the API access log, the two state machines.
+    # approval tasks + the evals API and scorer), the API access log, the two state machines.
     assert len(log_groups) == FUNCTION_COUNT + 3
     assert all(props(lg).get("RetentionInDays") == RETENTION_DAYS for lg in log_groups.values())
 
@@ -200,7 +201,7 @@ def test_every_function_but_the_gateway_has_a_python_handler(template: Template)
         # Step Functions tasks share one folder, a module each (STYLE: one Lambda per task).
         assert props(fn)["Handler"] == "handler.handler" or props(fn)["Environment"]["Variables"][
             "POWERTOOLS_SERVICE_NAME"
-        ].startswith(("byom-ft_", "byom-automation_"))
+        ].startswith(("byom-ft_", "byom-automation_", "byom-evals_"))
 
 
 @pytest.mark.parametrize(
@@ -265,6 +266,8 @@ def test_function_timeout_and_memory(template: Template, name: str, timeout: int
                 "DATA_BUCKET",
                 "KMS_KEY_ID",
                 "RESPONSES_TABLE",
+                # `/v1/models/recommend?task=` (infra/constructs/evals.py).
+                "EVALS_TABLE",
                 # The Lambda Web Adapter's and the stream timeout (tests/infra/test_streaming.py).
                 "AWS_LAMBDA_EXEC_WRAPPER",
                 "AWS_LWA_INVOKE_MODE",
@@ -450,6 +453,8 @@ ROUTES = {
     ("ANY", "/v1/files"): "fine_tuning",
     ("ANY", "/v1/files/{proxy+}"): "fine_tuning",
     ("ANY", "/v1/fine_tuning/{proxy+}"): "fine_tuning",
+    ("ANY", "/v1/evals"): "evals",
+    ("ANY", "/v1/evals/{proxy+}"): "evals",
     ("GET", "/openapi.json"): "gateway",
     ("GET", "/docs"): "gateway",
 }

@@ -77,6 +77,8 @@ class GatewaySettings(_Settings):
     # Stored Responses (`store`, `previous_response_id`): sealed with the key above, large bodies in
     # the data bucket. Unset: nothing is stored.
     responses_table: str | None = None
+    # `/v1/models/recommend?task=`: the evals whose latest run ranks aliases. Unset: no evidence.
+    evals_table: str | None = None
 
 
 @lru_cache(maxsize=1)
@@ -157,3 +159,20 @@ class AutomationSettings(_Settings):
 @lru_cache(maxsize=1)
 def automation_settings() -> AutomationSettings:
     return AutomationSettings.from_env()
+
+
+class EvalSettings(_Settings):
+    """Evaluations (SPEC §10): the evals API and the scorer (docs/evals.md); the scorer's grader
+    calls read the gateway's settings as well (byom.api.gateway.invoke_store)."""
+
+    evals_table: str
+    files_table: str
+    models_table: str
+    data_bucket: str
+    kms_key_id: str | None = None
+    max_eval_items: int = Field(default=500, ge=1, le=500)
+
+
+@lru_cache(maxsize=1)
+def eval_settings() -> EvalSettings:
+    return EvalSettings.from_env()

@@ -16,6 +16,7 @@ from byom.dal.aws import LazyClient, client, table
 from byom.dal.cache import ResponseCacheTable, cache_table
 from byom.dal.calls import CallTables
 from byom.dal.content import ContentStore
+from byom.dal.evals import EvalTable
 from byom.dal.guardrails import BedrockGuardrails
 from byom.dal.ledger import UsageTable
 from byom.dal.notify import Notifier
@@ -26,7 +27,7 @@ from byom.dal.secrets import ProviderKeys
 from byom.dal.tenant_scope import scoped_table
 from byom.domain import ModelAlias
 from byom.errors import GatewayMisconfigured, InvalidRequest, NotFound
-from byom.logic import budgets, invoke, recommend
+from byom.logic import budgets, evals, invoke, recommend
 from byom.logic import stored_responses as stored
 from byom.logic.access import require_tenant_key
 from byom.logic.money import month_of
@@ -252,10 +253,18 @@ def recommend_models(
     ctx: Context,
     max_cost_per_1k_usd: Annotated[str | None, Query()] = None,
     need: Annotated[str | None, Query()] = None,
+    task: Annotated[str | None, Query(max_length=128)] = None,
 ) -> JSONResponse:
     tenant_id = require_tenant_key(ctx.principal)
     month_items = tenant_usage(tenant_id).month_items(tenant_id, month_of(clock.now()))
-    ranked = recommend.recommend(model_repository().list(tenant_id), month_items, max_cost_per_1k_usd, need)
+    evals_table = gateway_settings().evals_table
+    # The latest completed run of the eval `task` names (SPEC §10); none: the ranking without evidence.
+    evidence = (
+        evals.evidence(EvalTable(table(evals_table)), tenant_id, task) if task and evals_table else None
+    )
+    ranked = recommend.recommend(
+        model_repository().list(tenant_id), month_items, max_cost_per_1k_usd, need, evidence
+    )
     return ok(listing(ranked))
 
 

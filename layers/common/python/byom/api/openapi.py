@@ -91,10 +91,12 @@ def document() -> dict[str, Any]:
     """Built on the first request, then kept: the gateway's cold start does not import the admin and
     fine-tuning apps."""
     from byom.api.admin import build_admin_app
+    from byom.api.evals import build_evals_app
     from byom.api.fine_tuning import build_fine_tuning_app
     from byom.api.gateway import build_gateway_app
 
-    return merge([build().openapi() for build in (build_gateway_app, build_admin_app, build_fine_tuning_app)])
+    apps = (build_gateway_app, build_admin_app, build_fine_tuning_app, build_evals_app)
+    return merge([build().openapi() for build in apps])
 
 
 docs = APIRouter()
