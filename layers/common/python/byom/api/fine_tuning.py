@@ -34,7 +34,7 @@ from byom.dal.aws import session, table
 from byom.dal.policies import PolicyRepository
 from byom.errors import InvalidRequest, PayloadTooLarge
 from byom.fine_tuning import Approve, CreateJob
-from byom.logic import fine_tuning as logic
+from byom.logic import fine_tuning_jobs as logic
 from byom.logic.access import Principal, require_tenant_key
 from byom.settings import fine_tuning_settings
 
@@ -167,7 +167,7 @@ def get_file(ctx: Context, file_id: str) -> JSONResponse:
     return ok(logic.get_file(store(), ctx.principal, file_id).public())
 
 
-# UTF-8 text (byom.logic.fine_tuning.upload_file): the Lambda adapter answers it as text, which
+# UTF-8 text (byom.logic.fine_tuning_jobs.upload_file): the Lambda adapter answers it as text, which
 # API Gateway passes through whatever the client's Accept (the SDK sends application/binary).
 JSONL = "application/jsonl"
 
