@@ -73,7 +73,7 @@ def audit_log() -> AuditTable:
     return AuditTable(table(admin_settings().audit_table))
 
 
-def _trail() -> tuple[AuditLog, PolicyRepository]:
+def _trail() -> tuple[AuditLog, admin.Policies | None]:
     """Where admin actions are recorded (byom.api.admin_audit), and each tenant's retention read."""
     return audit_log(), store().policies
 
