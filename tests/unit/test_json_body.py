@@ -113,3 +113,12 @@ def test_the_operation_documents_its_model_and_its_limit() -> None:
     }
     assert operation["x-byom-max-body-bytes"] == LIMIT
     assert "x-byom-max-body-bytes" not in document["paths"]["/items"]["get"]
+
+
+def test_a_content_length_too_long_to_be_a_number_is_measured_not_parsed_as_one() -> None:
+    response = _client().post(
+        "/items",
+        content=b'{"name": "a"}',
+        headers={"content-type": "application/json", "content-length": "9" * 5000},
+    )
+    assert response.status_code == 201

@@ -261,6 +261,12 @@ class _JsonRequest(Request):
             raise json.JSONDecodeError("not UTF-8", "", error.start) from None
 
 
+def _declared_length(request: Request) -> int | None:
+    """The Content-Length sent, when it is a plain number (no longer than any real body's)."""
+    value = request.headers.get("content-length", "")
+    return int(value) if value.isdigit() and len(value) <= 15 else None
+
+
 class JsonBodyRoute(APIRoute):
     """A route whose body FastAPI validates from its pydantic model, with two rules the framework
     does not express: the size limit is checked (413) before any parsing, and the body is read as
@@ -288,10 +294,8 @@ class JsonBodyRoute(APIRoute):
         async def sized_json(request: Request) -> Response:
             request = _JsonRequest(request.scope, request.receive)
             # A declared length over the limit is refused unread, any other body once read.
-            declared = request.headers.get("content-length", "")
-            size = (
-                int(declared) if declared.isdigit() and int(declared) > limit else len(await request.body())
-            )
+            declared = _declared_length(request)
+            size = declared if declared is not None and declared > limit else len(await request.body())
             if size > limit:
                 raise PayloadTooLarge(f"Request body is {size} bytes; the limit is {limit}")
             return await handler(request)
