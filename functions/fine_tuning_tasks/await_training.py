@@ -1,4 +1,4 @@
-"""Fine-tuning state machine task: await_training (byom.logic.fine_tuning.await_training)."""
+"""Fine-tuning state machine task: await_training (byom.logic.fine_tuning_pipeline.await_training)."""
 
 from byom.api import fine_tuning_tasks
 from byom.observability import logger, tracer

@@ -1,4 +1,4 @@
-"""Fine-tuning state machine task: check_deployment (byom.logic.fine_tuning.check_deployment)."""
+"""Fine-tuning state machine task: check_deployment (byom.logic.fine_tuning_pipeline.check_deployment)."""
 
 from byom.api import fine_tuning_tasks
 from byom.observability import logger, tracer

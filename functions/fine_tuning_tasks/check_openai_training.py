@@ -1,4 +1,5 @@
-"""Fine-tuning state machine task: check_openai_training (byom.logic.fine_tuning.check_openai_training)."""
+"""Fine-tuning state machine task: check_openai_training
+(byom.logic.fine_tuning_pipeline.check_openai_training)."""
 
 from byom.api import fine_tuning_tasks
 from byom.observability import logger, tracer

@@ -1,4 +1,4 @@
-"""Fine-tuning state machine task: check_training (byom.logic.fine_tuning.check_training)."""
+"""Fine-tuning state machine task: check_training (byom.logic.fine_tuning_pipeline.check_training)."""
 
 from byom.api import fine_tuning_tasks
 from byom.observability import logger, tracer

@@ -1,4 +1,4 @@
-"""Fine-tuning state machine task: deploy (byom.logic.fine_tuning.deploy)."""
+"""Fine-tuning state machine task: deploy (byom.logic.fine_tuning_pipeline.deploy)."""
 
 from byom.api import fine_tuning_tasks
 from byom.observability import logger, tracer

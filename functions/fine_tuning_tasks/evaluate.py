@@ -1,4 +1,4 @@
-"""Fine-tuning state machine task: evaluate (byom.logic.fine_tuning.evaluate)."""
+"""Fine-tuning state machine task: evaluate (byom.logic.fine_tuning_pipeline.evaluate)."""
 
 from byom.api import fine_tuning_tasks
 from byom.observability import logger, tracer

@@ -1,4 +1,4 @@
-"""Fine-tuning state machine task: record_failure (byom.logic.fine_tuning.record_failure)."""
+"""Fine-tuning state machine task: record_failure (byom.logic.fine_tuning_pipeline.record_failure)."""
 
 from byom.api import fine_tuning_tasks
 from byom.observability import logger, tracer

@@ -1,4 +1,4 @@
-"""Fine-tuning state machine task: register (byom.logic.fine_tuning.register)."""
+"""Fine-tuning state machine task: register (byom.logic.fine_tuning_pipeline.register)."""
 
 from byom.api import fine_tuning_tasks
 from byom.observability import logger, tracer

@@ -1,4 +1,4 @@
-"""Fine-tuning state machine task: request_approval (byom.logic.fine_tuning.request_approval)."""
+"""Fine-tuning state machine task: request_approval (byom.logic.fine_tuning_pipeline.request_approval)."""
 
 from byom.api import fine_tuning_tasks
 from byom.observability import logger, tracer

@@ -1,4 +1,4 @@
-"""Fine-tuning state machine task: start_training (byom.logic.fine_tuning.start_training)."""
+"""Fine-tuning state machine task: start_training (byom.logic.fine_tuning_pipeline.start_training)."""
 
 from byom.api import fine_tuning_tasks
 from byom.observability import logger, tracer

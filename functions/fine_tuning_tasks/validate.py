@@ -1,4 +1,4 @@
-"""Fine-tuning state machine task: validate (byom.logic.fine_tuning.validate)."""
+"""Fine-tuning state machine task: validate (byom.logic.fine_tuning_pipeline.validate)."""
 
 from byom.api import fine_tuning_tasks
 from byom.observability import logger, tracer

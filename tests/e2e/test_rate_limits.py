@@ -25,7 +25,8 @@ def _tenant_key(admin: httpx2.Client, name: str) -> tuple[str, str]:
 
 
 def _limit(local_stack: LocalStack, tenant_id: str, requests_per_minute: int) -> int:
-    """Set the tenant's plan as byom.logic.admin.apply_rate_limits does; answers its burst."""
+    """Set the tenant's plan as a policy's rate limits set it (byom.logic.admin.put_policy);
+    answers its burst."""
     apigateway = boto3.client(
         "apigateway",
         endpoint_url=local_stack.aws_url,

@@ -294,9 +294,9 @@ def test_deleting_a_subject_removes_every_version(store: ContentStore) -> None:
     boto3.client("s3").delete_object(Bucket=DATA_BUCKET, Key=store.put("tnt_a", "req-2", {"v": 1}, ALICE))
     kept = store.put("tnt_a", "req-3", {"v": 1}, BOB)
 
-    removed = store.delete_subject("tnt_a", ALICE)
+    removed, done = store.delete_subject_page("tnt_a", ALICE)
 
-    assert removed == 1  # req-1; req-2 was already deleted (only its versions and marker were left)
+    assert (removed, done) == (1, True)  # req-1; req-2 was already deleted (its versions and marker left)
     assert versions_under(subject_prefix("tnt_a", ALICE)) == []
     assert store.get("tnt_a", key) is None
     assert store.get("tnt_a", kept) == {"v": 1}

@@ -7,7 +7,7 @@ from typing import Any
 
 from byom.domain import ApiKey, CallRead, Credential, ModelAlias, Tenant
 from byom.errors import Conflict
-from byom.governance.policy import default_policy
+from byom.governance.policy import Policy, default_policy
 from byom.governance.rate_limits import Throttle, UsageKey
 from byom.money import BudgetState
 
@@ -235,3 +235,19 @@ class FakeUsagePlans:
 
     def delete_key(self, usage_key_id: str) -> None:
         self.keys.pop(usage_key_id, None)
+
+
+class FakePolicies:
+    """byom.logic.admin.Policies in memory: a tenant with no stored policy has the defaults."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, Policy] = {}
+
+    def get(self, tenant_id: str) -> Policy:
+        return self.items.get(tenant_id) or Policy(tenant_id=tenant_id)
+
+    def put(self, policy: Policy) -> None:
+        self.items[policy.tenant_id] = policy
+
+    def delete(self, tenant_id: str) -> None:
+        self.items.pop(tenant_id, None)

@@ -1,10 +1,11 @@
 import pytest
 from byom.domain import CreateKey, CreateModel, CreateTenant, PutCredential
 from byom.errors import Conflict, InvalidRequest, NotFound, PermissionDenied
+from byom.governance.policy import PutPolicy
 from byom.logic import admin
 from byom.logic.access import Principal
 
-from tests.unit.fakes import FakeCredentials, FakeKeys, FakeModels, FakeSecrets, FakeTenants
+from tests.unit.fakes import FakeCredentials, FakeKeys, FakeModels, FakePolicies, FakeSecrets, FakeTenants
 
 PLATFORM = Principal(key_id="platform-admin", role="platform_admin")
 PROVIDER_KEY = "sk-live-provider-key-7f3a"
@@ -332,3 +333,16 @@ def test_prompt_caching_is_accepted_for_openai_which_caches_on_its_own(
     body = _model("mini", provider="openai", model_id="gpt-4o-mini", credential="oai", prompt_caching=True)
 
     assert admin.create_model(store, PLATFORM, tenant_id, body).prompt_caching is True
+
+
+def test_a_policy_put_is_the_policy_read(store: admin.AdminStore, tenant_id: str) -> None:
+    store.policies = FakePolicies()
+    admin.put_policy(store, PLATFORM, tenant_id, PutPolicy.model_validate({"retention_days": 7}))
+    assert admin.get_policy(store, PLATFORM, tenant_id).retention_days == 7
+
+
+def test_deleting_a_tenant_deletes_its_policy(store: admin.AdminStore, tenant_id: str) -> None:
+    store.policies = policies = FakePolicies()
+    admin.put_policy(store, PLATFORM, tenant_id, PutPolicy.model_validate({"retention_days": 7}))
+    admin.delete_tenant(store, PLATFORM, tenant_id)
+    assert tenant_id not in policies.items

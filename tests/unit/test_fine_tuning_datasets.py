@@ -11,7 +11,7 @@ from byom.fine_tuning import APPROVAL_REJECTED, DatasetInvalid
 from byom.governance import screening
 from byom.governance.policy import Redaction
 from byom.logic import datasets, evaluation
-from byom.logic.fine_tuning import bedrock_hyperparameters, failure_of
+from byom.logic.fine_tuning_pipeline import bedrock_hyperparameters, failure_of
 
 LIMITS = datasets.Limits(min_examples=1)
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 from byom.fine_tuning import TERMINAL, Job, JobClosed
-from byom.logic import fine_tuning as logic
+from byom.logic import fine_tuning_jobs as jobs
+from byom.logic import fine_tuning_pipeline as pipeline
 from byom.logic.access import Principal
 
 from tests.unit.fakes import FakeModels
@@ -110,8 +111,8 @@ def job(**changes: Any) -> Job:
     return base.model_copy(update=changes)
 
 
-def store(j: Job) -> logic.FineTuningStore:
-    return logic.FineTuningStore(
+def store(j: Job) -> jobs.FineTuningStore:
+    return jobs.FineTuningStore(
         files=None,
         jobs=FakeJobs(j),
         bucket=FakeBucket(),
@@ -128,7 +129,7 @@ def test_cancel_stops_the_execution_wakes_its_callback_and_stops_training() -> N
     s = store(job(byom_status="training", provider_job_arn="arn:job/ftjob-1"))
     s.jobs.tokens["ftjob-1"] = ("token-1", "training")
 
-    cancelled = logic.cancel_job(s, DEVELOPER, "ftjob-1")
+    cancelled = jobs.cancel_job(s, DEVELOPER, "ftjob-1")
 
     assert cancelled.byom_status == "cancelled"
     assert s.workflow.calls == [("stop", "arn:execution"), ("fail", "token-1", "JobCancelled")]
@@ -145,20 +146,20 @@ def test_a_training_job_started_after_a_cancel_is_stopped_at_once() -> None:
 
     s.jobs.update = cancelled_meanwhile  # type: ignore[method-assign]
     with pytest.raises(JobClosed):
-        logic.start_training(s, "ftjob-1")
+        pipeline.start_training(s, "ftjob-1")
     assert s.bedrock.stopped == ["ftjob-1"]
 
 
 def test_another_tenant_cannot_cancel_a_job() -> None:
     s = store(job(byom_status="training"))
-    with pytest.raises(logic.NotFound):
-        logic.cancel_job(s, Principal(key_id="k", role="admin", tenant_id="tnt_b"), "ftjob-1")
+    with pytest.raises(jobs.NotFound):
+        jobs.cancel_job(s, Principal(key_id="k", role="admin", tenant_id="tnt_b"), "ftjob-1")
 
 
 def test_a_failure_releases_the_evaluation_deployment_and_records_the_error() -> None:
     s = store(job(byom_status="evaluating", custom_model_arn="arn:model", deployment_arn="arn:deployment"))
 
-    outcome = logic.record_failure(s, "ftjob-1", {"Error": "States.Timeout"})
+    outcome = pipeline.record_failure(s, "ftjob-1", {"Error": "States.Timeout"})
 
     assert outcome["recorded"] is True
     assert s.bedrock.undeployed == ["arn:deployment"] and s.bedrock.stopped == []
@@ -168,5 +169,5 @@ def test_a_failure_releases_the_evaluation_deployment_and_records_the_error() ->
 
 def test_a_failure_after_a_cancel_keeps_the_job_cancelled() -> None:
     s = store(job(byom_status="cancelled"))
-    assert logic.record_failure(s, "ftjob-1", {"Error": "JobCancelled"})["recorded"] is False
+    assert pipeline.record_failure(s, "ftjob-1", {"Error": "JobCancelled"})["recorded"] is False
     assert s.jobs.get("ftjob-1").byom_status == "cancelled"

@@ -11,7 +11,8 @@ import pytest
 from byom.domain import Credential, ModelAlias, Pricing
 from byom.errors import ProviderError
 from byom.fine_tuning import CreateJob, Job, ProviderRejected, ProviderThrottled, TrainingFailed
-from byom.logic import fine_tuning as logic
+from byom.logic import fine_tuning_jobs as jobs
+from byom.logic import fine_tuning_pipeline as pipeline
 from byom.logic.access import Principal
 from byom.logic.datasets import Example
 from byom.providers import Target
@@ -102,7 +103,7 @@ def openai_job(**changes: Any) -> Job:
     return base.model_copy(update=changes)
 
 
-def store(job: Job, openai: FakeOpenAI | None = None) -> logic.FineTuningStore:
+def store(job: Job, openai: FakeOpenAI | None = None) -> jobs.FineTuningStore:
     models = FakeModels()
     models.create(
         ModelAlias(
@@ -120,7 +121,7 @@ def store(job: Job, openai: FakeOpenAI | None = None) -> logic.FineTuningStore:
     line = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "billing"}]}
     bucket.put("tenants/tnt_a/fine-tuning/ftjob-1/data/train.jsonl", b"train-split\n")
     bucket.put("tenants/tnt_a/fine-tuning/ftjob-1/data/evaluation.jsonl", json.dumps(line).encode() + b"\n")
-    return logic.FineTuningStore(
+    return jobs.FineTuningStore(
         files=None,
         jobs=FakeJobs(job),
         bucket=bucket,
@@ -142,7 +143,7 @@ def test_an_openai_alias_can_be_fine_tuned_with_its_credential_and_model_id() ->
     s.files = type("Files", (), {"get": lambda self, t, f: type("F", (), {"purpose": "fine-tune"})()})()
     s.workflow.start = lambda name, payload: "arn:execution:new"  # type: ignore[attr-defined]
 
-    job = logic.create_job(s, DEVELOPER, CreateJob(model="mini", training_file="file-1"))
+    job = jobs.create_job(s, DEVELOPER, CreateJob(model="mini", training_file="file-1"))
 
     assert (job.provider, job.credential, job.base_model_id, job.data_format) == (
         "openai",
@@ -156,8 +157,8 @@ def test_an_openai_compatible_alias_is_still_refused() -> None:
     alias = ModelAlias(
         tenant_id="tnt_a", alias="llama", provider="openai_compatible", model_id="llama", created_at=1
     )
-    with pytest.raises(logic.InvalidRequest) as refused:
-        logic.fine_tunable(alias)
+    with pytest.raises(jobs.InvalidRequest) as refused:
+        jobs.fine_tunable(alias)
     assert refused.value.code == "model_not_fine_tunable"
 
 
@@ -165,7 +166,7 @@ def test_starting_uploads_the_training_split_and_creates_the_job_on_the_base_mod
     openai = FakeOpenAI()
     s = store(openai_job(), openai)
 
-    assert logic.start_openai_training(s, "ftjob-1") == {"provider_job_id": "ftjob-oa-1"}
+    assert pipeline.start_openai_training(s, "ftjob-1") == {"provider_job_id": "ftjob-oa-1"}
 
     assert openai.uploads == [b"train-split\n"]
     assert openai.started == [("gpt-4o-mini-2024-07-18", "file-oa-1")]
@@ -178,9 +179,9 @@ def test_a_retried_start_reuses_the_file_already_uploaded() -> None:
     openai.fail_start = [ProviderThrottled("slow down")]
     s = store(openai_job(), openai)
     with pytest.raises(ProviderThrottled):
-        logic.start_openai_training(s, "ftjob-1")
+        pipeline.start_openai_training(s, "ftjob-1")
 
-    logic.start_openai_training(s, "ftjob-1")
+    pipeline.start_openai_training(s, "ftjob-1")
 
     assert len(openai.uploads) == 1 and openai.started == [("gpt-4o-mini-2024-07-18", "file-oa-1")]
 
@@ -195,15 +196,15 @@ def test_a_job_cancelled_while_openai_created_its_job_cancels_it_at_once() -> No
         original(job_id, fields, **kw)
 
     s.jobs.update = cancelled_meanwhile  # type: ignore[method-assign]
-    with pytest.raises(logic.JobClosed):
-        logic.start_openai_training(s, "ftjob-1")
+    with pytest.raises(pipeline.JobClosed):
+        pipeline.start_openai_training(s, "ftjob-1")
     assert openai.cancelled == ["ftjob-oa-1"]
 
 
 @pytest.mark.parametrize("status", ["validating_files", "queued", "running"])
 def test_a_running_openai_job_is_not_done(status: str) -> None:
     s = store(openai_job(provider_job_arn="ftjob-oa-1"), FakeOpenAI({"status": status}))
-    assert logic.check_openai_training(s, "ftjob-1")["done"] is False
+    assert pipeline.check_openai_training(s, "ftjob-1")["done"] is False
 
 
 def test_a_succeeded_openai_job_records_the_fine_tuned_model() -> None:
@@ -214,7 +215,7 @@ def test_a_succeeded_openai_job_records_the_fine_tuned_model() -> None:
     }
     s = store(openai_job(provider_job_arn="ftjob-oa-1"), FakeOpenAI(answer))
 
-    assert logic.check_openai_training(s, "ftjob-1") == {"done": True}
+    assert pipeline.check_openai_training(s, "ftjob-1") == {"done": True}
 
     job = s.jobs.get("ftjob-1")
     assert job.provider_model_id == "ft:gpt-4o-mini:org:tickets:abc"
@@ -230,7 +231,7 @@ def test_a_failed_openai_job_fails_with_openai_s_message() -> None:
     s = store(openai_job(provider_job_arn="ftjob-oa-1"), FakeOpenAI(answer))
 
     with pytest.raises(TrainingFailed) as failed:
-        logic.check_openai_training(s, "ftjob-1")
+        pipeline.check_openai_training(s, "ftjob-1")
 
     assert str(failed.value) == "The OpenAI fine-tuning job ftjob-oa-1 ended failed: too few"
 
@@ -241,14 +242,14 @@ def test_evaluation_asks_the_fine_tuned_model_through_openai() -> None:
         openai_job(provider_model_id="ft:gpt-4o-mini:org:tickets:abc", byom_status="evaluating"), openai
     )
 
-    assert logic.evaluate(s, "ftjob-1") == {"score": 1.0}
+    assert pipeline.evaluate(s, "ftjob-1") == {"score": 1.0}
     assert openai.asked == ["ft:gpt-4o-mini:org:tickets:abc"]
 
 
 def test_registering_makes_an_openai_alias_with_the_base_credential_and_pricing() -> None:
     s = store(openai_job(provider_model_id="ft:gpt-4o-mini:org:tickets:abc", byom_status="awaiting_approval"))
 
-    registered = logic.register(s, "ftjob-1")
+    registered = pipeline.register(s, "ftjob-1")
 
     alias = s.models.get("tnt_a", registered["fine_tuned_model"])
     assert registered["fine_tuned_model"].startswith("ft:mini:tickets:")
@@ -265,7 +266,7 @@ def test_cancelling_a_training_openai_job_cancels_it_at_openai() -> None:
     openai = FakeOpenAI()
     s = store(openai_job(provider_job_arn="ftjob-oa-1"), openai)
 
-    assert logic.cancel_job(s, DEVELOPER, "ftjob-1").byom_status == "cancelled"
+    assert jobs.cancel_job(s, DEVELOPER, "ftjob-1").byom_status == "cancelled"
     assert openai.cancelled == ["ftjob-oa-1"]
 
 
@@ -274,19 +275,19 @@ def test_a_cancel_openai_refuses_still_cancels_the_job() -> None:
     openai.fail_cancel = ProviderRejected("OpenAI answered 400: already succeeded")
     s = store(openai_job(provider_job_arn="ftjob-oa-1"), openai)
 
-    assert logic.cancel_job(s, DEVELOPER, "ftjob-1").byom_status == "cancelled"
+    assert jobs.cancel_job(s, DEVELOPER, "ftjob-1").byom_status == "cancelled"
 
 
 def test_a_failure_cancels_a_running_openai_job_but_not_a_finished_one() -> None:
     openai = FakeOpenAI()
     s = store(openai_job(provider_job_arn="ftjob-oa-1"), openai)
-    assert logic.record_failure(s, "ftjob-1", {"Error": "States.Timeout"})["released"] == [
+    assert pipeline.record_failure(s, "ftjob-1", {"Error": "States.Timeout"})["released"] == [
         "OpenAI fine-tuning job cancelled"
     ]
 
     finished = FakeOpenAI()
     s = store(openai_job(provider_job_arn="ftjob-oa-1", provider_model_id="ft:x"), finished)
-    logic.record_failure(s, "ftjob-1", {"Error": "States.Timeout"})
+    pipeline.record_failure(s, "ftjob-1", {"Error": "States.Timeout"})
     assert finished.cancelled == []
 
 
@@ -434,7 +435,7 @@ def test_a_refused_cancel_quotes_openai_without_the_key() -> None:
 def test_a_fine_tuned_model_of_a_base_the_catalog_does_not_list_costs_twice_the_base_price() -> None:
     s = store(openai_job(provider_model_id="ft:acme-base:org:tickets:abc", byom_status="awaiting_approval"))
 
-    registered = logic.register(s, "ftjob-1")
+    registered = pipeline.register(s, "ftjob-1")
 
     alias = s.models.get("tnt_a", registered["fine_tuned_model"])
     assert alias.pricing == Pricing(input_per_1k_usd=0.0006, output_per_1k_usd=0.0024)

@@ -4,12 +4,20 @@ a tenant's plan and its keys' API Gateway API keys in step with its keys."""
 import pytest
 from byom.domain import CreateKey, CreateTenant
 from byom.errors import NotFound
-from byom.governance.policy import RateLimits
+from byom.governance.policy import PutPolicy, RateLimits
 from byom.governance.rate_limits import Throttle, throttle_for
 from byom.logic import admin
 from byom.logic.access import Principal
 
-from tests.unit.fakes import FakeCredentials, FakeKeys, FakeModels, FakeSecrets, FakeTenants, FakeUsagePlans
+from tests.unit.fakes import (
+    FakeCredentials,
+    FakeKeys,
+    FakeModels,
+    FakePolicies,
+    FakeSecrets,
+    FakeTenants,
+    FakeUsagePlans,
+)
 
 PLATFORM = Principal(key_id="platform-admin", role="platform_admin")
 
@@ -33,12 +41,18 @@ def store(plans: FakeUsagePlans) -> admin.AdminStore:
         models=FakeModels(),
         secrets=FakeSecrets(),
         usage_plans=plans,
+        policies=FakePolicies(),
     )
 
 
 @pytest.fixture
 def tenant_id(store: admin.AdminStore) -> str:
     return admin.create_tenant(store, PLATFORM, CreateTenant(name="acme")).id
+
+
+def _limit(store: admin.AdminStore, tenant_id: str, limits: RateLimits) -> None:
+    """The tenant's policy with these rate limits, put as the platform admin puts it."""
+    admin.put_policy(store, PLATFORM, tenant_id, PutPolicy(rate_limits=limits))
 
 
 def _key(store: admin.AdminStore, tenant_id: str, name: str = "ci"):  # type: ignore[no-untyped-def]
@@ -168,23 +182,22 @@ def test_keys_get_no_api_key_where_no_usage_plans_are_managed(
     assert key.usage_key is None
 
 
-# apply_rate_limits
+# rate limits set by a policy
 
 
 def test_a_limit_creates_the_plan_with_its_throttle_before_any_key(
     store: admin.AdminStore, plans: FakeUsagePlans, tenant_id: str
 ) -> None:
-    applied = admin.apply_rate_limits(store, tenant_id, RateLimits(requests_per_minute=60))
+    _limit(store, tenant_id, RateLimits(requests_per_minute=60))
 
     plan_id = store.tenants.get(tenant_id).usage_plan_id
-    assert applied == Throttle(rate_per_second=1.0, burst=10)
-    assert plans.plans[plan_id] == applied
+    assert plans.plans[plan_id] == Throttle(rate_per_second=1.0, burst=10)
 
 
 def test_keys_created_after_a_limit_join_the_limited_plan(
     store: admin.AdminStore, plans: FakeUsagePlans, tenant_id: str
 ) -> None:
-    admin.apply_rate_limits(store, tenant_id, RateLimits(requests_per_minute=60))
+    _limit(store, tenant_id, RateLimits(requests_per_minute=60))
 
     key = _key(store, tenant_id)
 
@@ -196,7 +209,7 @@ def test_a_changed_limit_updates_the_existing_plan(
 ) -> None:
     key = _key(store, tenant_id)
 
-    admin.apply_rate_limits(store, tenant_id, RateLimits(requests_per_minute=6))
+    _limit(store, tenant_id, RateLimits(requests_per_minute=6))
 
     assert len(plans.plans) == 1
     assert plans.plans[plans.keys[key.usage_key_id]] == throttle_for(6)
@@ -205,9 +218,9 @@ def test_a_changed_limit_updates_the_existing_plan(
 def test_clearing_the_limit_leaves_the_plan_to_the_stage_default(
     store: admin.AdminStore, plans: FakeUsagePlans, tenant_id: str
 ) -> None:
-    admin.apply_rate_limits(store, tenant_id, RateLimits(requests_per_minute=6))
+    _limit(store, tenant_id, RateLimits(requests_per_minute=6))
 
-    admin.apply_rate_limits(store, tenant_id, RateLimits())
+    _limit(store, tenant_id, RateLimits())
 
     assert plans.plans[store.tenants.get(tenant_id).usage_plan_id] is None
 
@@ -215,21 +228,21 @@ def test_clearing_the_limit_leaves_the_plan_to_the_stage_default(
 def test_no_limit_for_a_tenant_without_a_plan_creates_none(
     store: admin.AdminStore, plans: FakeUsagePlans, tenant_id: str
 ) -> None:
-    admin.apply_rate_limits(store, tenant_id, RateLimits(tokens_per_minute=1000))
+    _limit(store, tenant_id, RateLimits(tokens_per_minute=1000))
 
     assert plans.plans == {}
 
 
 def test_limits_of_an_unknown_tenant_are_not_found(store: admin.AdminStore) -> None:
     with pytest.raises(NotFound):
-        admin.apply_rate_limits(store, "tnt_missing", RateLimits(requests_per_minute=60))
+        _limit(store, "tnt_missing", RateLimits(requests_per_minute=60))
 
 
 def test_of_two_plans_created_at_once_the_one_recorded_first_is_kept(
     store: admin.AdminStore, plans: FakeUsagePlans, tenant_id: str
 ) -> None:
     stale = store.tenants.get(tenant_id)  # read before another call recorded a plan
-    admin.apply_rate_limits(store, tenant_id, RateLimits(requests_per_minute=60))
+    _limit(store, tenant_id, RateLimits(requests_per_minute=60))
     recorded = store.tenants.get(tenant_id).usage_plan_id
 
     kept = admin._usage_plan(store, plans, stale)

@@ -188,6 +188,25 @@ def test_input_items_list_as_openai_lists_them() -> None:
     assert_valid("ResponseItemList", listing)
 
 
+def test_listed_input_items_are_the_wire_items_with_ids_and_status() -> None:
+    messages = [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": [{"type": "text", "text": "Hello"}]},
+        {"role": "tool", "tool_call_id": "c", "content": [{"type": "text", "text": "out"}]},
+    ]
+
+    listed = responses.input_items(messages)
+    wire = openai_responses.input_of(messages)
+
+    assert [{k: v for k, v in i.items() if k not in ("id", "status", "content")} for i in listed] == [
+        {k: v for k, v in i.items() if k != "content"} for i in wire
+    ]
+    assert all(i["status"] == "completed" and i["id"] for i in listed)
+    assert listed[1]["content"][0]["text"] == "Hello"
+    page = {"object": "list", "data": listed, "first_id": "a", "last_id": "b", "has_more": False}
+    assert_valid("ResponseItemList", page)
+
+
 # Streams
 
 

@@ -215,26 +215,3 @@ def test_another_tenants_input_items_are_not_found() -> None:
 
     with pytest.raises(NotFound):
         stored_responses.input_items(store, "tnt_a", "resp_1")
-
-
-# context_of
-
-
-def test_context_of_answers_the_stored_conversation_with_its_answer_last() -> None:
-    store = FakeStore()
-    stored(store)
-
-    context = stored_responses.context_of(store, "tnt_a", "resp_1")
-
-    assert context[-1] == {"role": "assistant", "content": "hello"}
-
-
-def test_an_unknown_previous_response_is_a_404_naming_the_param() -> None:
-    store = FakeStore()
-    stored(store, tenant_id="tnt_b")
-
-    with pytest.raises(NotFound) as missing:
-        stored_responses.context_of(store, "tnt_a", "resp_1")
-
-    assert missing.value.param == "previous_response_id"
-    assert missing.value.message == "No response found with id 'resp_1'."

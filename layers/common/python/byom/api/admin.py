@@ -12,14 +12,12 @@ from byom.api.admin_audit import RecordAdminActions
 from byom.api.automations import automations
 from byom.api.governance import governance
 from byom.api.web import (
+    JsonBodyRoute,
     RequestContext,
     build_app,
     context,
     ignore_trailing_slashes,
-    json_body,
     ok,
-    parse_json,
-    raw_body,
 )
 from byom.dal.alarms import SpendAlarms
 from byom.dal.audit import AuditTable
@@ -41,7 +39,8 @@ from byom.settings import admin_settings
 MAX_ADMIN_BODY_BYTES = 64 * 1024
 
 Context = Annotated[RequestContext, Depends(context)]
-RawBody = Annotated[bytes, Depends(raw_body)]
+# Every admin body is small: a tenant, a key, a credential, an alias, a budget, a policy.
+AdminRoute = JsonBodyRoute.limited(MAX_ADMIN_BODY_BYTES)
 
 
 @lru_cache(maxsize=1)
@@ -74,7 +73,7 @@ def audit_log() -> AuditTable:
     return AuditTable(table(admin_settings().audit_table))
 
 
-def _trail() -> tuple[AuditLog, PolicyRepository]:
+def _trail() -> tuple[AuditLog, admin.Policies | None]:
     """Where admin actions are recorded (byom.api.admin_audit), and each tenant's retention read."""
     return audit_log(), store().policies
 
@@ -87,12 +86,12 @@ def _deleted(id_: str, object_: str) -> JSONResponse:
     return ok({"id": id_, "object": object_, "deleted": True})
 
 
-tenants = APIRouter()
+tenants = APIRouter(route_class=AdminRoute)
 
 
-@tenants.post("/admin/tenants", openapi_extra=json_body(CreateTenant, MAX_ADMIN_BODY_BYTES))
-def create_tenant(ctx: Context, body: RawBody) -> JSONResponse:
-    tenant = admin.create_tenant(store(), ctx.principal, parse_json(body, CreateTenant, MAX_ADMIN_BODY_BYTES))
+@tenants.post("/admin/tenants")
+def create_tenant(ctx: Context, request: CreateTenant) -> JSONResponse:
+    tenant = admin.create_tenant(store(), ctx.principal, request)
     return ok(tenant.model_dump() | {"object": "tenant"}, 201)
 
 
@@ -114,14 +113,12 @@ def delete_tenant(ctx: Context, tenant_id: str) -> JSONResponse:
     return _deleted(tenant_id, "tenant")
 
 
-keys = APIRouter()
+keys = APIRouter(route_class=AdminRoute)
 
 
-@keys.post("/admin/tenants/{tenant_id}/keys", openapi_extra=json_body(CreateKey, MAX_ADMIN_BODY_BYTES))
-def create_key(ctx: Context, body: RawBody, tenant_id: str) -> JSONResponse:
-    key, plaintext = admin.create_key(
-        store(), ctx.principal, tenant_id, parse_json(body, CreateKey, MAX_ADMIN_BODY_BYTES)
-    )
+@keys.post("/admin/tenants/{tenant_id}/keys")
+def create_key(ctx: Context, request: CreateKey, tenant_id: str) -> JSONResponse:
+    key, plaintext = admin.create_key(store(), ctx.principal, tenant_id, request)
     return ok(key.public() | {"key": plaintext}, 201)
 
 
@@ -135,15 +132,11 @@ def revoke_key(ctx: Context, tenant_id: str, key_id: str) -> JSONResponse:
     return ok(admin.revoke_key(store(), ctx.principal, tenant_id, key_id).public())
 
 
-credentials = APIRouter()
+credentials = APIRouter(route_class=AdminRoute)
 
 
-@credentials.put(
-    "/admin/tenants/{tenant_id}/credentials/{name}",
-    openapi_extra=json_body(PutCredential, MAX_ADMIN_BODY_BYTES),
-)
-def put_credential(ctx: Context, body: RawBody, tenant_id: str, name: str) -> JSONResponse:
-    request = parse_json(body, PutCredential, MAX_ADMIN_BODY_BYTES)
+@credentials.put("/admin/tenants/{tenant_id}/credentials/{name}")
+def put_credential(ctx: Context, request: PutCredential, tenant_id: str, name: str) -> JSONResponse:
     credential = admin.put_credential(store(), ctx.principal, tenant_id, name, request)
     logger.info(
         "credential stored", extra={"credential": name, "tenant_id": tenant_id, "provider": request.provider}
@@ -163,14 +156,12 @@ def delete_credential(ctx: Context, tenant_id: str, name: str) -> JSONResponse:
     return _deleted(name, "credential")
 
 
-models = APIRouter()
+models = APIRouter(route_class=AdminRoute)
 
 
-@models.post("/admin/tenants/{tenant_id}/models", openapi_extra=json_body(CreateModel, MAX_ADMIN_BODY_BYTES))
-def create_model(ctx: Context, body: RawBody, tenant_id: str) -> JSONResponse:
-    model = admin.create_model(
-        store(), ctx.principal, tenant_id, parse_json(body, CreateModel, MAX_ADMIN_BODY_BYTES)
-    )
+@models.post("/admin/tenants/{tenant_id}/models")
+def create_model(ctx: Context, request: CreateModel, tenant_id: str) -> JSONResponse:
+    model = admin.create_model(store(), ctx.principal, tenant_id, request)
     return ok(model.public(), 201)
 
 
@@ -185,14 +176,12 @@ def delete_model(ctx: Context, tenant_id: str, alias: str) -> JSONResponse:
     return _deleted(alias, "model_alias")
 
 
-budgets = APIRouter()
+budgets = APIRouter(route_class=AdminRoute)
 
 
-@budgets.put("/admin/tenants/{tenant_id}/budget", openapi_extra=json_body(PutBudget, MAX_ADMIN_BODY_BYTES))
-def put_budget(ctx: Context, body: RawBody, tenant_id: str) -> JSONResponse:
-    budget = admin.put_budget(
-        store(), ctx.principal, tenant_id, parse_json(body, PutBudget, MAX_ADMIN_BODY_BYTES)
-    )
+@budgets.put("/admin/tenants/{tenant_id}/budget")
+def put_budget(ctx: Context, request: PutBudget, tenant_id: str) -> JSONResponse:
+    budget = admin.put_budget(store(), ctx.principal, tenant_id, request)
     return ok(budget.public())
 
 
@@ -217,14 +206,12 @@ def get_usage(
     return ok(admin.usage_report(store(), ctx.principal, tenant_id, month, group_by))
 
 
-policies = APIRouter()
+policies = APIRouter(route_class=AdminRoute)
 
 
-@policies.put("/admin/tenants/{tenant_id}/policy", openapi_extra=json_body(PutPolicy, MAX_ADMIN_BODY_BYTES))
-def put_policy(ctx: Context, body: RawBody, tenant_id: str) -> JSONResponse:
-    policy = admin.put_policy(
-        store(), ctx.principal, tenant_id, parse_json(body, PutPolicy, MAX_ADMIN_BODY_BYTES)
-    )
+@policies.put("/admin/tenants/{tenant_id}/policy")
+def put_policy(ctx: Context, request: PutPolicy, tenant_id: str) -> JSONResponse:
+    policy = admin.put_policy(store(), ctx.principal, tenant_id, request)
     return ok(policy.public())
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 
-from byom.api.web import RequestContext, context, ok, parse_json, raw_body
+from byom.api.web import JsonBodyRoute, RequestContext, context, ok
 from byom.automations import CreateAutomation, Decision, RunNow, UpdateAutomation
 from byom.dal.automations import AutomationTable, AutomationTriggers, SqsRunQueue
 from byom.dal.aws import client, table
@@ -21,7 +21,6 @@ from byom.settings import admin_settings, automation_settings
 MAX_BODY_BYTES = 320 * 1024  # a test event may be up to EventBridge's 256 KB
 
 Context = Annotated[RequestContext, Depends(context)]
-RawBody = Annotated[bytes, Depends(raw_body)]
 
 
 @lru_cache(maxsize=1)
@@ -54,13 +53,12 @@ def _limit(raw: str | None) -> int:
     return int(raw)
 
 
-automations = APIRouter()
+automations = APIRouter(route_class=JsonBodyRoute.limited(MAX_BODY_BYTES))
 BASE = "/admin/tenants/{tenant_id}/automations"
 
 
 @automations.post(BASE)
-def create_automation(ctx: Context, body: RawBody, tenant_id: str) -> JSONResponse:
-    request = parse_json(body, CreateAutomation, MAX_BODY_BYTES)
+def create_automation(ctx: Context, request: CreateAutomation, tenant_id: str) -> JSONResponse:
     return ok(logic.create(store(), ctx.principal, tenant_id, request).public(), 201)
 
 
@@ -76,8 +74,9 @@ def get_automation(ctx: Context, tenant_id: str, automation_id: str) -> JSONResp
 
 
 @automations.patch(BASE + "/{automation_id}")
-def update_automation(ctx: Context, body: RawBody, tenant_id: str, automation_id: str) -> JSONResponse:
-    request = parse_json(body, UpdateAutomation, MAX_BODY_BYTES)
+def update_automation(
+    ctx: Context, request: UpdateAutomation, tenant_id: str, automation_id: str
+) -> JSONResponse:
     return ok(logic.update(store(), ctx.principal, tenant_id, automation_id, request).public())
 
 
@@ -88,9 +87,11 @@ def delete_automation(ctx: Context, tenant_id: str, automation_id: str) -> JSONR
 
 
 @automations.post(BASE + "/{automation_id}/run")
-def run_automation(ctx: Context, body: RawBody, tenant_id: str, automation_id: str) -> JSONResponse:
-    request = parse_json(body or b"{}", RunNow, MAX_BODY_BYTES)
-    return ok(logic.run_now(store(), ctx.principal, tenant_id, automation_id, request), 202)
+def run_automation(
+    ctx: Context, tenant_id: str, automation_id: str, request: RunNow | None = None
+) -> JSONResponse:
+    # No body: a schedule's tick.
+    return ok(logic.run_now(store(), ctx.principal, tenant_id, automation_id, request or RunNow()), 202)
 
 
 @automations.get(BASE + "/{automation_id}/runs")
@@ -102,7 +103,8 @@ def list_runs(
 
 
 @automations.post(BASE + "/{automation_id}/runs/{run_id}/approve")
-def decide_run(ctx: Context, body: RawBody, tenant_id: str, automation_id: str, run_id: str) -> JSONResponse:
-    decision = parse_json(body, Decision, MAX_BODY_BYTES)
+def decide_run(
+    ctx: Context, decision: Decision, tenant_id: str, automation_id: str, run_id: str
+) -> JSONResponse:
     run = logic.decide(store(), ctx.principal, tenant_id, automation_id, run_id, decision)
     return ok(run.public() | {"decision": "approved" if decision.approved else "rejected"})

@@ -11,16 +11,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import JSONResponse
 
 from byom.api.gateway import invoke_store
-from byom.api.web import (
-    RequestContext,
-    build_app,
-    context,
-    ignore_trailing_slashes,
-    json_body,
-    ok,
-    parse_json,
-    raw_body,
-)
+from byom.api.web import JsonBodyRoute, RequestContext, build_app, context, ignore_trailing_slashes, ok
 from byom.dal.aws import client, table
 from byom.dal.evals import EvalTable, TestSetFiles
 from byom.dal.fine_tuning import DataBucket, FileRepository
@@ -82,7 +73,6 @@ def store() -> logic.EvalStore:
 
 
 Context = Annotated[RequestContext, Depends(context)]
-RawBody = Annotated[bytes, Depends(raw_body)]
 After = Annotated[str | None, Query(max_length=128)]
 Limit = Annotated[str | None, Query()]
 
@@ -109,12 +99,11 @@ def _page(items: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
     }
 
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute.limited(MAX_BODY_BYTES))
 
 
-@router.post("/v1/evals", openapi_extra=json_body(CreateEval, MAX_BODY_BYTES))
-def create_eval(ctx: Context, body: RawBody) -> JSONResponse:
-    request = parse_json(body, CreateEval, MAX_BODY_BYTES)
+@router.post("/v1/evals")
+def create_eval(ctx: Context, request: CreateEval) -> JSONResponse:
     return ok(logic.create_eval(store(), ctx.principal, request).public())
 
 
@@ -135,9 +124,8 @@ def delete_eval(ctx: Context, eval_id: str) -> JSONResponse:
     return ok({"object": "eval.deleted", "deleted": True, "eval_id": record.id})
 
 
-@router.post("/v1/evals/{eval_id}/runs", openapi_extra=json_body(CreateRun, MAX_BODY_BYTES))
-def create_run(ctx: Context, body: RawBody, eval_id: str) -> JSONResponse:
-    request = parse_json(body, CreateRun, MAX_BODY_BYTES)
+@router.post("/v1/evals/{eval_id}/runs")
+def create_run(ctx: Context, request: CreateRun, eval_id: str) -> JSONResponse:
     return ok(logic.run_public(logic.create_run(store(), ctx.principal, eval_id, request)))
 
 

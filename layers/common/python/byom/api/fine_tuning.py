@@ -21,13 +21,12 @@ from byom.api.admin_audit import RecordAdminActions
 from byom.api.fine_tuning_tasks import shared_collaborators
 from byom.api.lambda_adapter import lambda_context
 from byom.api.web import (
+    JsonBodyRoute,
     RequestContext,
     build_app,
     context,
     ignore_trailing_slashes,
-    json_body,
     ok,
-    parse_json,
     raw_body,
 )
 from byom.dal.audit import AuditTable
@@ -35,7 +34,7 @@ from byom.dal.aws import session, table
 from byom.dal.policies import PolicyRepository
 from byom.errors import InvalidRequest, PayloadTooLarge
 from byom.fine_tuning import Approve, CreateJob
-from byom.logic import fine_tuning as logic
+from byom.logic import fine_tuning_jobs as logic
 from byom.logic.access import Principal, require_tenant_key
 from byom.settings import fine_tuning_settings
 
@@ -168,7 +167,7 @@ def get_file(ctx: Context, file_id: str) -> JSONResponse:
     return ok(logic.get_file(store(), ctx.principal, file_id).public())
 
 
-# UTF-8 text (byom.logic.fine_tuning.upload_file): the Lambda adapter answers it as text, which
+# UTF-8 text (byom.logic.fine_tuning_jobs.upload_file): the Lambda adapter answers it as text, which
 # API Gateway passes through whatever the client's Accept (the SDK sends application/binary).
 JSONL = "application/jsonl"
 
@@ -184,7 +183,7 @@ def delete_file(ctx: Context, file_id: str) -> JSONResponse:
     return ok({"id": record.id, "object": "file", "deleted": True})
 
 
-jobs = APIRouter()
+jobs = APIRouter(route_class=JsonBodyRoute.limited(MAX_JOB_BODY_BYTES))
 
 
 @lru_cache(maxsize=1)
@@ -223,16 +222,15 @@ def idempotency_key(tenant_id: str, header_value: str | None, body: dict[str, An
     return f"{tenant_id}:" + hashlib.sha256(what.encode()).hexdigest()
 
 
-@jobs.post("/v1/fine_tuning/jobs", openapi_extra=json_body(CreateJob, MAX_JOB_BODY_BYTES))
+@jobs.post("/v1/fine_tuning/jobs")
 def create_job(
     ctx: Context,
-    body: RawBody,
+    job: CreateJob,
     invocation: Invocation,
     key: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
 ) -> JSONResponse:
     caller = ctx.principal
     tenant_id = require_tenant_key(caller, logic.WRITERS)
-    job = parse_json(body, CreateJob, MAX_JOB_BODY_BYTES)
     request_body = job.model_dump(mode="json", exclude_unset=True)
     request = {
         "key": idempotency_key(tenant_id, key, request_body),
@@ -266,9 +264,8 @@ def list_events(ctx: Context, job_id: str, after: After = None, limit: Limit = N
     return ok(_page([e.public() for e in events], more))
 
 
-@jobs.post("/v1/fine_tuning/jobs/{job_id}/approve", openapi_extra=json_body(Approve, MAX_JOB_BODY_BYTES))
-def approve_job(ctx: Context, body: RawBody, job_id: str) -> JSONResponse:
-    request = parse_json(body, Approve, MAX_JOB_BODY_BYTES)
+@jobs.post("/v1/fine_tuning/jobs/{job_id}/approve")
+def approve_job(ctx: Context, request: Approve, job_id: str) -> JSONResponse:
     return ok(logic.approve_job(store(), ctx.principal, job_id, request).public())
 
 

@@ -7,13 +7,9 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from byom.dal.aws import client, table
 from byom.dal.fine_tuning import (
     BedrockCustomization,
-    BedrockRunner,
     DataBucket,
     FileRepository,
     JobEvents,
@@ -23,21 +19,31 @@ from byom.dal.fine_tuning import (
 from byom.dal.policies import PolicyRepository
 from byom.dal.repositories import CredentialRepository, ModelRepository
 from byom.dal.secrets import ProviderKeys
-from byom.logic import fine_tuning as logic
-from byom.providers import OPENAI_BASE_URL
+from byom.fine_tuning import Job
+from byom.logic import fine_tuning_jobs
+from byom.logic import fine_tuning_pipeline as pipeline
+from byom.providers import OPENAI_BASE_URL, Provider, Target, eval_runner
+from byom.providers.bedrock import BedrockProvider
 from byom.providers.openai_compat import OpenAICompatibleProvider
 from byom.providers.openai_fine_tuning import OpenAIFineTuning
 from byom.settings import FineTuningSettings, fine_tuning_settings
 
-# Evaluation calls the model once per example; one attempt each, the task's Retry does the rest.
-_RUNTIME_CONFIG = Config(
-    connect_timeout=5, read_timeout=60, retries={"total_max_attempts": 2, "mode": "standard"}
-)
+# Evaluation asks the model once per example, as the gateway asks it (one attempt; the task's
+# Retry does the rest), with room for a custom model's slower first answers.
+EVALUATION_TIMEOUT_SECONDS = 60.0
 
 
 @lru_cache(maxsize=1)
-def _runtime() -> Any:
-    return boto3.session.Session().client("bedrock-runtime", config=_RUNTIME_CONFIG)  # type: ignore[call-overload]
+def _bedrock() -> BedrockProvider:
+    return BedrockProvider(timeout_seconds=EVALUATION_TIMEOUT_SECONDS)
+
+
+def bedrock_runner(job: Job, provider: Provider) -> fine_tuning_jobs.Runner:
+    """The job's hosted custom model, asked through the gateway's Bedrock provider (Converse)."""
+    target = Target(
+        tenant_id=job.tenant_id, alias=job.model, provider="bedrock", model_id=job.deployment_arn or ""
+    )
+    return eval_runner.runner(provider, target, what="Asking the custom model")
 
 
 def openai_fine_tuning(settings: FineTuningSettings) -> OpenAIFineTuning | None:
@@ -70,11 +76,11 @@ def shared_collaborators(settings: FineTuningSettings) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=1)
-def store() -> logic.FineTuningStore:
+def store() -> fine_tuning_jobs.FineTuningStore:
     settings = fine_tuning_settings()
-    return logic.FineTuningStore(
+    return fine_tuning_jobs.FineTuningStore(
         **shared_collaborators(settings),
-        runner_for=lambda model_id: BedrockRunner(_runtime(), model_id),
+        runner_for=lambda job: bedrock_runner(job, _bedrock()),
         events=JobEvents(client("events"), settings.event_bus_name),
         bedrock_role_arn=settings.bedrock_role_arn,
         kms_key_id=settings.kms_key_id,
@@ -91,53 +97,53 @@ def _job_id(event: dict[str, Any]) -> str:
 
 
 def validate(event: dict[str, Any]) -> dict[str, Any]:
-    return logic.validate(store(), _job_id(event))
+    return pipeline.validate(store(), _job_id(event))
 
 
 def start_training(event: dict[str, Any]) -> dict[str, Any]:
-    return logic.start_training(store(), _job_id(event))
+    return pipeline.start_training(store(), _job_id(event))
 
 
 def await_training(event: dict[str, Any]) -> dict[str, Any]:
-    return logic.await_training(store(), _job_id(event), event["task_token"])
+    return pipeline.await_training(store(), _job_id(event), event["task_token"])
 
 
 def check_training(event: dict[str, Any]) -> dict[str, Any]:
-    return logic.check_training(store(), _job_id(event))
+    return pipeline.check_training(store(), _job_id(event))
 
 
 def start_openai_training(event: dict[str, Any]) -> dict[str, Any]:
-    return logic.start_openai_training(store(), _job_id(event))
+    return pipeline.start_openai_training(store(), _job_id(event))
 
 
 def check_openai_training(event: dict[str, Any]) -> dict[str, Any]:
-    return logic.check_openai_training(store(), _job_id(event))
+    return pipeline.check_openai_training(store(), _job_id(event))
 
 
 def training_state_changed(event: dict[str, Any]) -> dict[str, Any]:
     """EventBridge: Bedrock's `Model Customization Job State Change`."""
-    return {"woken": logic.training_state_changed(store(), event.get("detail") or {})}
+    return {"woken": pipeline.training_state_changed(store(), event.get("detail") or {})}
 
 
 def deploy(event: dict[str, Any]) -> dict[str, Any]:
-    return logic.deploy(store(), _job_id(event))
+    return pipeline.deploy(store(), _job_id(event))
 
 
 def check_deployment(event: dict[str, Any]) -> dict[str, Any]:
-    return logic.check_deployment(store(), _job_id(event))
+    return pipeline.check_deployment(store(), _job_id(event))
 
 
 def evaluate(event: dict[str, Any]) -> dict[str, Any]:
-    return logic.evaluate(store(), _job_id(event))
+    return pipeline.evaluate(store(), _job_id(event))
 
 
 def request_approval(event: dict[str, Any]) -> dict[str, Any]:
-    return logic.request_approval(store(), _job_id(event), event["task_token"])
+    return pipeline.request_approval(store(), _job_id(event), event["task_token"])
 
 
 def register(event: dict[str, Any]) -> dict[str, Any]:
-    return logic.register(store(), _job_id(event))
+    return pipeline.register(store(), _job_id(event))
 
 
 def record_failure(event: dict[str, Any]) -> dict[str, Any]:
-    return logic.record_failure(store(), _job_id(event), event.get("error") or {})
+    return pipeline.record_failure(store(), _job_id(event), event.get("error") or {})

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from byom import clock
 from byom.api import openapi
-from byom.api.web import EventStream, RequestContext, build_app, context, json_body, ok, parse_json, raw_body
+from byom.api.web import EventStream, JsonBodyRoute, RequestContext, build_app, context, ok
 from byom.dal.audit import AuditTable
 from byom.dal.aws import LazyClient, client, table
 from byom.dal.cache import ResponseCacheTable, cache_table
@@ -42,9 +42,8 @@ STREAM_MARGIN_SECONDS = 5.0
 # Lambda's synchronous payload limit; API Gateway would take more, the function could not.
 MAX_INVOKE_BODY_BYTES = 6 * 1024 * 1024
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute.limited(MAX_INVOKE_BODY_BYTES))
 Context = Annotated[RequestContext, Depends(context)]
-RawBody = Annotated[bytes, Depends(raw_body)]
 
 
 @router.get("/health")
@@ -148,14 +147,13 @@ def _call(ctx: RequestContext, subject: str | None, *, dry_run: bool = False) ->
     return invoke.Call(ctx.principal, ctx.request_id, dry_run=dry_run, subject=subject)
 
 
-@router.post("/v1/chat/completions", openapi_extra=json_body(ChatRequest, MAX_INVOKE_BODY_BYTES))
+@router.post("/v1/chat/completions")
 def chat_completions(
     ctx: Context,
-    body: RawBody,
+    request: ChatRequest,
     dry_run: Annotated[str | None, Header(alias=DRY_RUN_HEADER)] = None,
     subject: Annotated[str | None, Header(alias=SUBJECT_HEADER)] = None,
 ) -> Response:
-    request = parse_json(body, ChatRequest, MAX_INVOKE_BODY_BYTES)
     if (dry_run or "").strip().lower() == "true":
         return _answer(invoke.chat(invoke_store(), _call(ctx, subject, dry_run=True), request))
     if request.stream:
@@ -165,14 +163,13 @@ def chat_completions(
     return _answer(invoke.chat(invoke_store(), _call(ctx, subject), request))
 
 
-@router.post("/v1/responses", openapi_extra=json_body(ResponsesRequest, MAX_INVOKE_BODY_BYTES))
+@router.post("/v1/responses")
 def create_response(
     ctx: Context,
-    body: RawBody,
+    request: ResponsesRequest,
     dry_run: Annotated[str | None, Header(alias=DRY_RUN_HEADER)] = None,
     subject: Annotated[str | None, Header(alias=SUBJECT_HEADER)] = None,
 ) -> Response:
-    request = parse_json(body, ResponsesRequest, MAX_INVOKE_BODY_BYTES)
     if (dry_run or "").strip().lower() == "true":
         return _answer(invoke.respond(invoke_store(), _call(ctx, subject, dry_run=True), request))
     if request.stream:
@@ -226,11 +223,12 @@ def _limit(value: str | None) -> int:
         ) from None
 
 
-@router.post("/v1/embeddings", openapi_extra=json_body(EmbeddingRequest, MAX_INVOKE_BODY_BYTES))
+@router.post("/v1/embeddings")
 def embeddings(
-    ctx: Context, body: RawBody, subject: Annotated[str | None, Header(alias=SUBJECT_HEADER)] = None
+    ctx: Context,
+    request: EmbeddingRequest,
+    subject: Annotated[str | None, Header(alias=SUBJECT_HEADER)] = None,
 ) -> JSONResponse:
-    request = parse_json(body, EmbeddingRequest, MAX_INVOKE_BODY_BYTES)
     return _answer(invoke.embed(invoke_store(), _call(ctx, subject), request))
 
 

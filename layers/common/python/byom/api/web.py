@@ -10,28 +10,25 @@ here keeps per-request state outside the request: one process serves requests on
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from fastapi.routing import APIRoute, iter_route_contexts
-from pydantic import BaseModel, ValidationError
-from pydantic.json_schema import models_json_schema
+from pydantic import ValidationError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from byom.api.errors import envelope, validation_message
-from byom.errors import ByomError, InvalidRequest, PayloadTooLarge
+from byom.errors import ByomError, PayloadTooLarge
 from byom.logic.access import Principal
 from byom.observability import logger
-
-Body = TypeVar("Body", bound=BaseModel)
 
 REQUEST_CONTEXT_HEADER = "x-amzn-request-context"
 REQUEST_ID_HEADER = "x-request-id"
@@ -123,8 +120,20 @@ def _validation_error(_: Request, error: Exception) -> JSONResponse:
     return error_response(400, message, "invalid_request_error", param=param)
 
 
+def _unreadable_body(errors: Sequence[Any]) -> str | None:
+    """One plain message for a body that is not a JSON object at all, rather than pydantic's
+    "Field required" (no body) or "Input should be a valid dictionary" (`[1]`, `"x"`)."""
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return "Request body is not valid JSON"
+    if any(tuple(e.get("loc", ())) == ("body",) for e in errors):
+        return "Request body must be a JSON object"
+    return None
+
+
 def _request_validation_error(_: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
+    if (unreadable := _unreadable_body(error.errors())) is not None:
+        return error_response(400, unreadable, "invalid_request_error")
     errors = [e | {"loc": tuple(e.get("loc", ()))[1:]} for e in error.errors()]  # drop "body"/"query"
     message, param = validation_message(errors)
     return error_response(400, message, "invalid_request_error", param=param)
@@ -218,7 +227,6 @@ def build_app(title: str) -> FastAPI:
     """An app with the OpenAI error envelope for every failure and the request id on every answer.
     Its own OpenAPI document is not served: byom.api.openapi serves one for the three apps."""
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
-    app.openapi = lambda: _openapi_with_bodies(app)  # type: ignore[method-assign]
     app.add_exception_handler(ByomError, _byom_error)
     app.add_exception_handler(ValidationError, _validation_error)
     app.add_exception_handler(RequestValidationError, _request_validation_error)
@@ -233,65 +241,66 @@ async def raw_body(request: Request) -> bytes:
     return await request.body()
 
 
-# The models `json_body` documented, by name: their schemas go into the apps' OpenAPI components.
-_BODY_MODELS: dict[str, type[BaseModel]] = {}
+class _JsonRequest(Request):
+    """A request whose body FastAPI reads as JSON whatever Content-Type it came with: `curl -d`
+    sends a form type, and FastAPI would hand the route the bytes unparsed."""
+
+    @property
+    def headers(self) -> Headers:
+        if not hasattr(self, "_headers"):
+            raw = [(k, v) for k, v in self.scope["headers"] if k != b"content-type"]
+            self._headers = Headers(raw=[*raw, (b"content-type", b"application/json")])
+        return self._headers
+
+    async def json(self) -> Any:
+        # Bytes that are not text are unreadable JSON too (FastAPI would answer a bare
+        # "There was an error parsing the body"): raised as its decode error, one message for both.
+        try:
+            return await super().json()
+        except UnicodeDecodeError as error:
+            raise json.JSONDecodeError("not UTF-8", "", error.start) from None
 
 
-def json_body(model: type[BaseModel], max_bytes: int) -> dict[str, Any]:
-    """`openapi_extra` of a route that reads its body with `parse_json(raw, model, max_bytes)`.
-
-    The route parses the body itself rather than FastAPI before it, for rules the framework does
-    not express: the size limit is checked (413) before any parsing, a JSON body is read as JSON
-    whatever Content-Type it came with (`curl -d` sends a form type; FastAPI would refuse it), and
-    a missing, unreadable or non-object body gets one plain message. Validation is still the model's
-    (pydantic), and the document still says what the body is: the model's schema, its size limit.
-    """
-    _BODY_MODELS[model.__name__] = model
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
-        },
-        "x-byom-max-body-bytes": max_bytes,
-    }
+def _declared_length(request: Request) -> int | None:
+    """The Content-Length sent, when it is a plain number (no longer than any real body's)."""
+    value = request.headers.get("content-length", "")
+    return int(value) if value.isdigit() and len(value) <= 15 else None
 
 
-def _openapi_with_bodies(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's document of `app`, with the schemas of the bodies `json_body` documented."""
-    if app.openapi_schema is not None:
-        return app.openapi_schema
-    document = get_openapi(title=app.title, version=app.version, routes=app.routes)
-    referenced = {
-        content["schema"]["$ref"].rsplit("/", 1)[1]
-        for operations in document.get("paths", {}).values()
-        for operation in operations.values()
-        for content in operation.get("requestBody", {}).get("content", {}).values()
-        if "$ref" in content.get("schema", {})
-    }
-    models: list[tuple[type[BaseModel], Literal["validation"]]] = [
-        (_BODY_MODELS[name], "validation") for name in sorted(referenced) if name in _BODY_MODELS
-    ]
-    if models:
-        _, schemas = models_json_schema(models, ref_template="#/components/schemas/{model}")
-        components = document.setdefault("components", {}).setdefault("schemas", {})
-        for name, schema in schemas.get("$defs", {}).items():
-            components.setdefault(name, schema)
-    app.openapi_schema = document
-    return document
+class JsonBodyRoute(APIRoute):
+    """A route whose body FastAPI validates from its pydantic model, with two rules the framework
+    does not express: the size limit is checked (413) before any parsing, and the body is read as
+    JSON whatever its Content-Type. Routes without a body model are served as FastAPI serves them.
+    The limit is the router's (`APIRouter(route_class=JsonBodyRoute.limited(n))`) and is documented
+    on each operation as `x-byom-max-body-bytes`."""
 
+    max_body_bytes: ClassVar[int] = 64 * 1024
 
-def parse_json(raw: bytes, model: type[Body], max_bytes: int) -> Body:
-    if len(raw) > max_bytes:
-        raise PayloadTooLarge(f"Request body is {len(raw)} bytes; the limit is {max_bytes}")
-    if not raw:
-        raise InvalidRequest("Request body must be a JSON object")
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidRequest("Request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("Request body must be a JSON object")
-    return model.model_validate(data)
+    @classmethod
+    def limited(cls, max_bytes: int) -> type[JsonBodyRoute]:
+        return type(f"JsonBodyRoute{max_bytes}", (cls,), {"max_body_bytes": max_bytes})
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        if self.body_field is not None:
+            self.openapi_extra = (self.openapi_extra or {}) | {"x-byom-max-body-bytes": self.max_body_bytes}
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+        limit = self.max_body_bytes
+
+        async def sized_json(request: Request) -> Response:
+            request = _JsonRequest(request.scope, request.receive)
+            # A declared length over the limit is refused unread, any other body once read.
+            declared = _declared_length(request)
+            size = declared if declared is not None and declared > limit else len(await request.body())
+            if size > limit:
+                raise PayloadTooLarge(f"Request body is {size} bytes; the limit is {limit}")
+            return await handler(request)
+
+        return sized_json
 
 
 def ok(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -111,11 +111,3 @@ class ContentStore:
     def delete_subject_page(self, tenant_id: str, user: str) -> tuple[int, bool]:
         """Up to 1,000 versions of the subject's content (byom.dal.aws.delete_versions_page)."""
         return delete_versions_page(self._s3, self._bucket, subject_prefix(tenant_id, user))
-
-    def delete_subject(self, tenant_id: str, user: str) -> int:
-        """Every version of every object of the subject; answers how many objects there were."""
-        removed, done = 0, False
-        while not done:
-            count, done = self.delete_subject_page(tenant_id, user)
-            removed += count
-        return removed

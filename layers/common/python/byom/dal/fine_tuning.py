@@ -446,28 +446,6 @@ class BedrockCustomization:
                 raise
 
 
-class BedrockRunner:
-    """Asks a (deployed) custom model through Converse, for evaluation."""
-
-    def __init__(self, runtime: Any, model_id: str, max_tokens: int = 512) -> None:
-        self._runtime = runtime
-        self._model_id = model_id
-        self._max_tokens = max_tokens
-
-    def __call__(self, example: Any) -> str:
-        messages = [{"role": role, "content": [{"text": text}]} for role, text in example.prompt_turns]
-        kwargs: dict[str, Any] = {
-            "modelId": self._model_id,
-            "messages": messages,
-            "inferenceConfig": {"maxTokens": self._max_tokens, "temperature": 0},
-        }
-        if example.system:
-            kwargs["system"] = [{"text": example.system}]
-        answer = _provider_call("Converse", self._runtime.converse, **kwargs)
-        blocks = answer.get("output", {}).get("message", {}).get("content", [])
-        return "".join(block.get("text", "") for block in blocks)
-
-
 class JobEvents:
     """The pipeline's own EventBridge events (`source: byom`)."""
 

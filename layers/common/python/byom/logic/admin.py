@@ -114,6 +114,17 @@ class ProviderSecrets(Protocol):
     def delete(self, tenant_id: str, credential: str) -> None: ...
 
 
+class Policies(Protocol):
+    """byom.dal.policies.PolicyRepository: each tenant's governance policy (the defaults when it
+    has none stored)."""
+
+    def get(self, tenant_id: str) -> Policy: ...
+
+    def put(self, policy: Policy) -> None: ...
+
+    def delete(self, tenant_id: str) -> None: ...
+
+
 @dataclass
 class AdminStore:
     """The collaborators admin logic needs; tests pass in-memory fakes."""
@@ -128,8 +139,8 @@ class AdminStore:
     """The usage table (budgets); None where budgets are not kept (unit tests of other logic)."""
     alarms: budgets.SpendAlarms | None = None
     """Per-tenant spend alarms (byom.dal.alarms.SpendAlarms); None: no alarms."""
-    policies: Any = None
-    """Governance policies (byom.dal.policies.PolicyRepository); None where not kept."""
+    policies: Policies | None = None
+    """Governance policies; None where not kept (unit tests of other logic)."""
     guardrails: GuardrailScreen | None = None
     """Bedrock Guardrails, to check that a policy's guardrail exists."""
     tenant_usage: Callable[[str], budgets.UsageReader] | None = None
@@ -274,16 +285,6 @@ def _usage_plan(store: AdminStore, plans: UsagePlans, tenant: Tenant) -> str:
 def _delete_usage_key(store: AdminStore, key: ApiKey) -> None:
     if store.usage_plans is not None and key.usage_key_id:
         store.usage_plans.delete_key(key.usage_key_id)
-
-
-def apply_rate_limits(store: AdminStore, tenant_id: str, limits: RateLimits) -> Throttle | None:
-    """Set the tenant's usage plan to `limits.requests_per_minute` per key (None: the stage's
-    default throttle only). For the policy route, after its own access check; answers the
-    throttle applied. API Gateway takes a little while to apply a plan change everywhere."""
-    tenant = store.tenants.get(tenant_id)
-    if tenant is None:
-        raise NotFound(f"No tenant '{tenant_id}'")
-    return _apply_rate_limits(store, tenant, limits)
 
 
 def _apply_rate_limits(store: AdminStore, tenant: Tenant, limits: RateLimits) -> Throttle | None:
@@ -541,11 +542,16 @@ def put_policy(store: AdminStore, principal: Principal, tenant_id: str, body: Pu
     policy = Policy.model_validate(body.model_dump() | {"tenant_id": tenant_id, "updated_at": clock.now()})
     # The usage plan first: if API Gateway refuses, nothing is stored and the old policy holds.
     _apply_rate_limits(store, tenant, body.rate_limits)
-    store.policies.put(policy)
+    _policies(store).put(policy)
     return policy
 
 
 def get_policy(store: AdminStore, principal: Principal, tenant_id: str) -> Policy:
     _tenant(store, principal, tenant_id)
-    policy: Policy = store.policies.get(tenant_id)
-    return policy
+    return _policies(store).get(tenant_id)
+
+
+def _policies(store: AdminStore) -> Policies:
+    if store.policies is None:
+        raise GatewayMisconfigured("Governance policies are not configured for this function")
+    return store.policies

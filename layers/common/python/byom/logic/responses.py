@@ -33,6 +33,7 @@ from byom.openai_types import (
     ResponsesRequest,
 )
 from byom.providers import ChatResult, StreamDelta, StreamEvent, Usage
+from byom.providers.openai_responses import input_of
 
 
 def new_id(prefix: str) -> str:
@@ -329,54 +330,27 @@ def answer_message(output: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def input_items(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Chat messages as the items `GET /v1/responses/{id}/input_items` lists, with ids."""
-    items: list[dict[str, Any]] = []
-    for message in messages:
-        role, content = message["role"], message.get("content")
-        if role == "tool":
-            items.append(
-                {
-                    "type": "function_call_output",
-                    "id": new_id("fco"),
-                    "call_id": message["tool_call_id"],
-                    "output": content if isinstance(content, str) else json.dumps(content),
-                    "status": "completed",
-                }
-            )
-            continue
-        if content:
-            items.append(
-                {
-                    "type": "message",
-                    "id": new_id("msg"),
-                    "status": "completed",
-                    "role": role,
-                    "content": _input_parts(role, content),
-                }
-            )
-        for call in message.get("tool_calls") or []:
-            function = call["function"]
-            items.append(
-                _function_item(new_id("fc"), call["id"], function["name"], function["arguments"], "completed")
-            )
-    return items
+    """Chat messages as the items `GET /v1/responses/{id}/input_items` lists: the items they are on
+    the Responses wire (byom.providers.openai_responses.input_of, one translation for both), with
+    the ids and status a listed item has and its content always as parts, as OpenAI lists it."""
+    return [_listed(item) for item in input_of(messages)]
 
 
-def _input_parts(role: str, content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
-    if role == "assistant":
-        return [_text_part(content if isinstance(content, str) else "")]
+_ID_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco"}
+
+
+def _listed(item: dict[str, Any]) -> dict[str, Any]:
+    listed = item | {"id": new_id(_ID_PREFIXES[item["type"]]), "status": "completed"}
+    if item["type"] == "message":
+        listed["content"] = _listed_parts(item["role"], item["content"])
+    return listed
+
+
+def _listed_parts(role: str, content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     if isinstance(content, str):
-        return [{"type": "input_text", "text": content}]
-    parts = []
-    for part in content:
-        if part.get("type") == "image_url":
-            image = part["image_url"]
-            parts.append(
-                {"type": "input_image", "image_url": image["url"], "detail": image.get("detail") or "auto"}
-            )
-        else:
-            parts.append({"type": "input_text", "text": part.get("text") or ""})
-    return parts
+        return [_text_part(content) if role == "assistant" else {"type": "input_text", "text": content}]
+    # An answer's text parts carry what OpenAI's output_text does (annotations, logprobs).
+    return [_text_part(part["text"]) if part["type"] == "output_text" else part for part in content]
 
 
 # Streams: chat stream events -> Responses events

@@ -1,5 +1,6 @@
 """Stored Responses (SPEC §4.3): `GET /v1/responses/{id}`, `DELETE /v1/responses/{id}`,
-`GET /v1/responses/{id}/input_items`, and the context a `previous_response_id` continues.
+and `GET /v1/responses/{id}/input_items` (the context a `previous_response_id` continues is read by
+byom.logic.invoke).
 
 Every read is by the caller's tenant and the id: another tenant's response, an expired one and one
 that never existed are the same 404, with OpenAI's message, so no caller learns which it was.
@@ -112,9 +113,3 @@ def input_items(
         "last_id": page[-1].get("id") if page else None,
         "has_more": start + limit < len(ordered),
     }
-
-
-def context_of(store: StoredResponses, tenant_id: str, previous_response_id: str) -> list[dict[str, Any]]:
-    """The conversation a call naming `previous_response_id` continues, as chat-completions messages
-    (the stored answer last); a 404 naming the param when there is no such response."""
-    return _record(store, tenant_id, previous_response_id, "previous_response_id").context

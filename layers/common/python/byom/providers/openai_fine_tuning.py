@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from byom.errors import GatewayMisconfigured, OutboundRefused, ProviderError
-from byom.fine_tuning import Job, ProviderRejected, ProviderThrottled
+from byom.fine_tuning import Job, ProviderRejected
 from byom.logic.datasets import Example
-from byom.openai_types import ChatRequest
-from byom.providers import Target
+from byom.providers import Target, eval_runner
+from byom.providers.eval_runner import as_pipeline_error
 from byom.providers.openai_compat import OpenAICompatibleProvider
 
 T = TypeVar("T")
@@ -51,14 +50,7 @@ class OpenAIFineTuning:
 
     @staticmethod
     def _run(what: str, call: Callable[[], T]) -> T:
-        try:
-            return call()
-        except ProviderError as error:
-            if error.retryable:
-                raise ProviderThrottled(f"{what}: {error.message}") from None
-            raise ProviderRejected(f"{what}: {error.message}") from None
-        except (GatewayMisconfigured, OutboundRefused) as error:
-            raise ProviderRejected(f"{what}: {error.message}") from None
+        return as_pipeline_error(what, call)
 
     def upload(self, job: Job, data: bytes) -> str:
         target = self.target(job)
@@ -96,22 +88,6 @@ class OpenAIFineTuning:
 
     def runner(self, job: Job) -> Callable[[Example], str]:
         """Asks the fine-tuned model through the data plane's provider code, for evaluation."""
-        target = self.target(job, job.provider_model_id)
-
-        def answer(example: Example) -> str:
-            messages: list[dict[str, Any]] = (
-                [{"role": "system", "content": example.system}] if example.system else []
-            )
-            messages += [{"role": role, "content": text} for role, text in example.prompt_turns]
-            request = ChatRequest.model_validate(
-                {
-                    "model": job.model,
-                    "messages": messages,
-                    "temperature": 0,
-                    "max_completion_tokens": self._max_tokens,
-                }
-            )
-            result = self._run("Asking the fine-tuned model", lambda: self._provider.chat(request, target))
-            return str(result.message.get("content") or "")
-
-        return answer
+        return eval_runner.runner(
+            self._provider, self.target(job, job.provider_model_id), max_tokens=self._max_tokens
+        )

@@ -35,6 +35,9 @@ def _content(content: Any, *, assistant: bool) -> Any:
 
 
 def input_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat-completions messages as Responses input items: the one chat -> Responses translation,
+    also what a stored response lists as its input items (byom.logic.responses.input_items adds
+    their ids and status)."""
     items: list[dict[str, Any]] = []
     for message in messages:
         role = message["role"]
