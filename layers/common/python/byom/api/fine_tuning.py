@@ -31,11 +31,14 @@ from byom.api.web import (
     raw_body,
 )
 from byom.dal.audit import AuditTable
-from byom.dal.aws import session, table
+from byom.dal.aws import client, session, table
+from byom.dal.batches import BatchData
+from byom.dal.fine_tuning import FileRepository
 from byom.dal.policies import PolicyRepository
 from byom.errors import InvalidRequest, PayloadTooLarge
 from byom.fine_tuning import Approve, CreateJob
 from byom.logic import fine_tuning as logic
+from byom.logic import uploads
 from byom.logic.access import Principal, require_tenant_key
 from byom.settings import fine_tuning_settings
 
@@ -182,6 +185,29 @@ def file_content(ctx: Context, file_id: str) -> Response:
 def delete_file(ctx: Context, file_id: str) -> JSONResponse:
     record = logic.delete_file(store(), ctx.principal, file_id)
     return ok({"id": record.id, "object": "file", "deleted": True})
+
+
+@lru_cache(maxsize=1)
+def upload_store() -> uploads.UploadStore:
+    settings = fine_tuning_settings()
+    return uploads.UploadStore(
+        bucket=BatchData(client("s3"), settings.data_bucket, settings.kms_key_id),
+        files=FileRepository(table(settings.files_table)),
+        max_bytes=settings.max_upload_bytes,
+        url_seconds=settings.upload_url_seconds,
+    )
+
+
+@files.post("/v1/files/uploads", openapi_extra=json_body(uploads.CreateUpload, MAX_JOB_BODY_BYTES))
+def create_upload(ctx: Context, body: RawBody) -> JSONResponse:
+    """Files over the inline limit: a presigned S3 PUT URL (docs/batches.md)."""
+    request = parse_json(body, uploads.CreateUpload, MAX_JOB_BODY_BYTES)
+    return ok(uploads.create_upload(upload_store(), ctx.principal, request))
+
+
+@files.post("/v1/files/uploads/{file_id}/complete")
+def complete_upload(ctx: Context, file_id: str) -> JSONResponse:
+    return ok(uploads.complete_upload(upload_store(), ctx.principal, file_id).public())
 
 
 jobs = APIRouter()
