@@ -107,7 +107,11 @@ def test_success_is_announced_on_eventbridge(template: Template) -> None:
 
 
 def test_bedrock_job_state_changes_reach_the_training_events_function(template: Template) -> None:
-    (rule,) = resources(template, "AWS::Events::Rule").values()
+    (rule,) = [
+        r
+        for r in resources(template, "AWS::Events::Rule").values()
+        if "Model Customization" in json.dumps(props(r)["EventPattern"])
+    ]
     assert props(rule)["EventPattern"] == {
         "source": ["aws.bedrock"],
         "detail-type": ["Model Customization Job State Change"],
@@ -125,6 +129,7 @@ def test_the_bedrock_service_role_reads_prepared_data_only_and_only_for_this_acc
             s["Principal"].get("Service") == "bedrock.amazonaws.com"
             for s in props(r)["AssumeRolePolicyDocument"]["Statement"]
         )
+        and "customization" in props(r).get("Description", "")
     ]
     trust = props(roles[role_id])["AssumeRolePolicyDocument"]["Statement"][0]
     assert "aws:SourceAccount" in trust["Condition"]["StringEquals"]
