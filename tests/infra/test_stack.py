@@ -95,8 +95,9 @@ def test_tables_have_the_keys_and_indexes_of_the_contract(template: Template) ->
 def test_every_table_is_on_demand(template: Template) -> None:
     tables = resources(template, "AWS::DynamoDB::Table")
     # Six of the gateway, files, fine-tuning jobs, the idempotency records of job creation,
-    # governance's policies and audit trail, stored Responses, and the automations with their runs.
-    assert len(tables) == 13
+    # governance's policies and audit trail, stored Responses, the automations with their runs, and
+    # the batches.
+    assert len(tables) == 14
     assert all(props(t)["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
 
 
@@ -136,8 +137,9 @@ def test_response_cache_entries_expire_by_ttl_on_expires_at(template: Template) 
     }
 
 
-# The gateway's three, the fine-tuning API and the eleven tasks of its state machine.
-FUNCTION_COUNT = 21
+# The gateway's three, the fine-tuning API and the eleven tasks of its state machine (21), and the
+# batches API and the seven tasks of its state machine.
+FUNCTION_COUNT = 29
 
 # ---------------------------------------------------------------------------------------- logs
 
@@ -145,8 +147,8 @@ FUNCTION_COUNT = 21
 def test_every_log_group_has_the_configured_retention(template: Template) -> None:
     log_groups = resources(template, "AWS::Logs::LogGroup")
     # A log group per function (3 + the fine-tuning API + 13 tasks + the automation runner and its 3
-    # approval tasks), the API access log, the two state machines.
-    assert len(log_groups) == FUNCTION_COUNT + 3
+    # approval tasks, the batches API and its 7 tasks), the API access log, the three state machines.
+    assert len(log_groups) == FUNCTION_COUNT + 4
     assert all(props(lg).get("RetentionInDays") == RETENTION_DAYS for lg in log_groups.values())
 
 
@@ -200,7 +202,7 @@ def test_every_function_but_the_gateway_has_a_python_handler(template: Template)
         # Step Functions tasks share one folder, a module each (STYLE: one Lambda per task).
         assert props(fn)["Handler"] == "handler.handler" or props(fn)["Environment"]["Variables"][
             "POWERTOOLS_SERVICE_NAME"
-        ].startswith(("byom-ft_", "byom-automation_"))
+        ].startswith(("byom-ft_", "byom-automation_", "byom-batch_"))
 
 
 @pytest.mark.parametrize(
@@ -450,6 +452,8 @@ ROUTES = {
     ("ANY", "/v1/files"): "fine_tuning",
     ("ANY", "/v1/files/{proxy+}"): "fine_tuning",
     ("ANY", "/v1/fine_tuning/{proxy+}"): "fine_tuning",
+    ("ANY", "/v1/batches"): "batches",
+    ("ANY", "/v1/batches/{proxy+}"): "batches",
     ("GET", "/openapi.json"): "gateway",
     ("GET", "/docs"): "gateway",
 }
