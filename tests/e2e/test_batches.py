@@ -233,3 +233,23 @@ def test_another_tenants_batch_is_not_found(
         stranger.batches.retrieve(batch.id)
     with pytest.raises(openai.NotFoundError):
         stranger.batches.cancel(batch.id)
+
+
+def test_a_file_uploaded_through_a_presigned_url_is_a_batch_input(
+    tenant: Tenant, local_stack: LocalStack
+) -> None:
+    data = json.dumps(line("big", "uploaded out of band")).encode() + b"\n"
+    http = httpx2.Client(base_url=local_stack.url, headers={"Authorization": f"Bearer {tenant.sdk.api_key}"})
+    upload = http.post(
+        "/v1/files/uploads", json={"filename": "big.jsonl", "purpose": "batch", "bytes": len(data)}
+    )
+    assert upload.status_code == 200, upload.text
+
+    assert httpx2.put(upload.json()["upload_url"], content=data).status_code == 200
+    completed = http.post(f"/v1/files/uploads/{upload.json()['id']}/complete")
+    batch = tenant.sdk.batches.create(
+        input_file_id=completed.json()["id"], endpoint="/v1/chat/completions", completion_window="24h"
+    )
+
+    assert completed.status_code == 200 and completed.json()["purpose"] == "batch"
+    assert wait_until_done(tenant, batch.id).request_counts.completed == 1
