@@ -43,6 +43,11 @@ TRAINING_EVENTS_DLQ_REASON = (
     "An event that is still lost only delays the job: the state machine polls the job's status "
     "(fine_tuning.training_poll_seconds) whenever no event arrives, so no job is left waiting."
 )
+BATCH_EVENTS_DLQ_REASON = (
+    "Bedrock batch job state-change events reach this function asynchronously from EventBridge (4 "
+    "retries). An event that is still lost only delays the batch: the state machine looks at the job "
+    "itself every poll interval (batches.POLL_SECONDS) when no event wakes it."
+)
 QUEUE_RUNNER_DLQ_REASON = (
     "The automation runner is invoked by an SQS event source mapping, which waits for its answer: a "
     "failed record goes back to the queue and, after its maxReceiveCount, to the queue's own "
@@ -85,7 +90,16 @@ def skip_findings(stack: ByomGatewayStack) -> None:
     ]
     automations = stack.automations
     automation_tasks = list(automations.task_functions.values())
-    every_function = [*api_functions, *tasks.all(), automations.runner, *automation_tasks, stack.evals.scorer]
+    batches = stack.batches
+    every_function = [
+        *api_functions,
+        *tasks.all(),
+        automations.runner,
+        *automation_tasks,
+        stack.evals.scorer,
+        batches.api_function,
+        *batches.tasks.all(),
+    ]
 
     for fn in every_function:
         skip(fn, "CKV_AWS_117", NO_VPC_REASON)
@@ -106,6 +120,12 @@ def skip_findings(stack: ByomGatewayStack) -> None:
 
     skip(stack.evals.scorer, "CKV_AWS_116", SCORER_DLQ_REASON)
     skip(stack.evals.dead_letters, "CKV_AWS_27", SQS_MANAGED_ENCRYPTION_REASON)
+    skip(batches.api_function, "CKV_AWS_116", SYNCHRONOUS_DLQ_REASON.format(caller="by API Gateway"))
+    for fn in batches.tasks.all():
+        if fn is batches.tasks.job_state_changed:
+            skip(fn, "CKV_AWS_116", BATCH_EVENTS_DLQ_REASON)
+        else:
+            skip(fn, "CKV_AWS_116", SYNCHRONOUS_DLQ_REASON.format(caller="by a Step Functions task"))
 
     skip(stack.api.rest_api.deployment_stage, "CKV_AWS_120", NO_STAGE_CACHE_REASON)
     skip(stack.api.health_method, "CKV_AWS_59", PUBLIC_HEALTH_REASON.format())

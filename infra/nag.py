@@ -171,6 +171,7 @@ def acknowledge_findings(stack: ByomGatewayStack) -> None:
     _acknowledge_api(stack)
     _acknowledge_automations(stack)
     _acknowledge_evals(stack)
+    _acknowledge_batches(stack)
 
 
 def _acknowledge_runtime(stack: ByomGatewayStack) -> None:
@@ -519,3 +520,99 @@ def _acknowledge_evals(stack: ByomGatewayStack) -> None:
     )
     # Grader calls take the gateway's own invocation path, so the scorer holds the gateway's grants.
     _acknowledge_invocation_path(stack, _role(evals.scorer.role))
+
+
+BATCH_OBJECTS_REASON = (
+    "A batch's input, results and output files are objects created at runtime under "
+    "tenants/{{tenant_id}}/batches/{{batch_id}}/ (and the output files under tenants/{{tenant_id}}/files/), "
+    "so their keys are unknown at deploy time; the pattern confines the role to {pattern}, and objects are "
+    "encrypted with the stack's key."
+)
+BATCH_JOBS_REASON = (
+    "Bedrock batch inference jobs are created at runtime, one per batch and named after it, so their ARNs "
+    "are unknown at deploy time; tenants choose the model at runtime (any foundation model or inference "
+    "profile). The grant is limited to the batch actions each step needs ({what})."
+)
+
+
+def _acknowledge_batches(stack: ByomGatewayStack) -> None:
+    """The batch functions that run lines hold the invocation path's grants, as the automation runner."""
+    batches = stack.batches
+    bucket_id = stack.resolve(stack.data.data_bucket.bucket_arn)["Fn::GetAtt"][0]
+    tenant_secrets = (
+        f"Resource::{_ARN}:secretsmanager:{_REGION_ACCOUNT}:secret:{stack.functions.secret_prefix}*"
+    )
+    bedrock = f"Resource::{_ARN}:bedrock:{_REGION_ACCOUNT}"
+    for fn in (*batches.tasks.all(), batches.api_function):
+        role = _role(fn.role)
+        acknowledge(role, "IAM5", XRAY_REASON, finding="Resource::*")
+        acknowledge(
+            role,
+            "IAM5",
+            TENANT_SECRETS_REASON.format(prefix=stack.functions.secret_prefix),
+            finding=tenant_secrets,
+        )
+        for pattern in ("tenants/*/batches/*", "tenants/*/files/*"):
+            acknowledge(
+                role,
+                "IAM5",
+                BATCH_OBJECTS_REASON.format(pattern=pattern),
+                finding=f"Resource::<{bucket_id}.Arn>/{pattern}",
+            )
+        for resource in ("model-invocation-job", "inference-profile"):
+            acknowledge(
+                role,
+                "IAM5",
+                BATCH_JOBS_REASON.format(what=f"{resource}/*"),
+                finding=f"{bedrock}:{resource}/*",
+            )
+        acknowledge(
+            role,
+            "IAM5",
+            BATCH_JOBS_REASON.format(what="foundation models in any region"),
+            finding=f"Resource::{_ARN}:bedrock:*::foundation-model/*",
+        )
+    acknowledge(
+        _role(batches.api_function.role),
+        "IAM5",
+        "Lists a tenant's batches on the batches table's by_tenant index only.",
+        finding=f"Resource::<{stack.resolve(batches.table.table_arn)['Fn::GetAtt'][0]}.Arn>/index/by_tenant",
+    )
+    runner = _role(batches.tasks.run_chunk.role)
+    for pattern in ("tenants/*/content/*", "tenants/*/subjects/*"):
+        acknowledge(runner, "IAM5", CONTENT_LOG_REASON, finding=f"Resource::<{bucket_id}.Arn>/{pattern}")
+    for resource in ("application-inference-profile", "provisioned-model", "custom-model-deployment"):
+        acknowledge(
+            runner,
+            "IAM5",
+            BEDROCK_REASON.format(what=f"{resource} of this account and region"),
+            finding=f"{bedrock}:{resource}/*",
+        )
+    arns = guardrail_arns(stack)
+    patterns = (
+        {f"{_ARN}:bedrock:{_REGION_ACCOUNT}:guardrail/*": "the guardrails of this account and region"}
+        if arns == DEFAULT_GUARDRAIL_ARNS
+        else {arn: f"the guardrails matching {arn} (byom:guardrailArns)" for arn in arns if "*" in arn}
+    )
+    for pattern, what in patterns.items():
+        acknowledge(
+            runner,
+            "IAM5",
+            GUARDRAILS_REASON.format(actions="ApplyGuardrail", what=what),
+            finding=f"Resource::{pattern}",
+        )
+    acknowledge(
+        batches.service_role,
+        "IAM5",
+        BATCH_OBJECTS_REASON.format(pattern="tenants/*/batches/*"),
+        finding=f"Resource::<{bucket_id}.Arn>/tenants/*/batches/*",
+    )
+    machine_role = batches.state_machine.role
+    acknowledge(machine_role, "IAM5", STATE_MACHINE_LOGS_REASON, finding="Resource::*")
+    for fn in batches.tasks.all():
+        if fn is batches.tasks.job_state_changed:
+            continue
+        fn_id = stack.resolve(fn.function_arn)["Fn::GetAtt"][0]
+        acknowledge(machine_role, "IAM5", STATE_MACHINE_INVOKE_REASON, finding=f"Resource::<{fn_id}.Arn>:*")
+    for method in stack.api.batches_methods:
+        acknowledge(method, "COG4", API_KEY_AUTH_REASON)

@@ -13,6 +13,7 @@ from infra import checkov_skips, nag
 from infra.config import Settings
 from infra.constructs.api import STAGE_NAME, Api
 from infra.constructs.automations import Automations
+from infra.constructs.batches import Batches
 from infra.constructs.data import Data
 from infra.constructs.evals import Evals
 from infra.constructs.fine_tuning import FineTuning
@@ -59,6 +60,14 @@ class ByomGatewayStack(Stack):
             data=self.data,
             functions=self.functions,
         )
+        self.batches = Batches(
+            self,
+            "Batches",
+            settings=settings,
+            key=self.security.key,
+            data=self.data,
+            functions=self.functions,
+        )
         self.automations = Automations(
             self,
             "Automations",
@@ -87,6 +96,7 @@ class ByomGatewayStack(Stack):
             gateway_function=self.functions.gateway,
             fine_tuning_function=self.fine_tuning.api_function,
             evals_function=self.evals.api_function,
+            batches_function=self.batches.api_function,
         )
         self.functions.connect_usage_plans(
             self.api.rest_api.rest_api_id, STAGE_NAME, self.api.platform_usage_key

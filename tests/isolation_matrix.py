@@ -36,6 +36,8 @@ class World:
     # Automations: tenant B's tenant id in the path already makes every route a 404 for tenant A.
     b_automation_id: str = "aut_b0000000000000000000000"
     b_run_id: str = "run_b000000000000000000000"
+    # Batches: tenant B's batch id, answered as a missing one is.
+    b_batch_id: str = "batch_b00000000000000000000000"
 
     def markers(self) -> list[str]:
         """Strings that only tenant B's data contains: none may reach tenant A."""
@@ -63,6 +65,7 @@ PARAMETERS: dict[str, Callable[[World], str]] = {
     "user": lambda w: w.b_subject,
     "automation_id": lambda w: w.b_automation_id,
     "run_id": lambda w: w.b_run_id,
+    "batch_id": lambda w: w.b_batch_id,
 }
 # The same parameters naming nothing: B's resource must be answered as a missing one is.
 MISSING: dict[str, str] = {
@@ -76,6 +79,7 @@ MISSING: dict[str, str] = {
     "user": "missing-subject",
     "automation_id": "aut_missing0000000000000000",
     "run_id": "run_missing0000000000000000",
+    "batch_id": "batch_missing00000000000000000",
 }
 
 
@@ -188,6 +192,24 @@ EXPECTATIONS: dict[tuple[str, str], Case] = {
     ("GET", "/v1/files/{file_id}"): _b(role_refused=frozenset({"viewer"})),
     ("GET", "/v1/files/{file_id}/content"): _b(role_refused=frozenset({"viewer"})),
     ("DELETE", "/v1/files/{file_id}"): _b(role_refused=frozenset({"viewer"})),
+    ("POST", "/v1/files/uploads"): Case(
+        Kind.OWN_TENANT, body=lambda w: {"filename": "big.jsonl", "purpose": "batch", "bytes": 10}
+    ),
+    ("POST", "/v1/files/uploads/{file_id}/complete"): _b(
+        body=lambda w: {}, role_refused=frozenset({"viewer"})
+    ),
+    ("POST", "/v1/batches"): Case(
+        Kind.OWN_TENANT,
+        body=lambda w: {
+            "input_file_id": w.b_file_id,
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+        },
+        names_b=True,
+    ),
+    ("GET", "/v1/batches"): Case(Kind.OWN_TENANT),
+    ("GET", "/v1/batches/{batch_id}"): _b(role_refused=frozenset({"viewer"})),
+    ("POST", "/v1/batches/{batch_id}/cancel"): _b(body=lambda w: {}, role_refused=frozenset({"viewer"})),
     ("POST", "/v1/fine_tuning/jobs"): Case(
         Kind.OWN_TENANT, body=lambda w: {"model": w.b_alias, "training_file": w.b_file_id}, names_b=True
     ),
@@ -212,13 +234,14 @@ def parameters_of(path: str) -> list[str]:
 def routes() -> set[tuple[str, str]]:
     """(METHOD, /path/{param}) of every route the three apps register."""
     from byom.api.admin import build_admin_app
+    from byom.api.batches import build_batches_app
     from byom.api.fine_tuning import build_fine_tuning_app
     from byom.api.gateway import build_gateway_app
 
     # Each app's own description of its routes: public, where FastAPI's router internals change.
     return {
         (method.upper(), path)
-        for build in (build_admin_app, build_gateway_app, build_fine_tuning_app)
+        for build in (build_admin_app, build_gateway_app, build_fine_tuning_app, build_batches_app)
         for path, operations in build().openapi()["paths"].items()
         for method in operations
     }

@@ -165,6 +165,7 @@ class Api(Construct):
         gateway_function: lambda_.IFunction,
         fine_tuning_function: lambda_.IFunction,
         evals_function: lambda_.IFunction,
+        batches_function: lambda_.IFunction,
     ) -> None:
         super().__init__(scope, construct_id)
         self._settings = settings
@@ -180,6 +181,7 @@ class Api(Construct):
         self.stored_responses_method = self._build_stored_responses_route(gateway_function)
         self.fine_tuning_methods = self._build_fine_tuning_routes(fine_tuning_function)
         self.evals_methods = self._build_evals_routes(evals_function)
+        self.batches_methods = self._build_batches_routes(batches_function)
         self.docs_methods = self._build_docs_routes(gateway_function)
         self.platform_usage_key = platform_usage_key(self)
         self.platform_usage_plan = self._build_platform_usage_plan()
@@ -324,6 +326,14 @@ class Api(Construct):
         assert v1 is not None
         evals = v1.add_resource("evals")
         return [self._add_protected(evals, integration), self._add_protected_proxy(evals, integration)]
+
+    def _build_batches_routes(self, function: lambda_.IFunction) -> list[apigw.Method]:
+        """/v1/batches and below go to their own function (own role: the batches table, the state machine)."""
+        integration = apigw.LambdaIntegration(function, proxy=True, allow_test_invoke=False)
+        v1 = self.rest_api.root.get_resource("v1")
+        assert v1 is not None
+        batches = v1.add_resource("batches")
+        return [self._add_protected(batches, integration), self._add_protected_proxy(batches, integration)]
 
     def _add_protected(
         self, resource: apigw.IResource, integration: apigw.Integration, http_method: str = "ANY"

@@ -111,6 +111,7 @@ def test_bedrock_job_state_changes_reach_the_training_events_function(template: 
         r
         for r in resources(template, "AWS::Events::Rule").values()
         if props(r)["EventPattern"].get("source") == ["aws.bedrock"]
+        and "Model Customization" in json.dumps(props(r)["EventPattern"])
     ]
     assert props(rule)["EventPattern"] == {
         "source": ["aws.bedrock"],
@@ -129,6 +130,7 @@ def test_the_bedrock_service_role_reads_prepared_data_only_and_only_for_this_acc
             s["Principal"].get("Service") == "bedrock.amazonaws.com"
             for s in props(r)["AssumeRolePolicyDocument"]["Statement"]
         )
+        and "customization" in props(r).get("Description", "")
     ]
     trust = props(roles[role_id])["AssumeRolePolicyDocument"]["Statement"][0]
     assert "aws:SourceAccount" in trust["Condition"]["StringEquals"]

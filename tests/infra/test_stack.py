@@ -96,8 +96,8 @@ def test_every_table_is_on_demand(template: Template) -> None:
     tables = resources(template, "AWS::DynamoDB::Table")
     # Six of the gateway, files, fine-tuning jobs, the idempotency records of job creation,
     # governance's policies and audit trail, stored Responses, the automations with their runs, and
-    # the evals with theirs.
-    assert len(tables) == 14
+    # the evals with theirs, and the batches.
+    assert len(tables) == 15
     assert all(props(t)["BillingMode"] == "PAY_PER_REQUEST" for t in tables.values())
 
 
@@ -137,8 +137,9 @@ def test_response_cache_entries_expire_by_ttl_on_expires_at(template: Template) 
     }
 
 
-# The gateway's three, the fine-tuning API and the eleven tasks of its state machine.
-FUNCTION_COUNT = 23
+# The gateway's three, the fine-tuning API and the eleven tasks of its state machine (21), the evals
+# API and scorer, and the batches API and the seven tasks of its state machine.
+FUNCTION_COUNT = 31
 
 # ---------------------------------------------------------------------------------------- logs
 
@@ -146,8 +147,9 @@ FUNCTION_COUNT = 23
 def test_every_log_group_has_the_configured_retention(template: Template) -> None:
     log_groups = resources(template, "AWS::Logs::LogGroup")
     # A log group per function (3 + the fine-tuning API + 13 tasks + the automation runner and its 3
-    # approval tasks + the evals API and scorer), the API access log, the two state machines.
-    assert len(log_groups) == FUNCTION_COUNT + 3
+    # approval tasks + the evals API and scorer + the batches API and its 7 tasks), the API access log,
+    # the three state machines.
+    assert len(log_groups) == FUNCTION_COUNT + 4
     assert all(props(lg).get("RetentionInDays") == RETENTION_DAYS for lg in log_groups.values())
 
 
@@ -201,7 +203,7 @@ def test_every_function_but_the_gateway_has_a_python_handler(template: Template)
         # Step Functions tasks share one folder, a module each (STYLE: one Lambda per task).
         assert props(fn)["Handler"] == "handler.handler" or props(fn)["Environment"]["Variables"][
             "POWERTOOLS_SERVICE_NAME"
-        ].startswith(("byom-ft_", "byom-automation_", "byom-evals_"))
+        ].startswith(("byom-ft_", "byom-automation_", "byom-evals_", "byom-batch_"))
 
 
 @pytest.mark.parametrize(
@@ -455,6 +457,8 @@ ROUTES = {
     ("ANY", "/v1/fine_tuning/{proxy+}"): "fine_tuning",
     ("ANY", "/v1/evals"): "evals",
     ("ANY", "/v1/evals/{proxy+}"): "evals",
+    ("ANY", "/v1/batches"): "batches",
+    ("ANY", "/v1/batches/{proxy+}"): "batches",
     ("GET", "/openapi.json"): "gateway",
     ("GET", "/docs"): "gateway",
 }

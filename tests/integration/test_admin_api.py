@@ -121,6 +121,8 @@ def test_models_list_with_catalog_pricing(admin_api: Api, tenant: dict) -> None:
         "output_per_1k_usd": 0.0006,
         "cache_read_per_1k_usd": 0.000075,
         "cache_write_per_1k_usd": None,
+        "batch_input_per_1k_usd": 0.000075,
+        "batch_output_per_1k_usd": 0.0003,
     }
     assert listed["data"] == [created]
 

@@ -64,6 +64,20 @@ class Pricing(_Request):
     # Input tokens read from / written to the provider's prompt cache; None: the input price.
     cache_read_per_1k_usd: Money | None = None
     cache_write_per_1k_usd: Money | None = None
+    # Batch lines (POST /v1/batches): both providers publish half of on-demand; None: on-demand.
+    batch_input_per_1k_usd: Money | None = None
+    batch_output_per_1k_usd: Money | None = None
+
+    def batch(self) -> Pricing:
+        """The prices a batch line is metered at (no prompt-cache rates: a batch bills plain tokens)."""
+        return Pricing(
+            input_per_1k_usd=self.input_per_1k_usd
+            if self.batch_input_per_1k_usd is None
+            else self.batch_input_per_1k_usd,
+            output_per_1k_usd=self.output_per_1k_usd
+            if self.batch_output_per_1k_usd is None
+            else self.batch_output_per_1k_usd,
+        )
 
 
 class CreateModel(_Request):

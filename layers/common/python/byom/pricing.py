@@ -41,6 +41,8 @@ def catalog_price(model_id: str) -> Pricing | None:
         output_per_1k_usd=entry["output_per_1k_usd"],
         cache_read_per_1k_usd=entry.get("cache_read_per_1k_usd"),
         cache_write_per_1k_usd=entry.get("cache_write_per_1k_usd"),
+        batch_input_per_1k_usd=entry.get("batch_input_per_1k_usd"),
+        batch_output_per_1k_usd=entry.get("batch_output_per_1k_usd"),
     )
 
 

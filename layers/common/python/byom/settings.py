@@ -114,6 +114,9 @@ class FineTuningSettings(_Settings):
     idempotency_seconds: int = Field(default=3600, ge=60)
     # Lambda's 6 MB payload holds the base64 of about 4.4 MB; the rest is the multipart envelope.
     max_file_bytes: int = Field(default=4 * 1024 * 1024, ge=1)
+    # Larger files go through a presigned S3 PUT (byom.logic.uploads), up to this size.
+    max_upload_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    upload_url_seconds: int = Field(default=3600, ge=60, le=7 * 86_400)
     # Waits the state machine reads from each execution's input.
     training_poll_seconds: int = Field(default=600, ge=1)
     deployment_poll_seconds: int = Field(default=60, ge=1)
@@ -176,3 +179,28 @@ class EvalSettings(_Settings):
 @lru_cache(maxsize=1)
 def eval_settings() -> EvalSettings:
     return EvalSettings.from_env()
+
+
+class BatchSettings(_Settings):
+    """Batches (SPEC §10): the batch API function and the state machine's tasks (docs/batches.md).
+    The tasks that run lines read the data plane's settings too (GatewaySettings)."""
+
+    batches_table: str
+    files_table: str
+    models_table: str
+    data_bucket: str
+    kms_key_id: str | None = None
+    usage_table: str | None = None
+    policies_table: str | None = None
+    audit_table: str | None = None
+    event_bus_name: str = "default"
+    batch_state_machine_arn: str | None = None
+    # The service role Bedrock batch inference jobs run as (S3 under tenants/*/batches/* only).
+    byom_batch_role_arn: str = ""
+    # How long an execution waits for a provider job's event before it looks for itself.
+    batch_poll_seconds: int = Field(default=300, ge=1, le=86_400)
+
+
+@lru_cache(maxsize=1)
+def batch_settings() -> BatchSettings:
+    return BatchSettings.from_env()

@@ -11,12 +11,21 @@ from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import JSONResponse
 
 from byom.api.gateway import invoke_store
-from byom.api.web import JsonBodyRoute, RequestContext, build_app, context, ignore_trailing_slashes, ok
+from byom.api.web import (
+    JsonBodyRoute,
+    RequestContext,
+    build_app,
+    context,
+    ignore_trailing_slashes,
+    list_page,
+    ok,
+    page_limit,
+)
 from byom.dal.aws import client, table
 from byom.dal.evals import EvalTable, TestSetFiles
 from byom.dal.fine_tuning import DataBucket, FileRepository
 from byom.dal.repositories import ModelRepository
-from byom.errors import GatewayMisconfigured, InvalidRequest
+from byom.errors import GatewayMisconfigured
 from byom.evals import CreateEval, CreateRun
 from byom.logic import evals as logic
 from byom.logic import invoke
@@ -77,28 +86,6 @@ After = Annotated[str | None, Query(max_length=128)]
 Limit = Annotated[str | None, Query()]
 
 
-def _limit(raw: str | None) -> int:
-    if raw is None:
-        return 20
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest("limit must be a whole number", param="limit") from None
-    if not 1 <= value <= 100:
-        raise InvalidRequest("limit must be between 1 and 100", param="limit")
-    return value
-
-
-def _page(items: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": items,
-        "has_more": has_more,
-        "first_id": items[0]["id"] if items else None,
-        "last_id": items[-1]["id"] if items else None,
-    }
-
-
 router = APIRouter(route_class=JsonBodyRoute.limited(MAX_BODY_BYTES))
 
 
@@ -109,8 +96,8 @@ def create_eval(ctx: Context, request: CreateEval) -> JSONResponse:
 
 @router.get("/v1/evals")
 def list_evals(ctx: Context, after: After = None, limit: Limit = None) -> JSONResponse:
-    found, more = logic.list_evals(store(), ctx.principal, after=after, limit=_limit(limit))
-    return ok(_page([e.public() for e in found], more))
+    found, more = logic.list_evals(store(), ctx.principal, after=after, limit=page_limit(limit))
+    return ok(list_page([e.public() for e in found], more))
 
 
 @router.get("/v1/evals/{eval_id}")
@@ -131,8 +118,8 @@ def create_run(ctx: Context, request: CreateRun, eval_id: str) -> JSONResponse:
 
 @router.get("/v1/evals/{eval_id}/runs")
 def list_runs(ctx: Context, eval_id: str, after: After = None, limit: Limit = None) -> JSONResponse:
-    found, more = logic.list_runs(store(), ctx.principal, eval_id, after=after, limit=_limit(limit))
-    return ok(_page([logic.run_public(r) for r in found], more))
+    found, more = logic.list_runs(store(), ctx.principal, eval_id, after=after, limit=page_limit(limit))
+    return ok(list_page([logic.run_public(r) for r in found], more))
 
 
 @router.get("/v1/evals/{eval_id}/runs/{run_id}")
@@ -145,9 +132,9 @@ def output_items(
     ctx: Context, eval_id: str, run_id: str, after: After = None, limit: Limit = None
 ) -> JSONResponse:
     found, more = logic.output_items(
-        store(), ctx.principal, eval_id, run_id, after=after, limit=_limit(limit)
+        store(), ctx.principal, eval_id, run_id, after=after, limit=page_limit(limit)
     )
-    return ok(_page(found, more))
+    return ok(list_page(found, more))
 
 
 def build_evals_app() -> FastAPI:

@@ -26,15 +26,20 @@ from byom.api.web import (
     build_app,
     context,
     ignore_trailing_slashes,
+    list_page,
     ok,
+    page_limit,
     raw_body,
 )
 from byom.dal.audit import AuditTable
-from byom.dal.aws import session, table
+from byom.dal.aws import client, session, table
+from byom.dal.batches import BatchData
+from byom.dal.fine_tuning import FileRepository
 from byom.dal.policies import PolicyRepository
 from byom.errors import InvalidRequest, PayloadTooLarge
 from byom.fine_tuning import Approve, CreateJob
 from byom.logic import fine_tuning_jobs as logic
+from byom.logic import uploads
 from byom.logic.access import Principal, require_tenant_key
 from byom.settings import fine_tuning_settings
 
@@ -78,28 +83,6 @@ RawBody = Annotated[bytes, Depends(raw_body)]
 Invocation = Annotated[Any, Depends(lambda_context)]
 After = Annotated[str | None, Query()]
 Limit = Annotated[str | None, Query()]
-
-
-def _limit(raw: str | None) -> int:
-    if raw is None:
-        return 20
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidRequest("limit must be a whole number", param="limit") from None
-    if not 1 <= value <= 100:
-        raise InvalidRequest("limit must be between 1 and 100", param="limit")
-    return value
-
-
-def _page(items: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
-    return {
-        "object": "list",
-        "data": items,
-        "has_more": has_more,
-        "first_id": items[0]["id"] if items else None,
-        "last_id": items[-1]["id"] if items else None,
-    }
 
 
 files = APIRouter()
@@ -158,8 +141,8 @@ def upload_file(
 
 @files.get("/v1/files")
 def list_files(ctx: Context, after: After = None, limit: Limit = None) -> JSONResponse:
-    records, more = logic.list_files(store(), ctx.principal, after=after, limit=_limit(limit))
-    return ok(_page([r.public() for r in records], more))
+    records, more = logic.list_files(store(), ctx.principal, after=after, limit=page_limit(limit))
+    return ok(list_page([r.public() for r in records], more))
 
 
 @files.get("/v1/files/{file_id}")
@@ -181,6 +164,32 @@ def file_content(ctx: Context, file_id: str) -> Response:
 def delete_file(ctx: Context, file_id: str) -> JSONResponse:
     record = logic.delete_file(store(), ctx.principal, file_id)
     return ok({"id": record.id, "object": "file", "deleted": True})
+
+
+# JSON bodies, unlike the multipart upload above.
+uploads_router = APIRouter(route_class=JsonBodyRoute.limited(MAX_JOB_BODY_BYTES))
+
+
+@lru_cache(maxsize=1)
+def upload_store() -> uploads.UploadStore:
+    settings = fine_tuning_settings()
+    return uploads.UploadStore(
+        bucket=BatchData(client("s3"), settings.data_bucket, settings.kms_key_id),
+        files=FileRepository(table(settings.files_table)),
+        max_bytes=settings.max_upload_bytes,
+        url_seconds=settings.upload_url_seconds,
+    )
+
+
+@uploads_router.post("/v1/files/uploads")
+def create_upload(ctx: Context, request: uploads.CreateUpload) -> JSONResponse:
+    """Files over the inline limit: a presigned S3 PUT URL (docs/batches.md)."""
+    return ok(uploads.create_upload(upload_store(), ctx.principal, request))
+
+
+@uploads_router.post("/v1/files/uploads/{file_id}/complete")
+def complete_upload(ctx: Context, file_id: str) -> JSONResponse:
+    return ok(uploads.complete_upload(upload_store(), ctx.principal, file_id).public())
 
 
 jobs = APIRouter(route_class=JsonBodyRoute.limited(MAX_JOB_BODY_BYTES))
@@ -244,8 +253,8 @@ def create_job(
 
 @jobs.get("/v1/fine_tuning/jobs")
 def list_jobs(ctx: Context, after: After = None, limit: Limit = None) -> JSONResponse:
-    found, more = logic.list_jobs(store(), ctx.principal, after=after, limit=_limit(limit))
-    return ok(_page([j.public() for j in found], more))
+    found, more = logic.list_jobs(store(), ctx.principal, after=after, limit=page_limit(limit))
+    return ok(list_page([j.public() for j in found], more))
 
 
 @jobs.get("/v1/fine_tuning/jobs/{job_id}")
@@ -260,8 +269,8 @@ def cancel_job(ctx: Context, job_id: str) -> JSONResponse:
 
 @jobs.get("/v1/fine_tuning/jobs/{job_id}/events")
 def list_events(ctx: Context, job_id: str, after: After = None, limit: Limit = None) -> JSONResponse:
-    events, more = logic.list_events(store(), ctx.principal, job_id, after=after, limit=_limit(limit))
-    return ok(_page([e.public() for e in events], more))
+    events, more = logic.list_events(store(), ctx.principal, job_id, after=after, limit=page_limit(limit))
+    return ok(list_page([e.public() for e in events], more))
 
 
 @jobs.post("/v1/fine_tuning/jobs/{job_id}/approve")
@@ -271,7 +280,7 @@ def approve_job(ctx: Context, request: Approve, job_id: str) -> JSONResponse:
 
 def build_fine_tuning_app() -> FastAPI:
     app = build_app("BYOM Gateway fine-tuning API")
-    for router in (files, jobs):
+    for router in (files, uploads_router, jobs):
         app.include_router(router)
     app.add_middleware(RecordAdminActions, trail=_audit, actions=AUDITED_ACTIONS)
     return ignore_trailing_slashes(app)

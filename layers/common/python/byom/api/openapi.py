@@ -1,5 +1,5 @@
-"""One OpenAPI 3.1 document for the whole API (SPEC §4): the admin, data-plane and fine-tuning apps'
-own documents, generated from their routes and models, merged; served by the gateway app at
+"""One OpenAPI 3.1 document for the whole API (SPEC §4): the admin, data-plane, fine-tuning and
+batches apps' own documents, generated from their routes and models, merged; served by the gateway app at
 `GET /openapi.json`, with Swagger UI at `GET /docs`."""
 
 from __future__ import annotations
@@ -91,11 +91,12 @@ def document() -> dict[str, Any]:
     """Built on the first request, then kept: the gateway's cold start does not import the admin and
     fine-tuning apps."""
     from byom.api.admin import build_admin_app
+    from byom.api.batches import build_batches_app
     from byom.api.evals import build_evals_app
     from byom.api.fine_tuning import build_fine_tuning_app
     from byom.api.gateway import build_gateway_app
 
-    apps = (build_gateway_app, build_admin_app, build_fine_tuning_app, build_evals_app)
+    apps = (build_gateway_app, build_admin_app, build_fine_tuning_app, build_evals_app, build_batches_app)
     return merge([build().openapi() for build in apps])
 
 

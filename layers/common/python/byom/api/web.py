@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from byom.api.errors import envelope, validation_message
-from byom.errors import ByomError, PayloadTooLarge
+from byom.errors import ByomError, InvalidRequest, PayloadTooLarge
 from byom.logic.access import Principal
 from byom.observability import logger
 
@@ -301,6 +301,30 @@ class JsonBodyRoute(APIRoute):
             return await handler(request)
 
         return sized_json
+
+
+def page_limit(raw: str | None) -> int:
+    """The `limit` query parameter of OpenAI's cursor-paged lists (files, jobs, batches, evals)."""
+    if raw is None:
+        return 20
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequest("limit must be a whole number", param="limit") from None
+    if not 1 <= value <= 100:
+        raise InvalidRequest("limit must be between 1 and 100", param="limit")
+    return value
+
+
+def list_page(items: list[dict[str, Any]], has_more: bool) -> dict[str, Any]:
+    """OpenAI's list object for one page of a cursor-paged list."""
+    return {
+        "object": "list",
+        "data": items,
+        "has_more": has_more,
+        "first_id": items[0]["id"] if items else None,
+        "last_id": items[-1]["id"] if items else None,
+    }
 
 
 def ok(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:

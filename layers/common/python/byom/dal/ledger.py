@@ -202,6 +202,7 @@ class UsageTable:
         spend_guard: int | None = None,
         *,
         also: list[dict[str, Any]] | None = None,
+        within: Hold | None = None,
     ) -> Settled:
         """Count the call and turn its hold (if any) into what it really cost: one transaction with
         the call's `req#` marker, so a repeated settle counts nothing.
@@ -216,11 +217,16 @@ class UsageTable:
         then committed afresh.
 
         `also`: more items of the same transaction (the call's audit record), written exactly when
-        the call is metered."""
+        the call is metered.
+
+        `within`: a standing hold that covers this call and stays in place (a batch's, released
+        when the batch ends): no hold is turned into the cost, which is committed against the
+        ledgers the standing hold's limits name."""
         held, guard, reached = hold, spend_guard, None
+        reserved = hold if within is None else within
         while True:
             try:
-                counted = self._settle(metered, held, reserved=hold, spend_guard=guard, also=also or [])
+                counted = self._settle(metered, held, reserved=reserved, spend_guard=guard, also=also or [])
                 break
             except _SpendReached as spent:
                 reached, guard = spent, None

@@ -37,6 +37,8 @@ from byom.logic.access import Principal, require_tenant_key
 _CATALOG = Path(__file__).resolve().parent.parent / "data" / "fine_tuning.json"
 
 WRITERS = ("admin", "developer")
+# What a tenant may upload: training data, batch input (byom.logic.batches), eval test sets.
+UPLOAD_PURPOSES = (FILE_PURPOSE, "batch", "evals")
 APPROVERS = ("admin",)
 OPENAI: Final = "openai"
 # OpenAI's per-example limit for the chat models it fine-tunes (gpt-4o-mini, gpt-4.1 family).
@@ -262,10 +264,8 @@ def upload_file(
     store: FineTuningStore, principal: Principal, *, filename: str, purpose: str, data: bytes
 ) -> FileRecord:
     tenant_id = require_tenant_key(principal, WRITERS)
-    if purpose != FILE_PURPOSE:
-        raise InvalidRequest(
-            f"purpose must be '{FILE_PURPOSE}' (the only purpose this gateway stores)", param="purpose"
-        )
+    if purpose not in UPLOAD_PURPOSES:
+        raise InvalidRequest(f"purpose must be one of {', '.join(UPLOAD_PURPOSES)}", param="purpose")
     if not data.strip():
         raise InvalidRequest("The file is empty", param="file")
     try:

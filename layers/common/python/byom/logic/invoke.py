@@ -626,8 +626,9 @@ def _answer_of(chatted: _Chatted, body: dict[str, Any]) -> Answer:
     )
 
 
-def chat(store: InvokeStore, call: Call, request: ChatRequest) -> Answer:
-    with _audited(store, call, "chat.completions", request.model, _subject(request)) as trail:
+def chat(store: InvokeStore, call: Call, request: ChatRequest, *, route: str = "chat.completions") -> Answer:
+    """`route` names the call in the audit trail (`batches` for a batch's lines)."""
+    with _audited(store, call, route, request.model, _subject(request)) as trail:
         chatted = _chatted(store, call, request, trail)
     if isinstance(chatted, Answer):
         return chatted
@@ -978,9 +979,9 @@ class _Responding:
             logger.error("response not stored", extra={"error_type": type(error).__name__})
 
 
-def respond(store: InvokeStore, call: Call, request: ResponsesRequest) -> Answer:
+def respond(store: InvokeStore, call: Call, request: ResponsesRequest, *, route: str = "responses") -> Answer:
     """`POST /v1/responses` without streaming."""
-    with _audited(store, call, "responses", request.model, _subject(request)) as trail:
+    with _audited(store, call, route, request.model, _subject(request)) as trail:
         responding = _Responding.begin(store, request, trail)
         chatted = _chatted(store, call, responding.chat_request(), trail, responses=True)
         if isinstance(chatted, Answer):
@@ -1026,8 +1027,8 @@ def embeddings_body(result: EmbeddingResult, *, model: str, encoding_format: str
     }
 
 
-def embed(store: InvokeStore, call: Call, request: EmbeddingRequest) -> Answer:
-    with _audited(store, call, "embeddings", request.model, request.user) as trail:
+def embed(store: InvokeStore, call: Call, request: EmbeddingRequest, *, route: str = "embeddings") -> Answer:
+    with _audited(store, call, route, request.model, request.user) as trail:
         started = _start(store, call, request.model, trail)
         target, meter = started.target, started.meter
         texts, screening_ = screening.screen(

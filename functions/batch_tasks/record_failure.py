@@ -1,0 +1,10 @@
+"""Batch state machine task: record_failure (byom.logic.batches.record_failure)."""
+
+from byom.api import batch_tasks
+from byom.observability import logger, tracer
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event, context):  # type: ignore[no-untyped-def]
+    return batch_tasks.record_failure(event)

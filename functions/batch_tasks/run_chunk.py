@@ -1,0 +1,10 @@
+"""Batch state machine task: run_chunk (byom.logic.batches.run_chunk)."""
+
+from byom.api import batch_tasks
+from byom.observability import logger, tracer
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event, context):  # type: ignore[no-untyped-def]
+    return batch_tasks.run_chunk(event)
