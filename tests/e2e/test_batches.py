@@ -358,7 +358,10 @@ def test_each_line_of_a_bedrock_batch_is_metered_once_at_the_catalogs_batch_pric
     pricing = catalog_price(BEDROCK_MODEL)
     assert pricing is not None
     tokens = [
-        (row["response"]["body"]["usage"]["prompt_tokens"], row["response"]["body"]["usage"]["completion_tokens"])
+        (
+            row["response"]["body"]["usage"]["prompt_tokens"],
+            row["response"]["body"]["usage"]["completion_tokens"],
+        )
         for row in output
     ]
     at_batch = sum(cost_micros(pricing.batch(), i, o) for i, o in tokens)
