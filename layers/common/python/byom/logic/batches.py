@@ -36,7 +36,7 @@ from byom.batches import (
     CreateBatch,
     ProviderJobFailed,
 )
-from byom.domain import ModelAlias, Pricing
+from byom.domain import Budget, ModelAlias, Pricing
 from byom.errors import BudgetExceeded, ByomError, Conflict, InvalidRequest, NotFound
 from byom.fine_tuning import FileRecord
 from byom.governance import screening
@@ -44,7 +44,7 @@ from byom.governance.policy import Policy
 from byom.logic import money
 from byom.logic.access import Principal, require_tenant_key
 from byom.logic.fine_tuning_jobs import file_key
-from byom.money import BudgetState, Hold, Metered, ReservationRefused
+from byom.money import Hold, Metered, ReservationRefused
 from byom.openai_types import ChatRequest, EmbeddingRequest, ResponsesRequest
 from byom.providers import Target, Usage
 from byom.providers.batch import BatchLine, LineOutcome, ProviderBatches
@@ -123,9 +123,7 @@ class Aliases(Protocol):
 class Ledgers(Protocol):
     """The usage table's money operations (byom.dal.ledger.UsageTable)."""
 
-    def month_items(self, tenant_id: str, month: str) -> list[dict[str, Any]]: ...
-
-    def budget_state(self, items: Iterable[dict[str, Any]], tenant_id: str) -> BudgetState: ...
+    def get_budget(self, tenant_id: str) -> Budget | None: ...
 
     def reserve(self, hold: Hold) -> None: ...
 
@@ -420,7 +418,8 @@ def reserve(store: BatchStore, batch: Batch, needed: int, lines: int) -> Hold | 
     if store.usage is None:
         return None
     month = money.month_of(batch.created_at)
-    budget = store.usage.budget_state(store.usage.month_items(batch.tenant_id, month), batch.tenant_id).budget
+    # The budget item, not the month's counters: those hold the ledger, never the budget itself.
+    budget = store.usage.get_budget(batch.tenant_id)
     if budget is None or not budget.hard:
         return None
     key_limit = budget.key_limits.get(batch.key_id)
