@@ -317,13 +317,17 @@ def test_a_bedrock_batch_of_fifty_lines_runs_as_a_batch_inference_job(
     assert all(row["response"]["body"]["choices"][0]["message"]["content"] for row in output)
 
 
-def test_bad_lines_of_a_bedrock_batch_land_in_the_error_file(bedrock_tenant: Tenant) -> None:
+def test_bad_lines_of_a_bedrock_batch_land_in_the_error_file(
+    bedrock_tenant: Tenant, local_stack: LocalStack
+) -> None:
     lines = [
         fast_line("good-1", "first"),
         fast_line("bad-url", "x", url="/v1/embeddings"),
         fast_line("good-1", "a duplicate custom_id"),
         fast_line("blank", " "),
         fast_line("good-2", "second"),
+        # Enough lines for Bedrock's minimum records per job (the local stack's is 10).
+        *(fast_line(f"more-{i}", f"more {i}") for i in range(8)),
     ]
 
     batch = bedrock_tenant.sdk.batches.create(
@@ -332,8 +336,16 @@ def test_bad_lines_of_a_bedrock_batch_land_in_the_error_file(bedrock_tenant: Ten
     done = wait_until_done(bedrock_tenant, batch.id)
 
     assert done.status == "completed", done.errors
-    assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (5, 2, 3)
-    assert [row["custom_id"] for row in jsonl(bedrock_tenant, done.output_file_id)] == ["good-1", "good-2"]
+    assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (
+        13,
+        10,
+        3,
+    )
+    assert [row["custom_id"] for row in jsonl(bedrock_tenant, done.output_file_id)][:2] == [
+        "good-1",
+        "good-2",
+    ]
+    assert len(invocation_jobs(local_stack, batch.id)) == 1
     errors = jsonl(bedrock_tenant, done.error_file_id)
     assert [row["custom_id"] for row in errors] == ["bad-url", "good-1", "blank"]
     assert [row["error"]["code"] for row in errors[:2]] == ["mismatched_url", "duplicate_custom_id"]
@@ -397,3 +409,18 @@ def test_a_cancelled_bedrock_batch_settles_what_ran_and_releases_the_rest(
     assert usage["budget"]["reserved_usd"] == 0
     assert micros(usage["budget"]["remaining_usd"]) == 100_000_000 - micros(usage["total"]["cost_usd"])
     assert all(job["status"] in ("Stopped", "Completed") for job in invocation_jobs(local_stack, batch.id))
+
+
+def test_a_bedrock_batch_below_the_minimum_records_is_run_by_the_gateway(
+    bedrock_tenant: Tenant, local_stack: LocalStack
+) -> None:
+    batch = bedrock_tenant.sdk.batches.create(
+        input_file_id=upload(bedrock_tenant, [fast_line(f"s{i}", f"small {i}") for i in range(3)]),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+    done = wait_until_done(bedrock_tenant, batch.id)
+
+    assert done.status == "completed" and done.request_counts.completed == 3
+    assert invocation_jobs(local_stack, batch.id) == []
+    assert bedrock_tenant.usage()["total"]["requests"] == 3

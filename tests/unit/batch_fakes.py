@@ -293,6 +293,7 @@ def harness() -> Harness:
         events=events,
         policies=policies,
         audit=audit,
+        bedrock_min_records=1,  # a test that is about the quota sets it
         now=lambda: NOW,
     )
     return Harness(store, ledgers, workflow, provider, lines, events, audit, policies, bucket, files, models)

@@ -300,6 +300,29 @@ def test_a_provider_jobs_outcomes_are_metered_at_batch_prices_and_audited() -> N
     assert [r["custom_id"] for r in rows(h, done.output_file_id or "")] == ["a", "b"]
 
 
+def test_a_bedrock_batch_below_bedrocks_minimum_records_is_run_by_the_gateway() -> None:
+    h = harness()
+    h.store.bedrock_min_records = 100
+    h.add_alias("bulk", "bedrock", model_id="amazon.nova-micro-v1:0")
+
+    batch = create(h, [chat_line(f"l{i}") for i in range(99)])
+    done = run_to_end(h, batch.id)
+
+    assert batch.mode == "gateway"
+    assert h.provider.submitted == [] and len(h.lines.calls) == 99
+    assert done.status == "completed" and done.completed == 99
+
+
+def test_a_bedrock_batch_of_bedrocks_minimum_records_is_a_batch_inference_job() -> None:
+    h = harness()
+    h.store.bedrock_min_records = 100
+    h.add_alias("bulk", "bedrock", model_id="amazon.nova-micro-v1:0")
+
+    batch = create(h, [chat_line(f"l{i}") for i in range(100)])
+
+    assert batch.mode == "provider"
+
+
 def test_a_running_provider_job_keeps_the_execution_waiting() -> None:
     h = harness()
     h.add_alias("bulk", "bedrock", model_id="amazon.nova-micro-v1:0")

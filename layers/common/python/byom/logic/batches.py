@@ -203,6 +203,8 @@ class BatchStore:
     """For lines that leave through a provider's batch service: screened by the tenant's policy."""
     audit: Audit | None = None
     poll_seconds: int = 300
+    bedrock_min_records: int = 100
+    """Bedrock refuses a batch inference job with fewer records (its per-account quota)."""
     now: Callable[[], int] = clock.now
 
 
@@ -519,10 +521,13 @@ def _chunks(valid: Sequence[_Valid]) -> list[list[_Valid]]:
     return [list(valid[i : i + size]) for i in range(0, len(valid), size)]
 
 
-def _mode(store: BatchStore, alias: ModelAlias, endpoint: str) -> str:
-    if endpoint in PROVIDER_ENDPOINTS.get(alias.provider, ()) and store.providers(alias.provider) is not None:
-        return "provider"
-    return "gateway"
+def _mode(store: BatchStore, alias: ModelAlias, endpoint: str, lines: int) -> str:
+    if endpoint not in PROVIDER_ENDPOINTS.get(alias.provider, ()):
+        return "gateway"
+    if alias.provider == "bedrock" and lines < store.bedrock_min_records:
+        # Bedrock would refuse the job outright: the gateway runs the lines, metered the same way.
+        return "gateway"
+    return "provider" if store.providers(alias.provider) is not None else "gateway"
 
 
 def create_batch(store: BatchStore, principal: Principal, body: CreateBatch) -> Batch:
@@ -551,7 +556,7 @@ def create_batch(store: BatchStore, principal: Principal, body: CreateBatch) -> 
         update={
             "model": alias.alias if alias else "",
             "provider": alias.provider if alias else "",
-            "mode": _mode(store, alias, body.endpoint) if alias else "gateway",
+            "mode": _mode(store, alias, body.endpoint, len(checked.valid)) if alias else "gateway",
             "total": checked.total,
             "failed": len(checked.invalid),
             "invalid": len(checked.invalid),
