@@ -15,9 +15,9 @@ from typing import Any, cast
 import httpx2
 import openai
 import pytest
-
 from byom.logic.money import cost_micros
 from byom.pricing import catalog_price
+
 from tests.e2e.conftest import LocalStack, client_for
 from tests.e2e.test_budgets import MeteredUpstream, micros
 from tests.integration.fake_openai import serve
