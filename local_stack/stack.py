@@ -68,6 +68,8 @@ LOCAL_OVERRIDES = {
     "DEPLOYMENT_POLL_SECONDS": "1",
     # The OpenAI stand-in's jobs end after BYOM_LOCAL_TRAINING_SECONDS: look every second.
     "OPENAI_POLL_SECONDS": "1",
+    # The batch inference stand-in has no minimum; a small one keeps small Bedrock batches gateway-run.
+    "BEDROCK_BATCH_MIN_RECORDS": "10",
 }
 # How long a local model-customization job trains before it completes (BYOM_LOCAL_TRAINING_SECONDS).
 DEFAULT_TRAINING_SECONDS = 2.0

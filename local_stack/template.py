@@ -141,6 +141,8 @@ def _synthetic_physical(logical_id: str, resource_type: str) -> Physical:
     service = resource_type.split("::")[1].lower() if resource_type.count("::") == 2 else "unknown"
     kind = resource_type.rsplit("::", 1)[-1].lower()
     arn = f"arn:{PARTITION}:{service}:{REGION}:{ACCOUNT_ID}:{kind}/{logical_id}"
+    if service == "iam":  # a global service: its ARNs name no region (a service checks the form)
+        arn = f"arn:{PARTITION}:iam::{ACCOUNT_ID}:{kind}/{logical_id}"
     if resource_type == "AWS::Lambda::Function":
         arn = f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT_ID}:function:{logical_id}"
     return Physical(ref=logical_id, attributes={"Arn": arn})

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -39,6 +40,8 @@ OUTPUT_SUFFIX = ".out"
 MANIFEST = "manifest.json.out"
 MAX_LIST = 1000
 _RUNNING = ("Submitted", "Validating", "InProgress")
+# CreateModelInvocationJob's roleArn pattern: IAM is global, its ARNs name no region.
+ROLE_ARN = re.compile(r"^arn:aws(-[^:]+)?:iam::\d{12}:role/.+$")
 
 ReadS3 = Callable[[str], bytes]
 WriteS3 = Callable[[str, bytes], None]
@@ -99,6 +102,8 @@ class BatchInferenceState:
         for name in ("jobName", "roleArn", "modelId"):
             if not request.get(name):
                 raise StandInError(400, f"{name} is required")
+        if not ROLE_ARN.match(str(request["roleArn"])):
+            raise StandInError(400, f"roleArn {request['roleArn']} is not an IAM role ARN")
         input_uri = ((request.get("inputDataConfig") or {}).get("s3InputDataConfig") or {}).get("s3Uri")
         output_uri = ((request.get("outputDataConfig") or {}).get("s3OutputDataConfig") or {}).get("s3Uri")
         if not input_uri or not output_uri:

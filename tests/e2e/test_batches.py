@@ -15,8 +15,10 @@ from typing import Any, cast
 import httpx2
 import openai
 import pytest
+from byom.logic.money import cost_micros
+from byom.pricing import catalog_price
 
-from tests.e2e.conftest import LocalStack
+from tests.e2e.conftest import LocalStack, client_for
 from tests.e2e.test_budgets import MeteredUpstream, micros
 from tests.integration.fake_openai import serve
 
@@ -253,3 +255,172 @@ def test_a_file_uploaded_through_a_presigned_url_is_a_batch_input(
 
     assert completed.status_code == 200 and completed.json()["purpose"] == "batch"
     assert wait_until_done(tenant, batch.id).request_counts.completed == 1
+
+
+# -- a Bedrock alias: Bedrock batch inference on the stand-in ------------------------------------------
+
+BEDROCK_MODEL = "amazon.nova-micro-v1:0"
+# Long enough prompts that a line costs whole micro-dollars even at Nova Micro's batch prices.
+PADDING = " ".join(f"word{i}" for i in range(400))
+
+
+@pytest.fixture
+def bedrock_tenant(local_stack: LocalStack, admin: httpx2.Client) -> Tenant:
+    """A tenant with the demo's `fast` alias: Bedrock (the stand-in), on the catalog's prices."""
+    created = admin.post("/admin/tenants", json={"name": "bedrock-batches"}).json()
+    base = f"/admin/tenants/{created['id']}"
+    alias = {"alias": "fast", "provider": "bedrock", "model_id": BEDROCK_MODEL}
+    assert admin.post(f"{base}/models", json=alias).status_code == 201
+    key = admin.post(f"{base}/keys", json={"name": "dev", "role": "developer"}).json()["key"]
+    sdk = openai.OpenAI(base_url=f"{local_stack.url}/v1", api_key=key, max_retries=0, timeout=60)
+    return Tenant(created["id"], BEDROCK_MODEL, sdk, admin)
+
+
+def fast_line(custom_id: str, content: str, **overrides: Any) -> dict[str, Any]:
+    item = line(custom_id, content, **overrides)
+    return item | {"body": {**item["body"], "model": "fast"}} if "body" not in overrides else item
+
+
+def invocation_jobs(local_stack: LocalStack, batch_id: str) -> list[dict[str, Any]]:
+    """The stand-in's batch inference jobs for this batch (their names are the batch's id)."""
+    answer = httpx2.get(f"{local_stack.bedrock_stand_in_url}/model-invocation-jobs")
+    assert answer.status_code == 200, answer.text
+    name = batch_id.replace("_", "-")
+    return [job for job in answer.json()["invocationJobSummaries"] if job["jobName"] == name]
+
+
+def test_a_bedrock_batch_of_fifty_lines_runs_as_a_batch_inference_job(
+    bedrock_tenant: Tenant, local_stack: LocalStack
+) -> None:
+    prompts = {f"req-{i:02d}": f"Summarise log entry number {i}" for i in range(50)}
+
+    batch = bedrock_tenant.sdk.batches.create(
+        input_file_id=upload(bedrock_tenant, [fast_line(c, p) for c, p in prompts.items()]),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+    done = wait_until_done(bedrock_tenant, batch.id)
+
+    assert done.status == "completed", done.errors
+    assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (
+        50,
+        50,
+        0,
+    )
+    jobs = invocation_jobs(local_stack, batch.id)
+    assert [(job["modelId"], job["modelInvocationType"]) for job in jobs] == [(BEDROCK_MODEL, "Converse")]
+    assert jobs[0]["status"] == "Completed" and jobs[0]["successRecordCount"] == 50
+    output = jsonl(bedrock_tenant, done.output_file_id)
+    assert [row["custom_id"] for row in output] == list(prompts)
+    assert all(row["response"]["status_code"] == 200 and row["error"] is None for row in output)
+    assert {row["response"]["body"]["model"] for row in output} == {"fast"}
+    assert all(row["response"]["body"]["choices"][0]["message"]["content"] for row in output)
+
+
+def test_bad_lines_of_a_bedrock_batch_land_in_the_error_file(
+    bedrock_tenant: Tenant, local_stack: LocalStack
+) -> None:
+    lines = [
+        fast_line("good-1", "first"),
+        fast_line("bad-url", "x", url="/v1/embeddings"),
+        fast_line("good-1", "a duplicate custom_id"),
+        fast_line("blank", " "),
+        fast_line("good-2", "second"),
+        # Enough lines for Bedrock's minimum records per job (the local stack's is 10).
+        *(fast_line(f"more-{i}", f"more {i}") for i in range(8)),
+    ]
+
+    batch = bedrock_tenant.sdk.batches.create(
+        input_file_id=upload(bedrock_tenant, lines), endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    done = wait_until_done(bedrock_tenant, batch.id)
+
+    assert done.status == "completed", done.errors
+    assert (done.request_counts.total, done.request_counts.completed, done.request_counts.failed) == (
+        13,
+        10,
+        3,
+    )
+    assert [row["custom_id"] for row in jsonl(bedrock_tenant, done.output_file_id)][:2] == [
+        "good-1",
+        "good-2",
+    ]
+    assert len(invocation_jobs(local_stack, batch.id)) == 1
+    errors = jsonl(bedrock_tenant, done.error_file_id)
+    assert [row["custom_id"] for row in errors] == ["bad-url", "good-1", "blank"]
+    assert [row["error"]["code"] for row in errors[:2]] == ["mismatched_url", "duplicate_custom_id"]
+    assert errors[2]["response"]["status_code"] == 400 and errors[2]["response"]["body"]["error"]
+
+
+def test_each_line_of_a_bedrock_batch_is_metered_once_at_the_catalogs_batch_price(
+    bedrock_tenant: Tenant, local_stack: LocalStack
+) -> None:
+    contents = [f"Classify ticket {i}: {PADDING}" for i in range(12)]
+    batch = bedrock_tenant.sdk.batches.create(
+        input_file_id=upload(bedrock_tenant, [fast_line(f"t{i}", c) for i, c in enumerate(contents)]),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+    done = wait_until_done(bedrock_tenant, batch.id)
+    output = jsonl(bedrock_tenant, done.output_file_id)
+    answer = client_for(local_stack, bedrock_tenant.sdk.api_key).get("/v1/usage")
+    assert answer.status_code == 200, answer.text
+    usage = answer.json()
+
+    pricing = catalog_price(BEDROCK_MODEL)
+    assert pricing is not None
+    tokens = [
+        (
+            row["response"]["body"]["usage"]["prompt_tokens"],
+            row["response"]["body"]["usage"]["completion_tokens"],
+        )
+        for row in output
+    ]
+    at_batch = sum(cost_micros(pricing.batch(), i, o) for i, o in tokens)
+    on_demand = sum(cost_micros(pricing, i, o) for i, o in tokens)
+    assert done.request_counts.completed == 12
+    assert usage["total"]["requests"] == 12
+    assert usage["total"]["input_tokens"] == sum(i for i, _ in tokens)
+    assert micros(usage["total"]["cost_usd"]) == at_batch > 0
+    assert abs(2 * at_batch - on_demand) <= len(tokens)
+
+
+def test_a_cancelled_bedrock_batch_settles_what_ran_and_releases_the_rest(
+    bedrock_tenant: Tenant, local_stack: LocalStack
+) -> None:
+    bedrock_tenant.admin.put(
+        f"/admin/tenants/{bedrock_tenant.id}/budget", json={"monthly_limit_usd": 100.0, "hard": True}
+    )
+    lines = [fast_line(f"c{i}", f"Cancel me {i}") for i in range(200)]
+    batch = bedrock_tenant.sdk.batches.create(
+        input_file_id=upload(bedrock_tenant, lines), endpoint="/v1/chat/completions", completion_window="24h"
+    )
+    held = bedrock_tenant.usage()["budget"]
+
+    cancelling = bedrock_tenant.sdk.batches.cancel(batch.id)
+    done = wait_until_done(bedrock_tenant, batch.id)
+    usage = bedrock_tenant.usage()
+
+    assert micros(held["reserved_usd"]) > 0
+    assert cancelling.status in ("cancelling", "cancelled")
+    assert done.status == "cancelled" and done.cancelled_at is not None
+    assert done.request_counts.completed < 200
+    assert usage["total"]["requests"] == done.request_counts.completed
+    assert usage["budget"]["reserved_usd"] == 0
+    assert micros(usage["budget"]["remaining_usd"]) == 100_000_000 - micros(usage["total"]["cost_usd"])
+    assert all(job["status"] in ("Stopped", "Completed") for job in invocation_jobs(local_stack, batch.id))
+
+
+def test_a_bedrock_batch_below_the_minimum_records_is_run_by_the_gateway(
+    bedrock_tenant: Tenant, local_stack: LocalStack
+) -> None:
+    batch = bedrock_tenant.sdk.batches.create(
+        input_file_id=upload(bedrock_tenant, [fast_line(f"s{i}", f"small {i}") for i in range(3)]),
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+    )
+    done = wait_until_done(bedrock_tenant, batch.id)
+
+    assert done.status == "completed" and done.request_counts.completed == 3
+    assert invocation_jobs(local_stack, batch.id) == []
+    assert bedrock_tenant.usage()["total"]["requests"] == 3

@@ -14,7 +14,7 @@ from byom.governance.policy import Policy, default_policy
 from byom.logic import batches as logic
 from byom.logic.access import Principal
 from byom.logic.fine_tuning_jobs import file_key
-from byom.money import BudgetState, Hold, Ledger, Metered, ReservationRefused
+from byom.money import Hold, Metered, ReservationRefused
 from byom.providers import Target, Usage
 from byom.providers.batch import BatchLine, LineOutcome, ProviderJob
 
@@ -105,11 +105,8 @@ class FakeLedgers:
     metered: dict[str, Metered] = field(default_factory=dict)
     released: list[Hold] = field(default_factory=list)
 
-    def month_items(self, tenant_id: str, month: str) -> list[dict[str, Any]]:
-        return []
-
-    def budget_state(self, items: Iterable[dict[str, Any]], tenant_id: str) -> BudgetState:
-        return BudgetState(self.budget, Ledger())
+    def get_budget(self, tenant_id: str) -> Budget | None:
+        return self.budget
 
     def reserve(self, hold: Hold) -> None:
         if hold.amount_micros > self.remaining:
@@ -296,6 +293,7 @@ def harness() -> Harness:
         events=events,
         policies=policies,
         audit=audit,
+        bedrock_min_records=1,  # a test that is about the quota sets it
         now=lambda: NOW,
     )
     return Harness(store, ledgers, workflow, provider, lines, events, audit, policies, bucket, files, models)

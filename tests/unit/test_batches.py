@@ -13,6 +13,7 @@ from byom.governance.policy import Policy, Redaction
 from byom.logic import batches as logic
 from byom.logic.access import Principal
 from byom.pricing import catalog_price
+from byom.providers.bedrock_batch import job_name
 
 from tests.unit.batch_fakes import DEVELOPER, NOW, TENANT, Harness, chat_line, harness
 
@@ -299,6 +300,29 @@ def test_a_provider_jobs_outcomes_are_metered_at_batch_prices_and_audited() -> N
     assert [r["custom_id"] for r in rows(h, done.output_file_id or "")] == ["a", "b"]
 
 
+def test_a_bedrock_batch_below_bedrocks_minimum_records_is_run_by_the_gateway() -> None:
+    h = harness()
+    h.store.bedrock_min_records = 100
+    h.add_alias("bulk", "bedrock", model_id="amazon.nova-micro-v1:0")
+
+    batch = create(h, [chat_line(f"l{i}") for i in range(99)])
+    done = run_to_end(h, batch.id)
+
+    assert batch.mode == "gateway"
+    assert h.provider.submitted == [] and len(h.lines.calls) == 99
+    assert done.status == "completed" and done.completed == 99
+
+
+def test_a_bedrock_batch_of_bedrocks_minimum_records_is_a_batch_inference_job() -> None:
+    h = harness()
+    h.store.bedrock_min_records = 100
+    h.add_alias("bulk", "bedrock", model_id="amazon.nova-micro-v1:0")
+
+    batch = create(h, [chat_line(f"l{i}") for i in range(100)])
+
+    assert batch.mode == "provider"
+
+
 def test_a_running_provider_job_keeps_the_execution_waiting() -> None:
     h = harness()
     h.add_alias("bulk", "bedrock", model_id="amazon.nova-micro-v1:0")
@@ -316,9 +340,31 @@ def test_bedrocks_job_event_wakes_the_waiting_execution() -> None:
     logic.submit(h.store, batch.id)
     logic.await_job(h.store, batch.id, "token-1")
 
-    woken = logic.job_state_changed(h.store, {"batchJobName": batch.id, "status": "Completed"})
+    # Bedrock's jobName takes no '_': the job is named batch-<hex> (byom.providers.bedrock_batch).
+    woken = logic.job_state_changed(h.store, {"batchJobName": job_name(batch.id), "status": "Completed"})
 
     assert woken and h.workflow.woken == ["token-1"]
+
+
+def test_without_a_job_event_the_poll_finds_the_job_ended_and_the_batch_completes() -> None:
+    h = harness()
+    h.add_alias("bulk", "bedrock", model_id="amazon.nova-micro-v1:0")
+    batch = create(h, [chat_line("a"), chat_line("b")])
+    logic.submit(h.store, batch.id)
+    h.provider.state = "in_progress"
+
+    # AwaitJob times out (no event): CheckJob looks, the Choice loops back to AwaitJob, then again.
+    logic.await_job(h.store, batch.id, "token-1")
+    first = logic.check_job(h.store, batch.id)
+    logic.await_job(h.store, batch.id, "token-2")
+    h.provider.state = "completed"
+    second = logic.check_job(h.store, batch.id)
+    logic.finalize(h.store, batch.id)
+
+    done = h.store.batches.get(batch.id)
+    assert (first["done"], second["done"]) == (False, True)
+    assert h.workflow.woken == []
+    assert done is not None and (done.status, done.completed, done.task_token) == ("completed", 2, None)
 
 
 def test_cancelling_a_provider_batch_stops_the_providers_job() -> None:

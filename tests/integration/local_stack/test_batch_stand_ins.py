@@ -11,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.config import Config
-from byom.errors import ProviderError
+from byom.errors import ByomError, ProviderError
 from byom.providers import Target
 from byom.providers.batch import BatchLine, ProviderBatches, ProviderJob
 from byom.providers.bedrock_batch import BedrockBatches
@@ -163,6 +163,23 @@ def test_a_stopped_bedrock_job_is_cancelled(
 
     assert bedrock_batches.status(BEDROCK_TARGET, job_id).state == "cancelled"
     assert list(bedrock_batches.outcomes(BEDROCK_TARGET, job_id)) == []
+
+
+def test_a_job_with_a_regional_role_arn_is_refused_as_bedrock_refuses_it(control_plane: Any, s3: Any) -> None:
+    regional = BedrockBatches(
+        role_arn="arn:aws:iam:us-east-1:123456789012:role/batch", bedrock=control_plane, s3=s3
+    )
+
+    with pytest.raises(ByomError) as raised:
+        regional.submit(
+            BEDROCK_TARGET,
+            CHAT,
+            chat_lines("stand-in-chat", 1),
+            name="batch_role",
+            s3_prefix=_prefix("batch_role"),
+        )
+
+    assert "roleArn" in raised.value.message
 
 
 def test_a_job_on_a_failing_model_fails_with_its_reason(bedrock_batches: BedrockBatches) -> None:

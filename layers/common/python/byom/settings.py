@@ -199,6 +199,9 @@ class BatchSettings(_Settings):
     byom_batch_role_arn: str = ""
     # How long an execution waits for a provider job's event before it looks for itself.
     batch_poll_seconds: int = Field(default=300, ge=1, le=86_400)
+    # Bedrock's "Minimum number of records per batch inference job" quota (100 unless raised or
+    # lowered for the account): a smaller Bedrock batch is run by the gateway itself.
+    bedrock_batch_min_records: int = Field(default=100, ge=1, le=50_000)
 
 
 @lru_cache(maxsize=1)

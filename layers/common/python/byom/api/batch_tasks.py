@@ -131,6 +131,7 @@ def build_store(settings: BatchSettings, *, run_lines: bool = False) -> logic.Ba
         policies=PolicyRepository(table(settings.policies_table)) if settings.policies_table else None,
         audit=LineAudit(AuditTable(table(settings.audit_table)) if settings.audit_table else None),
         poll_seconds=settings.batch_poll_seconds,
+        bedrock_min_records=settings.bedrock_batch_min_records,
     )
 
 

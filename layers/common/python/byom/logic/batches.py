@@ -36,7 +36,7 @@ from byom.batches import (
     CreateBatch,
     ProviderJobFailed,
 )
-from byom.domain import ModelAlias, Pricing
+from byom.domain import Budget, ModelAlias, Pricing
 from byom.errors import BudgetExceeded, ByomError, Conflict, InvalidRequest, NotFound
 from byom.fine_tuning import FileRecord
 from byom.governance import screening
@@ -44,7 +44,7 @@ from byom.governance.policy import Policy
 from byom.logic import money
 from byom.logic.access import Principal, require_tenant_key
 from byom.logic.fine_tuning_jobs import file_key
-from byom.money import BudgetState, Hold, Metered, ReservationRefused
+from byom.money import Hold, Metered, ReservationRefused
 from byom.openai_types import ChatRequest, EmbeddingRequest, ResponsesRequest
 from byom.providers import Target, Usage
 from byom.providers.batch import BatchLine, LineOutcome, ProviderBatches
@@ -123,9 +123,7 @@ class Aliases(Protocol):
 class Ledgers(Protocol):
     """The usage table's money operations (byom.dal.ledger.UsageTable)."""
 
-    def month_items(self, tenant_id: str, month: str) -> list[dict[str, Any]]: ...
-
-    def budget_state(self, items: Iterable[dict[str, Any]], tenant_id: str) -> BudgetState: ...
+    def get_budget(self, tenant_id: str) -> Budget | None: ...
 
     def reserve(self, hold: Hold) -> None: ...
 
@@ -205,6 +203,8 @@ class BatchStore:
     """For lines that leave through a provider's batch service: screened by the tenant's policy."""
     audit: Audit | None = None
     poll_seconds: int = 300
+    bedrock_min_records: int = 100
+    """Bedrock refuses a batch inference job with fewer records (its per-account quota)."""
     now: Callable[[], int] = clock.now
 
 
@@ -420,7 +420,8 @@ def reserve(store: BatchStore, batch: Batch, needed: int, lines: int) -> Hold | 
     if store.usage is None:
         return None
     month = money.month_of(batch.created_at)
-    budget = store.usage.budget_state(store.usage.month_items(batch.tenant_id, month), batch.tenant_id).budget
+    # The budget item, not the month's counters: those hold the ledger, never the budget itself.
+    budget = store.usage.get_budget(batch.tenant_id)
     if budget is None or not budget.hard:
         return None
     key_limit = budget.key_limits.get(batch.key_id)
@@ -520,10 +521,13 @@ def _chunks(valid: Sequence[_Valid]) -> list[list[_Valid]]:
     return [list(valid[i : i + size]) for i in range(0, len(valid), size)]
 
 
-def _mode(store: BatchStore, alias: ModelAlias, endpoint: str) -> str:
-    if endpoint in PROVIDER_ENDPOINTS.get(alias.provider, ()) and store.providers(alias.provider) is not None:
-        return "provider"
-    return "gateway"
+def _mode(store: BatchStore, alias: ModelAlias, endpoint: str, lines: int) -> str:
+    if endpoint not in PROVIDER_ENDPOINTS.get(alias.provider, ()):
+        return "gateway"
+    if alias.provider == "bedrock" and lines < store.bedrock_min_records:
+        # Bedrock would refuse the job outright: the gateway runs the lines, metered the same way.
+        return "gateway"
+    return "provider" if store.providers(alias.provider) is not None else "gateway"
 
 
 def create_batch(store: BatchStore, principal: Principal, body: CreateBatch) -> Batch:
@@ -552,7 +556,7 @@ def create_batch(store: BatchStore, principal: Principal, body: CreateBatch) -> 
         update={
             "model": alias.alias if alias else "",
             "provider": alias.provider if alias else "",
-            "mode": _mode(store, alias, body.endpoint) if alias else "gateway",
+            "mode": _mode(store, alias, body.endpoint, len(checked.valid)) if alias else "gateway",
             "total": checked.total,
             "failed": len(checked.invalid),
             "invalid": len(checked.invalid),
@@ -886,9 +890,11 @@ def job_state_changed(store: BatchStore, detail: dict[str, Any]) -> bool:
     (named after the batch). The state itself is read afresh by check_job."""
     name = str(detail.get("batchJobName") or detail.get("jobName") or "")
     status = str(detail.get("status") or "")
-    if not name.startswith("batch_") or status in ("Submitted", "Validating", "Scheduled", "InProgress"):
+    # A jobName takes no '_': the job of batch_<hex> is batch-<hex> (byom.providers.bedrock_batch.job_name).
+    batch_id = "batch_" + name.removeprefix("batch-") if name.startswith("batch-") else name
+    if not batch_id.startswith("batch_") or status in ("Submitted", "Validating", "Scheduled", "InProgress"):
         return False
-    batch = store.batches.get(name)
+    batch = store.batches.get(batch_id)
     if batch is None or not batch.task_token:
         return False
     return bool(store.workflow.succeed(batch.task_token, {"status": status}))
