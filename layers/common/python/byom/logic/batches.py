@@ -886,9 +886,11 @@ def job_state_changed(store: BatchStore, detail: dict[str, Any]) -> bool:
     (named after the batch). The state itself is read afresh by check_job."""
     name = str(detail.get("batchJobName") or detail.get("jobName") or "")
     status = str(detail.get("status") or "")
-    if not name.startswith("batch_") or status in ("Submitted", "Validating", "Scheduled", "InProgress"):
+    # A jobName takes no '_': the job of batch_<hex> is batch-<hex> (byom.providers.bedrock_batch.job_name).
+    batch_id = "batch_" + name.removeprefix("batch-") if name.startswith("batch-") else name
+    if not batch_id.startswith("batch_") or status in ("Submitted", "Validating", "Scheduled", "InProgress"):
         return False
-    batch = store.batches.get(name)
+    batch = store.batches.get(batch_id)
     if batch is None or not batch.task_token:
         return False
     return bool(store.workflow.succeed(batch.task_token, {"status": status}))
