@@ -306,9 +306,7 @@ class Evals(Construct):
         self._allow(
             fn, "UseTenantGuardrails", ["bedrock:ApplyGuardrail"], list(self._settings.guardrail_arns)
         )
-        self._allow(
-            fn, "NotifyBudgets", ["events:PutEvents"], [self._bus_arn()]
-        )
+        self._allow(fn, "NotifyBudgets", ["events:PutEvents"], [self._bus_arn()])
         self._allow(fn, "NotifyAlerts", ["sns:Publish"], [self._alerts_topic.topic_arn])
         fn.add_to_role_policy(self._key_statement(["secretsmanager", "dynamodb", "s3", "sns"]))
         return fn
