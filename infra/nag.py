@@ -518,6 +518,14 @@ def _acknowledge_evals(stack: ByomGatewayStack) -> None:
         FINE_TUNING_OBJECTS_REASON.format(pattern="tenants/*/files/*: the test sets tenants upload"),
         finding=f"Resource::<{bucket_id}.Arn>/tenants/*/files/*",
     )
+    # A run's batches: the API submits them (submit_lines), the scorer reads their lines.
+    for fn in (evals.api_function, evals.scorer):
+        acknowledge(
+            _role(fn.role),
+            "IAM5",
+            BATCH_OBJECTS_REASON.format(pattern="tenants/*/batches/*: an eval run's batches"),
+            finding=f"Resource::<{bucket_id}.Arn>/tenants/*/batches/*",
+        )
     # Grader calls take the gateway's own invocation path, so the scorer holds the gateway's grants.
     _acknowledge_invocation_path(stack, _role(evals.scorer.role))
 

@@ -84,6 +84,7 @@ class ByomGatewayStack(Stack):
             key=self.security.key,
             data=self.data,
             functions=self.functions,
+            batches=self.batches,
             alerts_topic=self.alerts.topic,
         )
         self.api = Api(

@@ -29,7 +29,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 
-from local_stack import moto_transactions, moto_usage_plans
+from local_stack import moto_events, moto_transactions, moto_usage_plans
 from local_stack.apigateway import LocalApiGateway, build_rest_api
 from local_stack.events import LocalEventBus, lambda_rules
 from local_stack.httpbase import BackgroundServer
@@ -192,6 +192,7 @@ class SerializedMotoServer(ThreadedMotoServer):
         _remember_moto_modules()
         moto_transactions.install()
         moto_usage_plans.install()
+        moto_events.install()
         app = self.iam.wrap(DomainDispatcherApplication(create_backend_app))
         lock = threading.Lock()
 
@@ -341,6 +342,8 @@ class LocalStack:
         )
         self.customization.emit = self.event_bus.put
         self.batch_inference.emit = self.event_bus.put
+        # And what the functions put on the bus themselves (BatchFinished: the evals scorer's rule).
+        moto_events.forward_to(self.event_bus.put)
         # Rules the admin API creates at runtime live in moto, which delivers to their SQS targets;
         # the template's SQS event sources (the automation runner) are polled here.
         self._queues = QueuePollers(
@@ -497,6 +500,7 @@ class LocalStack:
         if self._web is not None:
             self._web.stop()
             self._web = None
+        moto_events.forward_to(None)
         if self._moto is not None:
             with contextlib.suppress(Exception):
                 self._moto.stop()

@@ -19,6 +19,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import Settings
+from infra.constructs.batches import Batches
 from infra.constructs.data import Data
 from infra.constructs.functions import (
     BEDROCK_INVOKE_ACTIONS,
@@ -46,6 +47,7 @@ BATCH_SOURCE = "byom.batches"
 BATCH_FINISHED = "BatchFinished"
 RUN_OBJECTS = "tenants/*/evals/*"
 UPLOADS = "tenants/*/files/*"
+BATCH_OBJECTS = "tenants/*/batches/*"
 # Lambda's asynchronous retries of an event the scorer failed on, then the dead-letter queue.
 SCORER_RETRIES = 2
 SCORER_MAX_EVENT_AGE = Duration.hours(6)
@@ -63,10 +65,12 @@ class Evals(Construct):
         key: kms.IKey,
         data: Data,
         functions: Functions,
+        batches: Batches,
         alerts_topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, construct_id)
         self._settings = settings
+        self._batches = batches
         self._key = key
         self._data = data
         self._functions = functions
@@ -112,6 +116,19 @@ class Evals(Construct):
             "DATA_BUCKET": data.data_bucket.bucket_name,
             "KMS_KEY_ID": self._key.key_arn,
             "MAX_EVAL_ITEMS": str(MAX_EVAL_ITEMS),
+            # A run's batches are read through the batches' own store (byom.settings.BatchSettings).
+            "BATCHES_TABLE": self._batches.table.table_name,
+        }
+
+    def _submit_environment(self) -> dict[str, str]:
+        """What submitting a run's batch reads (byom.settings.BatchSettings): the hold on the usage
+        table, the state machine it starts, the bus its announcement goes to."""
+        batches = self._batches
+        return {
+            **self._data.environment(self._data.usage),
+            "EVENT_BUS_NAME": EVENT_BUS_NAME,
+            "BATCH_STATE_MACHINE_ARN": batches.state_machine_arn,
+            "BYOM_BATCH_ROLE_ARN": batches.service_role.role_arn,
         }
 
     def _run_records(self, fn: lambda_.Function, actions: list[str]) -> None:
@@ -144,7 +161,9 @@ class Evals(Construct):
 
     def _build_api_function(self) -> lambda_.Function:
         data = self._data
-        fn = self._functions.build_function(API, self._environment(), scope=self)
+        fn = self._functions.build_function(
+            API, {**self._environment(), **self._submit_environment()}, scope=self
+        )
         self._run_records(
             fn,
             [
@@ -159,8 +178,34 @@ class Evals(Construct):
             fn, "ReadAliasesAndTestSets", ["dynamodb:GetItem"], [data.models.table_arn, data.files.table_arn]
         )
         self._allow(fn, "ReadTestSets", ["s3:GetObject"], [data.data_bucket.arn_for_objects(UPLOADS)])
+        self._grant_batch_submission(fn)
         fn.add_to_role_policy(self._key_statement(["dynamodb", "s3"]))
         return fn
+
+    def _grant_batch_submission(self, fn: lambda_.Function) -> None:
+        """`submit_lines` (batch contract §3) as POST /v1/files + POST /v1/batches make a batch: the
+        input file (object and record), the batch and its chunks, the hold, the execution; a batch
+        with no valid line is finalized at once (its error file, the hold back, `BatchFinished`)."""
+        data, batches = self._data, self._batches
+        self._allow(
+            fn,
+            "WriteBatches",
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            [batches.table.table_arn],
+        )
+        self._allow(fn, "WriteBatchFiles", ["dynamodb:PutItem"], [data.files.table_arn])
+        self._allow(
+            fn,
+            "WriteBatchObjects",
+            ["s3:GetObject", "s3:PutObject"],
+            [data.data_bucket.arn_for_objects(UPLOADS), data.data_bucket.arn_for_objects(BATCH_OBJECTS)],
+        )
+        self._allow(fn, "ReserveBudget", USAGE_TABLE_ACTIONS, [data.usage.table_arn])
+        self._allow(fn, "StartBatches", ["states:StartExecution"], [batches.state_machine_arn])
+        self._allow(fn, "AnnounceFinished", ["events:PutEvents"], [self._bus_arn()])
+
+    def _bus_arn(self) -> str:
+        return self._arn("events", "event-bus", EVENT_BUS_NAME)
 
     def _build_dead_letters(self) -> sqs.Queue:
         # SQS-managed encryption, as the automations' queues (docs/decisions.md); TLS only.
@@ -196,6 +241,14 @@ class Evals(Construct):
             max_event_age=SCORER_MAX_EVENT_AGE,
         )
         self._run_records(fn, ["dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:Query"])
+        # `finished_lines` (batch contract §3): the batch and its lines file.
+        self._allow(fn, "ReadBatches", ["dynamodb:GetItem"], [self._batches.table.table_arn])
+        self._allow(
+            fn,
+            "ReadBatchLines",
+            ["s3:GetObject"],
+            [self._data.data_bucket.arn_for_objects(BATCH_OBJECTS)],
+        )
         # Grader calls: the invocation path's reads and writes, as the gateway function has them.
         self._allow(
             fn,
@@ -253,9 +306,7 @@ class Evals(Construct):
         self._allow(
             fn, "UseTenantGuardrails", ["bedrock:ApplyGuardrail"], list(self._settings.guardrail_arns)
         )
-        self._allow(
-            fn, "NotifyBudgets", ["events:PutEvents"], [self._arn("events", "event-bus", EVENT_BUS_NAME)]
-        )
+        self._allow(fn, "NotifyBudgets", ["events:PutEvents"], [self._bus_arn()])
         self._allow(fn, "NotifyAlerts", ["sns:Publish"], [self._alerts_topic.topic_arn])
         fn.add_to_role_policy(self._key_statement(["secretsmanager", "dynamodb", "s3", "sns"]))
         return fn

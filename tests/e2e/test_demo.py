@@ -179,3 +179,12 @@ def test_the_readme_responses_examples_run_as_pasted(exports: dict[str, str]) ->
     assert "The tool answered: Sunny" in responses.stdout
     assert agents.returncode == 0, agents.stderr
     assert "The tool answered: Sunny in" in agents.stdout
+
+
+def test_the_readme_evaluations_example_runs_as_pasted(exports: dict[str, str]) -> None:
+    result = _run([sys.executable, "-c", readme_block("evals-python")], exports)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("completed {'fast': 0.0, 'smart': 0.0}"), result.stdout
+    ranked = [line.split(" ", 1)[0] for line in result.stdout.splitlines()[1:]]
+    assert ranked == ["smart", "fast"], result.stdout

@@ -1,6 +1,6 @@
 """An eval run over two aliases on the local stack, through the openai SDK, ranks them, and
-`/v1/models/recommend?task=` follows it (SPEC §10). Runs execute as batches, which are wired in at
-merge with the batches engineer's work (batch contract §3)."""
+`/v1/models/recommend?task=` follows it (SPEC §10). Each alias's lines run as a batch (a Bedrock
+batch inference job on the stand-in), whose `BatchFinished` event wakes the scorer."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from openai import OpenAI
 
 from tests.e2e.conftest import LocalStack
 
-pytestmark = pytest.mark.skip(reason="needs batches")
+pytestmark = pytest.mark.e2e
 
 # The Bedrock stand-ins answer with their model id: only the `claude` alias's answers contain it.
 ITEMS = [{"question": f"Question {n}", "expected": "claude"} for n in range(5)]

@@ -1,11 +1,22 @@
 """Evals as synthesized: the scorer's rule on the platform bus, its dead letters, the routes to the
-evals function, and grants confined to the tenants' eval objects."""
+evals function, and grants confined to the tenants' eval objects and their runs' batches."""
 
 from __future__ import annotations
 
+import json
+import re
+from typing import Any
+
 from aws_cdk.assertions import Match, Template
 
-from tests.infra.stack_template import environment, function_id, props, resources, role_statements
+from tests.infra.stack_template import (
+    as_list,
+    environment,
+    function_id,
+    props,
+    resources,
+    role_statements,
+)
 
 
 def test_the_scorer_is_woken_only_by_eval_runs_finished_batches(template: Template) -> None:
@@ -51,14 +62,34 @@ def test_evals_routes_go_to_the_evals_function(template: Template) -> None:
     assert evals_fn in uri and props(methods[0])["AuthorizationType"] == "CUSTOM"
 
 
-def test_the_evals_function_writes_only_eval_objects_in_the_bucket(template: Template) -> None:
-    writes = [
+def _actions(statement: dict[str, Any]) -> list[str]:
+    return [str(a) for a in as_list(statement["Action"])]
+
+
+def _prefixes(statement: dict[str, Any]) -> set[str]:
+    return set(re.findall(r"/tenants/\*/\w+/\*", json.dumps(statement["Resource"])))
+
+
+def test_the_evals_function_writes_only_eval_objects_and_its_runs_batches(template: Template) -> None:
+    """Eval objects, and what submit_lines writes: the run's input file and its batch's chunks."""
+    writes = [s for s in role_statements(template, "evals") if "s3:PutObject" in _actions(s)]
+    written = set().union(*(_prefixes(s) for s in writes))
+    assert written == {"/tenants/*/evals/*", "/tenants/*/files/*", "/tenants/*/batches/*"}
+
+
+def test_the_evals_function_starts_only_the_batch_state_machine(template: Template) -> None:
+    starts = [s for s in role_statements(template, "evals") if "states:StartExecution" in _actions(s)]
+    assert len(starts) == 1 and _actions(starts[0]) == ["states:StartExecution"]
+    assert "-batches" in json.dumps(starts[0]["Resource"])
+
+
+def test_the_scorer_only_reads_batches(template: Template) -> None:
+    batch_statements = [
         s
-        for s in role_statements(template, "evals")
-        if "s3:PutObject" in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+        for s in role_statements(template, "evals_scorer")
+        if s.get("Sid") in ("ReadBatches", "ReadBatchLines")
     ]
-    assert len(writes) == 1
-    assert "/tenants/*/evals/*" in str(writes[0]["Resource"])
+    assert sorted(a for s in batch_statements for a in _actions(s)) == ["dynamodb:GetItem", "s3:GetObject"]
 
 
 def test_the_gateway_reads_the_evals_table_for_recommendations(template: Template) -> None:

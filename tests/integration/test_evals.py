@@ -195,3 +195,22 @@ def test_graded_output_lands_under_the_tenants_eval_prefix(
         prefix + "items.jsonl",
         prefix + "output/fast.jsonl",
     ]
+
+
+def test_a_run_graded_from_a_provider_batch_job_reads_back_without_latencies(
+    evals: tuple[Any, FakeBatches],
+) -> None:
+    """A provider's batch job times no line: the stored summary has no latency, and the run reads back."""
+    handler, batches = evals
+    _, created = call(handler, "POST", "/v1/evals", EVAL)
+    _, run = call(
+        handler,
+        "POST",
+        f"/v1/evals/{created['id']}/runs",
+        RUN | {"data_source": RUN["data_source"] | {"models": None}},
+    )
+    batches.finish("batch_0", ["Paris", "Rome"], latency=None)
+    _scorer()(_finished(batches.submitted[0]), LambdaContext())
+    status, graded = call(handler, "GET", f"/v1/evals/{created['id']}/runs/{run['id']}")
+    assert status == 200 and graded["status"] == "completed"
+    assert graded["byom_per_alias"]["fast"]["latency_p50_ms"] is None

@@ -209,8 +209,9 @@ class AliasSummary(BaseModel):
     errored: int
     cost_usd: float
     grader_cost_usd: float
-    latency_p50_ms: int | None
-    latency_p95_ms: int | None
+    # None when no line was timed (a provider's batch job): the item drops None, so it reads back absent.
+    latency_p50_ms: int | None = None
+    latency_p95_ms: int | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     criteria: dict[str, dict[str, int]] = Field(default_factory=dict)
