@@ -586,29 +586,8 @@ def _acknowledge_batches(stack: ByomGatewayStack) -> None:
         "Lists a tenant's batches on the batches table's by_tenant index only.",
         finding=f"Resource::<{stack.resolve(batches.table.table_arn)['Fn::GetAtt'][0]}.Arn>/index/by_tenant",
     )
-    runner = _role(batches.tasks.run_chunk.role)
-    for pattern in ("tenants/*/content/*", "tenants/*/subjects/*"):
-        acknowledge(runner, "IAM5", CONTENT_LOG_REASON, finding=f"Resource::<{bucket_id}.Arn>/{pattern}")
-    for resource in ("application-inference-profile", "provisioned-model", "custom-model-deployment"):
-        acknowledge(
-            runner,
-            "IAM5",
-            BEDROCK_REASON.format(what=f"{resource} of this account and region"),
-            finding=f"{bedrock}:{resource}/*",
-        )
-    arns = guardrail_arns(stack)
-    patterns = (
-        {f"{_ARN}:bedrock:{_REGION_ACCOUNT}:guardrail/*": "the guardrails of this account and region"}
-        if arns == DEFAULT_GUARDRAIL_ARNS
-        else {arn: f"the guardrails matching {arn} (byom:guardrailArns)" for arn in arns if "*" in arn}
-    )
-    for pattern, what in patterns.items():
-        acknowledge(
-            runner,
-            "IAM5",
-            GUARDRAILS_REASON.format(actions="ApplyGuardrail", what=what),
-            finding=f"Resource::{pattern}",
-        )
+    # The chunk runner calls models through the gateway's own invocation path, so it holds its grants.
+    _acknowledge_invocation_path(stack, _role(batches.tasks.run_chunk.role))
     acknowledge(
         batches.service_role,
         "IAM5",

@@ -365,20 +365,6 @@ def _subject(request: ChatRequest | ResponsesRequest) -> str | None:
     return request.user or request.safety_identifier
 
 
-def completion_body(result: ChatResult, *, completion_id: str, created: int, model: str) -> dict[str, Any]:
-    message = {"role": "assistant", "content": None, "refusal": None} | result.message
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": result.finish_reason}
-        ],
-        "usage": result.usage.openai(),
-    }
-
-
 def dry_run_body(target: Target, estimate: money.Estimate, meter: CallMeter | None) -> dict[str, Any]:
     """What a chat request would cost at most, and whether a hard budget would admit it now."""
     body: dict[str, Any] = {
@@ -632,9 +618,7 @@ def chat(store: InvokeStore, call: Call, request: ChatRequest, *, route: str = "
         chatted = _chatted(store, call, request, trail)
     if isinstance(chatted, Answer):
         return chatted
-    body = completion_body(
-        chatted.result, completion_id=_completion_id(), created=store.now(), model=request.model
-    )
+    body = chatted.result.completion(completion_id=_completion_id(), created=store.now(), model=request.model)
     return _answer_of(chatted, body)
 
 

@@ -92,6 +92,20 @@ class ChatResult:
     finish_reason: str
     usage: Usage
 
+    def completion(self, *, completion_id: str, created: int, model: str) -> dict[str, Any]:
+        """The chat.completion the gateway answers with (a call's, or a batch line's)."""
+        message = {"role": "assistant", "content": None, "refusal": None} | self.message
+        return {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "choices": [
+                {"index": 0, "message": message, "logprobs": None, "finish_reason": self.finish_reason}
+            ],
+            "usage": self.usage.openai(),
+        }
+
 
 @dataclass(frozen=True)
 class StreamDelta:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from byom.errors import GatewayMisconfigured
-from byom.providers import ChatResult, KeyReader, Target, Usage
+from byom.providers import KeyReader, Target, Usage
 
 CHAT_ENDPOINT = "/v1/chat/completions"
 EMBEDDINGS_ENDPOINT = "/v1/embeddings"
@@ -69,22 +69,6 @@ class ProviderBatches(Protocol):
         ...
 
     def cancel(self, target: Target, job_id: str) -> None: ...
-
-
-def completion_body(result: ChatResult, *, completion_id: str, created: int, model: str) -> dict[str, Any]:
-    """A chat.completion as the gateway answers one (byom.logic.invoke), for a line a provider's
-    batch service answered in its own terms."""
-    message = {"role": "assistant", "content": None, "refusal": None} | result.message
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": result.finish_reason}
-        ],
-        "usage": result.usage.openai(),
-    }
 
 
 def error_object(message: str, *, type_: str = "server_error", code: str | None = None) -> dict[str, Any]:

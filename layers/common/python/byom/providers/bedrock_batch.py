@@ -38,7 +38,6 @@ from byom.providers.batch import (
     JobState,
     LineOutcome,
     ProviderJob,
-    completion_body,
     error_object,
 )
 from byom.providers.bedrock import chat_result, converse_params, provider_error
@@ -151,8 +150,7 @@ def outcome(output_record: dict[str, Any], target: Target, *, created: int) -> L
             result = chat_result(output_record["modelOutput"])
         except ProviderError as error:
             return LineOutcome(custom_id, 502, error_object(error.message), None)
-        body = completion_body(
-            result,
+        body = result.completion(
             completion_id=f"chatcmpl-{_short_id(custom_id, target)}",
             created=created,
             model=target.alias,
