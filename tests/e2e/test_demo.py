@@ -187,4 +187,6 @@ def test_the_readme_evaluations_example_runs_as_pasted(exports: dict[str, str]) 
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("completed {'fast': 0.0, 'smart': 0.0}"), result.stdout
     ranked = [line.split(" ", 1)[0] for line in result.stdout.splitlines()[1:]]
-    assert ranked == ["smart", "fast"], result.stdout
+    # Both score 0 on the echoing stand-ins: the tie goes to latency, which either may win. Aliases
+    # the run did not evaluate (the fine-tuning example's) come after the evaluated ones.
+    assert set(ranked[:2]) == {"smart", "fast"}, result.stdout

@@ -368,7 +368,7 @@ def test_bad_requests_are_refused_before_a_job_exists(
     with pytest.raises(openai.BadRequestError):
         client.files.create(file=("empty.jsonl", b""), purpose="fine-tune")
     with pytest.raises(openai.BadRequestError):
-        client.files.create(file=("t.jsonl", consistent_dataset()), purpose="batch")
+        client.files.create(file=("t.jsonl", consistent_dataset()), purpose="assistants")
     with pytest.raises(openai.NotFoundError):
         client.files.retrieve(foreign)
     with pytest.raises(openai.NotFoundError):
