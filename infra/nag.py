@@ -182,7 +182,7 @@ def _acknowledge_runtime(stack: ByomGatewayStack) -> None:
 
 def _acknowledge_function_roles(stack: ByomGatewayStack) -> None:
     functions = stack.functions
-    for fn in (functions.authorizer, functions.admin, functions.gateway):
+    for fn in (functions.authorizer, functions.admin, functions.gateway, stack.metering.reconciler):
         acknowledge(_role(fn.role), "IAM5", XRAY_REASON, finding="Resource::*")
 
     tenant_secrets = f"Resource::{_ARN}:secretsmanager:{_REGION_ACCOUNT}:secret:{functions.secret_prefix}*"

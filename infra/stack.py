@@ -19,6 +19,7 @@ from infra.constructs.evals import Evals
 from infra.constructs.fine_tuning import FineTuning
 from infra.constructs.functions import Functions
 from infra.constructs.governance import Governance
+from infra.constructs.metering import Metering
 from infra.constructs.observability import Alerts, MonitoredFunctions, Observability
 from infra.constructs.security import Security
 
@@ -52,6 +53,15 @@ class ByomGatewayStack(Stack):
             trusted=[_role(self.functions.admin), _role(self.functions.gateway)],
         )
         self.functions.grant_tenant_scope(self.governance.tenant_data_role)
+        self.metering = Metering(
+            self,
+            "Metering",
+            key=self.security.key,
+            data=self.data,
+            functions=self.functions,
+            alerts_topic=self.alerts.topic,
+        )
+        self.metering.allow_deferral(self.functions.gateway)
         self.fine_tuning = FineTuning(
             self,
             "FineTuning",
@@ -77,6 +87,7 @@ class ByomGatewayStack(Stack):
             functions=self.functions,
             alerts_topic=self.alerts.topic,
         )
+        self.metering.allow_deferral(self.automations.runner)
         self.evals = Evals(
             self,
             "Evals",
@@ -113,7 +124,7 @@ class ByomGatewayStack(Stack):
                 admin=self.functions.admin,
                 gateway=self.functions.gateway,
             ),
-            capability_alarms=[self.automations.dlq_alarm, self.evals.dlq_alarm],
+            capability_alarms=[self.automations.dlq_alarm, self.evals.dlq_alarm, self.metering.dlq_alarm],
         )
         CfnOutput(self, "ApiUrl", value=self.api.rest_api.url, description="Base URL of the API (stage prod)")
         CfnOutput(

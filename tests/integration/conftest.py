@@ -109,7 +109,7 @@ def _create_data_bucket(kms_key: str) -> None:
 
 def _clear_caches() -> None:
     from byom import settings
-    from byom.api import admin, authorizer, gateway
+    from byom.api import admin, authorizer, gateway, meter_reconciler
     from byom.api import governance as governance_api
     from byom.dal import aws, cache
     from byom.providers import bedrock
@@ -118,6 +118,8 @@ def _clear_caches() -> None:
         settings.admin_settings,
         settings.authorizer_settings,
         settings.gateway_settings,
+        settings.reconciler_settings,
+        meter_reconciler._tables,
         aws.session,
         aws.client,
         aws.table,

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from byom.domain import Budget, Pricing
-from byom.errors import BudgetExceeded
-from byom.logic.call_meter import HOLD_SECONDS, CallMeter, Threshold
+from byom.errors import BudgetExceeded, StoreUnavailable
+from byom.logic.call_meter import HOLD_SECONDS, CallMeter, Threshold, reconcile
 from byom.logic.money import Estimate
-from byom.money import BudgetState, Hold, Ledger, Metered, ReservationRefused, Settled
+from byom.money import BudgetState, Hold, Ledger, Metered, Pending, ReservationRefused, Settled
 from byom.providers import Usage
 
 NOW = 1_790_000_000  # 2026-09-21
@@ -22,6 +22,8 @@ PRICE = Pricing(input_per_1k_usd=1.0, output_per_1k_usd=2.0)
 class RecordingUsage:
     refuse: list[ReservationRefused] = field(default_factory=list)
     metered_before: bool = False
+    broken: bool = False
+    """Every write but a release raises, as a throttled table does after its retries."""
     spent: int = 0
     """The ledger's spend, which a guarded settle answers with."""
     swept: int = 0
@@ -30,6 +32,8 @@ class RecordingUsage:
 
     def reserve(self, hold: Hold) -> None:
         self.calls.append(("reserve", hold))
+        if self.broken:
+            raise ConnectionError("throttled")
         if self.refuse:
             raise self.refuse.pop(0)
 
@@ -47,6 +51,8 @@ class RecordingUsage:
     ) -> Settled:
         self.calls.append(("settle", (metered, hold)))
         self.also = list(also or [])
+        if self.broken:
+            raise ConnectionError("throttled")
         if self.metered_before:
             return Settled(False)
         before, self.spent = self.spent, self.spent + metered.cost_micros
@@ -93,11 +99,31 @@ def _budget(
     )
 
 
+@dataclass
+class RecordingBacklog:
+    kept: list[Pending] = field(default_factory=list)
+    broken: bool = False
+
+    def keep(self, pending: Pending) -> None:
+        if self.broken:
+            raise ConnectionError("SQS is down")
+        self.kept.append(pending)
+
+
+@dataclass
+class RecordingWriter:
+    written: list[dict[str, Any]] = field(default_factory=list)
+
+    def write(self, items: list[dict[str, Any]]) -> None:
+        self.written.extend(items)
+
+
 def _meter(
     usage: RecordingUsage,
     budget: Budget | None,
     spent: int = 0,
     notifier: RecordingNotifier | None = None,
+    backlog: RecordingBacklog | None = None,
 ) -> CallMeter:
     return CallMeter(
         usage=usage,
@@ -108,6 +134,7 @@ def _meter(
         request_id="req-1",
         state=BudgetState(budget, Ledger(spent_micros=spent, committed_micros=spent)),
         now=lambda: NOW,
+        backlog=backlog,
     )
 
 
@@ -325,3 +352,93 @@ def test_a_call_with_cached_tokens_is_charged_at_the_cache_rates_and_counts_them
     assert cost == 10_000 + 6_000 + 37_500 + 20_000
     metered, _ = usage.calls[-1][1]
     assert (metered.input_tokens, metered.cached_tokens, metered.cost_micros) == (100, 60, cost)
+
+
+# When the ledger fails
+
+
+class Record:
+    """The call's audit record (byom.governance.trail.Trail's side of the settle)."""
+
+    def __init__(self) -> None:
+        self.written = False
+
+    def item(self, input_tokens: int, output_tokens: int, cost_micros: int) -> dict[str, Any]:
+        return {"Put": {"TableName": "audit", "Item": {"cost_micros": cost_micros}}}
+
+    def settled(self) -> None:
+        self.written = True
+
+
+def test_a_settle_the_ledger_refuses_is_kept_with_its_hold_and_audit_record() -> None:
+    usage, backlog, record = RecordingUsage(), RecordingBacklog(), Record()
+    with _meter(usage, _budget(), backlog=backlog) as meter:
+        meter.admit(ESTIMATE)
+        usage.broken = True
+        cost = meter.succeeded("chat", Usage(10, 5), PRICE, latency_ms=12, record=record)
+
+    (pending,) = backlog.kept
+    assert pending.metered is not None and pending.metered.cost_micros == cost == 20_000
+    assert pending.hold is not None and pending.hold.amount_micros == ESTIMATE.cost_micros
+    assert pending.also == ({"Put": {"TableName": "audit", "Item": {"cost_micros": 20_000}}},)
+    assert record.written  # it goes with the meter, not on its own
+    assert "release" not in usage.names()  # the hold stays held
+
+
+def test_without_a_backlog_a_refused_settle_fails_the_call_and_gives_the_hold_back() -> None:
+    usage = RecordingUsage()
+    with pytest.raises(ConnectionError), _meter(usage, _budget()) as meter:
+        meter.admit(ESTIMATE)
+        usage.broken = True
+        meter.succeeded("chat", Usage(10, 5), PRICE, latency_ms=12)
+
+    assert usage.names() == ["reserve", "settle", "release"]
+
+
+def test_when_the_backlog_fails_too_the_answer_stands_and_the_hold_stays() -> None:
+    usage, backlog = RecordingUsage(), RecordingBacklog(broken=True)
+    with _meter(usage, _budget(), backlog=backlog) as meter:
+        meter.admit(ESTIMATE)
+        usage.broken = True
+        meter.succeeded("chat", Usage(10, 5), PRICE, latency_ms=12)
+
+    assert usage.names() == ["reserve", "settle"]
+
+
+def test_a_reservation_the_ledger_fails_is_a_503_and_holds_nothing() -> None:
+    usage = RecordingUsage(broken=True)
+    with pytest.raises(StoreUnavailable), _meter(usage, _budget()) as meter:
+        meter.admit(ESTIMATE)
+
+    assert meter.hold is None
+    assert usage.names() == ["reserve"]
+
+
+def test_the_reconciler_settles_a_kept_meter_with_its_hold_and_record() -> None:
+    usage, writer = RecordingUsage(), RecordingWriter()
+    hold = Hold("tnt_a", "2026-09", "req-1", "key_1", 200_000, 1_000_000, None, NOW + HOLD_SECONDS)
+    metered = Metered("tnt_a", "2026-09", "2026-09-21", "req-1", "key_1", "chat", cost_micros=20_000)
+    audit = {"Put": {"TableName": "audit", "Item": {}}}
+
+    assert reconcile(usage, writer, Pending(metered, hold, (audit,)))
+    assert usage.calls == [("settle", (metered, hold))]
+    assert usage.also == [audit]
+    assert writer.written == []
+
+
+def test_a_kept_meter_already_counted_gives_its_hold_back() -> None:
+    usage, writer = RecordingUsage(metered_before=True), RecordingWriter()
+    hold = Hold("tnt_a", "2026-09", "req-1", "key_1", 200_000, 1_000_000, None, NOW + HOLD_SECONDS)
+    metered = Metered("tnt_a", "2026-09", "2026-09-21", "req-1", "key_1", "chat")
+
+    assert not reconcile(usage, writer, Pending(metered, hold))
+    assert usage.names() == ["settle", "release"]
+
+
+def test_an_audit_record_kept_on_its_own_is_written_as_it_was_built() -> None:
+    usage, writer = RecordingUsage(), RecordingWriter()
+    audit = {"Put": {"TableName": "audit", "Item": {"sk": "1#interaction#req-1"}}}
+
+    assert reconcile(usage, writer, Pending(None, None, (audit,)))
+    assert writer.written == [audit]
+    assert usage.calls == []

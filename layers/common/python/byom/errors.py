@@ -76,6 +76,19 @@ class OutboundRefused(ByomError):
     code = "outbound_url_refused"
 
 
+class StoreUnavailable(ByomError):
+    """The gateway's own tables could not be read or written after their retries (throttling, an
+    outage) before the provider was called: nothing was held or spent, so trying again is safe."""
+
+    status = 503
+    type = "api_error"
+    code = "store_unavailable"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers["retry-after"] = "1"
+
+
 _PROVIDER_TYPES = {400: "invalid_request_error", 429: "rate_limit_exceeded"}
 
 

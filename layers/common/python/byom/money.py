@@ -9,6 +9,7 @@ Every amount is integer micro-dollars (byom.logic.money); months and days are UT
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from byom.domain import Budget
 
@@ -104,6 +105,18 @@ class Metered:
 
 # What an alias that failed and was covered by a fallback adds to its model's counters.
 FELL_BACK = {"errors": 1, "fallbacks": 1}
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A settle the ledger could not take after the provider answered: kept durably (the meter
+    backlog) and settled later, exactly once, by the reconciler. `hold` stays held meanwhile, so
+    the budget errs on the safe side. `also`: the transaction's other items (the audit record).
+    With no `metered`, only `also` is left to write (an audit record written on its own)."""
+
+    metered: Metered | None
+    hold: Hold | None = None
+    also: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)

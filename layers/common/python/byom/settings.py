@@ -79,6 +79,9 @@ class GatewaySettings(_Settings):
     responses_table: str | None = None
     # `/v1/models/recommend?task=`: the evals whose latest run ranks aliases. Unset: no evidence.
     evals_table: str | None = None
+    # The meter backlog (byom.dal.meter_backlog): settles the ledger could not take wait here for
+    # the reconciler. Unset: such a settle fails the call.
+    meter_queue_url: str | None = None
 
 
 @lru_cache(maxsize=1)
@@ -94,6 +97,17 @@ def admin_settings() -> AdminSettings:
 @lru_cache(maxsize=1)
 def gateway_settings() -> GatewaySettings:
     return GatewaySettings.from_env()
+
+
+class ReconcilerSettings(_Settings):
+    """The meter reconciler: drains the meter backlog into the usage (and audit) tables."""
+
+    usage_table: str
+
+
+@lru_cache(maxsize=1)
+def reconciler_settings() -> ReconcilerSettings:
+    return ReconcilerSettings.from_env()
 
 
 class FineTuningSettings(_Settings):

@@ -19,6 +19,7 @@ from byom.dal.content import ContentStore
 from byom.dal.evals import EvalTable
 from byom.dal.guardrails import BedrockGuardrails
 from byom.dal.ledger import UsageTable
+from byom.dal.meter_backlog import SqsBacklog
 from byom.dal.notify import Notifier
 from byom.dal.policies import PolicyRepository
 from byom.dal.repositories import ModelRepository
@@ -110,6 +111,7 @@ def invoke_store() -> invoke.InvokeStore:
         if settings.data_bucket and settings.kms_key_id
         else None,
         responses=stored_responses(),
+        backlog=SqsBacklog(LazyClient("sqs"), settings.meter_queue_url) if settings.meter_queue_url else None,
         policy=RetryPolicy(
             max_attempts=settings.retry_max_attempts,
             base_seconds=settings.retry_base_seconds,

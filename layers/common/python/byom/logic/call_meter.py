@@ -4,6 +4,11 @@
 reservation the call did not settle (a provider failure, a gateway fault, a cancelled call), so
 no path leaks one; reservations of a crashed function expire and are swept when they would refuse
 a call. The counting itself is the ledger's (byom.dal.ledger): exactly once per request id.
+
+A settle the ledger cannot take once the provider answered (its retries spent: a throttled ledger,
+an outage) does not cost the caller the answer the provider already billed: the call's meter and
+audit record go to the meter backlog (a durable queue), its hold stays held, and the reconciler
+settles it later (`reconcile`), exactly once, turning the hold into the cost (docs/money.md).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from byom.domain import Pricing
-from byom.errors import BudgetExceeded
+from byom.errors import BudgetExceeded, StoreUnavailable
 from byom.logic.money import (
     Estimate,
     cost_micros,
@@ -25,7 +30,7 @@ from byom.logic.money import (
     to_micros,
     to_usd,
 )
-from byom.money import BudgetState, Hold, Metered, ReservationRefused, Settled
+from byom.money import BudgetState, Hold, Metered, Pending, ReservationRefused, Settled
 from byom.observability import logger
 from byom.providers import Usage
 
@@ -89,6 +94,34 @@ class Ledgers(Protocol):
         ...
 
 
+class Backlog(Protocol):
+    """Where settles the ledger could not take wait for the reconciler (byom.dal.meter_backlog)."""
+
+    def keep(self, pending: Pending) -> None:
+        """Keep it durably, or raise."""
+        ...
+
+
+class ItemWriter(Protocol):
+    """Writes the items of a transaction as they were built (byom.dal.meter_backlog)."""
+
+    def write(self, items: list[dict[str, Any]]) -> None: ...
+
+
+def reconcile(usage: Ledgers, writer: ItemWriter, pending: Pending) -> bool:
+    """Settle what a call could not: exactly once (the ledger's `req#` marker), turning its hold
+    into the cost (a hold swept meanwhile: the cost is committed afresh). False when the request
+    was metered already (a settle that did land before its answer was lost); a hold it still holds
+    then goes back, as CallMeter gives back the hold of a replayed request."""
+    if pending.metered is None:
+        writer.write(list(pending.also))
+        return True
+    counted = usage.settle(pending.metered, pending.hold, also=list(pending.also)).counted
+    if not counted and pending.hold is not None:
+        usage.release(pending.hold)
+    return counted
+
+
 class ThresholdNotifier(Protocol):
     """Announces budget thresholds (byom.dal.notify.Notifier)."""
 
@@ -128,6 +161,8 @@ class CallMeter:
     now: Callable[[], int]
     tokens_minute: str | None = None
     """Under a tokens-per-minute limit, the minute whose counter this call's tokens add to."""
+    backlog: Backlog | None = None
+    """None: a settle the ledger could not take fails the call (tests, tools)."""
     started_at: int = 0
     hold: Hold | None = None
     settled: bool = False
@@ -175,15 +210,25 @@ class CallMeter:
             expires_at=self.started_at + HOLD_SECONDS,
         )
         try:
-            self.usage.reserve(hold)
-        except ReservationRefused as refused:
-            # Holds of crashed calls are only worth sweeping when they stand in a call's way.
-            if not self.usage.sweep(self.tenant_id, self.month, self.now()):
-                raise self._refusal(refused, estimate) from None
             try:
                 self.usage.reserve(hold)
-            except ReservationRefused as again:
-                raise self._refusal(again, estimate) from None
+            except ReservationRefused as refused:
+                # Holds of crashed calls are only worth sweeping when they stand in a call's way.
+                if not self.usage.sweep(self.tenant_id, self.month, self.now()):
+                    raise self._refusal(refused, estimate) from None
+                try:
+                    self.usage.reserve(hold)
+                except ReservationRefused as again:
+                    raise self._refusal(again, estimate) from None
+        except BudgetExceeded:
+            raise
+        except Exception as error:
+            # The provider is not called: nothing is spent. A reservation that landed unanswered
+            # stays held until a sweep gives it back (the budget errs on the safe side).
+            logger.error("reservation failed", extra={"error_type": type(error).__name__})
+            raise StoreUnavailable(
+                "The gateway could not reserve this request's budget; nothing was charged. Try again."
+            ) from None
         self.hold = hold
 
     def _refusal(self, refused: ReservationRefused, estimate: Estimate) -> BudgetExceeded:
@@ -261,7 +306,13 @@ class CallMeter:
             if record is not None
             else None
         )
-        settled: Settled = self.usage.settle(metered, self.hold, spend_guard, also=[item] if item else [])
+        also = [item] if item else []
+        try:
+            settled: Settled = self.usage.settle(metered, self.hold, spend_guard, also=also)
+        except Exception as error:
+            if self.backlog is None:
+                raise
+            settled = self._defer(Pending(metered, self.hold, tuple(also)), error)
         if settled.counted and record is not None and item is not None:
             record.settled()
         if not settled.counted:
@@ -282,6 +333,31 @@ class CallMeter:
                 cache_hit=metered.cache_hit,
             )
         return settled
+
+    def _defer(self, pending: Pending, error: Exception) -> Settled:
+        """The settle the ledger refused, kept for the reconciler: the hold stays held and the
+        audit record goes with it. Counted as settled here, so nothing gives the hold back."""
+        assert self.backlog is not None
+        where = {
+            "request_id": self.request_id,
+            "tenant_id": self.tenant_id,
+            "error_type": type(error).__name__,
+        }
+        try:
+            self.backlog.keep(pending)
+        except Exception as lost:
+            # The answer stays the caller's; the hold stays held until a sweep. Operators alarm on this.
+            logger.error(
+                "meter record lost: settle and backlog both failed",
+                extra=where
+                | {
+                    "backlog_error_type": type(lost).__name__,
+                    "cost_micros": pending.metered and pending.metered.cost_micros,
+                },
+            )
+        else:
+            logger.warning("settle deferred to the meter backlog", extra=where)
+        return Settled(counted=True)
 
     def _unannounced(self) -> list[float]:
         budget = self.state.budget

@@ -17,7 +17,15 @@ from pydantic import BaseModel
 
 from byom import clock
 from byom.domain import CallRead, Credential, ModelAlias, StoredResponse
-from byom.errors import ByomError, GatewayMisconfigured, ModelNotFound, NotFound, ProviderError, RateLimited
+from byom.errors import (
+    ByomError,
+    GatewayMisconfigured,
+    ModelNotFound,
+    NotFound,
+    ProviderError,
+    RateLimited,
+    StoreUnavailable,
+)
 from byom.governance import screening
 from byom.governance.guardrail import GuardrailScreen
 from byom.governance.policy import Policy, RedactionMode
@@ -25,7 +33,7 @@ from byom.governance.screening import Screening
 from byom.governance.trail import AuditLog, Trail, subject_of
 from byom.logic import money, response_cache, responses
 from byom.logic.access import Principal, require_tenant_key
-from byom.logic.call_meter import CallMeter, CallMetrics, Ledgers, ThresholdNotifier
+from byom.logic.call_meter import Backlog, CallMeter, CallMetrics, Ledgers, ThresholdNotifier
 from byom.logic.resilience import (
     ATTEMPTS_HEADER,
     Deadline,
@@ -34,6 +42,7 @@ from byom.logic.resilience import (
     Timing,
     call_with_fallbacks,
 )
+from byom.money import Pending
 from byom.observability import logger
 from byom.openai_types import ChatRequest, EmbeddingRequest, ResponsesRequest
 from byom.providers import ChatResult, EmbeddingResult, Provider, StreamEvent, Target, Usage
@@ -94,6 +103,9 @@ class InvokeStore:
     """Where prompts and answers of tenants with content logging go (byom.dal.content.ContentStore)."""
     responses: ResponseKeeper | None = None
     """Stored responses (`store: true`, `previous_response_id`); None: none are kept."""
+    backlog: Backlog | None = None
+    """The meter backlog (byom.dal.meter_backlog): settles and audit records the tables could not
+    take once the provider answered, kept for the reconciler; None: such a failure fails the call."""
 
 
 @dataclass(frozen=True)
@@ -218,7 +230,16 @@ def _start(store: InvokeStore, call: Call, alias: str, trail: Trail) -> _Started
     meter for its money. A tenant over its tokens-per-minute limit is refused here."""
     tenant_id = trail.tenant_id
     now = store.now()
-    read = store.calls.read(tenant_id, alias, month=money.month_of(now), minute=money.minute_of(now))
+    try:
+        read = store.calls.read(tenant_id, alias, month=money.month_of(now), minute=money.minute_of(now))
+    except ByomError:
+        raise
+    except Exception as error:
+        # Before the provider is called nothing is held or spent: the caller may simply try again.
+        logger.error("call read failed", extra={"error_type": type(error).__name__})
+        raise StoreUnavailable(
+            "The gateway could not read this request's configuration. Try again."
+        ) from None
     trail.retention_days = read.policy.retention_days
     model = _found(alias, read.model)
     target = _target(tenant_id, alias, model, read.credential)
@@ -242,6 +263,7 @@ def _start(store: InvokeStore, call: Call, alias: str, trail: Trail) -> _Started
         state=read.state,
         now=store.now,
         tokens_minute=money.minute_of(now) if tokens_per_minute is not None else None,
+        backlog=store.backlog,
     )
     return _Started(target, meter, read.policy, mode)
 
@@ -505,8 +527,23 @@ def _audited(store: InvokeStore, call: Call, route: str, model: str, user: str |
     finally:
         try:
             trail.write()
-        except Exception as error:  # the caller's answer stands; the gap is logged for operators
-            logger.error("audit record not written", extra={"error_type": type(error).__name__})
+        except Exception as error:  # the caller's answer stands; the record waits in the backlog
+            _keep_audit(store, trail, error)
+
+
+def _keep_audit(store: InvokeStore, trail: Trail, error: Exception) -> None:
+    """An audit record the audit table did not take, kept for the reconciler to write."""
+    where = {"request_id": trail.request_id, "error_type": type(error).__name__}
+    if store.backlog is None or store.audit is None:
+        logger.error("audit record not written", extra=where)
+        return
+    try:
+        store.backlog.keep(Pending(None, None, (store.audit.transact_put(trail.record()),)))
+    except Exception as lost:
+        logger.error("audit record lost", extra=where | {"backlog_error_type": type(lost).__name__})
+    else:
+        trail.written = True
+        logger.warning("audit record deferred to the meter backlog", extra=where)
 
 
 def _screened_chat(
