@@ -57,14 +57,17 @@ def test_the_admin_passes_only_the_scheduler_role_to_scheduler(template: Templat
 
 
 def test_the_runner_consumes_the_queue_with_partial_batch_responses(template: Template) -> None:
-    (mapping,) = resources(template, "AWS::Lambda::EventSourceMapping").values()
+    runner = {"Ref": function_id(template, "automation_runner")}
+    mappings = resources(template, "AWS::Lambda::EventSourceMapping").values()
+    (mapping,) = [m for m in mappings if props(m)["FunctionName"] == runner]
     assert props(mapping)["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert props(mapping)["FunctionName"] == {"Ref": function_id(template, "automation_runner")}
 
 
 def test_the_queue_redrives_to_a_dead_letter_queue_after_the_runners_tries(template: Template) -> None:
     queues = resources(template, "AWS::SQS::Queue")
-    (runs,) = [q for q in queues.values() if "RedrivePolicy" in props(q)]
+    (runs,) = [
+        q for name, q in queues.items() if name.startswith("Automations") and "RedrivePolicy" in props(q)
+    ]
     assert props(runs)["RedrivePolicy"]["maxReceiveCount"] == int(
         environment(template, "automation_runner")["AUTOMATION_MAX_RECEIVE_COUNT"]
     )
