@@ -33,6 +33,8 @@ def main() -> None:
     say()
     _run("bench.in_process", "--calls", str(calls))
     say()
+    _run("bench.cost", "--calls", "10" if args.quick else "100")
+    say()
     _run("bench.through_stack", "--calls", str(calls), *(["--no-litellm"] if args.no_litellm else []))
     say()
     streams = ["--streams", "5", "--concurrent-rounds", "1"] if args.quick else []
