@@ -209,6 +209,20 @@ def test_the_reconciler_settles_a_kept_meter_once_turning_its_hold_into_the_cost
     assert _audit_statuses(admin_api, tenant) == ["succeeded"]
 
 
+def test_a_stream_whose_settle_the_ledger_refuses_ends_as_usual_and_is_kept(
+    faults: Faults, queue: str, admin_api: Api, gateway: Gateway, tenant: str
+) -> None:
+    _budget(admin_api, tenant, 1)
+    faults.rules.append(settle)
+
+    status, body, _ = _chat(gateway, tenant, HELLO | {"stream": True})
+
+    assert status == 200 and body.rstrip().endswith("data: [DONE]")
+    faults.rules.clear()
+    assert _reconcile(_messages(queue)) == {"batchItemFailures": []}
+    assert _usage(admin_api, tenant)["total"]["requests"] == 1
+
+
 def test_a_settle_that_landed_but_lost_its_answer_is_counted_once(
     faults: Faults, queue: str, admin_api: Api, gateway: Gateway, tenant: str
 ) -> None:
