@@ -53,6 +53,12 @@ QUEUE_RUNNER_DLQ_REASON = (
     "failed record goes back to the queue and, after its maxReceiveCount, to the queue's own "
     "dead-letter queue (with its depth alarm). A function dead-letter queue would never receive one."
 )
+RECONCILER_DLQ_REASON = (
+    "The meter reconciler is invoked by an SQS event source mapping, which waits for its answer: a "
+    "message it could not settle goes back to the meter backlog and, after its maxReceiveCount, to the "
+    "backlog's own dead-letter queue (with its depth alarm). A function dead-letter queue would never "
+    "receive one."
+)
 SCORER_DLQ_REASON = (
     "EventBridge invokes the evals scorer asynchronously; an event it fails on after Lambda's retries goes "
     "to the scorer's dead-letter queue through an on-failure destination (with its depth alarm), which "
@@ -99,6 +105,7 @@ def skip_findings(stack: ByomGatewayStack) -> None:
         stack.evals.scorer,
         batches.api_function,
         *batches.tasks.all(),
+        stack.metering.reconciler,
     ]
 
     for fn in every_function:
@@ -113,6 +120,7 @@ def skip_findings(stack: ByomGatewayStack) -> None:
             skip(fn, "CKV_AWS_116", SYNCHRONOUS_DLQ_REASON.format(caller="by a Step Functions task"))
 
     skip(automations.runner, "CKV_AWS_116", QUEUE_RUNNER_DLQ_REASON)
+    skip(stack.metering.reconciler, "CKV_AWS_116", RECONCILER_DLQ_REASON)
     for queue in (automations.queue, automations.dead_letters):
         skip(queue, "CKV_AWS_27", SQS_MANAGED_ENCRYPTION_REASON)
     for fn in automation_tasks:

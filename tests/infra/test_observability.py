@@ -249,6 +249,7 @@ PLATFORM_ALARMS = {
     *(f"{STACK_PREFIX}{fn}-errors" for fn in ("authorizer", "admin", "gateway")),
     f"{STACK_PREFIX}automation-dead-letters",
     f"{STACK_PREFIX}evals-scorer-dead-letters",
+    f"{STACK_PREFIX}meter-backlog-dead-letters",
 }
 
 LAMBDA_ALARMS = [
@@ -348,6 +349,7 @@ def test_alarm_thresholds_come_from_context(tmp_path: Path) -> None:
         "authorizer-errors": 5,
         "automation-dead-letters": 1,
         "evals-scorer-dead-letters": 1,
+        "meter-backlog-dead-letters": 1,
     }
 
 

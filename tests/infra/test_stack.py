@@ -138,8 +138,8 @@ def test_response_cache_entries_expire_by_ttl_on_expires_at(template: Template) 
 
 
 # The gateway's three, the fine-tuning API and the eleven tasks of its state machine (21), the evals
-# API and scorer, and the batches API and the seven tasks of its state machine.
-FUNCTION_COUNT = 31
+# API and scorer, the batches API and the seven tasks of its state machine, and the meter reconciler.
+FUNCTION_COUNT = 32
 
 # ---------------------------------------------------------------------------------------- logs
 
@@ -147,7 +147,8 @@ FUNCTION_COUNT = 31
 def test_every_log_group_has_the_configured_retention(template: Template) -> None:
     log_groups = resources(template, "AWS::Logs::LogGroup")
     # A log group per function (3 + the fine-tuning API + 13 tasks + the automation runner and its 3
-    # approval tasks + the evals API and scorer + the batches API and its 7 tasks), the API access log,
+    # approval tasks + the evals API and scorer + the batches API and its 7 tasks + the meter
+    # reconciler), the API access log,
     # the three state machines.
     assert len(log_groups) == FUNCTION_COUNT + 4
     assert all(props(lg).get("RetentionInDays") == RETENTION_DAYS for lg in log_groups.values())
@@ -268,6 +269,8 @@ def test_function_timeout_and_memory(template: Template, name: str, timeout: int
                 "DATA_BUCKET",
                 "KMS_KEY_ID",
                 "RESPONSES_TABLE",
+                # The meter backlog (infra/constructs/metering.py).
+                "METER_QUEUE_URL",
                 # `/v1/models/recommend?task=` (infra/constructs/evals.py).
                 "EVALS_TABLE",
                 # The Lambda Web Adapter's and the stream timeout (tests/infra/test_streaming.py).
@@ -413,8 +416,9 @@ def test_the_admin_function_reaches_no_response_cache_entry_with_its_own_role(te
 KEY_SERVICES = {
     "authorizer": {"secretsmanager", "dynamodb"},
     "admin": {"secretsmanager", "dynamodb"},
-    # The gateway also publishes to the encrypted alerts topic.
-    "gateway": {"secretsmanager", "dynamodb", "sns"},
+    # The gateway also publishes to the encrypted alerts topic and keeps failed settles in the
+    # encrypted meter backlog.
+    "gateway": {"secretsmanager", "dynamodb", "sns", "sqs"},
 }
 
 
@@ -439,8 +443,7 @@ def test_key_use_is_limited_to_the_services_that_encrypt_for_the_function(
         and "kms:EncryptionContext:purpose" not in statement["Condition"]["StringEquals"]
     ]
     assert key_statements
-    for statement in key_statements:
-        assert via_services(statement) == services
+    assert set().union(*(via_services(statement) for statement in key_statements)) == services
 
 
 # ----------------------------------------------------------------------------------------- API
