@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -431,6 +432,47 @@ def test_a_failed_provider_call_releases_its_reservation_and_counts_an_error(
     assert after["total"]["cost_usd"] == before["total"]["cost_usd"]
     [down_row] = [row for row in after["items"] if row["model"] == "down"]
     assert (down_row["requests"], down_row["errors"], down_row["cost_usd"]) == (0, 1, 0)
+
+
+def test_a_meter_kept_in_the_backlog_is_settled_by_the_reconciler_exactly_once(
+    new_tenant: Callable[..., Tenant], local_stack: LocalStack
+) -> None:
+    """What a call leaves when its settle fails after the provider answered (tests/integration/
+    test_faults.py injects that fault): its meter on the backlog queue, drained by the reconciler."""
+    from byom.dal.meter_backlog import to_message
+    from byom.money import Metered, Pending
+
+    tenant = new_tenant({"chat": {"model_id": unique("kept"), "pricing": PRICE}})
+    month = time.strftime("%Y-%m", time.gmtime())
+    metered = Metered(
+        tenant.id,
+        month,
+        time.strftime("%Y-%m-%d", time.gmtime()),
+        f"kept-{uuid.uuid4().hex}",
+        tenant.key_id("dev"),
+        "chat",
+        input_tokens=6,
+        output_tokens=2,
+        cost_micros=10_000,
+    )
+    sqs = boto3.client(
+        "sqs",
+        endpoint_url=local_stack.aws_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    (backlog,) = [url for url in sqs.list_queues()["QueueUrls"] if "MeteringBacklog" in url]
+    for _ in range(2):  # delivered twice, counted once
+        sqs.send_message(QueueUrl=backlog, MessageBody=to_message(Pending(metered)))
+
+    deadline = time.monotonic() + 30
+    while tenant.usage()["total"]["requests"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(2)  # the second delivery too
+
+    total = tenant.usage()["total"]
+    assert (total["requests"], total["input_tokens"], total["cost_usd"]) == (1, 6, 0.01)
 
 
 # 5. Dry runs
