@@ -93,6 +93,8 @@ class Tally:
     item_wru: Counter[ItemKey] = field(default_factory=Counter)
     """Write units consumed by the writes passed on, by item."""
     partition_wru: Counter[PartitionKey] = field(default_factory=Counter)
+    partition_rru: Counter[PartitionKey] = field(default_factory=Counter)
+    """Read units of GetItem and BatchGetItem by partition key (queries are counted as requests only)."""
     sent: list[Sent] = field(default_factory=list)
 
     def applied(self) -> list[Sent]:
@@ -153,12 +155,14 @@ class ContendedDynamoDB:
 
     def _before_send(self, request: Any, event_name: str, **_kwargs: Any) -> AWSResponse | None:
         operation = event_name.rsplit(".", 1)[-1]
+        body = json.loads(request.body or b"{}")
         with self._lock:
             self.tally.requests[operation] += 1
+            self._count_reads(operation, body)
         if operation not in _WRITES:
             return None
         transactional = operation == "TransactWriteItems"
-        writes = self._writes(operation, json.loads(request.body or b"{}"))
+        writes = self._writes(operation, body)
         keys = tuple(w.key for w in writes)
         with self._lock:
             now = self._clock()
@@ -218,6 +222,24 @@ class ContendedDynamoDB:
             self.tally.item_wru[write.key] += units
             self.tally.partition_wru[write.key[:2]] += units
         self.tally.sent.append(Sent(operation, tuple(w.key for w in writes), total, "applied"))
+
+    def _count_reads(self, operation: str, body: dict[str, Any]) -> None:
+        """Read units of the reads by key: half a unit per item (up to 4 KB) read eventually
+        consistent, one strongly. Reads are never refused: the partition's 3,000 read units are
+        far from what a call reads."""
+        if operation == "GetItem":
+            reads = [(body["TableName"], body.get("Key") or {}, bool(body.get("ConsistentRead")))]
+        elif operation == "BatchGetItem":
+            reads = [
+                (table, key, bool(request.get("ConsistentRead")))
+                for table, request in body.get("RequestItems", {}).items()
+                for key in request.get("Keys", [])
+            ]
+        else:
+            return
+        for table, key, consistent in reads:
+            hash_name, _ = self._key_names.get(table, ("pk", "sk"))
+            self.tally.partition_rru[(table, _plain(key.get(hash_name)))] += 1.0 if consistent else 0.5
 
     # DynamoDB's answers
 

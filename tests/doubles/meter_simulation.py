@@ -82,11 +82,7 @@ class Outcome:
 
 def run_calls(table: Any, *, calls: int = 100, limit_micros: int = 500_000) -> Outcome:
     """`calls` concurrent calls of one tenant under a hard monthly budget of `limit_micros`."""
-    usage = UsageTable(table)
-    budget = Budget(
-        tenant_id=TENANT, monthly_limit_usd=limit_micros / 1_000_000, warn_at=[], hard=True, updated_at=0
-    )
-    usage.put_budget(budget, MONTH, {}, limit_micros)
+    usage = budgeted(table, limit_micros)
     outcome = Outcome(calls=calls, limit_micros=limit_micros, seconds=0.0)
     lock = threading.Lock()
     start = threading.Barrier(calls)
@@ -95,7 +91,7 @@ def run_calls(table: Any, *, calls: int = 100, limit_micros: int = 500_000) -> O
         start.wait()
         phase = ["read"]
         try:
-            cost = _one_call(usage, table, f"req-{n:04d}", phase)
+            cost = one_call(usage, table, f"req-{n:04d}", phase)
         except BudgetExceeded:
             with lock:
                 outcome.refused += 1
@@ -118,8 +114,19 @@ def run_calls(table: Any, *, calls: int = 100, limit_micros: int = 500_000) -> O
     return outcome
 
 
-def _one_call(usage: UsageTable, table: Any, request_id: str, phase: list[str]) -> int:
-    """One call; `phase` says how far it got (`read`, `reserve`, `settle`)."""
+def budgeted(table: Any, limit_micros: int) -> UsageTable:
+    """The usage table with the tenant's hard monthly budget of `limit_micros` set."""
+    usage = UsageTable(table)
+    budget = Budget(
+        tenant_id=TENANT, monthly_limit_usd=limit_micros / 1_000_000, warn_at=[], hard=True, updated_at=0
+    )
+    usage.put_budget(budget, MONTH, {}, limit_micros)
+    return usage
+
+
+def one_call(usage: UsageTable, table: Any, request_id: str, phase: list[str] | None = None) -> int:
+    """One call, its cost; `phase` says how far it got (`read`, `reserve`, `settle`)."""
+    phase = phase if phase is not None else ["read"]
     keys = usage.call_keys(TENANT, MONTH)
     answer = table.meta.client.batch_get_item(RequestItems={table.name: {"Keys": keys}})
     items = [from_item(i) for i in answer["Responses"].get(table.name, [])]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,8 +16,6 @@ from tests.doubles.contended_dynamodb import ContendedDynamoDB
 
 # The SDK's retries as the gateway's clients have them (byom.dal.aws): a throttled plain write is
 # tried 4 times (the first and 3 retries) before the ledger sees it.
-
-
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3})
 
 
@@ -24,7 +23,9 @@ _CONFIG = Config(retries={"mode": "standard", "max_attempts": 3})
 def moto_server() -> Iterator[str]:
     """A moto server's endpoint. It applies one request at a time, as DynamoDB applies one write to
     an item at a time; the double decides which requests reach it."""
-    server = SerializedMotoServer(ip_address="127.0.0.1", port=0)
+    # The server logs each request: thousands of lines in a simulation, none of them news.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = SerializedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     try:
         host, port = server.get_host_and_port()

@@ -8,10 +8,14 @@ otherwise; the simulation runs on the real clock, threads really overlapping (do
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from byom.dal import ledger
+from byom.dal.ledger import UsageTable
+from byom.money import Hold
 
 from tests.doubles.contended_dynamodb import Capacity, ContendedDynamoDB
 from tests.doubles.meter_simulation import CALL_COST_MICROS, Outcome, run_calls
@@ -202,6 +206,74 @@ def test_reads_are_counted_and_never_refused(endpoint: str, clock: Clock) -> Non
         assert _requests(table, "total") == 1
 
     assert (double.tally.requests["GetItem"], double.tally.throttles, double.tally.conflicts) == (3, 0, 0)
+
+
+# The ledger's retries (byom.dal.ledger.UsageTable._transact), against a scripted client
+
+
+class ScriptedClient:
+    """Cancels the first transactions with the reasons it is given, then commits."""
+
+    def __init__(self, *cancellations: list[str]) -> None:
+        self.cancellations = list(cancellations)
+        self.sent = 0
+
+    def transact_write_items(self, *, TransactItems: list[dict[str, Any]]) -> dict[str, Any]:
+        self.sent += 1
+        if not self.cancellations:
+            return {}
+        reasons = [{"Code": code} for code in self.cancellations.pop(0)]
+        error = {"Code": "TransactionCanceledException", "Message": "cancelled"}
+        raise ClientError({"Error": error, "CancellationReasons": reasons}, "TransactWriteItems")
+
+
+HOLD = Hold("tnt_a", "2026-11", "r1", "key_1", 50_000, 1_000_000, None, expires_at=100)
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The ledger's backoff, recorded instead of slept, each at its longest (no jitter)."""
+    slept: list[float] = []
+    monkeypatch.setattr(ledger.time, "sleep", slept.append)
+    monkeypatch.setattr(ledger.random, "uniform", lambda _low, high: high)
+    return slept
+
+
+def _usage(client: ScriptedClient) -> UsageTable:
+    return UsageTable(SimpleNamespace(name="usage", meta=SimpleNamespace(client=client)))
+
+
+def test_a_transaction_cancelled_for_throttling_is_tried_again_after_a_longer_wait(
+    waits: list[float],
+) -> None:
+    client = ScriptedClient(["None", "TransactionConflict"], ["ThrottlingError", "TransactionConflict"])
+    usage = _usage(client)
+
+    usage.reserve(HOLD)
+
+    assert client.sent == 3
+    assert dict(usage.retries) == {"TransactionConflict": 1, "ThrottlingError": 1}
+    assert waits[1] > 2 * waits[0]  # a throttle waits from 0.1 s, a conflict from 0.01 s
+
+
+def test_a_cancellation_with_a_failed_condition_is_not_tried_again(waits: list[float]) -> None:
+    client = ScriptedClient(["ConditionalCheckFailed", "TransactionConflict"])
+    usage = _usage(client)
+
+    with pytest.raises(ClientError):
+        usage.release(HOLD)
+
+    assert (client.sent, sum(usage.retries.values()), waits) == (1, 0, [])
+
+
+def test_a_transaction_that_keeps_conflicting_gives_up_within_its_bounds(waits: list[float]) -> None:
+    client = ScriptedClient(*[["TransactionConflict"]] * 100)
+
+    with pytest.raises(ClientError):
+        _usage(client).release(HOLD)
+
+    assert client.sent <= ledger._TRANSACT_ATTEMPTS
+    assert sum(waits) <= ledger._BACKOFF_BUDGET_SECONDS
 
 
 # 100 concurrent calls of one tenant, through CallMeter

@@ -43,9 +43,13 @@ _THROTTLES = frozenset(
         "RequestLimitExceeded",
     }
 )
-_TRANSACT_ATTEMPTS = 10
-# (first wait, longest wait) in seconds: at most 1.8 s in all for conflicts, 6.5 s for throttles.
-_BACKOFF_SECONDS = {"conflict": (0.01, 0.4), "throttle": (0.1, 1.0)}
+# Bounded twice: by attempts, and by the time spent waiting between them (well inside API Gateway's
+# 29 s), whichever comes first. 100 calls of one tenant at once queue on its `total` item for
+# seconds (bench/contention): a shorter budget would drop the last of them.
+_TRANSACT_ATTEMPTS = 16
+_BACKOFF_BUDGET_SECONDS = 5.0
+# (first wait, longest wait) in seconds, before the jitter.
+_BACKOFF_SECONDS = {"conflict": (0.01, 0.5), "throttle": (0.1, 1.0)}
 
 
 def month_pk(tenant_id: str, month: str) -> str:
@@ -469,18 +473,22 @@ class UsageTable:
         if len({label for label, _ in items}) != len(items):
             raise ValueError("every item of a transaction needs a label of its own")
         transact_items = [item for _, item in items]
+        waited = 0.0
         for attempt in range(_TRANSACT_ATTEMPTS):
             try:
                 self._client.transact_write_items(TransactItems=transact_items)
                 return
             except ClientError as error:
                 reason = _transient(error)
-                if reason is None or attempt == _TRANSACT_ATTEMPTS - 1:
+                first, longest = _BACKOFF_SECONDS["throttle" if reason in _THROTTLES else "conflict"]
+                wait = random.uniform(0, min(longest, first * 2**attempt))  # nosec B311: jitter
+                last = attempt == _TRANSACT_ATTEMPTS - 1 or waited + wait > _BACKOFF_BUDGET_SECONDS
+                if reason is None or last:
                     raise
                 with self._retries_lock:
                     self.retries[reason] += 1
-                first, longest = _BACKOFF_SECONDS["throttle" if reason in _THROTTLES else "conflict"]
-                time.sleep(random.uniform(0, min(longest, first * 2**attempt)))  # nosec B311: jitter
+                waited += wait
+                time.sleep(wait)
 
 
 def _transient(error: ClientError) -> str | None:
