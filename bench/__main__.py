@@ -1,4 +1,4 @@
-"""All five benchmarks, one after the other: `python -m bench` (what `make bench` runs).
+"""All six benchmarks, one after the other: `python -m bench` (what `make bench` runs).
 
     .venv/bin/python -m bench [--quick]
 
