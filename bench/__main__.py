@@ -1,4 +1,4 @@
-"""All five benchmarks, one after the other: `python -m bench` (what `make bench` runs).
+"""All six benchmarks, one after the other: `python -m bench` (what `make bench` runs).
 
     .venv/bin/python -m bench [--quick]
 
@@ -39,6 +39,8 @@ def main() -> None:
     say()
     streams = ["--streams", "5", "--concurrent-rounds", "1"] if args.quick else []
     _run("bench.streaming", *streams, *(["--no-litellm"] if args.no_litellm else []))
+    say()
+    _run("bench.contention", *(["--quick"] if args.quick else []))
 
 
 if __name__ == "__main__":

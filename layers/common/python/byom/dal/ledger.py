@@ -8,7 +8,10 @@ metered only if its `req#` marker is new, a hold is refunded only by whoever del
 
 from __future__ import annotations
 
+import random
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
@@ -24,8 +27,29 @@ BUDGET = "budget"
 TOTAL = "total"
 MARKER_TTL_SECONDS = 40 * 86_400
 MINUTE_TTL_SECONDS = 86_400
-# Concurrent transactions on one ledger item can be cancelled with TransactionConflict: try again.
-_CONFLICT_ATTEMPTS = 5
+# A transaction that DynamoDB cancelled only for contention commits when tried again a little later.
+# The SDK retries neither reason, so `_transact` does, with full-jitter exponential backoff (calls a
+# conflict cancelled together do not collide again), bounded (docs/scale.md): another write in flight
+# on one of its items (TransactionConflict) is over in milliseconds; a partition over its write units
+# (throttling) has them back within the second, so those waits start longer.
+_CONFLICTS = frozenset({"TransactionConflict"})
+_THROTTLES = frozenset(
+    {
+        "ThrottlingError",
+        "ProvisionedThroughputExceeded",
+        # Error codes of a throttle the SDK already retried (standard mode), should one reach here.
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+    }
+)
+# Bounded twice: by attempts, and by the time spent waiting between them (well inside API Gateway's
+# 29 s), whichever comes first. 100 calls of one tenant at once queue on its `total` item for
+# seconds (bench/contention): a shorter budget would drop the last of them.
+_TRANSACT_ATTEMPTS = 16
+_BACKOFF_BUDGET_SECONDS = 5.0
+# (first wait, longest wait) in seconds, before the jitter.
+_BACKOFF_SECONDS = {"conflict": (0.01, 0.5), "throttle": (0.1, 1.0)}
 
 
 def month_pk(tenant_id: str, month: str) -> str:
@@ -79,6 +103,9 @@ class UsageTable:
     def __init__(self, table: Any) -> None:
         self._table = table
         self._client = table.meta.client  # the resource's client: plain Python values
+        self.retries: Counter[str] = Counter()
+        """Transactions tried again, by the reason DynamoDB cancelled them (bench/contention)."""
+        self._retries_lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -446,14 +473,35 @@ class UsageTable:
         if len({label for label, _ in items}) != len(items):
             raise ValueError("every item of a transaction needs a label of its own")
         transact_items = [item for _, item in items]
-        for attempt in range(_CONFLICT_ATTEMPTS):
+        waited = 0.0
+        for attempt in range(_TRANSACT_ATTEMPTS):
             try:
                 self._client.transact_write_items(TransactItems=transact_items)
                 return
             except ClientError as error:
-                if "TransactionConflict" not in _reasons(error) or attempt == _CONFLICT_ATTEMPTS - 1:
+                reason = _transient(error)
+                first, longest = _BACKOFF_SECONDS["throttle" if reason in _THROTTLES else "conflict"]
+                wait = random.uniform(0, min(longest, first * 2**attempt))  # nosec B311: jitter
+                last = attempt == _TRANSACT_ATTEMPTS - 1 or waited + wait > _BACKOFF_BUDGET_SECONDS
+                if reason is None or last:
                     raise
-                time.sleep(0.005 * 2**attempt)
+                with self._retries_lock:
+                    self.retries[reason] += 1
+                waited += wait
+                time.sleep(wait)
+
+
+def _transient(error: ClientError) -> str | None:
+    """Why a transaction failed when only contention explains it, a throttle before a conflict (it
+    needs the longer wait); None when an item's condition failed or the request is wrong: trying
+    again would change nothing."""
+    code = error_code(error)
+    if code in _THROTTLES:
+        return code
+    reasons = {reason for reason in _reasons(error) if reason != "None"}
+    if code != "TransactionCanceledException" or not reasons or not reasons <= _CONFLICTS | _THROTTLES:
+        return None
+    return min(reasons & _THROTTLES) if reasons & _THROTTLES else "TransactionConflict"
 
 
 class _HoldGone(Exception):
