@@ -442,3 +442,16 @@ def test_an_audit_record_kept_on_its_own_is_written_as_it_was_built() -> None:
     assert reconcile(usage, writer, Pending(None, None, (audit,)))
     assert writer.written == [audit]
     assert usage.calls == []
+
+
+def test_a_threshold_mark_the_ledger_fails_leaves_the_call_answered_and_the_threshold_for_the_next() -> None:
+    usage, notifier = RecordingUsage(spent=600_000), RecordingNotifier()
+
+    def conflicted(*_: object) -> bool:
+        raise ConnectionError("TransactionConflictException")
+
+    usage.mark_warned = conflicted  # type: ignore[method-assign]
+    with _meter(usage, _budget(warn_at=[0.5]), spent=600_000, notifier=notifier) as meter:
+        meter.succeeded("chat", Usage(10, 5), PRICE, latency_ms=12)
+
+    assert notifier.sent == []

@@ -391,9 +391,19 @@ class CallMeter:
         limit = to_micros(budget.monthly_limit_usd)
         for fraction in thresholds_reached(budget.warn_at, limit, spent, set(warned)):
             label = fraction_label(fraction)
-            if not self.usage.mark_warned(
-                self.tenant_id, self.month, label, threshold_micros(limit, fraction)
-            ):
+            try:
+                marked = self.usage.mark_warned(
+                    self.tenant_id, self.month, label, threshold_micros(limit, fraction)
+                )
+            except Exception as error:
+                # A transaction holding `total` (TransactionConflictException) or throttling: the
+                # call is metered; the threshold stays unmarked, so the next call's settle finds it.
+                logger.warning(
+                    "budget threshold not marked",
+                    extra={"threshold": label, "error_type": type(error).__name__},
+                )
+                continue
+            if not marked:
                 continue
             if self.notifier is None:
                 continue
