@@ -24,7 +24,6 @@ one warm call per tenant are counted with the same hook, and the time spent insi
 from __future__ import annotations
 
 import argparse
-import cProfile
 import gc
 import importlib.util
 import io
@@ -260,7 +259,9 @@ def _forget(dynamodb: Any) -> None:
         forget_items(dynamodb, os.environ["AUDIT_TABLE"])
 
 
-def run(calls: int, warmup: int, profile: str | None, audit: bool = True) -> None:
+def run(
+    calls: int, warmup: int, profile: str | None, audit: bool = True, profile_out: str | None = None
+) -> None:
     use_layer()
     _environment()
     hook = AwsRequests()
@@ -346,7 +347,7 @@ def run(calls: int, warmup: int, profile: str | None, audit: bool = True) -> Non
                 missed = hook.missed
 
                 if profile:
-                    _profile(handlers[profile], hook, calls)
+                    _profile(handlers[profile], hook, calls, profile_out)
             stop_gateway()
     finally:
         upstream.stop()
@@ -422,17 +423,29 @@ def _counts(calls: list[str]) -> str:
     return ", ".join(f"{name.rsplit('.', 1)[-1]} {count}" for name, count in Counter(calls).items()) or "-"
 
 
-def _profile(call: Any, hook: AwsRequests, calls: int) -> None:
+def _profile(call: Any, hook: AwsRequests, calls: int, save_to: str | None) -> None:
+    """yappi, not cProfile: the gateway's work runs in uvicorn's event loop and its worker threads,
+    which a cProfile of the calling thread never sees (it would show the client waiting on a socket)."""
+    import yappi
+
     hook.replay = True
-    profiler = cProfile.Profile()
-    profiler.enable()
+    yappi.set_clock_type("cpu")  # CPU time: the threads' waits on each other are not the gateway's work
+    yappi.start(builtins=False, profile_threads=True)
     for _ in range(calls):
         call()
-    profiler.disable()
+    yappi.stop()
     hook.replay = False
+    stats = yappi.get_func_stats()
+    yappi.clear_stats()
+    if save_to:  # for pstats: callers and callees (`python -m pstats FILE`)
+        stats.save(save_to, type="pstat")
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(60)
-    print(out.getvalue(), file=sys.__stdout__, flush=True)
+    stats.sort("ttot").print_all(
+        out=out,
+        columns={0: ("name", 100), 1: ("ncall", 8), 2: ("tsub", 8), 3: ("ttot", 8), 4: ("tavg", 8)},
+    )
+    lines = out.getvalue().splitlines()
+    print("\n".join(lines[:90]), file=sys.__stdout__, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -446,7 +459,7 @@ def main(argv: list[str] | None = None) -> None:
         nargs="?",
         const="none",
         choices=[s.key for s in SCENARIOS],
-        help="also print a cProfile of one tenant's replayed path: none, soft or hard budget (default none)",
+        help="also print a profile (yappi, every thread) of one tenant's replayed path: none, soft or hard budget (default none)",
     )
     parser.add_argument(
         "--no-audit",
@@ -454,8 +467,9 @@ def main(argv: list[str] | None = None) -> None:
         help="the gateway without its governance tables (no policy read, no audit record): the "
         "figures before governance, to compare with a run with them",
     )
+    parser.add_argument("--profile-out", help="with --profile: also save it in pstats format to this file")
     args = parser.parse_args(argv)
-    run(args.calls, args.warmup, args.profile, audit=not args.no_audit)
+    run(args.calls, args.warmup, args.profile, audit=not args.no_audit, profile_out=args.profile_out)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ T = TypeVar("T")
 NO_KEY = "byom-no-key"
 REDACTED = "[redacted]"
 MAX_QUOTED_CHARS = 500
+# Clients kept per (endpoint, key): one per credential in use, forgotten all at once past this.
+MAX_KEPT_CLIENTS = 64
 
 Resolver = Callable[[str, int], Iterable[tuple[Any, ...]]]
 
@@ -45,6 +47,13 @@ def _sdk() -> Any:
     import openai
 
     return openai
+
+
+def _httpx() -> Any:
+    """The HTTP library of the SDK (its responses are this library's)."""
+    import httpx2
+
+    return httpx2
 
 
 def _default_resolver(host: str, port: int) -> Iterable[tuple[Any, ...]]:
@@ -166,6 +175,9 @@ class OpenAICompatibleProvider:
         self._transport = transport  # tests pass an in-process one
         self._http_client: Any = None
         self._resolve = resolve or _default_resolver
+        # One SDK client per endpoint and key, kept: building one costs more than the request
+        # (its options, headers and URL parsed afresh). Keys rotate, so the map is bounded.
+        self._clients: dict[tuple[str, str], Any] = {}
 
     # plumbing
 
@@ -207,14 +219,25 @@ class OpenAICompatibleProvider:
             self._http_client = _sdk().DefaultHttpxClient(follow_redirects=False, transport=self._transport)
         return self._http_client
 
-    def _client(self, target: Target, key: str | None, timeout: float) -> Any:
-        return _sdk().OpenAI(
-            api_key=key or NO_KEY,
-            base_url=self._base_url(target),
-            max_retries=0,
-            timeout=timeout,
-            http_client=self._http(),
-        )
+    def _client(self, target: Target, key: str | None, timeout: float | None) -> Any:
+        """The kept client of the target's endpoint and key; with `timeout`, a copy that waits
+        that long (None: the caller passes its timeout with the request)."""
+        base_url, api_key = self._base_url(target), key or NO_KEY
+        kept = self._clients.get((base_url, api_key))
+        if kept is None:
+            if len(self._clients) >= MAX_KEPT_CLIENTS:
+                self._clients.clear()
+            kept = _sdk().OpenAI(
+                api_key=api_key,
+                base_url=base_url,
+                max_retries=0,
+                timeout=self._timeout,
+                http_client=self._http(),
+            )
+            self._clients[(base_url, api_key)] = kept
+        if timeout is None or timeout == self._timeout:
+            return kept
+        return kept.with_options(timeout=timeout)
 
     def _key(self, target: Target, *, refresh: bool) -> str | None:
         if not target.has_key or not target.credential:
@@ -256,16 +279,23 @@ class OpenAICompatibleProvider:
         return mapped
 
     def _call(
-        self, target: Target, call: Callable[[Any], T], timeout: float | None = None
+        self,
+        target: Target,
+        call: Callable[[Any], T],
+        timeout: float | None = None,
+        *,
+        timed_by_call: bool = False,
     ) -> tuple[T, list[str | None]]:
         """Make the call; after a 401, read the key again (it may have been rotated since it was
-        cached) and retry once if it changed. Returns the answer and the keys that were used."""
+        cached) and retry once if it changed. Returns the answer and the keys that were used.
+        `timed_by_call`: `call` passes its timeout with the request itself (no client copy)."""
         openai = _sdk()
         seconds = self._timeout_for(timeout)
+        copied = None if timed_by_call else seconds
         self._check_destination(self._base_url(target))
         keys = [self._key(target, refresh=False)]
         try:
-            return call(self._client(target, keys[0], seconds)), keys
+            return call(self._client(target, keys[0], copied)), keys
         except openai.AuthenticationError as error:
             fresh = self._key(target, refresh=True)
             if fresh is None or fresh == keys[0]:
@@ -274,7 +304,7 @@ class OpenAICompatibleProvider:
         except openai.OpenAIError as error:
             raise self._error(error, target, keys, seconds) from None
         try:
-            return call(self._client(target, keys[-1], seconds)), keys
+            return call(self._client(target, keys[-1], copied)), keys
         except openai.OpenAIError as error:
             raise self._error(error, target, keys, seconds) from None
 
@@ -294,16 +324,23 @@ class OpenAICompatibleProvider:
 
     def chat(self, request: ChatRequest, target: Target, *, timeout: float | None = None) -> ChatResult:
         body = self._body(request, "stream", "stream_options")
-        messages = body.pop("messages")
+        seconds = self._timeout_for(timeout)
+        # The SDK's generic POST, not `chat.completions.create`: the answer is parsed here, and
+        # `create` walks every message through its typed transforms (~0.5 ms) to send the same
+        # JSON. Its status errors, and so the 401 retry and the error mapping, are the same.
         raw, _ = self._call(
             target,
-            lambda client: client.chat.completions.with_raw_response.create(
-                model=target.model_id, messages=messages, extra_body=body
+            lambda client: client.post(
+                "/chat/completions",
+                cast_to=_httpx().Response,
+                body={**body, "model": target.model_id},
+                options={"timeout": seconds},
             ),
             timeout,
+            timed_by_call=True,
         )
         try:
-            completion = _Completion.model_validate_json(raw.http_response.content)
+            completion = _Completion.model_validate_json(raw.content)
         except (ValidationError, ValueError):
             raise self._malformed(target, "chat completion") from None
         choice = completion.choices[0]
