@@ -125,7 +125,9 @@ def test_the_models_a_fallback_covered_get_an_error_each_in_the_settles_own_tran
 
     (sent,) = client.sent
     updates = {
-        _sk(item): untyped_item(item["Update"]["ExpressionAttributeValues"]) for item in sent if "Update" in item
+        _sk(item): untyped_item(item["Update"]["ExpressionAttributeValues"])
+        for item in sent
+        if "Update" in item
     }
     assert updates["model#smart"] == {":errors": 1, ":fallbacks": 1}
     assert (updates["model#fast"][":requests"], ":errors" in updates["model#fast"]) == (1, False)

@@ -181,7 +181,8 @@ class UsageTable:
             "expires_at": hold.expires_at,
         }
         items: Labelled = [
-            (scope, typed_request({"Update": {"TableName": self.name, **update}})) for scope, update in updates
+            (scope, typed_request({"Update": {"TableName": self.name, **update}}))
+            for scope, update in updates
         ]
         hold_put = {"TableName": self.name, "Item": record, "ConditionExpression": "attribute_not_exists(pk)"}
         items.append(("hold", typed_request({"Put": hold_put})))
@@ -368,7 +369,10 @@ class UsageTable:
             "ExpressionAttributeValues": {":minus": -hold.amount_micros, ":plus": hold.amount_micros},
         }
         items: Labelled = [
-            ("tenant", typed_request({"Update": {"TableName": self.name, "Key": {"pk": pk, "sk": TOTAL}, **refund}}))
+            (
+                "tenant",
+                typed_request({"Update": {"TableName": self.name, "Key": {"pk": pk, "sk": TOTAL}, **refund}}),
+            )
         ]
         if hold.key_limit_micros is not None:
             key = {"pk": pk, "sk": f"key#{hold.key_id}"}
