@@ -9,7 +9,9 @@ Authorization header, and scrubbed from every message that leaves this module.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import json
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -145,6 +147,19 @@ def gateway_status(provider_status: int) -> tuple[int, bool]:
     return 502, False
 
 
+def _status_error(response: Any) -> Exception:
+    """The SDK's exception for an answer with a failing status, as its client makes it: the body's
+    `error` object (or the body, or its text) as the exception's body."""
+    openai = _sdk()
+    text = response.text.strip()
+    body: Any = text
+    with contextlib.suppress(ValueError):  # not JSON: the text is the body
+        body = json.loads(text)
+    data = body.get("error", body) if isinstance(body, dict) else body
+    kind = openai.AuthenticationError if response.status_code == 401 else openai.APIStatusError
+    return kind(f"Error code: {response.status_code}", response=response, body=data)  # type: ignore[no-any-return]
+
+
 def _detail(error: Any) -> str:
     body = getattr(error, "body", None)
     if isinstance(body, dict) and isinstance(body.get("message"), str):
@@ -239,6 +254,35 @@ class OpenAICompatibleProvider:
             return kept
         return kept.with_options(timeout=timeout)
 
+    def _post_json(self, client: Any, path: str, body: dict[str, Any], timeout: float) -> Any:
+        """POST `body` to `path` under the client's endpoint with its key, through the SDK's HTTP
+        client, the answer left unparsed: for answers parsed here (a chat completion). The SDK's
+        request path (its options model, its typed transforms of every message, its response
+        wrapper) costs about as much as the rest of the gateway's work on the call, to send the
+        same JSON. A failure raises the SDK's own exception, as the SDK would, so the 401 retry
+        and the error mapping are the same for both paths."""
+        openai, httpx = _sdk(), _httpx()
+        base = client.base_url  # the SDK's: with its trailing slash
+        headers = {
+            "Authorization": f"Bearer {client.api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        try:
+            response = self._http().post(
+                base.copy_with(raw_path=base.raw_path + path.encode()),
+                content=json.dumps(body).encode(),
+                headers=headers,
+                timeout=timeout,
+            )
+        except httpx.TimeoutException as error:
+            raise openai.APITimeoutError(request=error.request) from None
+        except httpx.HTTPError as error:
+            raise openai.APIConnectionError(request=error.request) from None  # type: ignore[attr-defined]
+        if not response.is_success:  # redirects too: they are not followed
+            raise _status_error(response)
+        return response
+
     def _key(self, target: Target, *, refresh: bool) -> str | None:
         if not target.has_key or not target.credential:
             return None
@@ -325,16 +369,10 @@ class OpenAICompatibleProvider:
     def chat(self, request: ChatRequest, target: Target, *, timeout: float | None = None) -> ChatResult:
         body = self._body(request, "stream", "stream_options")
         seconds = self._timeout_for(timeout)
-        # The SDK's generic POST, not `chat.completions.create`: the answer is parsed here, and
-        # `create` walks every message through its typed transforms (~0.5 ms) to send the same
-        # JSON. Its status errors, and so the 401 retry and the error mapping, are the same.
         raw, _ = self._call(
             target,
-            lambda client: client.post(
-                "/chat/completions",
-                cast_to=_httpx().Response,
-                body={**body, "model": target.model_id},
-                options={"timeout": seconds},
+            lambda client: self._post_json(
+                client, "chat/completions", {**body, "model": target.model_id}, seconds
             ),
             timeout,
             timed_by_call=True,
