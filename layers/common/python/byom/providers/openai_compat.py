@@ -157,7 +157,7 @@ def _status_error(response: Any) -> Exception:
         body = json.loads(text)
     data = body.get("error", body) if isinstance(body, dict) else body
     kind = openai.AuthenticationError if response.status_code == 401 else openai.APIStatusError
-    return kind(f"Error code: {response.status_code}", response=response, body=data)  # type: ignore[no-any-return]
+    return kind(f"Error code: {response.status_code}", response=response, body=data)
 
 
 def _detail(error: Any) -> str:
@@ -278,7 +278,7 @@ class OpenAICompatibleProvider:
         except httpx.TimeoutException as error:
             raise openai.APITimeoutError(request=error.request) from None
         except httpx.HTTPError as error:
-            raise openai.APIConnectionError(request=error.request) from None  # type: ignore[attr-defined]
+            raise openai.APIConnectionError(request=error.request) from None
         if not response.is_success:  # redirects too: they are not followed
             raise _status_error(response)
         return response
