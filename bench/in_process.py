@@ -24,14 +24,15 @@ one warm call per tenant are counted with the same hook, and the time spent insi
 from __future__ import annotations
 
 import argparse
-import cProfile
 import gc
+import http.client
 import importlib.util
 import io
 import json
 import os
-import pstats
+import socket
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import redirect_stdout
@@ -161,20 +162,43 @@ def load_handler(function: str) -> Any:
 def serve_web_app(function: str) -> tuple[Callable[[dict[str, Any]], dict[str, Any]], Callable[[], None]]:
     """functions/<function>/app.py served by uvicorn on loopback, called the way the Lambda Web
     Adapter calls it (an HTTP request per event, its request context in a header): the hop the
-    adapter makes in Lambda is part of what is measured. Answers the call and a stop."""
-    from local_stack.web_adapter import WebApp
+    adapter makes in Lambda is part of what is measured. The adapter's client (hyper, pooled,
+    4 s idle timeout) keeps its connection to the app between warm invocations, so this one does
+    too. Answers the call and a stop."""
+    from local_stack.web_adapter import WebApp, forwarded_request
 
     spec = importlib.util.spec_from_file_location(f"bench_app_{function}", FUNCTIONS / function / "app.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     app = WebApp(function, module.app, "/health").start()
+    kept: list[http.client.HTTPConnection] = []
 
     def call(event: dict[str, Any]) -> dict[str, Any]:
-        answer = app.forward(event, 60, {})
-        return {"statusCode": answer.status, "body": b"".join(answer.chunks).decode()}
+        request = forwarded_request(event, {})
+        if not kept:
+            connection = http.client.HTTPConnection("127.0.0.1", app.port, timeout=60)
+            connection.connect()
+            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            kept.append(connection)
+        connection = kept[0]
+        connection.putrequest(request.method, request.target, skip_accept_encoding=True)
+        for name, value in request.headers:
+            connection.putheader(name, value)
+        connection.putheader("Content-Length", str(len(request.body)))
+        connection.endheaders(request.body)
+        response = connection.getresponse()
+        body = response.read()
+        if response.will_close:
+            kept.pop().close()
+        return {"statusCode": response.status, "body": body.decode()}
 
-    return call, app.stop
+    def stop() -> None:
+        for connection in kept:
+            connection.close()
+        app.stop()
+
+    return call, stop
 
 
 def _admin(handler: Any, method: str, path: str, body: Any) -> dict[str, Any]:
@@ -246,6 +270,15 @@ class Measured:
     moto: list[float] = field(default_factory=list)
     inside_moto: list[float] = field(default_factory=list)
     replay: list[float] = field(default_factory=list)
+    replay_cpu: list[float] = field(default_factory=list)
+
+
+def timed_cpu(call: Callable[[], None]) -> tuple[float, float]:
+    """Wall time and this process's CPU time (every thread: the gateway's, the stand-in's, the
+    client's) of one call. Other work on a shared machine stretches the first, hardly the second."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    call()
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 # What `--no-audit` takes from the gateway's environment: its policies, audit records and content.
@@ -260,7 +293,14 @@ def _forget(dynamodb: Any) -> None:
         forget_items(dynamodb, os.environ["AUDIT_TABLE"])
 
 
-def run(calls: int, warmup: int, profile: str | None, audit: bool = True) -> None:
+def run(
+    calls: int,
+    warmup: int,
+    profile: str | None,
+    audit: bool = True,
+    profile_out: str | None = None,
+    replay_only: bool = False,
+) -> None:
     use_layer()
     _environment()
     hook = AwsRequests()
@@ -275,6 +315,7 @@ def run(calls: int, warmup: int, profile: str | None, audit: bool = True) -> Non
     upstream = openai_stand_in().start()
     measured = {s.key: Measured() for s in SCENARIOS}
     direct_samples: list[float] = []
+    direct_cpu: list[float] = []
     try:
         with mock_aws(), open(os.devnull, "w") as devnull:
             hook.take_over_from_moto()
@@ -332,48 +373,71 @@ def run(calls: int, warmup: int, profile: str | None, audit: bool = True) -> Non
                 hook.reset()
                 gc.collect()
                 for i in range(calls):
-                    direct_samples.append(timed(direct))
+                    wall, cpu = timed_cpu(direct)
+                    direct_samples.append(wall)
+                    direct_cpu.append(cpu)
                     # Each scenario in turn goes first, so none is always nearest the direct call.
                     for scenario in SCENARIOS[i % 3 :] + SCENARIOS[: i % 3]:
                         figures, call = measured[scenario.key], handlers[scenario.key]
-                        hook.replay, hook.aws_seconds = False, 0.0
-                        figures.moto.append(timed(call))
-                        figures.inside_moto.append(hook.aws_seconds)
+                        if not replay_only:
+                            hook.replay, hook.aws_seconds = False, 0.0
+                            figures.moto.append(timed(call))
+                            figures.inside_moto.append(hook.aws_seconds)
                         hook.replay = True
-                        figures.replay.append(timed(call))
+                        wall, cpu = timed_cpu(call)
+                        figures.replay.append(wall)
+                        figures.replay_cpu.append(cpu)
                     hook.replay = False
                     _forget(dynamodb)
                 missed = hook.missed
 
                 if profile:
-                    _profile(handlers[profile], hook, calls)
+                    _profile(handlers[profile], hook, calls, profile_out)
             stop_gateway()
     finally:
         upstream.stop()
         hook.uninstall()
 
-    _report(direct_samples, measured, missed, calls)
+    _report(direct_samples, direct_cpu, measured, missed, calls)
 
 
-def _report(direct_samples: list[float], measured: dict[str, Measured], missed: int, calls: int) -> None:
+def _report(
+    direct_samples: list[float],
+    direct_cpu: list[float],
+    measured: dict[str, Measured],
+    missed: int,
+    calls: int,
+) -> None:
     direct = Summary.of(direct_samples)
 
-    def added(samples: list[float]) -> Summary:
-        return Summary.of([h - d for h, d in zip(samples, direct_samples, strict=True)])
+    def added(samples: list[float], base: list[float] = direct_samples) -> Summary | None:
+        if not samples:  # --replay-only: the path through moto was not timed
+            return None
+        return Summary.of([h - d for h, d in zip(samples, base, strict=True)])
+
+    def of(samples: list[float]) -> Summary | None:
+        return Summary.of(samples) if samples else None
+
+    def cell(summary: Summary | None, figure: str) -> str:
+        return "-" if summary is None else ms(getattr(summary, figure))
 
     say(f"In-process gateway handler, {calls} calls per path ({machine()})\n")
     rows = [["direct: openai SDK -> stand-in", ms(direct.median), ms(direct.p99), ms(direct.mean)]]
     for scenario in SCENARIOS:
         figures = measured[scenario.key]
         for path, samples in (("AWS by moto", figures.moto), ("AWS replayed (0 ms)", figures.replay)):
-            summary = Summary.of(samples)
+            summary = of(samples)
             rows.append(
-                [f"handler, {scenario.label}, {path}", ms(summary.median), ms(summary.p99), ms(summary.mean)]
+                [
+                    f"handler, {scenario.label}, {path}",
+                    *(cell(summary, figure) for figure in ("median", "p99", "mean")),
+                ]
             )
     say(table("Latency per call (ms)", ["path", "median", "p99", "mean"], rows))
 
     own = {s.key: added(measured[s.key].replay) for s in SCENARIOS}
-    moto = {s.key: Summary.of(measured[s.key].inside_moto) for s in SCENARIOS}
+    own_cpu = {s.key: added(measured[s.key].replay_cpu, direct_cpu) for s in SCENARIOS}
+    moto = {s.key: of(measured[s.key].inside_moto) for s in SCENARIOS}
     both = {s.key: added(measured[s.key].moto) for s in SCENARIOS}
 
     def row(what: str, cell: Callable[[str], str]) -> list[str]:
@@ -386,12 +450,19 @@ def _report(direct_samples: list[float], measured: dict[str, Measured], missed: 
             [
                 row("sequential AWS round trips", lambda k: str(len(measured[k].warm))),
                 row("by operation", lambda k: _counts(measured[k].warm)),
-                row("gateway's own work (AWS replayed), median", lambda k: ms(own[k].median)),
-                row("gateway's own work (AWS replayed), p99", lambda k: ms(own[k].p99)),
-                row("time inside moto (emulated AWS, not DynamoDB), median", lambda k: ms(moto[k].median)),
-                row("time inside moto (emulated AWS, not DynamoDB), p99", lambda k: ms(moto[k].p99)),
-                row("gateway + moto, median", lambda k: ms(both[k].median)),
-                row("gateway + moto, p99", lambda k: ms(both[k].p99)),
+                row("gateway's own work (AWS replayed), median", lambda k: cell(own[k], "median")),
+                row("gateway's own work (AWS replayed), p99", lambda k: cell(own[k], "p99")),
+                row(
+                    "gateway's own work, CPU time (AWS replayed), median",
+                    lambda k: cell(own_cpu[k], "median"),
+                ),
+                row(
+                    "time inside moto (emulated AWS, not DynamoDB), median",
+                    lambda k: cell(moto[k], "median"),
+                ),
+                row("time inside moto (emulated AWS, not DynamoDB), p99", lambda k: cell(moto[k], "p99")),
+                row("gateway + moto, median", lambda k: cell(both[k], "median")),
+                row("gateway + moto, p99", lambda k: cell(both[k], "p99")),
             ],
         )
     )
@@ -422,17 +493,29 @@ def _counts(calls: list[str]) -> str:
     return ", ".join(f"{name.rsplit('.', 1)[-1]} {count}" for name, count in Counter(calls).items()) or "-"
 
 
-def _profile(call: Any, hook: AwsRequests, calls: int) -> None:
+def _profile(call: Any, hook: AwsRequests, calls: int, save_to: str | None) -> None:
+    """yappi, not cProfile: the gateway's work runs in uvicorn's event loop and its worker threads,
+    which a cProfile of the calling thread never sees (it would show the client waiting on a socket)."""
+    import yappi
+
     hook.replay = True
-    profiler = cProfile.Profile()
-    profiler.enable()
+    yappi.set_clock_type("cpu")  # CPU time: the threads' waits on each other are not the gateway's work
+    yappi.start(builtins=False, profile_threads=True)
     for _ in range(calls):
         call()
-    profiler.disable()
+    yappi.stop()
     hook.replay = False
+    stats = yappi.get_func_stats()
+    yappi.clear_stats()
+    if save_to:  # for pstats: callers and callees (`python -m pstats FILE`)
+        stats.save(save_to, type="pstat")
     out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(60)
-    print(out.getvalue(), file=sys.__stdout__, flush=True)
+    stats.sort("ttot").print_all(
+        out=out,
+        columns={0: ("name", 100), 1: ("ncall", 8), 2: ("tsub", 8), 3: ("ttot", 8), 4: ("tavg", 8)},
+    )
+    lines = out.getvalue().splitlines()
+    print("\n".join(lines[:90]), file=sys.__stdout__, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -446,7 +529,8 @@ def main(argv: list[str] | None = None) -> None:
         nargs="?",
         const="none",
         choices=[s.key for s in SCENARIOS],
-        help="also print a cProfile of one tenant's replayed path: none, soft or hard budget (default none)",
+        help="also print a profile (yappi, every thread) of one tenant's replayed path: none, soft "
+        "or hard budget (default none)",
     )
     parser.add_argument(
         "--no-audit",
@@ -454,8 +538,22 @@ def main(argv: list[str] | None = None) -> None:
         help="the gateway without its governance tables (no policy read, no audit record): the "
         "figures before governance, to compare with a run with them",
     )
+    parser.add_argument("--profile-out", help="with --profile: also save it in pstats format to this file")
+    parser.add_argument(
+        "--replay-only",
+        action="store_true",
+        help="time only the replayed path (moto still answers the warm-up): the gateway's own work "
+        "in a fraction of the time, for comparing two builds one after the other",
+    )
     args = parser.parse_args(argv)
-    run(args.calls, args.warmup, args.profile, audit=not args.no_audit)
+    run(
+        args.calls,
+        args.warmup,
+        args.profile,
+        audit=not args.no_audit,
+        profile_out=args.profile_out,
+        replay_only=args.replay_only,
+    )
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ def run_calls(table: Any, *, calls: int = 100, limit_micros: int = 500_000) -> O
 
 def budgeted(table: Any, limit_micros: int) -> UsageTable:
     """The usage table with the tenant's hard monthly budget of `limit_micros` set."""
-    usage = UsageTable(table)
+    usage = UsageTable(table, table.meta.client)  # the client the double is attached to
     budget = Budget(
         tenant_id=TENANT, monthly_limit_usd=limit_micros / 1_000_000, warn_at=[], hard=True, updated_at=0
     )

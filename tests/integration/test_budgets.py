@@ -444,13 +444,13 @@ def served_usage(monkeypatch: pytest.MonkeyPatch) -> Iterator[UsageTable]:
     server = SerializedMotoServer(ip_address="127.0.0.1", port=0)
     server.start()
     host, port = server.get_host_and_port()
-    resource = boto3.resource(
-        "dynamodb",
-        endpoint_url=f"http://{host}:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    on_server: dict[str, Any] = {
+        "endpoint_url": f"http://{host}:{port}",
+        "region_name": "us-east-1",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+    }
+    resource = boto3.resource("dynamodb", **on_server)
     table = resource.create_table(
         TableName=f"usage-{uuid.uuid4().hex}",  # the server's state outlives it
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
@@ -460,7 +460,8 @@ def served_usage(monkeypatch: pytest.MonkeyPatch) -> Iterator[UsageTable]:
         ],
         BillingMode="PAY_PER_REQUEST",
     )
-    yield UsageTable(table)
+    # Its transactions through a low-level client of the same server (the items are typed).
+    yield UsageTable(table, boto3.client("dynamodb", **on_server))
     server.stop()
 
 

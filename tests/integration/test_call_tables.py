@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from byom.dal.aws import table
+from byom.dal.aws import dynamodb, table
 from byom.dal.calls import CallTables
 from byom.dal.ledger import UsageTable
 from byom.dal.policies import PolicyRepository
@@ -47,8 +47,8 @@ def calls(aws: dict[str, str], models_table: Any) -> CallTables:
 
 
 def _batch_gets(monkeypatch: pytest.MonkeyPatch, models_table: Any) -> list[dict[str, Any]]:
-    """The RequestItems of each BatchGetItem sent from now on."""
-    client = models_table.meta.client
+    """The RequestItems of each BatchGetItem sent from now on (through the low-level client)."""
+    client = dynamodb()
     sent: list[dict[str, Any]] = []
     real = client.batch_get_item
 

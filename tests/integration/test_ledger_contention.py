@@ -240,7 +240,7 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def _usage(client: ScriptedClient) -> UsageTable:
-    return UsageTable(SimpleNamespace(name="usage", meta=SimpleNamespace(client=client)))
+    return UsageTable(SimpleNamespace(name="usage", meta=SimpleNamespace(client=client)), client)
 
 
 def test_a_transaction_cancelled_for_throttling_is_tried_again_after_a_longer_wait(

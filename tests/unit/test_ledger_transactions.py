@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from byom.dal.aws import untyped, untyped_item
 from byom.dal.ledger import Labelled, UsageTable, _failed
 from byom.money import Hold, Metered, ReservationRefused
 
@@ -20,7 +21,7 @@ PK = "tnt_a#2026-11"
 
 def _sk(item: dict[str, Any]) -> str:
     operation = next(iter(item.values()))
-    return str((operation.get("Key") or operation.get("Item"))["sk"])
+    return str(untyped((operation.get("Key") or operation.get("Item"))["sk"]))  # sent typed
 
 
 @dataclass
@@ -51,7 +52,7 @@ class CancellingClient:
 
 
 def _ledger(client: CancellingClient) -> UsageTable:
-    return UsageTable(SimpleNamespace(name="usage", meta=SimpleNamespace(client=client)))
+    return UsageTable(SimpleNamespace(name="usage"), client)
 
 
 HOLD = Hold("tnt_a", "2026-11", "r1", "key_1", 50_000, 1_000_000, 400_000, expires_at=100)
@@ -123,7 +124,11 @@ def test_the_models_a_fallback_covered_get_an_error_each_in_the_settles_own_tran
     _ledger(client).settle(metered, None)
 
     (sent,) = client.sent
-    updates = {_sk(item): item["Update"]["ExpressionAttributeValues"] for item in sent if "Update" in item}
+    updates = {
+        _sk(item): untyped_item(item["Update"]["ExpressionAttributeValues"])
+        for item in sent
+        if "Update" in item
+    }
     assert updates["model#smart"] == {":errors": 1, ":fallbacks": 1}
     assert (updates["model#fast"][":requests"], ":errors" in updates["model#fast"]) == (1, False)
     assert (updates["key#key_1"][":errors"], updates["key#key_1"][":cost_micros"]) == (1, 10_000)

@@ -19,7 +19,7 @@ from boto3.dynamodb.conditions import Key
 from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
-from byom.dal.aws import error_code, from_item, to_item
+from byom.dal.aws import LazyClient, error_code, from_item, to_item, typed_request
 from byom.domain import Budget
 from byom.money import FELL_BACK, BudgetState, Hold, Ledger, Metered, ReservationRefused, Settled
 
@@ -74,7 +74,7 @@ def ledger_of(item: dict[str, Any] | None) -> Ledger:
 
 
 def _typed_item(item: dict[str, Any]) -> dict[str, Any]:
-    """An item of a cancellation reason: the resource client leaves it in DynamoDB's typed form."""
+    """An item of a cancellation reason, in DynamoDB's typed form (the resource client leaves it so too)."""
     deserializer = TypeDeserializer()
     return from_item({name: deserializer.deserialize(value) for name, value in item.items()})
 
@@ -100,9 +100,11 @@ def _failed(error: ClientError, items: Labelled) -> dict[str, dict[str, Any]]:
 
 
 class UsageTable:
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, client: Any | None = None) -> None:
+        """`client`: the low-level DynamoDB client the transactions go through, their items typed
+        here (byom.dal.aws.typed_request); by default the function's own, made on first use."""
         self._table = table
-        self._client = table.meta.client  # the resource's client: plain Python values
+        self._client = client if client is not None else LazyClient("dynamodb")
         self.retries: Counter[str] = Counter()
         """Transactions tried again, by the reason DynamoDB cancelled them (bench/contention)."""
         self._retries_lock = threading.Lock()
@@ -206,10 +208,11 @@ class UsageTable:
             "expires_at": hold.expires_at,
         }
         items: Labelled = [
-            (scope, {"Update": {"TableName": self.name, **update}}) for scope, update in updates
+            (scope, typed_request({"Update": {"TableName": self.name, **update}}))
+            for scope, update in updates
         ]
         hold_put = {"TableName": self.name, "Item": record, "ConditionExpression": "attribute_not_exists(pk)"}
-        items.append(("hold", {"Put": hold_put}))
+        items.append(("hold", typed_request({"Put": hold_put})))
         try:
             self._transact(items)
         except ClientError as error:
@@ -297,7 +300,7 @@ class UsageTable:
             },
             "ConditionExpression": "attribute_not_exists(pk)",
         }
-        items: Labelled = [("marker", {"Put": marker})]
+        items: Labelled = [("marker", typed_request({"Put": marker}))]
         for sk in (TOTAL, model_sk, f"key#{metered.key_id}", f"day#{metered.day}"):
             counters = model_counters if sk == model_sk else call_counters
             values = {f":{name}": value for name, value in counters.items()}
@@ -319,17 +322,17 @@ class UsageTable:
                 update["ConditionExpression"] = "cost_micros < :guard"
                 update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
                 values[":guard"] = spend_guard
-            items.append((sk, {"Update": update}))
+            items.append((sk, typed_request({"Update": update})))
         # The models a fallback covered: an error each, in this same write (no extra round trip).
         for alias in dict.fromkeys(metered.fell_back_from):
             if alias != metered.alias:
-                items.append((f"model#{alias}", self._fell_back_update(pk, alias)))
+                items.append((f"model#{alias}", typed_request(self._fell_back_update(pk, alias))))
         tokens = metered.input_tokens + metered.output_tokens
         if metered.tokens_minute is not None and tokens:
-            items.append(("minute", self._minute_update(pk, metered.tokens_minute, tokens)))
-        items.extend((f"also#{n}", item) for n, item in enumerate(also))
+            items.append(("minute", typed_request(self._minute_update(pk, metered.tokens_minute, tokens))))
+        items.extend((f"also#{n}", typed_request(item)) for n, item in enumerate(also))
         if hold is not None:
-            items.append(("hold", self._delete_hold(hold)))
+            items.append(("hold", typed_request(self._delete_hold(hold))))
         try:
             self._transact(items)
         except ClientError as error:
@@ -393,12 +396,15 @@ class UsageTable:
             "ExpressionAttributeValues": {":minus": -hold.amount_micros, ":plus": hold.amount_micros},
         }
         items: Labelled = [
-            ("tenant", {"Update": {"TableName": self.name, "Key": {"pk": pk, "sk": TOTAL}, **refund}})
+            (
+                "tenant",
+                typed_request({"Update": {"TableName": self.name, "Key": {"pk": pk, "sk": TOTAL}, **refund}}),
+            )
         ]
         if hold.key_limit_micros is not None:
             key = {"pk": pk, "sk": f"key#{hold.key_id}"}
-            items.append(("key", {"Update": {"TableName": self.name, "Key": key, **refund}}))
-        items.append(("hold", self._delete_hold(hold, expired_before=expired_before)))
+            items.append(("key", typed_request({"Update": {"TableName": self.name, "Key": key, **refund}})))
+        items.append(("hold", typed_request(self._delete_hold(hold, expired_before=expired_before))))
         try:
             self._transact(items)
         except ClientError as error:

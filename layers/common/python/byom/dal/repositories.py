@@ -8,7 +8,7 @@ from typing import Any
 from boto3.dynamodb.conditions import Key
 from botocore.exceptions import ClientError
 
-from byom.dal.aws import error_code, from_item, to_item
+from byom.dal.aws import LazyClient, error_code, from_item, to_item, typed_item, untyped_item
 from byom.domain import ApiKey, Credential, ModelAlias, Tenant
 from byom.errors import Conflict
 
@@ -24,17 +24,19 @@ def _pages(call: Any, **kwargs: Any) -> list[dict[str, Any]]:
 
 
 def _batch_get(client: Any, requests: dict[str, dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Items by table name, read with one BatchGetItem (a table resource's client: plain values).
+    """Items by table name, read with one BatchGetItem through a low-level client (keys typed
+    here and items untyped here, cheaper than a resource's client: byom.dal.aws.typed).
 
     Keys DynamoDB leaves unprocessed (throttling) are read one by one, with the SDK's retries.
     """
-    answer = client.batch_get_item(RequestItems=requests)
-    found = {name: [from_item(i) for i in items] for name, items in answer.get("Responses", {}).items()}
+    typed = {name: {"Keys": [typed_item(key) for key in asked["Keys"]]} for name, asked in requests.items()}
+    answer = client.batch_get_item(RequestItems=typed)
+    found = {name: [untyped_item(i) for i in items] for name, items in answer.get("Responses", {}).items()}
     for name, unprocessed in (answer.get("UnprocessedKeys") or {}).items():
         for key in unprocessed.get("Keys", []):
             item = client.get_item(TableName=name, Key=key).get("Item")
             if item:
-                found.setdefault(name, []).append(from_item(item))
+                found.setdefault(name, []).append(untyped_item(item))
     return found
 
 
@@ -159,9 +161,12 @@ class ModelRepository:
     # Aliases whose credential is remembered, per container; past it the memory starts over.
     MAX_REMEMBERED = 4096
 
-    def __init__(self, table: Any, credentials_table: Any = None) -> None:
+    def __init__(self, table: Any, credentials_table: Any = None, client: Any = None) -> None:
+        """`client`: the low-level DynamoDB client of `get_for_call`'s read; by default the
+        function's own, made on first use."""
         self._table = table
         self._credentials = credentials_table
+        self._client = client if client is not None else LazyClient("dynamodb")
         self._credential_of: dict[tuple[str, str], str] = {}
 
     def create(self, model: ModelAlias) -> None:
@@ -189,7 +194,7 @@ class ModelRepository:
         requests[self._table.name] = {"Keys": [{"tenant_id": tenant_id, "alias": alias}]}
         if remembered:
             requests[self._credentials.name] = {"Keys": [{"tenant_id": tenant_id, "name": remembered}]}
-        found = _batch_get(self._table.meta.client, requests)
+        found = _batch_get(self._client, requests)
         extras = {name: found.get(name, []) for name in also or {}}
         model_items = found.get(self._table.name, [])
         if not model_items:

@@ -9,7 +9,9 @@ Authorization header, and scrubbed from every message that leaves this module.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import json
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
@@ -37,6 +39,8 @@ T = TypeVar("T")
 NO_KEY = "byom-no-key"
 REDACTED = "[redacted]"
 MAX_QUOTED_CHARS = 500
+# Clients kept per (endpoint, key): one per credential in use, forgotten all at once past this.
+MAX_KEPT_CLIENTS = 64
 
 Resolver = Callable[[str, int], Iterable[tuple[Any, ...]]]
 
@@ -45,6 +49,13 @@ def _sdk() -> Any:
     import openai
 
     return openai
+
+
+def _httpx() -> Any:
+    """The HTTP library of the SDK (its responses are this library's)."""
+    import httpx2
+
+    return httpx2
 
 
 def _default_resolver(host: str, port: int) -> Iterable[tuple[Any, ...]]:
@@ -136,6 +147,19 @@ def gateway_status(provider_status: int) -> tuple[int, bool]:
     return 502, False
 
 
+def _status_error(response: Any) -> Exception:
+    """The SDK's exception for an answer with a failing status, as its client makes it: the body's
+    `error` object (or the body, or its text) as the exception's body."""
+    openai = _sdk()
+    text = response.text.strip()
+    body: Any = text
+    with contextlib.suppress(ValueError):  # not JSON: the text is the body
+        body = json.loads(text)
+    data = body.get("error", body) if isinstance(body, dict) else body
+    kind = openai.AuthenticationError if response.status_code == 401 else openai.APIStatusError
+    return kind(f"Error code: {response.status_code}", response=response, body=data)
+
+
 def _detail(error: Any) -> str:
     body = getattr(error, "body", None)
     if isinstance(body, dict) and isinstance(body.get("message"), str):
@@ -166,6 +190,9 @@ class OpenAICompatibleProvider:
         self._transport = transport  # tests pass an in-process one
         self._http_client: Any = None
         self._resolve = resolve or _default_resolver
+        # One SDK client per endpoint and key, kept: building one costs more than the request
+        # (its options, headers and URL parsed afresh). Keys rotate, so the map is bounded.
+        self._clients: dict[tuple[str, str], Any] = {}
 
     # plumbing
 
@@ -207,14 +234,54 @@ class OpenAICompatibleProvider:
             self._http_client = _sdk().DefaultHttpxClient(follow_redirects=False, transport=self._transport)
         return self._http_client
 
-    def _client(self, target: Target, key: str | None, timeout: float) -> Any:
-        return _sdk().OpenAI(
-            api_key=key or NO_KEY,
-            base_url=self._base_url(target),
-            max_retries=0,
-            timeout=timeout,
-            http_client=self._http(),
-        )
+    def _client(self, target: Target, key: str | None, timeout: float | None) -> Any:
+        """The kept client of the target's endpoint and key; with `timeout`, a copy that waits
+        that long (None: the caller passes its timeout with the request)."""
+        base_url, api_key = self._base_url(target), key or NO_KEY
+        kept = self._clients.get((base_url, api_key))
+        if kept is None:
+            if len(self._clients) >= MAX_KEPT_CLIENTS:
+                self._clients.clear()
+            kept = _sdk().OpenAI(
+                api_key=api_key,
+                base_url=base_url,
+                max_retries=0,
+                timeout=self._timeout,
+                http_client=self._http(),
+            )
+            self._clients[(base_url, api_key)] = kept
+        if timeout is None or timeout == self._timeout:
+            return kept
+        return kept.with_options(timeout=timeout)
+
+    def _post_json(self, client: Any, path: str, body: dict[str, Any], timeout: float) -> Any:
+        """POST `body` to `path` under the client's endpoint with its key, through the SDK's HTTP
+        client, the answer left unparsed: for answers parsed here (a chat completion). The SDK's
+        request path (its options model, its typed transforms of every message, its response
+        wrapper) costs about as much as the rest of the gateway's work on the call, to send the
+        same JSON. A failure raises the SDK's own exception, as the SDK would, so the 401 retry
+        and the error mapping are the same for both paths."""
+        openai, httpx = _sdk(), _httpx()
+        base = client.base_url  # the SDK's: with its trailing slash
+        headers = {
+            "Authorization": f"Bearer {client.api_key}",
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+        }
+        try:
+            response = self._http().post(
+                base.copy_with(raw_path=base.raw_path + path.encode()),
+                content=json.dumps(body).encode(),
+                headers=headers,
+                timeout=timeout,
+            )
+        except httpx.TimeoutException as error:
+            raise openai.APITimeoutError(request=error.request) from None
+        except httpx.HTTPError as error:
+            raise openai.APIConnectionError(request=error.request) from None
+        if not response.is_success:  # redirects too: they are not followed
+            raise _status_error(response)
+        return response
 
     def _key(self, target: Target, *, refresh: bool) -> str | None:
         if not target.has_key or not target.credential:
@@ -256,16 +323,23 @@ class OpenAICompatibleProvider:
         return mapped
 
     def _call(
-        self, target: Target, call: Callable[[Any], T], timeout: float | None = None
+        self,
+        target: Target,
+        call: Callable[[Any], T],
+        timeout: float | None = None,
+        *,
+        timed_by_call: bool = False,
     ) -> tuple[T, list[str | None]]:
         """Make the call; after a 401, read the key again (it may have been rotated since it was
-        cached) and retry once if it changed. Returns the answer and the keys that were used."""
+        cached) and retry once if it changed. Returns the answer and the keys that were used.
+        `timed_by_call`: `call` passes its timeout with the request itself (no client copy)."""
         openai = _sdk()
         seconds = self._timeout_for(timeout)
+        copied = None if timed_by_call else seconds
         self._check_destination(self._base_url(target))
         keys = [self._key(target, refresh=False)]
         try:
-            return call(self._client(target, keys[0], seconds)), keys
+            return call(self._client(target, keys[0], copied)), keys
         except openai.AuthenticationError as error:
             fresh = self._key(target, refresh=True)
             if fresh is None or fresh == keys[0]:
@@ -274,7 +348,7 @@ class OpenAICompatibleProvider:
         except openai.OpenAIError as error:
             raise self._error(error, target, keys, seconds) from None
         try:
-            return call(self._client(target, keys[-1], seconds)), keys
+            return call(self._client(target, keys[-1], copied)), keys
         except openai.OpenAIError as error:
             raise self._error(error, target, keys, seconds) from None
 
@@ -294,16 +368,17 @@ class OpenAICompatibleProvider:
 
     def chat(self, request: ChatRequest, target: Target, *, timeout: float | None = None) -> ChatResult:
         body = self._body(request, "stream", "stream_options")
-        messages = body.pop("messages")
+        seconds = self._timeout_for(timeout)
         raw, _ = self._call(
             target,
-            lambda client: client.chat.completions.with_raw_response.create(
-                model=target.model_id, messages=messages, extra_body=body
+            lambda client: self._post_json(
+                client, "chat/completions", {**body, "model": target.model_id}, seconds
             ),
             timeout,
+            timed_by_call=True,
         )
         try:
-            completion = _Completion.model_validate_json(raw.http_response.content)
+            completion = _Completion.model_validate_json(raw.content)
         except (ValidationError, ValueError):
             raise self._malformed(target, "chat completion") from None
         choice = completion.choices[0]
