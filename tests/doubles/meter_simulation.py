@@ -25,6 +25,8 @@ from byom.logic.money import Estimate, month_of
 from byom.money import Ledger
 from byom.providers import Usage
 
+from tests.doubles.served import low_level_client
+
 TENANT = "tnt_contended"
 KEY_ID = "key_1"
 ALIAS = "chat"
@@ -116,7 +118,7 @@ def run_calls(table: Any, *, calls: int = 100, limit_micros: int = 500_000) -> O
 
 def budgeted(table: Any, limit_micros: int) -> UsageTable:
     """The usage table with the tenant's hard monthly budget of `limit_micros` set."""
-    usage = UsageTable(table, table.meta.client)  # the client the double is attached to
+    usage = UsageTable(table, low_level_client(table))
     budget = Budget(
         tenant_id=TENANT, monthly_limit_usd=limit_micros / 1_000_000, warn_at=[], hard=True, updated_at=0
     )

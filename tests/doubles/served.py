@@ -34,17 +34,26 @@ def moto_server() -> Iterator[str]:
         server.stop()
 
 
+# The low-level client of each contended table, the one the ledger sends its typed requests through.
+_LOW_LEVEL: dict[str, Any] = {}
+
+
+def low_level_client(table: Any) -> Any:
+    """The contended low-level client of a table `contended_table` made."""
+    return _LOW_LEVEL[table.name]
+
+
 def contended_table(endpoint: str, double: ContendedDynamoDB) -> Any:
-    """A new `pk`/`sk` table (the usage table's keys) whose client (a resource's, its own) the
-    double contends from now on."""
-    resource = boto3.resource(
-        "dynamodb",
-        endpoint_url=endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        config=_CONFIG,
-    )
+    """A new `pk`/`sk` table (the usage table's keys) whose clients (the resource's, and a
+    low-level one for the ledger's typed requests: `low_level_client`) the double contends from now on."""
+    connection = {
+        "endpoint_url": endpoint,
+        "region_name": "us-east-1",
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        "config": _CONFIG,
+    }
+    resource = boto3.resource("dynamodb", **connection)
     table = resource.create_table(
         TableName=f"usage-{uuid.uuid4().hex[:12]}",  # the server's state outlives a table's user
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
@@ -55,4 +64,5 @@ def contended_table(endpoint: str, double: ContendedDynamoDB) -> Any:
         BillingMode="PAY_PER_REQUEST",
     )
     double.attach(table.meta.client)
+    _LOW_LEVEL[table.name] = double.attach(boto3.client("dynamodb", **connection))
     return table

@@ -182,7 +182,8 @@ def test_a_settle_the_ledger_refuses_keeps_the_answer_the_hold_and_the_meter(
     status, body, _ = _chat(gateway, tenant)
 
     assert status == 200 and body["choices"][0]["message"]["content"]
-    assert faults.failed == ["dynamodb.TransactWriteItems"]
+    # The ledger tried again (throttling passes), then kept it.
+    assert set(faults.failed) == {"dynamodb.TransactWriteItems"} and len(faults.failed) > 1
     faults.rules.clear()
     budget = _usage(admin_api, tenant)["budget"]
     assert (budget["spent_usd"], budget["reserved_usd"]) == (0, pytest.approx(0.057))
