@@ -42,15 +42,21 @@ run: install
 demo: install
 	$(PY) -m local_stack --demo
 
-# The runtime's own Python (test-runtime) runs beside the main suite, whose end-to-end half mostly
-# waits on the local stack: together they take little longer than the main suite alone.
-test: install check
+# The main suite starts at once (it begins with tests/e2e, which mostly waits on the local stack);
+# the gates (`make check`) and then the runtime's own Python (test-runtime) run beside it on the
+# other core, each logged to build/. Any of the three failing fails `make test` (docs/testing.md).
+test: install
 	@mkdir -p build
-	@$(MAKE) --no-print-directory test-runtime > build/test-runtime.log 2>&1 & runtime=$$!; \
+	@{ $(MAKE) --no-print-directory check > build/check.log 2>&1; gates=$$?; \
+	   $(MAKE) --no-print-directory test-runtime > build/test-runtime.log 2>&1; rt=$$?; \
+	   test $$gates -eq 0 || exit 2; test $$rt -eq 0 || exit 1; } & beside=$$!; \
 	$(PY) -m pytest; main=$$?; \
-	wait $$runtime; rt=$$?; \
+	wait $$beside; side=$$?; \
+	echo "--- security gates (build/check.log):"; tail -n 15 build/check.log; \
 	echo "--- tests on the Lambda runtime's Python (build/test-runtime.log):"; tail -n 25 build/test-runtime.log; \
-	test $$main -eq 0 && test $$rt -eq 0
+	test $$side -ne 2 || echo "make test: the security gates failed (build/check.log)"; \
+	test $$side -ne 1 || echo "make test: the tests on the runtime's Python failed (build/test-runtime.log)"; \
+	test $$main -eq 0 && test $$side -eq 0
 
 # Synthesizes the template once (bundling off, cdk.json's context, cdk-nag on), then lints it with
 # cfn-lint (.cfnlintrc.yaml) and checkov (skips with reasons: infra/checkov_skips.py), and the runtime

@@ -4,8 +4,38 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def aws_emulation_setup_done_once() -> Iterator[None]:
+    """Two costs every moto-backed test paid again at setup, cut for the session (issue 14):
+    - each fresh boto3 session (moto resets the default one, and the code's cached clients are
+      cleared per test) parsed botocore's endpoint and service-model JSON anew: one loader, whose
+      files never change, serves every session;
+    - moto generates a 2048-bit RSA key for every KMS key, symmetric ones included, where it is
+      only ever used to sign (which KMS refuses on a symmetric key): symmetric keys share one."""
+    from botocore import session as botocore_session
+    from moto.kms import models
+
+    generate: Callable[[str], Any] = models.generate_private_key
+    shared_private_key = cache(generate)
+
+    def private_key(key_spec: str) -> Any:
+        return shared_private_key(key_spec) if key_spec in SYMMETRIC_KEY_SPECS else generate(key_spec)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore_session, "create_loader", cache(botocore_session.create_loader))
+        patch.setattr(models, "generate_private_key", private_key)
+        yield
+
+
+SYMMETRIC_KEY_SPECS = frozenset({"SYMMETRIC_DEFAULT", "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512"})
 
 
 @dataclass

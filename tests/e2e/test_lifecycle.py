@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.e2e.conftest import start_local_stack
+from tests.e2e.conftest import LocalStack, start_local_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -55,9 +55,7 @@ def test_the_local_stack_stops_cleanly(synthesized_template: Path, stop_signal: 
     assert "Traceback" not in stack.logs()
 
 
-def test_the_ready_line_says_how_to_call_it(synthesized_template: Path) -> None:
-    stack = start_local_stack(template=synthesized_template)
-    stack.stop()
-
-    assert "curl" in stack.logs()
-    assert "Authorization: Bearer" in stack.logs()
+def test_the_ready_line_says_how_to_call_it(local_stack: LocalStack) -> None:
+    # The session's stack printed the same banner at its start: no third stack is started for it.
+    assert "curl" in local_stack.logs()
+    assert "Authorization: Bearer" in local_stack.logs()

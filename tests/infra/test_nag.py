@@ -78,10 +78,20 @@ def test_unacknowledged_warning_fails_the_synth(tmp_path: Path) -> None:
         app.synth()
 
 
-def test_web_acl_from_context_is_associated_with_the_stage(tmp_path: Path) -> None:
-    _, stack = create_app(bundling=False, outdir=str(tmp_path), context={"byom:webAclArn": WEB_ACL_ARN})
+@pytest.fixture(scope="module")
+def with_web_acl(tmp_path_factory: pytest.TempPathFactory) -> tuple[Template, dict[str, Any]]:
+    """The template and the cdk-nag report of one synth with a web ACL in the context."""
+    outdir = tmp_path_factory.mktemp("web-acl")
+    app, stack = create_app(bundling=False, outdir=str(outdir), context={"byom:webAclArn": WEB_ACL_ARN})
+    app.synth()
+    report: dict[str, Any] = json.loads((outdir / "validation-report.json").read_text())
+    return Template.from_stack(stack), report
 
-    template = Template.from_stack(stack)
+
+def test_web_acl_from_context_is_associated_with_the_stage(
+    with_web_acl: tuple[Template, dict[str, Any]],
+) -> None:
+    template, _ = with_web_acl
 
     (stage_id,) = template.find_resources("AWS::ApiGateway::Stage")
     (association,) = template.find_resources("AWS::WAFv2::WebACLAssociation").values()
@@ -89,8 +99,10 @@ def test_web_acl_from_context_is_associated_with_the_stage(tmp_path: Path) -> No
     assert {"Ref": stage_id} in association["Properties"]["ResourceArn"]["Fn::Join"][1]
 
 
-def test_web_acl_from_context_needs_no_waf_acknowledgement(tmp_path: Path) -> None:
-    report = synth_report(tmp_path, context={"byom:webAclArn": WEB_ACL_ARN})
+def test_web_acl_from_context_needs_no_waf_acknowledgement(
+    with_web_acl: tuple[Template, dict[str, Any]],
+) -> None:
+    _, report = with_web_acl
 
     rules = {
         v["ruleName"]
