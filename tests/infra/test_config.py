@@ -110,7 +110,10 @@ def test_without_bundling_the_common_layer_is_its_source_without_bytecode(
 ) -> None:
     monkeypatch.delenv("BYOM_BUNDLING", raising=False)
     source = settings()
-    assert (source.common_layer_dir, "*.pyc" in source.layer_asset_excludes) == (config.COMMON_LAYER_DIR, True)
+    assert (source.common_layer_dir, "*.pyc" in source.layer_asset_excludes) == (
+        config.COMMON_LAYER_DIR,
+        True,
+    )
 
 
 def test_bundling_without_a_compiled_common_layer_asks_for_make_layers(
