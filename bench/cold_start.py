@@ -44,7 +44,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -244,6 +244,35 @@ class Interpreter:
     python: str
     layers: tuple[Path, ...]
     label: str
+    env: tuple[tuple[str, str], ...] = ()
+
+    def without_bytecode(self) -> Interpreter:
+        """The same layers read as if they shipped no bytecode: Python then looks for .pyc files only
+        under an empty PYTHONPYCACHEPREFIX, and writes none (PYTHONDONTWRITEBYTECODE)."""
+        empty = BUILD / "no-bytecode"
+        shutil.rmtree(empty, ignore_errors=True)
+        empty.mkdir(parents=True)
+        label = self.label.split(",")[0] + ", layers without bytecode"
+        return replace(self, label=label, env=(("PYTHONPYCACHEPREFIX", str(empty)),))
+
+
+@dataclass(frozen=True)
+class Row:
+    function: str
+    deployed: bool
+    import_at_init: str = ""
+    """Modules imported during INIT besides the handler's own (comma-separated)."""
+    interpreter: Interpreter | None = None
+    """None: the run's (--python)."""
+
+    @property
+    def environment(self) -> str:
+        words = ["as deployed" if self.deployed else "tracing off"]
+        if self.import_at_init:
+            words.append(f"{self.import_at_init} imported at INIT")
+        if self.interpreter is not None:
+            words.append(self.interpreter.label)
+        return ", ".join(words)
 
 
 def layer_python_version() -> str:
@@ -350,7 +379,9 @@ def run_child(
     started = time.perf_counter()
     done = subprocess.run(
         args,
-        env=_child_env(function, env, deployed) | {"BENCH_IMPORT_AT_INIT": import_at_init},
+        env=_child_env(function, env, deployed)
+        | {"BENCH_IMPORT_AT_INIT": import_at_init}
+        | dict(runtime.env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -442,22 +473,31 @@ def main(argv: list[str] | None = None) -> None:
 
     with aws_and_upstream() as env:
         events = _events(env)
-        # (function, as deployed, modules imported during INIT besides the handler's own)
         plan = [
-            ("gateway", False, ""),
-            ("gateway", True, ""),
-            ("gateway", True, "openai"),
-            ("authorizer", False, ""),
-            ("authorizer", True, ""),
-            ("admin", False, ""),
-            ("admin", True, ""),
+            Row("gateway", False),
+            Row("gateway", True),
+            Row("gateway", True, import_at_init="openai"),
+            Row("authorizer", False),
+            Row("authorizer", True),
+            Row("admin", False),
+            Row("admin", True),
         ]
-        results: dict[tuple[str, bool, str], list[dict[str, Any]]] = {key: [] for key in plan}
+        if runtime.python != sys.executable:  # the runtime's Python, with the layers' bytecode
+            # The same run without the layers' bytecode: the comparison holds however busy the machine is.
+            plan.insert(2, Row("gateway", True, interpreter=runtime.without_bytecode()))
+        results: dict[Row, list[dict[str, Any]]] = {row: [] for row in plan}
         run_child("gateway", env, False, events["gateway"], runtime)  # warms the OS file cache
         for _ in range(args.runs):
-            for function, deployed, extra in plan:
-                results[(function, deployed, extra)].append(
-                    run_child(function, env, deployed, events[function], runtime, extra)
+            for row in plan:
+                results[row].append(
+                    run_child(
+                        row.function,
+                        env,
+                        row.deployed,
+                        events[row.function],
+                        row.interpreter or runtime,
+                        row.import_at_init,
+                    )
                 )
         imports = {
             deployed: heaviest("gateway", env, deployed, args.top, runtime) for deployed in (False, True)
@@ -465,18 +505,17 @@ def main(argv: list[str] | None = None) -> None:
 
     say(f"Cold start, {args.runs} fresh interpreters each ({machine()}; children: {runtime.label})\n")
     rows = []
-    for (function, deployed, extra), runs in results.items():
+    for row, runs in results.items():
         init = Summary.of([r["init"] for r in runs])
         first = Summary.of([r["first"] for r in runs])
         both = Summary.of([r["init"] + r["first"] for r in runs])
         second = Summary.of([r["second"] for r in runs])
         process = Summary.of([r["process"] for r in runs])
         loaded = runs[-1]
-        environment = "as deployed" if deployed else "tracing off"
         rows.append(
             [
-                function,
-                environment + (f", {extra} imported at INIT" if extra else ""),
+                row.function,
+                row.environment,
                 f"{init.median * 1000:.0f}",
                 f"{init.minimum * 1000:.0f}-{init.maximum * 1000:.0f}",
                 f"{first.median * 1000:.0f}",
