@@ -105,12 +105,30 @@ format: install
 synth: install
 	$(PY) app.py
 
-# The dependency layer for Lambda (arm64, the stack's Python runtime), built with pip: no Docker.
+# Both layers for Lambda (arm64, the stack's Python runtime), built with pip: no Docker. The
+# dependencies come from wheels (no code of theirs runs here), then the runtime's Python compiles them
+# and a copy of the common layer: /opt is read-only in Lambda, so a layer without bytecode for its
+# Python is compiled afresh at every cold start. `unchecked-hash` bytecode records no source
+# timestamp (the zip's and Lambda's extraction's would not match it anyway), is the same bytes for the
+# same source (asset hashes hold), and is used without reading the source again: the layer ships
+# both together, so they cannot drift. pip's own bytecode would be the build machine's Python's.
 layers: install
-	rm -rf build/layers/deps
-	$(PY) -m pip install --quiet --only-binary=:all: --platform $(LAYER_PLATFORM) \
+	rm -rf build/layers/deps build/layers/common
+	$(PY) -m pip install --quiet --no-compile --only-binary=:all: --platform $(LAYER_PLATFORM) \
 		--python-version $(LAYER_PYTHON) --implementation cp \
 		--target build/layers/deps/python -r layers/deps/requirements.txt
+	mkdir -p build/layers/common
+	cp -R layers/common/python build/layers/common/python
+	find build/layers/common -name __pycache__ -type d -prune -exec rm -rf {} +
+	$(LAYER_BYTECODE)
+
+ifeq ($(strip $(RUNTIME_PYTHON)),)
+LAYER_BYTECODE = @echo "note: no Python $(LAYER_PYTHON) on this machine (PATH or pyenv): the layers ship no \
+bytecode, so Lambda compiles them at every cold start (see docs/performance.md)"
+else
+LAYER_BYTECODE = $(RUNTIME_PYTHON) -m compileall -q -j 0 --invalidation-mode unchecked-hash \
+	build/layers/deps/python build/layers/common/python
+endif
 
 deploy: layers
 	BYOM_BUNDLING=1 npx --yes $(CDK_CLI) deploy

@@ -12,9 +12,16 @@ by file the way the Lambda runtime does (INIT), then the gateway's also makes it
 OpenAI-compatible stand-in model, both on loopback in this (parent) process, so the child imports
 nothing the function would not.
 
-Bytecode: the `byom` package is compiled afresh in every run (PYTHONDONTWRITEBYTECODE=1), as it
-is in Lambda, where the layer ships no .pyc and /opt is read-only; the dependencies are read from
-the .pyc files pip wrote, as they are from the dependency layer.
+Interpreter and bytecode (--python): by default the Lambda runtime's Python (LAYER_PYTHON in the
+Makefile) when this machine has it, reading both layers as `make layers` ships them: the
+dependencies pip installs for that Python (and boto3, which the runtime brings) and a copy of the
+`byom` package, both compiled by it with unchecked-hash bytecode (built once under build/bench/;
+the dependencies for this machine's platform, not Lambda's arm64). `--python current` runs this
+virtualenv's Python instead, the `byom` package compiled afresh in every run as from a layer without
+bytecode (PYTHONDONTWRITEBYTECODE=1: /opt is read-only in Lambda).
+
+--openai-at-init adds a row: the gateway as deployed with the provider SDK imported during INIT,
+to weigh INIT against INIT + first call.
 
 Two environments for the gateway:
 - "tracing off": POWERTOOLS_TRACE_DISABLED=true, what the local stack and the tests run;
@@ -25,15 +32,20 @@ Two environments for the gateway:
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +56,14 @@ import json, os, sys, time
 started = time.perf_counter()
 import importlib.util
 function, path = sys.argv[1], sys.argv[2]
-sys.path[:0] = [os.path.dirname(path), sys.argv[3]]
+sys.path[:0] = [os.path.dirname(path), *sys.argv[3].split(os.pathsep)]
 spec = importlib.util.spec_from_file_location("handler", path)
 module = importlib.util.module_from_spec(spec)
 sys.modules["handler"] = module
 print("BENCH-INIT-START", file=sys.stderr, flush=True)
 spec.loader.exec_module(module)
+for name in filter(None, os.environ.get("BENCH_IMPORT_AT_INIT", "").split(",")):
+    importlib.import_module(name)  # what a module-level import of it in the function would do
 web = path.endswith("app.py")
 if web:
     # What run.sh does under the Lambda Web Adapter: uvicorn serves the app; INIT ends when the
@@ -216,16 +230,158 @@ def entry_file(function: str) -> Path:
     return app if app.is_file() else FUNCTIONS / function / "handler.py"
 
 
+# -- the interpreter and the layers it reads ----------------------------------------------------------
+
+BUILD = REPO_ROOT / "build" / "bench" / "cold_start"
+DEPS_REQUIREMENTS = REPO_ROOT / "layers" / "deps" / "requirements.txt"
+# As `make layers` compiles the layers (the Makefile says why unchecked-hash).
+COMPILE = ["-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash"]
+PIP_TIMEOUT_SECONDS = 900
+
+
+@dataclass(frozen=True)
+class Interpreter:
+    python: str
+    layers: tuple[Path, ...]
+    label: str
+    env: tuple[tuple[str, str], ...] = ()
+
+    def without_bytecode(self) -> Interpreter:
+        """The same layers read as if they shipped no bytecode: Python then looks for .pyc files only
+        under an empty PYTHONPYCACHEPREFIX, and writes none (PYTHONDONTWRITEBYTECODE)."""
+        empty = BUILD / "no-bytecode"
+        shutil.rmtree(empty, ignore_errors=True)
+        empty.mkdir(parents=True)
+        label = self.label.split(",")[0] + ", layers without bytecode"
+        return replace(self, label=label, env=(("PYTHONPYCACHEPREFIX", str(empty)),))
+
+
+@dataclass(frozen=True)
+class Row:
+    function: str
+    deployed: bool
+    import_at_init: str = ""
+    """Modules imported during INIT besides the handler's own (comma-separated)."""
+    interpreter: Interpreter | None = None
+    """None: the run's (--python)."""
+
+    @property
+    def environment(self) -> str:
+        words = ["as deployed" if self.deployed else "tracing off"]
+        if self.import_at_init:
+            words.append(f"{self.import_at_init} imported at INIT")
+        if self.interpreter is not None:
+            words.append(self.interpreter.label)
+        return ", ".join(words)
+
+
+def layer_python_version() -> str:
+    """LAYER_PYTHON of the Makefile: the Lambda runtime's Python (tests/infra checks they agree)."""
+    match = re.search(r"^LAYER_PYTHON \?= (\S+)$", (REPO_ROOT / "Makefile").read_text(), re.MULTILINE)
+    if match is None:
+        raise SystemExit("no LAYER_PYTHON in the Makefile")
+    return match.group(1)
+
+
+def find_python(version: str) -> str | None:
+    """That Python on PATH or kept by pyenv, as the Makefile's RUNTIME_PYTHON finds it."""
+    pyenv = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
+    candidates = [
+        shutil.which(f"python{version}"),
+        *sorted(glob.glob(f"{pyenv}/versions/{version}*/bin/python{version}")),
+    ]
+    probe = f"import sys; sys.exit(not sys.version.startswith('{version}.'))"
+    for candidate in filter(None, candidates):
+        if subprocess.run([candidate, "-c", probe], capture_output=True, timeout=30).returncode == 0:
+            return candidate
+    return None
+
+
+def _compile(python: str, folder: Path) -> None:
+    subprocess.run([python, *COMPILE, str(folder)], check=True, timeout=PIP_TIMEOUT_SECONDS)
+
+
+def shipped_layers(python: str, version: str) -> tuple[Path, ...]:
+    """Both layers as `make layers` ships them, for this machine's platform: the dependencies (once
+    per set of requirements) and the `byom` package (every run: it changes more often)."""
+    tag = version.replace(".", "")
+    # boto3 is not in the dependency layer: the runtime brings it. This virtualenv's version stands in.
+    requirements = DEPS_REQUIREMENTS.read_text() + f"boto3=={metadata.version('boto3')}\n"
+    deps = BUILD / f"deps-py{tag}"
+    stamp = deps / ".requirements"
+    if not stamp.is_file() or stamp.read_text() != requirements:
+        say(
+            f"Installing the dependency layer for Python {version} "
+            f"into {deps.relative_to(REPO_ROOT)} (once)..."
+        )
+        shutil.rmtree(deps, ignore_errors=True)
+        with tempfile.NamedTemporaryFile("w", suffix=".txt") as listed:
+            listed.write(requirements)
+            listed.flush()
+            subprocess.run(
+                [
+                    python,
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "--no-compile",
+                    "--only-binary=:all:",
+                    "--target",
+                    str(deps),
+                    "-r",
+                    listed.name,
+                ],
+                check=True,
+                timeout=PIP_TIMEOUT_SECONDS,
+            )
+        _compile(python, deps)
+        stamp.write_text(requirements)
+    common = BUILD / f"common-py{tag}"
+    shutil.rmtree(common, ignore_errors=True)
+    shutil.copytree(LAYER, common, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    _compile(python, common)
+    return common, deps
+
+
+def interpreter(choice: str) -> Interpreter:
+    version = layer_python_version()
+    python = find_python(version) if choice == "runtime" else None
+    if choice == "runtime" and python is None:
+        say(
+            f"note: no Python {version} on this machine (PATH or pyenv): "
+            "measuring this one, without bytecode\n"
+        )
+    if python is None:
+        return Interpreter(
+            sys.executable, (LAYER,), f"Python {sys.version.split()[0]}, byom compiled afresh (no bytecode)"
+        )
+    return Interpreter(
+        python,
+        shipped_layers(python, version),
+        f"the runtime's Python {version}, layers with their shipped bytecode",
+    )
+
+
 def run_child(
-    function: str, env: dict[str, str], deployed: bool, event: dict[str, Any] | None
+    function: str,
+    env: dict[str, str],
+    deployed: bool,
+    event: dict[str, Any] | None,
+    runtime: Interpreter,
+    import_at_init: str = "",
 ) -> dict[str, Any]:
-    args = [sys.executable, "-c", CHILD, function, str(entry_file(function)), str(LAYER)]
+    layers = os.pathsep.join(str(layer) for layer in runtime.layers)
+    args = [runtime.python, "-c", CHILD, function, str(entry_file(function)), layers]
     if event is not None:
         args.append(json.dumps(event))
     started = time.perf_counter()
     done = subprocess.run(
         args,
-        env=_child_env(function, env, deployed),
+        env=_child_env(function, env, deployed)
+        | {"BENCH_IMPORT_AT_INIT": import_at_init}
+        | dict(runtime.env),
         capture_output=True,
         text=True,
         timeout=120,
@@ -268,17 +424,11 @@ def import_times(stderr: str) -> list[dict[str, Any]]:
     return entries
 
 
-def heaviest(function: str, env: dict[str, str], deployed: bool, top: int) -> tuple[list[list[str]], float]:
-    args = [
-        sys.executable,
-        "-X",
-        "importtime",
-        "-c",
-        CHILD,
-        function,
-        str(entry_file(function)),
-    ]
-    args.append(str(LAYER))
+def heaviest(
+    function: str, env: dict[str, str], deployed: bool, top: int, runtime: Interpreter
+) -> tuple[list[list[str]], float]:
+    layers = os.pathsep.join(str(layer) for layer in runtime.layers)
+    args = [runtime.python, "-X", "importtime", "-c", CHILD, function, str(entry_file(function)), layers]
     done = subprocess.run(
         args,
         env=_child_env(function, env, deployed),
@@ -310,40 +460,66 @@ def main(argv: list[str] | None = None) -> None:
         "--runs", type=int, default=15, help="fresh interpreters per function and environment"
     )
     parser.add_argument("--top", type=int, default=12, help="heaviest imports to list")
+    parser.add_argument(
+        "--python",
+        choices=["runtime", "current"],
+        default="runtime",
+        help="the Lambda runtime's Python with the layers' bytecode (when present), or this one",
+    )
     args = parser.parse_args(argv)
+    if not 1 <= args.runs <= 100:
+        parser.error("--runs must be from 1 to 100")
+    runtime = interpreter(args.python)
 
     with aws_and_upstream() as env:
         events = _events(env)
         plan = [
-            ("gateway", False),
-            ("gateway", True),
-            ("authorizer", False),
-            ("authorizer", True),
-            ("admin", False),
-            ("admin", True),
+            Row("gateway", False),
+            Row("gateway", True),
+            Row("gateway", True, import_at_init="openai"),
+            Row("authorizer", False),
+            Row("authorizer", True),
+            Row("admin", False),
+            Row("admin", True),
         ]
-        results: dict[tuple[str, bool], list[dict[str, Any]]] = {key: [] for key in plan}
-        run_child("gateway", env, False, events["gateway"])  # warms the OS file cache
+        if runtime.python != sys.executable:  # the runtime's Python, with the layers' bytecode
+            # The same run without the layers' bytecode: the comparison holds however busy the machine is.
+            plan.insert(2, Row("gateway", True, interpreter=runtime.without_bytecode()))
+        results: dict[Row, list[dict[str, Any]]] = {row: [] for row in plan}
+        run_child("gateway", env, False, events["gateway"], runtime)  # warms the OS file cache
         for _ in range(args.runs):
-            for function, deployed in plan:
-                results[(function, deployed)].append(run_child(function, env, deployed, events[function]))
-        imports = {deployed: heaviest("gateway", env, deployed, args.top) for deployed in (False, True)}
+            for row in plan:
+                results[row].append(
+                    run_child(
+                        row.function,
+                        env,
+                        row.deployed,
+                        events[row.function],
+                        row.interpreter or runtime,
+                        row.import_at_init,
+                    )
+                )
+        imports = {
+            deployed: heaviest("gateway", env, deployed, args.top, runtime) for deployed in (False, True)
+        }
 
-    say(f"Cold start, {args.runs} fresh interpreters each ({machine()})\n")
+    say(f"Cold start, {args.runs} fresh interpreters each ({machine()}; children: {runtime.label})\n")
     rows = []
-    for (function, deployed), runs in results.items():
+    for row, runs in results.items():
         init = Summary.of([r["init"] for r in runs])
         first = Summary.of([r["first"] for r in runs])
+        both = Summary.of([r["init"] + r["first"] for r in runs])
         second = Summary.of([r["second"] for r in runs])
         process = Summary.of([r["process"] for r in runs])
         loaded = runs[-1]
         rows.append(
             [
-                function,
-                "as deployed" if deployed else "tracing off",
+                row.function,
+                row.environment,
                 f"{init.median * 1000:.0f}",
                 f"{init.minimum * 1000:.0f}-{init.maximum * 1000:.0f}",
                 f"{first.median * 1000:.0f}",
+                f"{both.median * 1000:.0f}",
                 f"{second.median * 1000:.1f}",
                 f"{process.median * 1000:.0f}",
                 loaded["modules"],
@@ -360,6 +536,7 @@ def main(argv: list[str] | None = None) -> None:
                 "INIT",
                 "INIT min-max",
                 "1st call",
+                "INIT + 1st call",
                 "2nd call",
                 "whole process",
                 "modules at INIT",
@@ -373,7 +550,8 @@ def main(argv: list[str] | None = None) -> None:
         "1st call: gateway = POST /v1/chat/completions on an OpenAI-compatible alias (alias, credential "
         "and provider key read, provider SDK imported, the call metered; 2nd call: a read and the "
         "metering transaction); authorizer = a tenant key looked up; admin = GET /admin/tenants. AWS "
-        "is a moto server on loopback.\n"
+        "is a moto server on loopback. INIT + 1st call: the median of each run's sum. As deployed, the "
+        "invocations are sampled out by X-Ray (Sampled=0), so botocore is never patched.\n"
     )
     for deployed, (rows, byom_self) in imports.items():
         say(
@@ -384,7 +562,7 @@ def main(argv: list[str] | None = None) -> None:
                 rows,
             )
         )
-        say(f"The byom package's own modules (compiling and running them): {byom_self:.1f} ms.\n")
+        say(f"The byom package's own modules (loading and running them): {byom_self:.1f} ms.\n")
 
 
 def _yes(flag: bool) -> str:

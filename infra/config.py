@@ -22,9 +22,14 @@ FUNCTIONS_DIR = REPO_ROOT / "functions"
 COMMON_LAYER_DIR = REPO_ROOT / "layers" / "common"
 DEPS_REQUIREMENTS_DIR = REPO_ROOT / "layers" / "deps"
 DEPS_BUILD_DIR = REPO_ROOT / "build" / "layers" / "deps"
+# `make layers`' copy of the common layer, compiled by the runtime's Python like the dependencies.
+COMMON_BUILD_DIR = REPO_ROOT / "build" / "layers" / "common"
 
 # Files that must never reach a Lambda asset: they would also change the asset hash on every run.
 ASSET_EXCLUDES = ["__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache", ".ruff_cache"]
+# The layers `make layers` built keep their bytecode: compiled by the runtime's Python with hash-based
+# invalidation (no timestamp in it), it is the same bytes for the same source, so the hash holds.
+BUILT_LAYER_EXCLUDES = [".pytest_cache", ".mypy_cache", ".ruff_cache"]
 
 BUNDLING_ENV = "BYOM_BUNDLING"
 BUNDLING_CONTEXT = "byom:bundling"
@@ -42,6 +47,8 @@ GUARDRAIL_ARNS_CONTEXT = "byom:guardrailArns"
 DEFAULT_GUARDRAIL_ARNS = (f"arn:{Aws.PARTITION}:bedrock:{Aws.REGION}:{Aws.ACCOUNT_ID}:guardrail/*",)
 # Lambda tenant isolation mode for the gateway function (docs/decisions.md); off by default.
 TENANT_ISOLATION_CONTEXT = "byom:tenantIsolation"
+# Lambda SnapStart on the gateway's published versions (docs/performance.md); off by default.
+SNAP_START_CONTEXT = "byom:snapStart"
 
 # GET /openapi.json and GET /docs (SPEC §4.3): behind the authorizer, or not routed at all.
 API_DOCS_CONTEXT = "byom:apiDocs"
@@ -122,6 +129,18 @@ def _flag(scope: Construct, key: str, default: bool) -> bool:
 
 def _tenant_isolation(scope: Construct) -> bool:
     return _flag(scope, TENANT_ISOLATION_CONTEXT, default=False)
+
+
+def _snap_start(scope: Construct) -> bool:
+    """`byom:snapStart`; Lambda accepts no function with both SnapStart and tenant isolation."""
+    on = _flag(scope, SNAP_START_CONTEXT, default=False)
+    if on and _tenant_isolation(scope):
+        raise ValueError(
+            f"{SNAP_START_CONTEXT} and {TENANT_ISOLATION_CONTEXT} cannot both be on: Lambda does not "
+            "support SnapStart on a function in tenant isolation mode (one execution environment per "
+            "tenant is never restored from a shared snapshot); turn one of them off"
+        )
+    return on
 
 
 def stream_timeout_seconds(scope: Construct) -> int:
@@ -283,6 +302,7 @@ class Settings:
     fine_tuning: FineTuningConfig = FineTuningConfig()
     guardrail_arns: tuple[str, ...] = DEFAULT_GUARDRAIL_ARNS
     tenant_isolation: bool = False
+    snap_start: bool = False
     stream_timeout_seconds: int = DEFAULT_STREAM_TIMEOUT_SECONDS
     web_adapter_layer_arn: str = DEFAULT_WEB_ADAPTER_LAYER_ARN
     api_docs: bool = True
@@ -312,6 +332,7 @@ class Settings:
             fine_tuning=FineTuningConfig.from_context(scope),
             guardrail_arns=guardrail_arns(scope),
             tenant_isolation=_tenant_isolation(scope),
+            snap_start=_snap_start(scope),
             stream_timeout_seconds=stream_timeout_seconds(scope),
             web_adapter_layer_arn=web_adapter_layer_arn(scope),
             api_docs=_flag(scope, API_DOCS_CONTEXT, default=True),
@@ -331,3 +352,20 @@ class Settings:
                 f"bundling is on but {DEPS_BUILD_DIR / 'python'} does not exist: run `make layers` first"
             )
         return DEPS_BUILD_DIR
+
+    @property
+    def common_layer_dir(self) -> Path:
+        """The `byom` layer asset: its source, or when bundling `make layers`' compiled copy of it."""
+        if not self.bundling:
+            return COMMON_LAYER_DIR
+        if not (COMMON_BUILD_DIR / "python" / "byom").is_dir():
+            raise FileNotFoundError(
+                f"bundling is on but {COMMON_BUILD_DIR / 'python' / 'byom'} does not exist: "
+                "run `make layers` first"
+            )
+        return COMMON_BUILD_DIR
+
+    @property
+    def layer_asset_excludes(self) -> list[str]:
+        """Bytecode stays out of a source folder (a local interpreter's) and in a built layer."""
+        return BUILT_LAYER_EXCLUDES if self.bundling else ASSET_EXCLUDES

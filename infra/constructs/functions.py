@@ -17,7 +17,6 @@ from constructs import Construct
 
 from infra.config import (
     ASSET_EXCLUDES,
-    COMMON_LAYER_DIR,
     DEFAULT_STREAM_TIMEOUT_SECONDS,
     FUNCTIONS_DIR,
     Settings,
@@ -35,6 +34,9 @@ HANDLER = "handler.handler"
 WEB_ADAPTER_HANDLER = "run.sh"
 WEB_ADAPTER_PORT = 8080
 WEB_ADAPTER_READINESS_PATH = "/health"
+# With byom:snapStart, API Gateway invokes this alias of the latest published version: SnapStart
+# restores published versions only, never $LATEST.
+SNAP_START_ALIAS = "live"
 # Budget events go to the account's default bus (docs/contracts.md: EVENT_BUS_NAME).
 EVENT_BUS_NAME = "default"
 
@@ -130,6 +132,9 @@ class Functions(Construct):
         self.authorizer = self._build_authorizer(data, admin_key_secret)
         self.admin = self._build_admin(data)
         self.gateway = self._build_gateway(data)
+        # What API Gateway invokes: the functions themselves ($LATEST), or with SnapStart their alias.
+        self.authorizer_target = self._invoked(self.authorizer)
+        self.gateway_target = self._invoked(self.gateway)
 
     # ----------------------------------------------------------------------------------- defaults
 
@@ -138,7 +143,9 @@ class Functions(Construct):
             self,
             "CommonLayer",
             description="BYOM Gateway shared runtime package (byom)",
-            code=lambda_.Code.from_asset(str(COMMON_LAYER_DIR), exclude=ASSET_EXCLUDES),
+            code=lambda_.Code.from_asset(
+                str(self._settings.common_layer_dir), exclude=self._settings.layer_asset_excludes
+            ),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
         )
@@ -146,14 +153,27 @@ class Functions(Construct):
             self,
             "DepsLayer",
             description="BYOM Gateway third-party dependencies (built by `make layers`)",
-            code=lambda_.Code.from_asset(str(self._settings.deps_layer_dir), exclude=ASSET_EXCLUDES),
+            code=lambda_.Code.from_asset(
+                str(self._settings.deps_layer_dir), exclude=self._settings.layer_asset_excludes
+            ),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[ARCHITECTURE],
         )
         return [common, deps]
 
-    def _build_function(self, spec: FunctionSpec, environment: dict[str, str]) -> lambda_.Function:
-        return self.build_function(spec, environment)
+    def _build_function(
+        self, spec: FunctionSpec, environment: dict[str, str], *, snap_start: bool = False
+    ) -> lambda_.Function:
+        return self.build_function(spec, environment, snap_start=snap_start)
+
+    def _invoked(self, fn: lambda_.Function) -> lambda_.IFunction:
+        """`fn`, or with byom:snapStart an alias of its current version (a new version is published
+        whenever its code or configuration changes, and Lambda snapshots it then)."""
+        if not self._settings.snap_start:
+            return fn
+        return lambda_.Alias(
+            self, f"{fn.node.id}Live", alias_name=SNAP_START_ALIAS, version=fn.current_version
+        )
 
     def build_function(
         self,
@@ -163,6 +183,7 @@ class Functions(Construct):
         *,
         tenancy_config: lambda_.TenancyConfig | None = None,
         extra_layers: Sequence[lambda_.ILayerVersion] = (),
+        snap_start: bool = False,
     ) -> lambda_.Function:
         """A function with every default of the stack, created in `scope` (this construct by default)."""
         scope = scope or self
@@ -208,6 +229,7 @@ class Functions(Construct):
             # The stack's key, not Lambda's AWS managed one, so revoking the key stops the functions too.
             environment_encryption=self._key,
             tenancy_config=tenancy_config,
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start else None,
         )
 
     @staticmethod
@@ -230,6 +252,8 @@ class Functions(Construct):
                 **data.environment(data.api_keys),
                 "ADMIN_KEY_SECRET_ARN": admin_key_secret.secret_arn,
             },
+            # On the path of every cold request (docs/performance.md).
+            snap_start=self._settings.snap_start,
         )
         fn.add_to_role_policy(
             iam.PolicyStatement(
@@ -352,6 +376,7 @@ class Functions(Construct):
             tenancy_config=lambda_.TenancyConfig.PER_TENANT if self._settings.tenant_isolation else None,
             # Adds /opt/bootstrap and the adapter's extension; no file of the other two layers overlaps.
             extra_layers=[web_adapter],
+            snap_start=self._settings.snap_start,
         )
         self._grant_governance(fn, data)
         fn.add_to_role_policy(

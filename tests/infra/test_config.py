@@ -85,3 +85,40 @@ def test_alarm_threshold_from_context_overrides_its_default() -> None:
 def test_alarm_threshold_out_of_range_is_refused(key: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         settings(**{key: value})
+
+
+def test_snap_start_is_off_by_default() -> None:
+    assert settings().snap_start is False
+
+
+def test_snap_start_with_tenant_isolation_is_refused_with_the_reason() -> None:
+    with pytest.raises(ValueError, match="SnapStart on a function in tenant isolation mode"):
+        settings(**{"byom:snapStart": True, "byom:tenantIsolation": True})
+
+
+def test_bundling_uses_the_compiled_copy_of_the_common_layer(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "python" / "byom").mkdir(parents=True)
+    monkeypatch.setattr(config, "COMMON_BUILD_DIR", tmp_path)
+    built = settings(**{"byom:bundling": True})
+    assert (built.common_layer_dir, "*.pyc" in built.layer_asset_excludes) == (tmp_path, False)
+
+
+def test_without_bundling_the_common_layer_is_its_source_without_bytecode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("BYOM_BUNDLING", raising=False)
+    source = settings()
+    assert (source.common_layer_dir, "*.pyc" in source.layer_asset_excludes) == (
+        config.COMMON_LAYER_DIR,
+        True,
+    )
+
+
+def test_bundling_without_a_compiled_common_layer_asks_for_make_layers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(config, "COMMON_BUILD_DIR", tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="make layers"):
+        _ = settings(**{"byom:bundling": True}).common_layer_dir

@@ -6,13 +6,20 @@ recorder builds a botocore client for sampling rules at import, 100-200 ms of ev
 the local stack and the tests. Where tracing is on, only botocore is patched for X-Ray: the one
 library of these functions it can trace (the OpenAI SDK uses httpx2); patching everything would
 import and patch requests, sqlite3 and the rest at every cold start for nothing.
+
+Even botocore is patched late: importing the SDK's botocore patch costs ~90 ms, and an AWS call of
+an invocation X-Ray sampled out records nothing anyway. So INIT installs a one-check shim on
+botocore's API call instead, and the first AWS call of a sampled invocation (Lambda's trace header,
+`_X_AMZN_TRACE_ID`, says `Sampled=1`) patches botocore and is itself traced: an environment whose
+invocations are all sampled out never pays for the patch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-from collections.abc import AsyncGenerator, Generator, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from typing import Any
 
 from aws_lambda_powertools import Logger, Tracer
@@ -84,8 +91,52 @@ class NoTracing(BaseProvider):
         pass
 
 
+# Where Lambda puts the invocation's trace header (the runtime sets it before every invocation).
+TRACE_HEADER_ENV = "_X_AMZN_TRACE_ID"
+
+
+def sampled(trace_header: str | None) -> bool:
+    """`Root=...;Parent=...;Sampled=1`: X-Ray records this invocation."""
+    return any(part.strip() == "Sampled=1" for part in (trace_header or "").split(";"))
+
+
+def patch_when_sampled(
+    owner: type, method: str, patch: Callable[[], None], trace_header: Callable[[], str | None]
+) -> None:
+    """Replaces `owner.method` with a shim that calls `patch` on the first call made while
+    `trace_header()` is sampled, then goes through the method as `patch` left it (which wraps the
+    shim), so that first call is traced too. Until then each call costs one string check. Two
+    threads may both patch: the X-Ray SDK ignores a second patch of a module."""
+    original = getattr(owner, method)
+    patched = False
+
+    @functools.wraps(original)
+    def shim(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal patched
+        if not patched and sampled(trace_header()):
+            patched = True
+            patch()
+            return getattr(self, method)(*args, **kwargs)
+        return original(self, *args, **kwargs)
+
+    setattr(owner, method, shim)
+
+
+def _trace_botocore_when_sampled(tracer: Tracer) -> None:
+    # botocore is imported by boto3 at INIT anyway; the X-Ray SDK's patch of it is what costs.
+    from botocore.client import BaseClient
+
+    patch_when_sampled(
+        BaseClient,
+        "_make_api_call",
+        lambda: tracer.patch(TRACED_MODULES),
+        lambda: os.environ.get(TRACE_HEADER_ENV),
+    )
+
+
 logger = Logger()
 if tracing_disabled():
     tracer = Tracer(disabled=True, auto_patch=False, provider=NoTracing())
 else:
-    tracer = Tracer(patch_modules=TRACED_MODULES)
+    tracer = Tracer(auto_patch=False)
+    _trace_botocore_when_sampled(tracer)

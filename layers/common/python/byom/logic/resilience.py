@@ -52,7 +52,9 @@ class RetryPolicy:
 class Timing:
     monotonic: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
-    uniform: Callable[[float, float], float] = random.uniform
+    # From the OS, not the module's generator: with SnapStart (byom:snapStart) every execution
+    # environment restored from one snapshot would share its state, and retry in step.
+    uniform: Callable[[float, float], float] = random.SystemRandom().uniform
 
 
 def backoff(policy: RetryPolicy, retry: int, uniform: Callable[[float, float], float]) -> float:
