@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cw
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_iam as iam
@@ -29,9 +28,10 @@ from infra.constructs.functions import (
     USAGE_TABLE_ACTIONS,
     Functions,
     FunctionSpec,
+    key_via_services,
     secret_prefix,
 )
-from infra.constructs.observability import name_prefix
+from infra.constructs.observability import dead_letters_alarm, name_prefix
 
 RUNNER_TIMEOUT_SECONDS = 60
 # AWS's advice for an SQS event source: six times the function's timeout.
@@ -129,14 +129,7 @@ class Automations(Construct):
         fn.add_to_role_policy(iam.PolicyStatement(sid=sid, actions=actions, resources=resources, **kw))  # type: ignore[arg-type]
 
     def _key_statement(self, actions: list[str], services: list[str]) -> iam.PolicyStatement:
-        return iam.PolicyStatement(
-            sid="UseKeyThroughAwsServices",
-            actions=actions,
-            resources=[self._key.key_arn],
-            conditions={
-                "StringEquals": {"kms:ViaService": [f"{s}.{Aws.REGION}.amazonaws.com" for s in services]}
-            },
-        )
+        return key_via_services(self._key, actions, services)
 
     def _environment(self) -> dict[str, str]:
         return {
@@ -424,21 +417,14 @@ class Automations(Construct):
         )
 
     def _build_dlq_alarm(self) -> cw.Alarm:
-        alarm = cw.Alarm(
+        return dead_letters_alarm(
             self,
             "DeadLettersAlarm",
-            alarm_name=f"{name_prefix(self)}automation-dead-letters",
-            alarm_description="Automation deliveries failed every try and wait in the dead-letter queue",
-            metric=self.dead_letters.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(5)
-            ),
-            threshold=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            self.dead_letters,
+            self._alerts_topic,
+            name="automation-dead-letters",
+            description="Automation deliveries failed every try and wait in the dead-letter queue",
         )
-        alarm.add_alarm_action(cw_actions.SnsAction(self._alerts_topic))
-        return alarm
 
     def _grant_admin(self, admin: lambda_.Function) -> None:
         """The admin routes create, change and delete rules and schedules under the prefix only, pass

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cw
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -29,7 +28,7 @@ from infra.constructs.functions import (
     FunctionSpec,
     secret_prefix,
 )
-from infra.constructs.observability import name_prefix
+from infra.constructs.observability import dead_letters_alarm
 
 CODE = "evals"
 API = FunctionSpec("evals", "BYOM Gateway evals API (/v1/evals)", 29, 512, CODE)
@@ -329,21 +328,14 @@ class Evals(Construct):
         return rule
 
     def _build_dlq_alarm(self) -> cw.Alarm:
-        alarm = cw.Alarm(
+        return dead_letters_alarm(
             self,
             "ScorerDeadLettersAlarm",
-            alarm_name=f"{name_prefix(self)}evals-scorer-dead-letters",
-            alarm_description="An eval run's alias could not be graded; its event is in the dead letters",
-            metric=self.dead_letters.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(5)
-            ),
-            threshold=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            self.dead_letters,
+            self._alerts_topic,
+            name="evals-scorer-dead-letters",
+            description="An eval run's alias could not be graded; its event is in the dead letters",
         )
-        alarm.add_alarm_action(cw_actions.SnsAction(self._alerts_topic))
-        return alarm
 
     def _grant_recommendations(self, gateway: lambda_.Function) -> None:
         """`/v1/models/recommend?task=` reads the latest run of the eval it names."""

@@ -104,6 +104,20 @@ GATEWAY = FunctionSpec(
 )
 
 
+def key_via_services(
+    key: kms.IKey, actions: list[str], services: list[str], sid: str = "UseKeyThroughAwsServices"
+) -> iam.PolicyStatement:
+    """Use of the stack's key only through these services, encrypting on the function's behalf."""
+    return iam.PolicyStatement(
+        sid=sid,
+        actions=actions,
+        resources=[key.key_arn],
+        conditions={
+            "StringEquals": {"kms:ViaService": [f"{s}.{Aws.REGION}.amazonaws.com" for s in services]}
+        },
+    )
+
+
 def secret_prefix(scope: Construct) -> str:
     return f"byom/{Stack.of(scope).stack_name}/tenants/"
 
@@ -524,16 +538,8 @@ class Functions(Construct):
     # ------------------------------------------------------------------------------------ helpers
 
     def _key_statement(self, actions: list[str], *, through_sns: bool = False) -> iam.PolicyStatement:
-        # The key is only usable through the services that encrypt with it on the function's behalf.
         services = ["secretsmanager", "dynamodb", *(["sns"] if through_sns else [])]
-        return iam.PolicyStatement(
-            sid="UseKeyThroughAwsServices",
-            actions=actions,
-            resources=[self._key.key_arn],
-            conditions={
-                "StringEquals": {"kms:ViaService": [f"{s}.{Aws.REGION}.amazonaws.com" for s in services]}
-            },
-        )
+        return key_via_services(self._key, actions, services)
 
     @staticmethod
     def _usage_statement(data: Data) -> iam.PolicyStatement:

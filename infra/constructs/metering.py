@@ -5,9 +5,8 @@ could not, with an alarm."""
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cw
-from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
@@ -17,8 +16,8 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.constructs.data import Data
-from infra.constructs.functions import USAGE_TABLE_ACTIONS, Functions, FunctionSpec
-from infra.constructs.observability import name_prefix
+from infra.constructs.functions import USAGE_TABLE_ACTIONS, Functions, FunctionSpec, key_via_services
+from infra.constructs.observability import dead_letters_alarm
 
 RECONCILER = FunctionSpec(
     "meter_reconciler", "BYOM meter reconciler: settles what the gateway could not write", 60, 256
@@ -88,7 +87,11 @@ class Metering(Construct):
                 sid="WriteAuditRecords", actions=["dynamodb:PutItem"], resources=[data.audit.table_arn]
             )
         )
-        fn.add_to_role_policy(self._key_statement(["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"]))
+        fn.add_to_role_policy(
+            key_via_services(
+                self._key, ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"], ["dynamodb", "sqs"]
+            )
+        )
         return fn
 
     def allow_deferral(self, fn: lambda_.Function) -> None:
@@ -100,42 +103,20 @@ class Metering(Construct):
             )
         )
         fn.add_to_role_policy(
-            iam.PolicyStatement(
-                sid="EncryptDeferredSettles",
-                actions=["kms:GenerateDataKey", "kms:Decrypt"],
-                resources=[self._key.key_arn],
-                conditions={"StringEquals": {"kms:ViaService": f"sqs.{Aws.REGION}.amazonaws.com"}},
+            key_via_services(
+                self._key, ["kms:GenerateDataKey", "kms:Decrypt"], ["sqs"], sid="EncryptDeferredSettles"
             )
         )
 
-    def _key_statement(self, actions: list[str]) -> iam.PolicyStatement:
-        return iam.PolicyStatement(
-            sid="UseKeyThroughAwsServices",
-            actions=actions,
-            resources=[self._key.key_arn],
-            conditions={
-                "StringEquals": {
-                    "kms:ViaService": [f"{s}.{Aws.REGION}.amazonaws.com" for s in ("dynamodb", "sqs")]
-                }
-            },
-        )
-
     def _build_dlq_alarm(self, topic: sns.ITopic) -> cw.Alarm:
-        alarm = cw.Alarm(
+        return dead_letters_alarm(
             self,
             "DeadLettersAlarm",
-            alarm_name=f"{name_prefix(self)}meter-backlog-dead-letters",
-            alarm_description=(
+            self.dead_letters,
+            topic,
+            name="meter-backlog-dead-letters",
+            description=(
                 "A call's settle or audit record could not be written after every retry; it waits in "
                 "the meter backlog's dead letters (its hold stays held). Redrive it once the cause is mended."
             ),
-            metric=self.dead_letters.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(5)
-            ),
-            threshold=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            evaluation_periods=1,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
         )
-        alarm.add_alarm_action(cw_actions.SnsAction(topic))
-        return alarm

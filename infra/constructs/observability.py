@@ -13,6 +13,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.config import AlarmThresholds
@@ -32,6 +33,25 @@ _CLOUDWATCH = iam.ServicePrincipal("cloudwatch.amazonaws.com")
 def name_prefix(scope: Construct) -> str:
     """What every name this stack gives to alarms and the topic starts with."""
     return f"byom-{Stack.of(scope).stack_name}-"
+
+
+def dead_letters_alarm(
+    scope: Construct, construct_id: str, queue: sqs.IQueue, topic: sns.ITopic, *, name: str, description: str
+) -> cw.Alarm:
+    """An alarm, announced on the alerts topic, as soon as a dead-letter queue holds a message."""
+    alarm = cw.Alarm(
+        scope,
+        construct_id,
+        alarm_name=f"{name_prefix(scope)}{name}",
+        alarm_description=description,
+        metric=queue.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
+        threshold=1,
+        comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        evaluation_periods=1,
+        treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+    )
+    alarm.add_alarm_action(cw_actions.SnsAction(topic))
+    return alarm
 
 
 def spend_alarm_prefix(scope: Construct) -> str:
