@@ -89,7 +89,7 @@ $(RUNTIME_VENV)/.installed: requirements.txt requirements-dev.txt layers/deps/re
 	touch $@
 endif
 
-# Benchmarks (about 17 minutes; the first run builds LiteLLM's own virtualenv in bench/.venv-litellm).
+# Benchmarks (about 30 minutes; the first run builds LiteLLM's own virtualenv in bench/.venv-litellm).
 bench: install
 	$(PY) -m bench
 

@@ -1,4 +1,4 @@
-"""All six benchmarks, one after the other: `python -m bench` (what `make bench` runs).
+"""All seven benchmarks, one after the other: `python -m bench` (what `make bench` runs).
 
     .venv/bin/python -m bench [--quick]
 
