@@ -13,12 +13,13 @@ settles it later (`reconcile`), exactly once, turning the hold into the cost (do
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from byom.domain import Pricing
-from byom.errors import BudgetExceeded, StoreUnavailable
+from byom.errors import BudgetExceeded, ByomError, StoreUnavailable
 from byom.logic.money import (
     Estimate,
     cost_micros,
@@ -106,6 +107,35 @@ class ItemWriter(Protocol):
     """Writes the items of a transaction as they were built (byom.dal.meter_backlog)."""
 
     def write(self, items: list[dict[str, Any]]) -> None: ...
+
+
+def keep(backlog: Backlog, pending: Pending, what: str, where: dict[str, Any]) -> bool:
+    """Put what a table did not take in the backlog; whether it is there. Either way the caller's
+    answer stands: a record the backlog refuses too is logged as lost (operators alarm on it)."""
+    try:
+        backlog.keep(pending)
+    except Exception as lost:
+        logger.error(
+            f"{what} lost: its write and the backlog both failed",
+            extra=where | {"backlog_error_type": type(lost).__name__},
+        )
+        return False
+    logger.warning(f"{what} deferred to the meter backlog", extra=where)
+    return True
+
+
+@contextmanager
+def store_step(failure: str, message: str) -> Iterator[None]:
+    """A step on the gateway's own tables before the provider is called: any failure that is not
+    one of the gateway's answers becomes 503 StoreUnavailable (nothing held or spent, safe to try
+    again), logged by its type only (AWS messages can carry request data)."""
+    try:
+        yield
+    except ByomError:
+        raise
+    except Exception as error:
+        logger.error(failure, extra={"error_type": type(error).__name__})
+        raise StoreUnavailable(message) from None
 
 
 def reconcile(usage: Ledgers, writer: ItemWriter, pending: Pending) -> bool:
@@ -209,7 +239,12 @@ class CallMeter:
             key_limit_micros=self.key_limit_micros,
             expires_at=self.started_at + HOLD_SECONDS,
         )
-        try:
+        # The provider is not called: nothing is spent. A reservation that landed unanswered
+        # stays held until a sweep gives it back (the budget errs on the safe side).
+        with store_step(
+            "reservation failed",
+            "The gateway could not reserve this request's budget; nothing was charged. Try again.",
+        ):
             try:
                 self.usage.reserve(hold)
             except ReservationRefused as refused:
@@ -220,15 +255,6 @@ class CallMeter:
                     self.usage.reserve(hold)
                 except ReservationRefused as again:
                     raise self._refusal(again, estimate) from None
-        except BudgetExceeded:
-            raise
-        except Exception as error:
-            # The provider is not called: nothing is spent. A reservation that landed unanswered
-            # stays held until a sweep gives it back (the budget errs on the safe side).
-            logger.error("reservation failed", extra={"error_type": type(error).__name__})
-            raise StoreUnavailable(
-                "The gateway could not reserve this request's budget; nothing was charged. Try again."
-            ) from None
         self.hold = hold
 
     def _refusal(self, refused: ReservationRefused, estimate: Estimate) -> BudgetExceeded:
@@ -312,7 +338,7 @@ class CallMeter:
         except Exception as error:
             if self.backlog is None:
                 raise
-            settled = self._defer(Pending(metered, self.hold, tuple(also)), error)
+            settled = self._defer(self.backlog, metered, also, error)
         if settled.counted and record is not None and item is not None:
             record.settled()
         if not settled.counted:
@@ -334,29 +360,18 @@ class CallMeter:
             )
         return settled
 
-    def _defer(self, pending: Pending, error: Exception) -> Settled:
+    def _defer(
+        self, backlog: Backlog, metered: Metered, also: list[dict[str, Any]], error: Exception
+    ) -> Settled:
         """The settle the ledger refused, kept for the reconciler: the hold stays held and the
         audit record goes with it. Counted as settled here, so nothing gives the hold back."""
-        assert self.backlog is not None
         where = {
             "request_id": self.request_id,
             "tenant_id": self.tenant_id,
             "error_type": type(error).__name__,
         }
-        try:
-            self.backlog.keep(pending)
-        except Exception as lost:
-            # The answer stays the caller's; the hold stays held until a sweep. Operators alarm on this.
-            logger.error(
-                "meter record lost: settle and backlog both failed",
-                extra=where
-                | {
-                    "backlog_error_type": type(lost).__name__,
-                    "cost_micros": pending.metered and pending.metered.cost_micros,
-                },
-            )
-        else:
-            logger.warning("settle deferred to the meter backlog", extra=where)
+        pending = Pending(metered, self.hold, tuple(also))
+        keep(backlog, pending, "meter record", where | {"cost_micros": metered.cost_micros})
         return Settled(counted=True)
 
     def _unannounced(self) -> list[float]:

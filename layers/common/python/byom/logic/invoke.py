@@ -24,7 +24,6 @@ from byom.errors import (
     NotFound,
     ProviderError,
     RateLimited,
-    StoreUnavailable,
 )
 from byom.governance import screening
 from byom.governance.guardrail import GuardrailScreen
@@ -33,7 +32,15 @@ from byom.governance.screening import Screening
 from byom.governance.trail import AuditLog, Trail, subject_of
 from byom.logic import money, response_cache, responses
 from byom.logic.access import Principal, require_tenant_key
-from byom.logic.call_meter import Backlog, CallMeter, CallMetrics, Ledgers, ThresholdNotifier
+from byom.logic.call_meter import (
+    Backlog,
+    CallMeter,
+    CallMetrics,
+    Ledgers,
+    ThresholdNotifier,
+    keep,
+    store_step,
+)
 from byom.logic.resilience import (
     ATTEMPTS_HEADER,
     Deadline,
@@ -230,16 +237,10 @@ def _start(store: InvokeStore, call: Call, alias: str, trail: Trail) -> _Started
     meter for its money. A tenant over its tokens-per-minute limit is refused here."""
     tenant_id = trail.tenant_id
     now = store.now()
-    try:
+    with store_step(
+        "call read failed", "The gateway could not read this request's configuration. Try again."
+    ):
         read = store.calls.read(tenant_id, alias, month=money.month_of(now), minute=money.minute_of(now))
-    except ByomError:
-        raise
-    except Exception as error:
-        # Before the provider is called nothing is held or spent: the caller may simply try again.
-        logger.error("call read failed", extra={"error_type": type(error).__name__})
-        raise StoreUnavailable(
-            "The gateway could not read this request's configuration. Try again."
-        ) from None
     trail.retention_days = read.policy.retention_days
     model = _found(alias, read.model)
     target = _target(tenant_id, alias, model, read.credential)
@@ -537,13 +538,8 @@ def _keep_audit(store: InvokeStore, trail: Trail, error: Exception) -> None:
     if store.backlog is None or store.audit is None:
         logger.error("audit record not written", extra=where)
         return
-    try:
-        store.backlog.keep(Pending(None, None, (store.audit.transact_put(trail.record()),)))
-    except Exception as lost:
-        logger.error("audit record lost", extra=where | {"backlog_error_type": type(lost).__name__})
-    else:
-        trail.written = True
-        logger.warning("audit record deferred to the meter backlog", extra=where)
+    pending = Pending(None, None, (store.audit.transact_put(trail.record()),))
+    trail.written = keep(store.backlog, pending, "audit record", where)
 
 
 def _screened_chat(
