@@ -35,23 +35,50 @@ def name_prefix(scope: Construct) -> str:
     return f"byom-{Stack.of(scope).stack_name}-"
 
 
-def dead_letters_alarm(
-    scope: Construct, construct_id: str, queue: sqs.IQueue, topic: sns.ITopic, *, name: str, description: str
+def alarm(
+    scope: Construct,
+    construct_id: str,
+    action: cw.IAlarmAction,
+    *,
+    name: str,
+    description: str,
+    metric: cw.IMetric,
+    threshold: float,
+    comparison: cw.ComparisonOperator,
+    sustained: bool = False,
 ) -> cw.Alarm:
-    """An alarm, announced on the alerts topic, as soon as a dead-letter queue holds a message."""
-    alarm = cw.Alarm(
+    """An alarm of the stack, named under its prefix, with `action` when it fires."""
+    made = cw.Alarm(
         scope,
         construct_id,
         alarm_name=f"{name_prefix(scope)}{name}",
         alarm_description=description,
-        metric=queue.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
-        threshold=1,
-        comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        evaluation_periods=1,
+        metric=metric,
+        threshold=threshold,
+        comparison_operator=comparison,
+        evaluation_periods=SUSTAINED_EVALUATION_PERIODS if sustained else 1,
+        datapoints_to_alarm=SUSTAINED_DATAPOINTS if sustained else 1,
+        # No traffic is not an outage: idle periods keep the alarm in OK.
         treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
     )
-    alarm.add_alarm_action(cw_actions.SnsAction(topic))
-    return alarm
+    made.add_alarm_action(action)
+    return made
+
+
+def dead_letters_alarm(
+    scope: Construct, construct_id: str, queue: sqs.IQueue, topic: sns.ITopic, *, name: str, description: str
+) -> cw.Alarm:
+    """An alarm, announced on the alerts topic, as soon as a dead-letter queue holds a message."""
+    return alarm(
+        scope,
+        construct_id,
+        cw_actions.SnsAction(topic),
+        name=name,
+        description=description,
+        metric=queue.metric_approximate_number_of_messages_visible(period=Duration.minutes(5)),
+        threshold=1,
+        comparison=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    )
 
 
 def spend_alarm_prefix(scope: Construct) -> str:
@@ -200,33 +227,6 @@ class Observability(Construct):
 
     # ------------------------------------------------------------------------------------ alarms
 
-    def _alarm(
-        self,
-        construct_id: str,
-        *,
-        name: str,
-        description: str,
-        metric: cw.IMetric,
-        threshold: float,
-        comparison: cw.ComparisonOperator,
-        sustained: bool = False,
-    ) -> cw.Alarm:
-        alarm = cw.Alarm(
-            self,
-            construct_id,
-            alarm_name=f"{name_prefix(self)}{name}",
-            alarm_description=description,
-            metric=metric,
-            threshold=threshold,
-            comparison_operator=comparison,
-            evaluation_periods=SUSTAINED_EVALUATION_PERIODS if sustained else 1,
-            datapoints_to_alarm=SUSTAINED_DATAPOINTS if sustained else 1,
-            # No traffic is not an outage: idle periods keep the alarm in OK.
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
-        )
-        alarm.add_alarm_action(self._action)
-        return alarm
-
     def _api_5xx_rate(self) -> cw.MathExpression:
         return cw.MathExpression(
             expression="100 * errors / requests",
@@ -240,8 +240,10 @@ class Observability(Construct):
 
     def _build_api_5xx_rate_alarm(self) -> cw.Alarm:
         threshold = self._thresholds.api_5xx_rate_percent
-        return self._alarm(
+        return alarm(
+            self,
             "Api5xxRate",
+            self._action,
             name="api-5xx-rate",
             description=f"More than {threshold:g}% of API requests answered 5XX (5XXError / Count).",
             metric=self._api_5xx_rate(),
@@ -252,8 +254,10 @@ class Observability(Construct):
 
     def _build_api_p99_latency_alarm(self) -> cw.Alarm:
         threshold = self._thresholds.api_p99_latency_ms
-        return self._alarm(
+        return alarm(
+            self,
             "ApiP99Latency",
+            self._action,
             name="api-p99-latency",
             # Every route: buffered ones end at 29 s, streamed chat completions at the stream timeout
             # (AlarmThresholds.api_p99_latency_ms says why the default stays at 20 s).
@@ -268,8 +272,10 @@ class Observability(Construct):
     def _build_throttle_alarms(self) -> dict[str, cw.Alarm]:
         threshold = self._thresholds.lambda_throttles
         return {
-            name: self._alarm(
+            name: alarm(
+                self,
                 f"{name.capitalize()}Throttles",
+                self._action,
                 name=f"{name}-throttles",
                 description=f"The {name} function was throttled {threshold} or more times in 5 minutes "
                 "(account or reserved concurrency exhausted).",
@@ -283,8 +289,10 @@ class Observability(Construct):
     def _build_error_alarms(self) -> dict[str, cw.Alarm]:
         threshold = self._thresholds.lambda_errors
         return {
-            name: self._alarm(
+            name: alarm(
+                self,
                 f"{name.capitalize()}Errors",
+                self._action,
                 name=f"{name}-errors",
                 description=f"The {name} function failed {threshold} or more times in 5 minutes: handled "
                 "errors are HTTP answers, so these are crashes or timeouts.",
@@ -297,8 +305,10 @@ class Observability(Construct):
 
     def _build_authorizer_errors_alarm(self) -> cw.Alarm:
         threshold = self._thresholds.authorizer_errors
-        return self._alarm(
+        return alarm(
+            self,
             "AuthorizerErrors",
+            self._action,
             name="authorizer-errors",
             description=f"The authorizer failed {threshold} or more times in 5 minutes: API Gateway answers "
             "500 (AUTHORIZER_FAILURE) to every request whose key is not in its cache.",
