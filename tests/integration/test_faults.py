@@ -290,25 +290,12 @@ def test_when_the_backlog_fails_too_the_caller_still_gets_the_answer(
 # Before the provider is called
 
 
-def test_a_read_that_fails_answers_503_and_asks_nothing_of_the_provider(
-    faults: Faults, admin_api: Api, gateway: Gateway, tenant: str, upstream: FakeOpenAI
+@pytest.mark.parametrize("fault", [read, reserve], ids=["read", "reserve"])
+def test_a_read_or_reservation_that_fails_answers_503_asks_nothing_of_the_provider_and_holds_nothing(
+    fault: Fault, faults: Faults, admin_api: Api, gateway: Gateway, tenant: str, upstream: FakeOpenAI
 ) -> None:
     _budget(admin_api, tenant, 1)
-    faults.rules.append(read)
-
-    status, body, headers = _chat(gateway, tenant)
-
-    _assert_unavailable(status, body, headers)
-    faults.rules.clear()
-    assert upstream.requests == []
-    assert _usage(admin_api, tenant)["budget"]["reserved_usd"] == 0
-
-
-def test_a_reservation_that_fails_answers_503_and_holds_nothing(
-    faults: Faults, admin_api: Api, gateway: Gateway, tenant: str, upstream: FakeOpenAI
-) -> None:
-    _budget(admin_api, tenant, 1)
-    faults.rules.append(reserve)
+    faults.rules.append(fault)
 
     status, body, headers = _chat(gateway, tenant)
 
