@@ -149,12 +149,15 @@ class AwsRequests:
     operations in `replay_any` are answered with the last success moto gave for the operation,
     which does not depend on the request (moto answers every successful TransactWriteItems alike).
     `missed` counts the requests replay mode still had to send to moto (0 when it replayed all).
+    With `keep_bodies` on, `bodies` keeps each request's operation and JSON body (bench.cost).
     """
 
     answer: bool = False
     replay: bool = False
     replay_any: frozenset[str] = frozenset({"dynamodb.TransactWriteItems"})
     calls: list[str] = field(default_factory=list)
+    keep_bodies: bool = False
+    bodies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     aws_seconds: float = 0.0
     missed: int = 0
     _recorded: dict[tuple[str, bytes], tuple[int, dict[str, str], bytes]] = field(default_factory=dict)
@@ -180,12 +183,15 @@ class AwsRequests:
 
     def reset(self) -> None:
         self.calls.clear()
+        self.bodies.clear()
         self.aws_seconds = 0.0
         self.missed = 0
 
     def __call__(self, request: Any, event_name: str = "", **_: Any) -> Any:
         operation = event_name.removeprefix("before-send.")
         self.calls.append(operation)
+        if self.keep_bodies:
+            self.bodies.append((operation, _json_body(request.body)))
         if not self.answer:
             return None
         from botocore.awsrequest import AWSResponse
@@ -213,6 +219,14 @@ class AwsRequests:
         elif status == 200:
             self._last_success[operation] = recorded
         return AWSResponse(request.url, status, headers, MockRawResponse(content))
+
+
+def _json_body(body: Any) -> dict[str, Any]:
+    try:
+        parsed = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def timed(call: Callable[[], Any]) -> float:

@@ -28,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.common import machine, proxy_event, say, table, use_layer
+from bench.common import AwsRequests, machine, proxy_event, say, table, use_layer
 
 # us-east-1 list prices (on demand), 2026-12.
 DYNAMODB_PER_MILLION_WRU = 0.625
@@ -45,27 +45,6 @@ GATEWAY_MEMORY_GB = 1.0  # infra.constructs.functions.GATEWAY
 PLATFORM_LOG_BYTES = 420
 # Where the gateway's own work (bench.in_process) and each DynamoDB round trip in-Region take.
 ROUND_TRIP_MS = 6.0
-
-
-@dataclass
-class Requests:
-    """A before-send hook that keeps each request's operation and body; moto still answers."""
-
-    sent: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    on: bool = False
-
-    def __call__(self, request: Any, event_name: str = "", **_: Any) -> None:
-        if not self.on:
-            return None
-        body = request.body or b"{}"
-        try:
-            parsed = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            parsed = {}
-        self.sent.append(
-            (event_name.removeprefix("before-send."), parsed if isinstance(parsed, dict) else {})
-        )
-        return None
 
 
 def value_size(value: dict[str, Any]) -> int:
@@ -188,10 +167,8 @@ def measure(calls: int) -> list[Scenario]:
     from bench import in_process
 
     in_process._environment()
-    hook = Requests()
-    from botocore import handlers
-
-    handlers.BUILTIN_HANDLERS.insert(0, ("before-send", hook))
+    hook = AwsRequests(keep_bodies=True)
+    hook.install()
     import boto3
     from moto import mock_aws
 
@@ -219,22 +196,20 @@ def measure(calls: int) -> list[Scenario]:
                 with _StdoutBytes():  # warm: the provider key and clients are cached
                     for _ in range(2):
                         gateway(event())
-                hook.sent.clear()
+                hook.reset()
                 with _StdoutBytes() as logged:
-                    hook.on = True
                     for _ in range(calls):
                         response = gateway(event())
                         if response["statusCode"] != 200:
                             raise SystemExit(f"gateway answered {response['statusCode']}")
-                    hook.on = False
-                sent = list(hook.sent)
+                sent = list(hook.bodies)  # before the table scans below
                 stored, keys = _stored_sizes(dynamodb)
                 units = capacity(sent, stored, keys)
                 results.append(Scenario(scenario.label, units, logged.bytes / calls + PLATFORM_LOG_BYTES))
             stop()
     finally:
         upstream.stop()
-        handlers.BUILTIN_HANDLERS[:] = [h for h in handlers.BUILTIN_HANDLERS if h[1] is not hook]
+        hook.uninstall()
     for scenario in results:
         scenario.units.wru /= calls
         scenario.units.rru /= calls
