@@ -121,7 +121,7 @@ class FakeLedgers:
         self.released.append(hold)
         return True
 
-    def sweep(self, tenant_id: str, month: str, now: int) -> int:
+    def sweep(self, tenant_id: str, month: str, now: int, shards: int | None = None) -> int:
         return 0
 
     def settle(self, metered: Metered, hold: Hold | None, *, within: Hold | None = None) -> bool:

@@ -37,7 +37,7 @@ class RecordingUsage:
         if self.refuse:
             raise self.refuse.pop(0)
 
-    def sweep(self, tenant_id: str, month: str, now: int) -> int:
+    def sweep(self, tenant_id: str, month: str, now: int, shards: int | None = None) -> int:
         self.calls.append(("sweep", month))
         return self.swept
 
@@ -64,12 +64,16 @@ class RecordingUsage:
         self.calls.append(("release", hold))
         return True
 
-    def mark_warned(self, tenant_id: str, month: str, label: str, threshold: int) -> bool:
+    def mark_warned(self, tenant_id: str, month: str, label: str, threshold: int | None) -> bool:
         self.calls.append(("mark_warned", label))
         if label in self.warned:
             return False
         self.warned.add(label)
         return True
+
+    def month_spend(self, tenant_id: str, month: str, shards: int) -> tuple[int, frozenset[str]]:
+        self.calls.append(("month_spend", shards))
+        return self.spent, frozenset(self.warned)
 
     def names(self) -> list[str]:
         return [name for name, _ in self.calls]

@@ -31,6 +31,9 @@ def _finite(value: float) -> float:
 # Beyond it a value is a mistake, and bounded it stays exact in micro-dollars and fits DynamoDB's
 # numbers (38 digits); unbounded, 1.5e308 passed validation and failed on the write.
 MAX_USD = 10_000_000
+# DynamoDB takes 100 items a transaction: a reservation borrowing across two scopes of this many
+# shards (byom.logic.ledger_shards) fits.
+MAX_LEDGER_SHARDS = 32
 
 Money = Annotated[float, Field(ge=0, le=MAX_USD), AfterValidator(_finite)]
 
@@ -109,6 +112,9 @@ class PutBudget(_Request):
     hard: bool = True
     # Optional limits per API key id, within the tenant's.
     key_limits: Annotated[dict[Slug, Money], Field(max_length=1000)] = {}
+    # How many ledger items the month's money is split over (docs/scale.md): about 50 metered calls
+    # a second each under a hard budget.
+    ledger_shards: Annotated[int, Field(ge=1, le=MAX_LEDGER_SHARDS)] = 1
 
 
 class Budget(BaseModel):
@@ -117,6 +123,7 @@ class Budget(BaseModel):
     warn_at: list[float] = []
     hard: bool = True
     key_limits: dict[str, float] = {}
+    ledger_shards: int = 1
     updated_at: int
 
     def public(self) -> dict:

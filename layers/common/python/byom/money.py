@@ -54,6 +54,10 @@ class Hold:
     limit_micros: int
     key_limit_micros: int | None
     expires_at: int
+    shard: int = 0
+    """The ledger shard the hold is on (byom.logic.ledger_shards), of `shards`; the limits above are
+    the month's, split over the shards by the ledger."""
+    shards: int = 1
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,8 @@ class Metered:
     fell_back_from: tuple[str, ...] = ()
     """The aliases that failed before `alias` answered (a fallback covered them), none twice and
     never `alias` itself: an error each, at no cost."""
+    shard: int = 0
+    """The ledger shard the call is counted on: its hold's, when it has one."""
 
     def counters(self) -> dict[str, int]:
         """What the call adds to the month's total and to its key's and day's counters: the
@@ -124,6 +130,7 @@ class Settled:
     counted: bool
     """False when the request was metered before."""
     spent_micros: int | None = None
-    """The month's spend with this call, when its spend guard was reached; else not read."""
+    """The spend with this call of the call's ledger shard (the month's, unsharded), when its spend
+    guard was reached; else not read."""
     warned: frozenset[str] = frozenset()
     """The thresholds already announced, when the spend was read."""

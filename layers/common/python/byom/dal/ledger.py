@@ -12,7 +12,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
@@ -20,7 +20,8 @@ from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from byom.dal.aws import LazyClient, error_code, from_item, to_item, typed_request
-from byom.domain import Budget
+from byom.domain import MAX_LEDGER_SHARDS, Budget
+from byom.logic.ledger_shards import ShardLedger, moves, resplit, share
 from byom.money import FELL_BACK, BudgetState, Hold, Ledger, Metered, ReservationRefused, Settled
 
 BUDGET = "budget"
@@ -54,6 +55,12 @@ _BACKOFF_SECONDS = {"conflict": (0.01, 0.5), "throttle": (0.1, 1.0)}
 
 def month_pk(tenant_id: str, month: str) -> str:
     return f"{tenant_id}#{month}"
+
+
+def shard_pk(tenant_id: str, month: str, shard: int) -> str:
+    """A ledger shard's partition key (byom.logic.ledger_shards): shard 0 is the month's own, so a
+    budget of one shard is the unsharded layout."""
+    return month_pk(tenant_id, month) if shard == 0 else f"{tenant_id}#{month}#s{shard}"
 
 
 def _minute_sk(minute: str) -> str:
@@ -128,13 +135,21 @@ class UsageTable:
     ) -> None:
         """Store the budget, then set this month's ledgers to it: `remaining = limit - committed`,
         each in one update, so calls in flight are neither forgotten nor counted twice. Later months
-        start from the stored budget at their first reservation."""
+        start from the stored budget at their first reservation. A month on more than one ledger
+        shard (now, or earlier this month) is re-split instead (`_resplit`)."""
         item = budget.model_dump(exclude={"tenant_id"}) | {"pk": budget.tenant_id, "sk": BUDGET}
         self._table.put_item(Item=to_item(item))
-        pk = month_pk(budget.tenant_id, month)
-        self._set_limit(pk, TOTAL, limit_micros)
-        for key_id, key_limit in key_limits_micros.items():
-            self._set_limit(pk, f"key#{key_id}", key_limit)
+        scopes = {TOTAL: limit_micros} | {f"key#{k}": v for k, v in key_limits_micros.items()}
+        used = self._shards_used(budget.tenant_id, month)
+        if budget.ledger_shards == 1 and used == 1:
+            pk = month_pk(budget.tenant_id, month)
+            for sk, limit in scopes.items():
+                self._set_limit(pk, sk, limit)
+            return
+        for sk, limit in scopes.items():
+            self._resplit(
+                budget.tenant_id, month, sk, limit, budget.ledger_shards, max(used, budget.ledger_shards)
+            )
 
     def _set_limit(self, pk: str, sk: str, limit_micros: int) -> None:
         self._table.update_item(
@@ -145,6 +160,79 @@ class UsageTable:
             ),
             ExpressionAttributeValues={":limit": limit_micros, ":zero": 0},
         )
+
+    def _shards_used(self, tenant_id: str, month: str) -> int:
+        """How many ledger shards the month has written: one past the highest with a `total`."""
+        keys = [{"pk": shard_pk(tenant_id, month, i), "sk": TOTAL} for i in range(MAX_LEDGER_SHARDS)]
+        found = self._get_many(keys, ["pk"])
+        shards = [int(item["pk"].rsplit("#s", 1)[1]) for item in found if "#s" in item["pk"]]
+        return max(shards, default=0) + 1
+
+    def _shard_ledgers(self, tenant_id: str, month: str, sk: str, shards: int) -> list[ShardLedger]:
+        """The scope's ledger on each of the month's shards, read consistently."""
+        keys = [{"pk": shard_pk(tenant_id, month, i), "sk": sk} for i in range(shards)]
+        by_pk = {item["pk"]: item for item in self._get_many(keys, None, consistent=True)}
+        ledgers = []
+        for i in range(shards):
+            ledger = ledger_of(by_pk.get(shard_pk(tenant_id, month, i)))
+            ledgers.append(
+                ShardLedger(i, ledger.spent_micros, ledger.committed_micros, ledger.remaining_micros)
+            )
+        return ledgers
+
+    def _get_many(
+        self, keys: list[dict[str, str]], attributes: list[str] | None, *, consistent: bool = False
+    ) -> list[dict[str, Any]]:
+        """The items of `keys` that exist (a BatchGetItem, its unprocessed keys asked again)."""
+        request: dict[str, Any] = {"Keys": [to_item(k) for k in keys], "ConsistentRead": consistent}
+        if attributes:
+            request["ProjectionExpression"] = ", ".join(f"#{n}" for n in range(len(attributes)))
+            request["ExpressionAttributeNames"] = {f"#{n}": name for n, name in enumerate(attributes)}
+        resource = self._table.meta.client
+        items: list[dict[str, Any]] = []
+        pending = {self.name: request}
+        for _ in range(8):
+            answer = resource.batch_get_item(RequestItems=pending)
+            items.extend(from_item(i) for i in answer.get("Responses", {}).get(self.name, []))
+            pending = answer.get("UnprocessedKeys") or {}
+            if not pending:
+                return items
+            time.sleep(0.05)
+        raise RuntimeError("the usage table left keys unread")
+
+    def _resplit(
+        self, tenant_id: str, month: str, sk: str, limit_micros: int, shards: int, used: int
+    ) -> None:
+        """Set one scope's limit over the month's shards (byom.logic.ledger_shards.resplit) in one
+        transaction. Each shard's update is conditioned on its commitment not having outgrown its
+        new limit since it was read; a shard that did is read again, so no shard is left short."""
+        for _ in range(5):
+            ledgers = self._shard_ledgers(tenant_id, month, sk, used)
+            targets = resplit(ledgers, limit_micros, shards)
+            closed = limit_micros < sum(ledger.committed_micros for ledger in ledgers)
+            items: Labelled = []
+            for shard, target in targets.items():
+                update: dict[str, Any] = {
+                    "TableName": self.name,
+                    "Key": {"pk": shard_pk(tenant_id, month, shard), "sk": sk},
+                    "UpdateExpression": (
+                        "SET limit_micros = :limit, "
+                        "remaining_micros = :limit - if_not_exists(committed_micros, :zero)"
+                    ),
+                    "ExpressionAttributeValues": {":limit": target, ":zero": 0},
+                }
+                if not closed:
+                    update["ConditionExpression"] = (
+                        "attribute_not_exists(committed_micros) OR committed_micros <= :limit"
+                    )
+                items.append((f"shard#{shard}", typed_request({"Update": update})))
+            try:
+                self._transact(items)
+                return
+            except ClientError as error:
+                if not _failed(error, items):
+                    raise
+        raise RuntimeError("the month's ledger shards kept moving while the budget was set")
 
     def delete_budget(self, tenant_id: str) -> None:
         self._table.delete_item(Key={"pk": tenant_id, "sk": BUDGET})
@@ -176,29 +264,85 @@ class UsageTable:
         )
 
     @staticmethod
-    def _reserve_update(pk: str, sk: str, amount: int, limit: int) -> dict[str, Any]:
-        # A month's first reservation starts its ledger from the limit (nothing is committed yet).
+    def _ledger_update(
+        pk: str, sk: str, limit: int, *, commit: int = 0, give: int = 0, take: int = 0
+    ) -> dict[str, Any]:
+        """A ledger's part of a reservation: commit `commit`, and (borrowing between shards) receive
+        `give` or hand over `take`, admitted only while the ledger's remaining covers what it loses.
+        A month's first write starts the ledger from `limit` (nothing is committed yet): admitted
+        then only if the limit covers it."""
+        lost = commit + take - give
+        if give or take:
+            values = {":delta": -lost, ":limit": limit, ":moved": give - take, ":lost": lost}
+            expression = (
+                "SET remaining_micros = if_not_exists(remaining_micros, :limit) + :delta, "
+                "limit_micros = if_not_exists(limit_micros, :limit) + :moved"
+            )
+        else:
+            values = {":lost": lost, ":limit": limit}
+            expression = (
+                "SET remaining_micros = if_not_exists(remaining_micros, :limit) - :lost, "
+                "limit_micros = if_not_exists(limit_micros, :limit)"
+            )
+        if commit:
+            expression += " ADD committed_micros :commit"
+            values[":commit"] = commit
+        # A missing attribute compares as false, so a first write over the limit is refused too.
+        condition = "remaining_micros >= :lost"
+        if limit >= lost:
+            condition = "attribute_not_exists(remaining_micros) OR " + condition
         return {
             "Key": {"pk": pk, "sk": sk},
-            "UpdateExpression": (
-                "SET remaining_micros = if_not_exists(remaining_micros, :limit) - :amount, "
-                "limit_micros = if_not_exists(limit_micros, :limit) ADD committed_micros :amount"
-            ),
-            "ConditionExpression": "attribute_not_exists(remaining_micros) OR remaining_micros >= :amount",
-            "ExpressionAttributeValues": {":amount": amount, ":limit": limit},
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
 
+    @staticmethod
+    def _scopes(hold: Hold) -> list[tuple[str, str, int]]:
+        """The ledgers a hold is taken off: (scope, sort key, the month's limit)."""
+        scopes = [("tenant", TOTAL, hold.limit_micros)]
+        if hold.key_limit_micros is not None:
+            scopes.append(("key", f"key#{hold.key_id}", hold.key_limit_micros))
+        return scopes
+
     def reserve(self, hold: Hold) -> None:
         """Take the hold off the tenant's (and the key's) remaining budget, or refuse: one
-        transaction, so two concurrent calls can never both take the last of it."""
-        pk = month_pk(hold.tenant_id, hold.month)
-        updates = [("tenant", self._reserve_update(pk, TOTAL, hold.amount_micros, hold.limit_micros))]
-        if hold.key_limit_micros is not None:
-            key_update = self._reserve_update(
-                pk, f"key#{hold.key_id}", hold.amount_micros, hold.key_limit_micros
+        transaction, so two concurrent calls can never both take the last of it. On a sharded
+        month, a shard short of it borrows from the others first (`_borrow`)."""
+        items = self._reservation(hold, {})
+        try:
+            self._transact(items)
+        except ClientError as error:
+            refused = _refusal(error, items, self._scopes(hold))
+            if refused is None:
+                raise
+            if hold.shards <= 1:
+                raise refused from None
+            self._borrow(hold, refused)
+
+    def _reservation(self, hold: Hold, borrowed: dict[str, dict[int, int]]) -> Labelled:
+        """The reservation's items: each scope's ledger on the hold's shard (and, borrowing, on
+        the shards it borrows from), then the hold."""
+        pk = shard_pk(hold.tenant_id, hold.month, hold.shard)
+        items: Labelled = []
+        for scope, sk, limit in self._scopes(hold):
+            taken = borrowed.get(scope, {})
+            for donor, amount in taken.items():
+                donor_pk = shard_pk(hold.tenant_id, hold.month, donor)
+                update = self._ledger_update(donor_pk, sk, share(limit, hold.shards, donor), take=amount)
+                items.append(
+                    (f"{scope}@{donor}", typed_request({"Update": {"TableName": self.name, **update}}))
+                )
+            update = self._ledger_update(
+                pk,
+                sk,
+                share(limit, hold.shards, hold.shard),
+                commit=hold.amount_micros,
+                give=sum(taken.values()),
             )
-            updates.append(("key", key_update))
+            items.append((scope, typed_request({"Update": {"TableName": self.name, **update}})))
         record = {
             "pk": pk,
             "sk": f"hold#{hold.request_id}",
@@ -207,23 +351,32 @@ class UsageTable:
             "key_limited": hold.key_limit_micros is not None,
             "expires_at": hold.expires_at,
         }
-        items: Labelled = [
-            (scope, typed_request({"Update": {"TableName": self.name, **update}}))
-            for scope, update in updates
-        ]
         hold_put = {"TableName": self.name, "Item": record, "ConditionExpression": "attribute_not_exists(pk)"}
         items.append(("hold", typed_request({"Put": hold_put})))
-        try:
-            self._transact(items)
-        except ClientError as error:
-            failed = _failed(error, items)
-            for scope, _ in updates:  # the tenant's ledger first, as before a key's
-                if scope in failed:
-                    remaining = failed[scope].get("remaining_micros")
-                    raise ReservationRefused(
-                        scope, int(remaining) if remaining is not None else None
-                    ) from None
-            raise
+        return items
+
+    def _borrow(self, hold: Hold, refused: ReservationRefused) -> None:
+        """A sharded month's reservation its own shard refused: read the scopes' shards and move
+        what it lacks from the richest, in the reservation's own transaction (no shard admits more
+        than it has, so the month admits no more than one ledger would). Refused when the shards
+        together cannot hold it; read again when another call moved them meanwhile."""
+        for _ in range(3):
+            plan: dict[str, dict[int, int]] = {}
+            for scope, sk, limit in self._scopes(hold):
+                ledgers = self._shard_ledgers(hold.tenant_id, hold.month, sk, hold.shards)
+                moved = moves(ledgers, limit, hold.shards, hold.shard, hold.amount_micros)
+                if moved is None:
+                    left = sum(max(ledger.remaining(limit, hold.shards), 0) for ledger in ledgers)
+                    raise ReservationRefused(scope, left)
+                plan[scope] = moved
+            items = self._reservation(hold, plan)
+            try:
+                self._transact(items)
+                return
+            except ClientError as error:
+                if not _failed(error, items):
+                    raise
+        raise refused
 
     def settle(
         self,
@@ -277,7 +430,7 @@ class UsageTable:
     ) -> bool:
         """`hold`: the hold to turn into the cost, None when there is none (or it was swept);
         `reserved`: the call's reservation, whose limits the ledgers keep, swept or not."""
-        pk = month_pk(metered.tenant_id, metered.month)
+        pk = shard_pk(metered.tenant_id, metered.month, metered.shard)
         # Adding zero changes nothing: left out, the request is smaller and quicker to build
         # (every call adds 1 to `requests` or `errors`, so an update is never empty).
         call_counters = {name: value for name, value in metered.counters().items() if value}
@@ -329,7 +482,11 @@ class UsageTable:
                 items.append((f"model#{alias}", typed_request(self._fell_back_update(pk, alias))))
         tokens = metered.input_tokens + metered.output_tokens
         if metered.tokens_minute is not None and tokens:
-            items.append(("minute", typed_request(self._minute_update(pk, metered.tokens_minute, tokens))))
+            # The tenant's minute counter stays on the month's own partition: the call reads it there.
+            minute_pk = month_pk(metered.tenant_id, metered.month)
+            items.append(
+                ("minute", typed_request(self._minute_update(minute_pk, metered.tokens_minute, tokens)))
+            )
         items.extend((f"also#{n}", typed_request(item)) for n, item in enumerate(also))
         if hold is not None:
             items.append(("hold", typed_request(self._delete_hold(hold))))
@@ -380,7 +537,7 @@ class UsageTable:
             values[":now"] = expired_before
         delete: dict[str, Any] = {
             "TableName": self.name,
-            "Key": {"pk": month_pk(hold.tenant_id, hold.month), "sk": f"hold#{hold.request_id}"},
+            "Key": {"pk": shard_pk(hold.tenant_id, hold.month, hold.shard), "sk": f"hold#{hold.request_id}"},
             "ConditionExpression": condition,
         }
         if values:
@@ -390,7 +547,7 @@ class UsageTable:
     def release(self, hold: Hold, *, expired_before: int | None = None) -> bool:
         """Give a hold back, whoever gets there first (the call, or a sweep once it expired):
         deleting the hold and refunding it are one transaction. False if it was already gone."""
-        pk = month_pk(hold.tenant_id, hold.month)
+        pk = shard_pk(hold.tenant_id, hold.month, hold.shard)
         refund = {
             "UpdateExpression": "ADD committed_micros :minus, remaining_micros :plus",
             "ExpressionAttributeValues": {":minus": -hold.amount_micros, ":plus": hold.amount_micros},
@@ -413,43 +570,61 @@ class UsageTable:
             raise
         return True
 
-    def sweep(self, tenant_id: str, month: str, now: int) -> int:
-        """Release the holds of calls that never settled (a crashed function) once they expired."""
-        pk = month_pk(tenant_id, month)
-        answer = self._table.query(KeyConditionExpression=Key("pk").eq(pk) & Key("sk").begins_with("hold#"))
+    def sweep(self, tenant_id: str, month: str, now: int, shards: int | None = None) -> int:
+        """Release the holds of calls that never settled (a crashed function) once they expired, on
+        each of the month's `shards` (None: every shard the month has written)."""
+        if shards is None:
+            shards = self._shards_used(tenant_id, month)
         released = 0
-        for item in (from_item(i) for i in answer.get("Items", [])):
-            if int(item["expires_at"]) >= now:
-                continue
-            hold = Hold(
-                tenant_id=tenant_id,
-                month=month,
-                request_id=item["sk"].removeprefix("hold#"),
-                key_id=item["key_id"],
-                amount_micros=int(item["amount_micros"]),
-                limit_micros=0,
-                key_limit_micros=0 if item.get("key_limited") else None,
-                expires_at=int(item["expires_at"]),
+        for shard in range(shards):
+            pk = shard_pk(tenant_id, month, shard)
+            answer = self._table.query(
+                KeyConditionExpression=Key("pk").eq(pk) & Key("sk").begins_with("hold#")
             )
-            released += self.release(hold, expired_before=now)
+            for item in (from_item(i) for i in answer.get("Items", [])):
+                if int(item["expires_at"]) >= now:
+                    continue
+                hold = Hold(
+                    tenant_id=tenant_id,
+                    month=month,
+                    request_id=item["sk"].removeprefix("hold#"),
+                    key_id=item["key_id"],
+                    amount_micros=int(item["amount_micros"]),
+                    limit_micros=0,
+                    key_limit_micros=0 if item.get("key_limited") else None,
+                    expires_at=int(item["expires_at"]),
+                    shard=shard,
+                    shards=shards,
+                )
+                released += self.release(hold, expired_before=now)
         return released
 
-    def mark_warned(self, tenant_id: str, month: str, label: str, threshold_micros: int) -> bool:
+    def month_spend(self, tenant_id: str, month: str, shards: int) -> tuple[int, frozenset[str]]:
+        """A sharded month's spend, summed over its shards (read consistently), and the thresholds
+        already announced (kept on shard 0's ledger)."""
+        ledgers = self._shard_ledgers(tenant_id, month, TOTAL, shards)
+        warned = self._get_many(
+            [{"pk": month_pk(tenant_id, month), "sk": TOTAL}], ["warned"], consistent=True
+        )
+        return sum(ledger.spent_micros for ledger in ledgers), frozenset(
+            warned[0].get("warned", ()) if warned else ()
+        )
+
+    def mark_warned(self, tenant_id: str, month: str, label: str, threshold_micros: int | None) -> bool:
         """Record that a `warn_at` fraction was announced; True for exactly one caller per month,
-        and only once the settled spend has really reached it."""
+        and only once the settled spend has really reached it: checked here on an unsharded month,
+        by the caller's `month_spend` on a sharded one (`threshold_micros` None)."""
+        condition = "attribute_not_exists(warned) OR NOT contains(warned, :label)"
+        values: dict[str, Any] = {":labels": {label}, ":label": label}
+        if threshold_micros is not None:
+            condition = f"cost_micros >= :threshold AND ({condition})"
+            values[":threshold"] = threshold_micros
         try:
             self._table.update_item(
                 Key={"pk": month_pk(tenant_id, month), "sk": TOTAL},
                 UpdateExpression="ADD warned :labels",
-                ConditionExpression=(
-                    "cost_micros >= :threshold "
-                    "AND (attribute_not_exists(warned) OR NOT contains(warned, :label))"
-                ),
-                ExpressionAttributeValues={
-                    ":labels": {label},
-                    ":label": label,
-                    ":threshold": threshold_micros,
-                },
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
             )
         except ClientError as error:
             if error_code(error) == "ConditionalCheckFailedException":
@@ -460,19 +635,32 @@ class UsageTable:
     # Reports
 
     def month_items(self, tenant_id: str, month: str) -> list[dict[str, Any]]:
-        """The month's counters (`total`, `model#`, `key#`, `day#`), markers and holds left out."""
-        pk = month_pk(tenant_id, month)
-        items: list[dict[str, Any]] = []
+        """The month's counters (`total`, `model#`, `key#`, `day#`), markers and holds left out;
+        on a sharded month, each summed over the shards (numbers added, sets joined)."""
+        merged: dict[str, dict[str, Any]] = {}
+        for shard in range(self._shards_used(tenant_id, month)):
+            for item in self._partition(shard_pk(tenant_id, month, shard)):
+                if item["sk"].startswith(("req#", "hold#", "tpm#")):
+                    continue
+                into = merged.setdefault(item["sk"], {"pk": month_pk(tenant_id, month), "sk": item["sk"]})
+                for name, value in item.items():
+                    if name in ("pk", "sk"):
+                        continue
+                    if isinstance(value, bool) or not isinstance(value, int | float | set):
+                        into.setdefault(name, value)
+                    elif name in into:
+                        into[name] = into[name] | value if isinstance(value, set) else into[name] + value
+                    else:
+                        into[name] = value
+        return list(merged.values())
+
+    def _partition(self, pk: str) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(pk)}
         while True:
             page = self._table.query(**kwargs)
-            items.extend(
-                from_item(i)
-                for i in page.get("Items", [])
-                if not i["sk"].startswith(("req#", "hold#", "tpm#"))
-            )
+            yield from (from_item(i) for i in page.get("Items", []))
             if "LastEvaluatedKey" not in page:
-                return items
+                return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def _transact(self, items: Labelled) -> None:
@@ -495,6 +683,19 @@ class UsageTable:
                     self.retries[reason] += 1
                 waited += wait
                 time.sleep(wait)
+
+
+def _refusal(
+    error: ClientError, items: Labelled, scopes: list[tuple[str, str, int]]
+) -> ReservationRefused | None:
+    """The reservation refused by its ledgers' conditions, the tenant's before a key's; None when
+    it failed otherwise."""
+    failed = _failed(error, items)
+    for scope, _, _ in scopes:
+        if scope in failed:
+            remaining = failed[scope].get("remaining_micros")
+            return ReservationRefused(scope, int(remaining) if remaining is not None else None)
+    return None
 
 
 def _transient(error: ClientError) -> str | None:

@@ -434,6 +434,10 @@ def reserve(store: BatchStore, batch: Batch, needed: int, lines: int) -> Hold | 
         limit_micros=money.to_micros(budget.monthly_limit_usd),
         key_limit_micros=money.to_micros(key_limit) if key_limit is not None else None,
         expires_at=batch.expires_at + HOLD_SLACK_SECONDS,
+        # A batch's hold and lines are on the month's first ledger shard (borrowing from the others
+        # when the month is split): `batch_hold` finds it there without storing where it is.
+        shard=0,
+        shards=budget.ledger_shards,
     )
     try:
         store.usage.reserve(hold)

@@ -60,6 +60,7 @@ def budget_from(tenant_id: str, body: PutBudget, now: int) -> Budget:
         warn_at=sorted(set(body.warn_at)),
         hard=body.hard,
         key_limits=dict(body.key_limits),
+        ledger_shards=body.ledger_shards,
         updated_at=now,
     )
 

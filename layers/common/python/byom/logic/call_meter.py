@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from byom.domain import Pricing
 from byom.errors import BudgetExceeded, ByomError, StoreUnavailable
+from byom.logic.ledger_shards import shard_of
 from byom.logic.money import (
     Estimate,
     cost_micros,
@@ -77,8 +78,9 @@ class Ledgers(Protocol):
 
     def release(self, hold: Hold) -> bool: ...
 
-    def sweep(self, tenant_id: str, month: str, now: int) -> int:
-        """Release the expired holds of calls that never settled; how many."""
+    def sweep(self, tenant_id: str, month: str, now: int, shards: int | None = None) -> int:
+        """Release the expired holds of calls that never settled, on the month's `shards` ledger
+        shards (None: all it has); how many."""
         ...
 
     def settle(
@@ -90,8 +92,13 @@ class Ledgers(Protocol):
         also: list[dict[str, Any]] | None = None,
     ) -> Settled: ...
 
-    def mark_warned(self, tenant_id: str, month: str, label: str, threshold_micros: int) -> bool:
-        """True for exactly one caller per month and threshold."""
+    def mark_warned(self, tenant_id: str, month: str, label: str, threshold_micros: int | None) -> bool:
+        """True for exactly one caller per month and threshold; `threshold_micros` None: the
+        caller read that the month reached it (a sharded month, `month_spend`)."""
+        ...
+
+    def month_spend(self, tenant_id: str, month: str, shards: int) -> tuple[int, frozenset[str]]:
+        """A sharded month's spend over its shards, and the thresholds announced."""
         ...
 
 
@@ -201,6 +208,10 @@ class CallMeter:
         self.started_at = self.now()
         self.month = month_of(self.started_at)
         self.day = day_of(self.started_at)
+        budget = self.state.budget
+        # A month split over ledger shards (docs/scale.md): the call reserves and is counted on one.
+        self.shards = budget.ledger_shards if budget is not None else 1
+        self.shard = shard_of(self.request_id, self.shards)
 
     def __enter__(self) -> CallMeter:
         return self
@@ -238,6 +249,8 @@ class CallMeter:
             limit_micros=limit,
             key_limit_micros=self.key_limit_micros,
             expires_at=self.started_at + HOLD_SECONDS,
+            shard=self.shard,
+            shards=self.shards,
         )
         # The provider is not called: nothing is spent. A reservation that landed unanswered
         # stays held until a sweep gives it back (the budget errs on the safe side).
@@ -249,7 +262,7 @@ class CallMeter:
                 self.usage.reserve(hold)
             except ReservationRefused as refused:
                 # Holds of crashed calls are only worth sweeping when they stand in a call's way.
-                if not self.usage.sweep(self.tenant_id, self.month, self.now()):
+                if not self.usage.sweep(self.tenant_id, self.month, self.now(), self.shards):
                     raise self._refusal(refused, estimate) from None
                 try:
                     self.usage.reserve(hold)
@@ -301,13 +314,17 @@ class CallMeter:
             fell_back_from=fell_back_from,
         )
         settled = self._settle(metered, self._spend_guard(cost), record)
-        if settled.spent_micros is not None:
-            self._announce_thresholds(settled.spent_micros, settled.warned)
-        self._budget_metrics(
-            settled.spent_micros
-            if settled.spent_micros is not None
-            else self.state.ledger.spent_micros + cost
-        )
+        spent = settled.spent_micros
+        if spent is not None and self.shards > 1:
+            # The call's shard reached its part of a threshold: has the month reached it?
+            spent, warned = self.usage.month_spend(self.tenant_id, self.month, self.shards)
+            self._announce_thresholds(spent, warned, checked=True)
+        elif spent is not None:
+            self._announce_thresholds(spent, settled.warned)
+        if spent is None:
+            # The spend read before the call; a sharded month read shard 0, a part of about 1/N.
+            spent = self.state.ledger.spent_micros * self.shards + cost
+        self._budget_metrics(spent)
         return cost
 
     def failed(self, alias: str, *, latency_ms: int | None, record: SettleRecord | None = None) -> None:
@@ -323,6 +340,7 @@ class CallMeter:
             key_id=self.key_id,
             alias=alias,
             tokens_minute=self.tokens_minute,
+            shard=self.shard,
             **counts,
         )
 
@@ -381,11 +399,15 @@ class CallMeter:
         return sorted(f for f in set(budget.warn_at) if fraction_label(f) not in self.state.ledger.warned)
 
     def _spend_guard(self, cost: int) -> int | None:
-        """The spend below which this call reaches no unannounced threshold (see UsageTable.settle)."""
+        """The spend below which this call reaches no unannounced threshold (see UsageTable.settle).
+        On a sharded month, the shard's spend below which it reaches no 1/N of it: while every shard
+        is under its part, the month is under the threshold, so the call that takes one past it is
+        the one to read the month's spend."""
         pending = self._unannounced()
         if not pending or self.state.budget is None:
             return None
-        return threshold_micros(to_micros(self.state.budget.monthly_limit_usd), pending[0]) - cost
+        threshold = threshold_micros(to_micros(self.state.budget.monthly_limit_usd), pending[0])
+        return threshold // self.shards - cost
 
     def _budget_metrics(self, spent: int) -> None:
         budget = self.state.budget
@@ -395,11 +417,12 @@ class CallMeter:
             tenant_id=self.tenant_id, spent_micros=spent, limit_micros=to_micros(budget.monthly_limit_usd)
         )
 
-    def _announce_thresholds(self, spent: int, warned: frozenset[str]) -> None:
+    def _announce_thresholds(self, spent: int, warned: frozenset[str], *, checked: bool = False) -> None:
         """Each `warn_at` fraction once a month: whoever records it in the ledger announces it.
 
         `spent` is the month's spend the ledger answered this call's settle with, so the call that
-        reaches a threshold is the one that sees it, however many calls overlap."""
+        reaches a threshold is the one that sees it, however many calls overlap. `checked`: `spent`
+        was read after the settle, summed over a sharded month's shards."""
         budget = self.state.budget
         if budget is None:
             return
@@ -408,7 +431,7 @@ class CallMeter:
             label = fraction_label(fraction)
             try:
                 marked = self.usage.mark_warned(
-                    self.tenant_id, self.month, label, threshold_micros(limit, fraction)
+                    self.tenant_id, self.month, label, None if checked else threshold_micros(limit, fraction)
                 )
             except Exception as error:
                 # A transaction holding `total` (TransactionConflictException) or throttling: the
