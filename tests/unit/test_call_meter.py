@@ -10,6 +10,7 @@ import pytest
 from byom.domain import Budget, Pricing
 from byom.errors import BudgetExceeded, StoreUnavailable
 from byom.logic.call_meter import HOLD_SECONDS, CallMeter, Threshold, reconcile
+from byom.logic.ledger_shards import shard_of
 from byom.logic.money import Estimate
 from byom.money import BudgetState, Hold, Ledger, Metered, Pending, ReservationRefused, Settled
 from byom.providers import Usage
@@ -29,6 +30,8 @@ class RecordingUsage:
     swept: int = 0
     warned: set[str] = field(default_factory=set)
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    thresholds: list[int | None] = field(default_factory=list)
+    guards: list[int | None] = field(default_factory=list)
 
     def reserve(self, hold: Hold) -> None:
         self.calls.append(("reserve", hold))
@@ -50,6 +53,7 @@ class RecordingUsage:
         also: list[dict[str, Any]] | None = None,
     ) -> Settled:
         self.calls.append(("settle", (metered, hold)))
+        self.guards.append(spend_guard)
         self.also = list(also or [])
         if self.broken:
             raise ConnectionError("throttled")
@@ -66,6 +70,7 @@ class RecordingUsage:
 
     def mark_warned(self, tenant_id: str, month: str, label: str, threshold: int | None) -> bool:
         self.calls.append(("mark_warned", label))
+        self.thresholds.append(threshold)
         if label in self.warned:
             return False
         self.warned.add(label)
@@ -128,6 +133,7 @@ def _meter(
     spent: int = 0,
     notifier: RecordingNotifier | None = None,
     backlog: RecordingBacklog | None = None,
+    request_id: str = "req-1",
 ) -> CallMeter:
     return CallMeter(
         usage=usage,
@@ -135,7 +141,7 @@ def _meter(
         metrics=None,
         tenant_id="tnt_a",
         key_id="key_1",
-        request_id="req-1",
+        request_id=request_id,
         state=BudgetState(budget, Ledger(spent_micros=spent, committed_micros=spent)),
         now=lambda: NOW,
         backlog=backlog,
@@ -307,6 +313,37 @@ def test_the_call_that_reaches_a_threshold_announces_it_though_it_started_before
     with _meter(usage, _budget(1.0, warn_at=[0.5]), spent=0, notifier=notifier) as late:
         late.succeeded("chat", Usage(100, 0), PRICE, latency_ms=1)
 
+    assert [(t.fraction, t.spent_usd) for t in notifier.sent] == [(0.5, pytest.approx(0.55))]
+
+
+def test_a_sharded_month_holds_and_counts_the_call_on_the_shard_of_its_request_id() -> None:
+    usage = RecordingUsage()
+    budget = _budget(1.0).model_copy(update={"ledger_shards": 8})
+    request_id = next(f"req-{n}" for n in range(100) if shard_of(f"req-{n}", 8) == 5)
+
+    with _meter(usage, budget, request_id=request_id) as meter:
+        meter.admit(ESTIMATE)
+        meter.succeeded("chat", Usage(100, 0), PRICE, latency_ms=1)
+
+    hold, (metered, settled_hold) = usage.calls[0][1], usage.calls[1][1]
+    assert (hold.shard, hold.shards, hold.limit_micros) == (5, 8, 1_000_000)
+    assert (metered.shard, settled_hold) == (5, hold)
+
+
+def test_a_sharded_shard_past_its_part_of_a_threshold_reads_the_month_before_announcing() -> None:
+    budget = _budget(1.0, warn_at=[0.5]).model_copy(update={"ledger_shards": 4})
+    below, notifier = RecordingUsage(spent=140_000), RecordingNotifier()
+
+    with _meter(below, budget, notifier=notifier) as meter:  # its shard past $0.125; the month at 24 %
+        meter.succeeded("chat", Usage(100, 0), PRICE, latency_ms=1)
+    reached = RecordingUsage(spent=450_000)
+    with _meter(reached, budget, notifier=notifier) as meter:  # the month at 55 %
+        meter.succeeded("chat", Usage(100, 0), PRICE, latency_ms=1)
+
+    assert below.guards == [500_000 // 4 - 100_000]
+    assert below.names() == ["settle", "month_spend"]
+    assert reached.names() == ["settle", "month_spend", "mark_warned"]
+    assert reached.thresholds == [None]  # the month's spend was read, summed over the shards
     assert [(t.fraction, t.spent_usd) for t in notifier.sent] == [(0.5, pytest.approx(0.55))]
 
 
