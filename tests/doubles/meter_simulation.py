@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from byom.dal.aws import from_item
-from byom.dal.ledger import TOTAL, UsageTable, ledger_of, month_pk
+from byom.dal.ledger import TOTAL, UsageTable, ledger_of, shard_pk
 from byom.domain import Budget, Pricing
 from byom.errors import BudgetExceeded
 from byom.logic.call_meter import CallMeter
@@ -82,9 +82,10 @@ class Outcome:
         return max(0, self.ledger.spent_micros - self.limit_micros)
 
 
-def run_calls(table: Any, *, calls: int = 100, limit_micros: int = 500_000) -> Outcome:
-    """`calls` concurrent calls of one tenant under a hard monthly budget of `limit_micros`."""
-    usage = budgeted(table, limit_micros)
+def run_calls(table: Any, *, calls: int = 100, limit_micros: int = 500_000, shards: int = 1) -> Outcome:
+    """`calls` concurrent calls of one tenant under a hard monthly budget of `limit_micros`, its
+    month split over `shards` ledger shards."""
+    usage = budgeted(table, limit_micros, shards)
     outcome = Outcome(calls=calls, limit_micros=limit_micros, seconds=0.0)
     lock = threading.Lock()
     start = threading.Barrier(calls)
@@ -112,15 +113,20 @@ def run_calls(table: Any, *, calls: int = 100, limit_micros: int = 500_000) -> O
     for thread in threads:
         thread.join()
     outcome.seconds = time.perf_counter() - began
-    _read_back(usage, table, outcome)
+    _read_back(usage, table, outcome, shards)
     return outcome
 
 
-def budgeted(table: Any, limit_micros: int) -> UsageTable:
+def budgeted(table: Any, limit_micros: int, shards: int = 1) -> UsageTable:
     """The usage table with the tenant's hard monthly budget of `limit_micros` set."""
     usage = UsageTable(table, low_level_client(table))
     budget = Budget(
-        tenant_id=TENANT, monthly_limit_usd=limit_micros / 1_000_000, warn_at=[], hard=True, updated_at=0
+        tenant_id=TENANT,
+        monthly_limit_usd=limit_micros / 1_000_000,
+        warn_at=[],
+        hard=True,
+        ledger_shards=shards,
+        updated_at=0,
     )
     usage.put_budget(budget, MONTH, {}, limit_micros)
     return usage
@@ -142,22 +148,25 @@ def one_call(usage: UsageTable, table: Any, request_id: str, phase: list[str] | 
         return meter.succeeded(ALIAS, USAGE, PRICING, latency_ms=1)
 
 
-def _read_back(usage: UsageTable, table: Any, outcome: Outcome) -> None:
-    total = table.get_item(Key={"pk": month_pk(TENANT, MONTH), "sk": TOTAL}, ConsistentRead=True).get("Item")
-    outcome.ledger = ledger_of(from_item(total) if total else None)
+def _read_back(usage: UsageTable, table: Any, outcome: Outcome, shards: int) -> None:
+    """The month's ledger summed over its shards (as the usage report sums it), and every
+    shard's markers and holds."""
+    total = next((i for i in usage.month_items(TENANT, MONTH) if i["sk"] == TOTAL), None)
+    outcome.ledger = ledger_of(total)
     outcome.requests_counted = int(total.get("requests", 0)) if total else 0
     prefixes: Counter[str] = Counter()
-    kwargs: dict[str, Any] = {
-        "KeyConditionExpression": "pk = :pk",
-        "ExpressionAttributeValues": {":pk": month_pk(TENANT, MONTH)},
-        "ConsistentRead": True,
-    }
-    while True:
-        page = table.query(**kwargs)
-        prefixes.update(str(i["sk"]).split("#", 1)[0] for i in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    for shard in range(shards):
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": {":pk": shard_pk(TENANT, MONTH, shard)},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = table.query(**kwargs)
+            prefixes.update(str(i["sk"]).split("#", 1)[0] for i in page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     outcome.markers = prefixes["req"]
     outcome.holds_left = prefixes["hold"]
     outcome.retries = Counter(usage.retries)

@@ -307,3 +307,17 @@ def test_a_hundred_concurrent_calls_are_each_metered_once_within_the_budget_unde
     assert 0 < outcome.settled < outcome.calls  # the budget fits some of the calls, not all
     assert double.tally.conflicts + double.tally.throttles > 0  # the calls did contend
     assert sum(outcome.retries.values()) > 0
+
+
+def test_a_hundred_concurrent_calls_on_eight_ledger_shards_are_each_metered_once_within_the_budget(
+    endpoint: str,
+) -> None:
+    double = ContendedDynamoDB(Capacity(item_wru=150, partition_wru=300, service_seconds=SERVICE))
+    table = contended_table(endpoint, double)
+
+    outcome = run_calls(table, calls=100, limit_micros=800_000, shards=8)
+
+    _assert_exact(outcome)
+    assert 0 < outcome.settled < outcome.calls
+    # The calls' writes land on eight partition keys, not one.
+    assert len({pk for _, pk, _ in double.tally.item_wru}) >= 8

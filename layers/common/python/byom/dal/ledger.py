@@ -27,6 +27,10 @@ from byom.money import FELL_BACK, BudgetState, Hold, Ledger, Metered, Reservatio
 BUDGET = "budget"
 TOTAL = "total"
 MARKER_TTL_SECONDS = 40 * 86_400
+# Holds expire minutes after their call (byom.logic.call_meter.HOLD_SECONDS): a month swept this
+# recently has nothing new to give back, and a tenant refused at its limit under load would otherwise
+# query every shard's holds on each refused call.
+SWEEP_INTERVAL_SECONDS = 10
 MINUTE_TTL_SECONDS = 86_400
 # A transaction that DynamoDB cancelled only for contention commits when tried again a little later.
 # The SDK retries neither reason, so `_transact` does, with full-jitter exponential backoff (calls a
@@ -115,6 +119,8 @@ class UsageTable:
         self.retries: Counter[str] = Counter()
         """Transactions tried again, by the reason DynamoDB cancelled them (bench/contention)."""
         self._retries_lock = threading.Lock()
+        self._swept: dict[tuple[str, str], int] = {}
+        """When this table last swept each tenant's month (the `now` it was given)."""
 
     @property
     def name(self) -> str:
@@ -572,7 +578,12 @@ class UsageTable:
 
     def sweep(self, tenant_id: str, month: str, now: int, shards: int | None = None) -> int:
         """Release the holds of calls that never settled (a crashed function) once they expired, on
-        each of the month's `shards` (None: every shard the month has written)."""
+        each of the month's `shards` (None: every shard the month has written). At most once per
+        SWEEP_INTERVAL_SECONDS per month here: a sweep skipped releases nothing (0)."""
+        last = self._swept.get((tenant_id, month))
+        if last is not None and 0 <= now - last < SWEEP_INTERVAL_SECONDS:
+            return 0
+        self._swept[(tenant_id, month)] = now
         if shards is None:
             shards = self._shards_used(tenant_id, month)
         released = 0
