@@ -286,3 +286,28 @@ def test_a_key_limit_holds_across_shards(served_usage: UsageTable) -> None:
     with pytest.raises(BudgetExceeded):
         meter = _meter(served_usage, "over-the-key")
         meter.admit(Estimate(0, 0, 70_000))
+
+
+def test_a_sharded_months_minute_counter_adds_every_shards_tokens_where_calls_read_it(
+    served_usage: UsageTable,
+) -> None:
+    _set_budget(served_usage, 4)
+    ids = [f"tpm-{n}" for n in range(8)]
+    assert len({shard_of(i, 4) for i in ids}) > 1
+    for request_id in ids:
+        meter = CallMeter(
+            served_usage,
+            None,
+            None,
+            "tnt_a",
+            "key_1",
+            request_id,
+            BudgetState(served_usage.get_budget("tnt_a"), Ledger()),
+            lambda: NOW,
+            tokens_minute="2026-11-23T12:00",
+        )
+        with meter:
+            meter.succeeded("chat", Usage(6, 2), Pricing(**PRICING), latency_ms=1)
+
+    minute = served_usage._table.get_item(Key={"pk": month_pk("tnt_a", MONTH), "sk": "tpm#2026-11-23T12:00"})
+    assert minute["Item"]["tokens"] == 8 * 8

@@ -84,7 +84,8 @@ class Metered:
     """The aliases that failed before `alias` answered (a fallback covered them), none twice and
     never `alias` itself: an error each, at no cost."""
     shard: int = 0
-    """The ledger shard the call is counted on: its hold's, when it has one."""
+    """The ledger shard the call is counted on (its hold's, when it has one), of `shards`."""
+    shards: int = 1
 
     def counters(self) -> dict[str, int]:
         """What the call adds to the month's total and to its key's and day's counters: the

@@ -341,6 +341,7 @@ class CallMeter:
             alias=alias,
             tokens_minute=self.tokens_minute,
             shard=self.shard,
+            shards=self.shards,
             **counts,
         )
 
