@@ -204,12 +204,15 @@ BURST_MESSAGES = [
 ]
 
 
+@pytest.mark.parametrize("ledger_shards", [1, 8])
 def test_concurrent_calls_never_push_spend_past_a_hard_budget(
-    new_tenant: Callable[..., Tenant], upstream: MeteredUpstream
+    new_tenant: Callable[..., Tenant], upstream: MeteredUpstream, ledger_shards: int
 ) -> None:
+    """On eight ledger shards each call holds more than a shard's share ($0.125), so each borrows
+    from the others: the same three fit."""
     model = unique("burst")
     tenant = new_tenant({"burst": {"model_id": model, "pricing": PRICE}})
-    tenant.put_budget(monthly_limit_usd=1.0, hard=True)
+    tenant.put_budget(monthly_limit_usd=1.0, hard=True, ledger_shards=ledger_shards)
     sdk = tenant.sdk("dev")
     prompt_bytes = len(BURST_MESSAGES[0]["content"].encode())
     hold = input_bound(BURST_MESSAGES) * 1000 + 100 * 2000

@@ -9,7 +9,10 @@ import pytest
 from byom.dal.meter_backlog import from_message, to_message
 from byom.money import Hold, Metered, Pending
 
-HOLD = Hold("tnt_a", "2026-09", "req-1", "key_1", 200_000, 1_000_000, 500_000, 1_790_000_300)
+# On shard 3 of 8 (byom.logic.ledger_shards): the reconciler settles it where it was held.
+HOLD = Hold(
+    "tnt_a", "2026-09", "req-1", "key_1", 200_000, 1_000_000, 500_000, 1_790_000_300, shard=3, shards=8
+)
 METERED = Metered(
     "tnt_a",
     "2026-09",
@@ -23,6 +26,8 @@ METERED = Metered(
     latency_ms=12,
     tokens_minute="2026-09-21T10:00",
     fell_back_from=("fast",),
+    shard=3,
+    shards=8,
 )
 AUDIT = {
     "Put": {

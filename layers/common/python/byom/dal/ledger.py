@@ -54,6 +54,9 @@ _THROTTLES = frozenset(
 # seconds (bench/contention): a shorter budget would drop the last of them.
 _TRANSACT_ATTEMPTS = 16
 _BACKOFF_BUDGET_SECONDS = 5.0
+# A borrowing reservation whose shards other calls moved meanwhile reads them again: only a read
+# that shows the month cannot hold it refuses the call, unless they keep moving this many times.
+_BORROW_ATTEMPTS = 8
 # (first wait, longest wait) in seconds, before the jitter.
 _BACKOFF_SECONDS = {"conflict": (0.01, 0.5), "throttle": (0.1, 1.0)}
 
@@ -367,7 +370,10 @@ class UsageTable:
         what it lacks from the richest, in the reservation's own transaction (no shard admits more
         than it has, so the month admits no more than one ledger would). Refused when the shards
         together cannot hold it; read again when another call moved them meanwhile."""
-        for _ in range(3):
+        first, longest = _BACKOFF_SECONDS["conflict"]
+        for attempt in range(_BORROW_ATTEMPTS):
+            if attempt:
+                time.sleep(random.uniform(0, min(longest, first * 2**attempt)))  # nosec B311: jitter
             plan: dict[str, dict[int, int]] = {}
             for scope, sk, limit in self._scopes(hold):
                 ledgers = self._shard_ledgers(hold.tenant_id, hold.month, sk, hold.shards)
