@@ -31,6 +31,7 @@ from byom.errors import GatewayMisconfigured, InvalidRequest, NotFound
 from byom.logic import budgets, evals, invoke, recommend
 from byom.logic import stored_responses as stored
 from byom.logic.access import require_tenant_key
+from byom.logic.call_meter import Foresight
 from byom.logic.money import month_of
 from byom.logic.resilience import RetryPolicy
 from byom.metrics import CallMetrics
@@ -112,6 +113,7 @@ def invoke_store() -> invoke.InvokeStore:
         else None,
         responses=stored_responses(),
         backlog=SqsBacklog(LazyClient("sqs"), settings.meter_queue_url) if settings.meter_queue_url else None,
+        foresight=Foresight(),
         policy=RetryPolicy(
             max_attempts=settings.retry_max_attempts,
             base_seconds=settings.retry_base_seconds,

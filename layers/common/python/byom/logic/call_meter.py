@@ -13,12 +13,14 @@ settles it later (`reconcile`), exactly once, turning the hold into the cost (do
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from byom.domain import Pricing
+from byom.domain import Budget, Pricing
 from byom.errors import BudgetExceeded, ByomError, StoreUnavailable
 from byom.logic.ledger_shards import shard_of
 from byom.logic.money import (
@@ -159,6 +161,53 @@ def reconcile(usage: Ledgers, writer: ItemWriter, pending: Pending) -> bool:
     return counted
 
 
+def _same_scopes(expected: Hold, hold: Hold) -> bool:
+    """The same ledgers at the same limits: a hold reserved ahead stands for the call's own."""
+    return (expected.limit_micros, expected.key_limit_micros, expected.shard, expected.shards) == (
+        hold.limit_micros,
+        hold.key_limit_micros,
+        hold.shard,
+        hold.shards,
+    )
+
+
+@dataclass(frozen=True)
+class Foreseen:
+    """What an environment last read of a tenant's alias: enough to reserve the next call's hold
+    before its own read answers."""
+
+    budget: Budget
+    pricing: Pricing | None
+    """The dearest prices on the alias's fallback chain (what a hard budget reserves at)."""
+    max_output_tokens: int | None
+
+
+class Foresight:
+    """The last read of each tenant's alias in this environment (the most recent `size`), so a
+    warm call under a hard budget sends its reservation beside its read: one round trip before the
+    provider instead of two. Only a guess: the call's read decides (CallMeter.adopt)."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._seen: OrderedDict[tuple[str, str], Foreseen] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, tenant_id: str, alias: str) -> Foreseen | None:
+        with self._lock:
+            return self._seen.get((tenant_id, alias))
+
+    def remember(self, tenant_id: str, alias: str, foreseen: Foreseen | None) -> None:
+        """None: the alias's calls reserve nothing (no hard budget), so none is reserved ahead."""
+        with self._lock:
+            if foreseen is None:
+                self._seen.pop((tenant_id, alias), None)
+                return
+            self._seen[(tenant_id, alias)] = foreseen
+            self._seen.move_to_end((tenant_id, alias))
+            while len(self._seen) > self._size:
+                self._seen.popitem(last=False)
+
+
 class ThresholdNotifier(Protocol):
     """Announces budget thresholds (byom.dal.notify.Notifier)."""
 
@@ -217,6 +266,10 @@ class CallMeter:
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        self.give_back()
+
+    def give_back(self) -> None:
+        """Release a hold the call did not settle."""
         if self.hold is not None and not self.settled:
             self.usage.release(self.hold)
             self.hold = None
@@ -235,23 +288,48 @@ class CallMeter:
 
     # Before the provider is called
 
-    def admit(self, estimate: Estimate) -> None:
-        """Reserve the most this call can cost, or refuse it with 429 insufficient_quota."""
+    def hold_for(self, amount_micros: int) -> Hold | None:
+        """The hold this call takes for `amount_micros` under its budget; None without a hard one."""
         limit = self.hard_limit_micros
         if limit is None:
-            return
-        hold = Hold(
+            return None
+        return Hold(
             tenant_id=self.tenant_id,
             month=self.month,
             request_id=self.request_id,
             key_id=self.key_id,
-            amount_micros=estimate.cost_micros,
+            amount_micros=amount_micros,
             limit_micros=limit,
             key_limit_micros=self.key_limit_micros,
             expires_at=self.started_at + HOLD_SECONDS,
             shard=self.shard,
             shards=self.shards,
         )
+
+    def adopt(self, hold: Hold | None) -> None:
+        """A hold reserved before the call's read answered (byom.logic.call_meter.Foresight): kept
+        when it is what this call's budget, as read, would hold, else given back at once."""
+        if hold is None:
+            return
+        expected = self.hold_for(hold.amount_micros)
+        if expected is not None and expected.month == hold.month and _same_scopes(expected, hold):
+            self.hold = hold
+            return
+        try:
+            self.usage.release(hold)
+        except Exception as error:  # it stays held until a sweep gives it back (errs on the safe side)
+            logger.error("hold reserved ahead not given back", extra={"error_type": type(error).__name__})
+
+    def admit(self, estimate: Estimate) -> None:
+        """Reserve the most this call can cost, or refuse it with 429 insufficient_quota. A hold
+        reserved ahead that covers the estimate stands; one that does not is given back first."""
+        if self.hold is not None:
+            if self.hold.amount_micros >= estimate.cost_micros:
+                return
+            self.give_back()
+        hold = self.hold_for(estimate.cost_micros)
+        if hold is None:
+            return
         # The provider is not called: nothing is spent. A reservation that landed unanswered
         # stays held until a sweep gives it back (the budget errs on the safe side).
         with store_step(

@@ -36,6 +36,8 @@ from byom.logic.call_meter import (
     Backlog,
     CallMeter,
     CallMetrics,
+    Foreseen,
+    Foresight,
     Ledgers,
     ThresholdNotifier,
     keep,
@@ -49,7 +51,7 @@ from byom.logic.resilience import (
     Timing,
     call_with_fallbacks,
 )
-from byom.money import Pending
+from byom.money import BudgetState, Hold, Ledger, Pending
 from byom.observability import logger
 from byom.openai_types import ChatRequest, EmbeddingRequest, ResponsesRequest
 from byom.providers import ChatResult, EmbeddingResult, Provider, StreamEvent, Target, Usage
@@ -113,6 +115,9 @@ class InvokeStore:
     backlog: Backlog | None = None
     """The meter backlog (byom.dal.meter_backlog): settles and audit records the tables could not
     take once the provider answered, kept for the reconciler; None: such a failure fails the call."""
+    foresight: Foresight | None = None
+    """What this environment last read of each alias, to reserve a chat call's hold beside its
+    read; None: every call reserves after its read."""
 
 
 @dataclass(frozen=True)
@@ -232,18 +237,44 @@ class _Started:
     """The mode that applies to this alias: its own override, else the tenant's."""
 
 
-def _start(store: InvokeStore, call: Call, alias: str, trail: Trail) -> _Started:
+def _start(
+    store: InvokeStore, call: Call, alias: str, trail: Trail, ahead: ChatRequest | None = None
+) -> _Started:
     """The first read of a call: the alias asked for, the tenant's policy and, when metered, a
-    meter for its money. A tenant over its tokens-per-minute limit is refused here."""
+    meter for its money. A tenant over its tokens-per-minute limit is refused here.
+
+    `ahead`: the chat request, whose hold is then reserved beside the read when this environment
+    has read the alias before under a hard budget (`_reserve_ahead`); the meter keeps that hold
+    when the read confirms it, and it is given back whatever else happens here."""
     tenant_id = trail.tenant_id
     now = store.now()
-    with store_step(
-        "call read failed", "The gateway could not read this request's configuration. Try again."
-    ):
-        read = store.calls.read(tenant_id, alias, month=money.month_of(now), minute=money.minute_of(now))
+    early = _reserve_ahead(store, call, tenant_id, alias, ahead, now) if ahead is not None else None
+    try:
+        with store_step(
+            "call read failed", "The gateway could not read this request's configuration. Try again."
+        ):
+            read = store.calls.read(tenant_id, alias, month=money.month_of(now), minute=money.minute_of(now))
+        started = _started(store, call, alias, trail, read, now)
+    except BaseException:
+        if early is not None:
+            _give_back(store, early)
+        raise
+    if early is not None and started.meter is not None:
+        started.meter.adopt(early.result())
+    elif early is not None:
+        _give_back(store, early)
+    return started
+
+
+def _started(store: InvokeStore, call: Call, alias: str, trail: Trail, read: CallRead, now: int) -> _Started:
+    tenant_id = trail.tenant_id
     trail.retention_days = read.policy.retention_days
     model = _found(alias, read.model)
     target = _target(tenant_id, alias, model, read.credential)
+    if store.foresight is not None:
+        budget = read.state.budget if read.state is not None else None
+        foreseen = Foreseen(budget, target.budget_pricing, target.max_output_tokens) if budget else None
+        store.foresight.remember(tenant_id, alias, foreseen if budget and budget.hard else None)
     trail.provider, trail.provider_model = target.provider, target.model_id
     tokens_per_minute = read.policy.rate_limits.tokens_per_minute
     if tokens_per_minute is not None and read.minute_tokens >= tokens_per_minute:
@@ -267,6 +298,61 @@ def _start(store: InvokeStore, call: Call, alias: str, trail: Trail) -> _Started
         backlog=store.backlog,
     )
     return _Started(target, meter, read.policy, mode)
+
+
+# Reservations sent beside their call's read (`_reserve_ahead`): a few, as a Lambda environment
+# serves one call at a time and the local stack a few.
+_AHEAD = ThreadPoolExecutor(max_workers=16, thread_name_prefix="reserve-ahead")
+
+
+def _reserve_ahead(
+    store: InvokeStore, call: Call, tenant_id: str, alias: str, request: ChatRequest, now: int
+) -> Future[Hold | None] | None:
+    """The call's hold, reserved beside its read from what this environment last read of the
+    alias (its hard budget, the fallback chain's prices, the answer's cap), so a warm call under a
+    hard budget makes one round trip before the provider, not two. The estimate is the unscreened
+    request's; one that screening makes dearer reserves again after the read (CallMeter.admit)."""
+    foreseen = store.foresight.get(tenant_id, alias) if store.foresight is not None else None
+    if foreseen is None or store.usage is None or call.dry_run:
+        return None
+    usage = store.usage
+    estimate = money.estimate_chat(request, foreseen.pricing, foreseen.max_output_tokens)
+    meter = CallMeter(
+        usage,
+        None,
+        None,
+        tenant_id,
+        call.principal.key_id,
+        call.request_id,
+        BudgetState(foreseen.budget, Ledger()),
+        lambda: now,
+    )
+    hold = meter.hold_for(estimate.cost_micros)
+    if hold is None:
+        return None
+
+    def reserve() -> Hold | None:
+        try:
+            usage.reserve(hold)
+        except Exception as error:
+            # Refused or failed: the call reserves after its read as if nothing was tried (a
+            # reservation that landed unanswered stays held until swept, as there).
+            logger.info("reservation ahead not taken", extra={"error_type": type(error).__name__})
+            return None
+        return hold
+
+    return _AHEAD.submit(reserve)
+
+
+def _give_back(store: InvokeStore, early: Future[Hold | None]) -> None:
+    """A hold reserved ahead for a call that stopped before its meter took it."""
+    hold = early.result()
+    if hold is None or store.usage is None:
+        return
+    try:
+        store.usage.release(hold)
+    except Exception as error:  # it stays held until a sweep gives it back
+        logger.error("hold reserved ahead not given back", extra={"error_type": type(error).__name__})
 
 
 def _elapsed_ms(started: float) -> int:
@@ -439,9 +525,9 @@ def _answered(
     (with retries and fallbacks), the settlement and the cache. `replay` turns a cached answer into
     what `call` answers; `as_result` the other way round. `content`: what the tenant's content
     log keeps of the call (None: nothing), stored while the call is settled."""
-    deadline = Deadline(store.timing, store.policy.deadline_seconds)
-    key = _cache_key(store, target, kind, request)
     with _guard(meter):
+        deadline = Deadline(store.timing, store.policy.deadline_seconds)
+        key = _cache_key(store, target, kind, request)
         hit = _from_cache(store, key, target, kind, meter, trail, content)
         if hit is not None:
             return _Done(replay(hit.value), hit.answered_by, 0, response_cache.HIT, hit.cost_micros)
@@ -556,9 +642,15 @@ def _screened_chat(
 def _begin_chat(
     store: InvokeStore, call: Call, request: ChatRequest, trail: Trail
 ) -> tuple[_Started, ChatRequest, Screening, money.Estimate]:
-    """What every chat call does first: read, screen the request by the policy, bound its cost."""
-    started = _start(store, call, request.model, trail)
-    request, screening_ = _screened_chat(store, started, request, trail)
+    """What every chat call does first: read, screen the request by the policy, bound its cost.
+    A hold reserved beside the read is given back when screening refuses the request."""
+    started = _start(store, call, request.model, trail, ahead=request)
+    try:
+        request, screening_ = _screened_chat(store, started, request, trail)
+    except BaseException:
+        if started.meter is not None:
+            started.meter.give_back()
+        raise
     target = started.target
     return (
         started,
