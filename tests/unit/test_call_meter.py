@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from byom.domain import Budget, Pricing
 from byom.errors import BudgetExceeded, StoreUnavailable
-from byom.logic.call_meter import HOLD_SECONDS, CallMeter, Threshold, reconcile
+from byom.logic.call_meter import HOLD_SECONDS, CallMeter, Foreseen, Foresight, Threshold, reconcile
 from byom.logic.ledger_shards import shard_of
 from byom.logic.money import Estimate
 from byom.money import BudgetState, Hold, Ledger, Metered, Pending, ReservationRefused, Settled
@@ -345,6 +345,69 @@ def test_a_sharded_shard_past_its_part_of_a_threshold_reads_the_month_before_ann
     assert reached.names() == ["settle", "month_spend", "mark_warned"]
     assert reached.thresholds == [None]  # the month's spend was read, summed over the shards
     assert [(t.fraction, t.spent_usd) for t in notifier.sent] == [(0.5, pytest.approx(0.55))]
+
+
+def test_a_hold_reserved_ahead_that_the_read_confirms_stands_for_the_call() -> None:
+    usage = RecordingUsage()
+    ahead = _meter(RecordingUsage(), _budget(2.5, key_1=0.5)).hold_for(300_000)
+    meter = _meter(usage, _budget(2.5, key_1=0.5))
+
+    meter.adopt(ahead)
+    meter.admit(ESTIMATE)  # 200,000: the hold ahead covers it
+
+    assert (meter.hold, usage.names()) == (ahead, [])
+
+
+@pytest.mark.parametrize(
+    "budget_now",
+    [_budget(2.5), _budget(3.0, key_1=0.5), _budget(2.5, key_1=0.5).model_copy(update={"ledger_shards": 4})],
+    ids=["key-limit-gone", "limit-changed", "now-sharded"],
+)
+def test_a_hold_reserved_ahead_on_other_ledgers_than_the_read_says_is_given_back(budget_now: Budget) -> None:
+    usage = RecordingUsage()
+    ahead = _meter(RecordingUsage(), _budget(2.5, key_1=0.5)).hold_for(300_000)
+    meter = _meter(usage, budget_now)
+
+    meter.adopt(ahead)
+    meter.admit(ESTIMATE)
+
+    assert usage.names() == ["release", "reserve"]
+    assert usage.calls[0][1] == ahead
+    assert meter.hold is not None and meter.hold.amount_micros == 200_000
+
+
+def test_a_hold_reserved_ahead_smaller_than_the_estimate_is_given_back_and_reserved_again() -> None:
+    usage = RecordingUsage()
+    meter = _meter(usage, _budget())
+    ahead = meter.hold_for(100_000)
+
+    meter.adopt(ahead)
+    meter.admit(ESTIMATE)
+
+    assert usage.names() == ["release", "reserve"]
+    assert meter.hold is not None and meter.hold.amount_micros == 200_000
+
+
+def test_a_hold_reserved_ahead_is_given_back_when_the_call_stops_before_the_provider() -> None:
+    usage = RecordingUsage()
+    meter = _meter(usage, _budget())
+    ahead = meter.hold_for(300_000)
+
+    with meter:
+        meter.adopt(ahead)
+    # (a content policy refusal, a rate limit: the call never reached `admit`)
+
+    assert usage.calls == [("release", ahead)]
+
+
+def test_the_last_read_of_each_alias_is_remembered_most_recent_first() -> None:
+    foresight = Foresight(size=2)
+    seen = Foreseen(_budget(), None, 100)
+    for alias in ("a", "b", "c"):
+        foresight.remember("tnt_a", alias, seen)
+    foresight.remember("tnt_a", "b", None)  # no hard budget any more
+
+    assert [foresight.get("tnt_a", alias) for alias in ("a", "b", "c")] == [None, None, seen]
 
 
 def test_a_call_below_every_threshold_does_not_try_to_announce() -> None:

@@ -300,8 +300,8 @@ def _started(store: InvokeStore, call: Call, alias: str, trail: Trail, read: Cal
     return _Started(target, meter, read.policy, mode)
 
 
-# Reservations sent beside their call's read (`_reserve_ahead`): a few, as a Lambda environment
-# serves one call at a time and the local stack a few.
+# Reservations sent beside their call's read (`_reserve_ahead`): a Lambda environment serves one
+# call at a time; the local stack serves several side by side.
 _AHEAD = ThreadPoolExecutor(max_workers=16, thread_name_prefix="reserve-ahead")
 
 
