@@ -7,6 +7,7 @@ import math
 import os
 import statistics
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -156,6 +157,9 @@ class AwsRequests:
     replay: bool = False
     replay_any: frozenset[str] = frozenset({"dynamodb.TransactWriteItems"})
     calls: list[str] = field(default_factory=list)
+    beside: list[str] = field(default_factory=list)
+    """Of `calls`, those a call sends beside another rather than after it (its reservation, sent
+    by a `reserve-ahead` thread while its read is in flight: byom.logic.invoke._reserve_ahead)."""
     keep_bodies: bool = False
     bodies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     aws_seconds: float = 0.0
@@ -183,6 +187,7 @@ class AwsRequests:
 
     def reset(self) -> None:
         self.calls.clear()
+        self.beside.clear()
         self.bodies.clear()
         self.aws_seconds = 0.0
         self.missed = 0
@@ -190,6 +195,8 @@ class AwsRequests:
     def __call__(self, request: Any, event_name: str = "", **_: Any) -> Any:
         operation = event_name.removeprefix("before-send.")
         self.calls.append(operation)
+        if threading.current_thread().name.startswith("reserve-ahead"):
+            self.beside.append(operation)
         if self.keep_bodies:
             self.bodies.append((operation, _json_body(request.body)))
         if not self.answer:
