@@ -80,6 +80,9 @@ class Units:
     wru: float = 0.0
     rru: float = 0.0
     requests: Counter[str] = field(default_factory=Counter)
+    beside: int = 0
+    """Of the requests, those sent beside another (the reservation beside the read): no round trip
+    of their own."""
 
 
 def capacity(
@@ -205,6 +208,7 @@ def measure(calls: int) -> list[Scenario]:
                 sent = list(hook.bodies)  # before the table scans below
                 stored, keys = _stored_sizes(dynamodb)
                 units = capacity(sent, stored, keys)
+                units.beside = len(hook.beside)
                 results.append(Scenario(scenario.label, units, logged.bytes / calls + PLATFORM_LOG_BYTES))
             stop()
     finally:
@@ -214,6 +218,7 @@ def measure(calls: int) -> list[Scenario]:
         scenario.units.wru /= calls
         scenario.units.rru /= calls
         scenario.units.requests = Counter({k: v // calls for k, v in scenario.units.requests.items()})
+        scenario.units.beside //= calls
     return results
 
 
@@ -270,7 +275,9 @@ def report(results: list[Scenario], calls: int, provider_seconds: float, own_ms:
         )
     )
     hard = results[-1]
-    round_trips = sum(n for op, n in hard.units.requests.items() if op.startswith("dynamodb."))
+    round_trips = (
+        sum(n for op, n in hard.units.requests.items() if op.startswith("dynamodb.")) - hard.units.beside
+    )
     seconds = provider_seconds + (own_ms + round_trips * ROUND_TRIP_MS) / 1000
     lambda_label = (
         f"Lambda (1 GB arm64, {seconds * 1000:.0f} ms: the provider's {provider_seconds:g} s and ours)"
