@@ -21,6 +21,7 @@ from botocore.exceptions import ClientError
 
 from byom.dal.aws import LazyClient, error_code, from_item, to_item, typed_request
 from byom.domain import MAX_LEDGER_SHARDS, Budget
+from byom.errors import StoreUnavailable
 from byom.logic.ledger_shards import ShardLedger, moves, resplit, share
 from byom.money import FELL_BACK, BudgetState, Hold, Ledger, Metered, ReservationRefused, Settled
 from byom.observability import logger
@@ -208,7 +209,7 @@ class UsageTable:
             if not pending:
                 return items
             time.sleep(0.05)
-        raise RuntimeError("the usage table left keys unread")
+        raise StoreUnavailable("The usage table is too busy to read the tenant's ledger. Try again.")
 
     def _resplit(
         self, tenant_id: str, month: str, sk: str, limit_micros: int, shards: int, used: int
@@ -236,13 +237,11 @@ class UsageTable:
                         "attribute_not_exists(committed_micros) OR committed_micros <= :limit"
                     )
                 items.append((f"shard#{shard}", typed_request({"Update": update})))
-            try:
-                self._transact(items)
+            if self._transact_unless_moved(items):
                 return
-            except ClientError as error:
-                if not _failed(error, items):
-                    raise
-        raise RuntimeError("the month's ledger shards kept moving while the budget was set")
+        raise StoreUnavailable(
+            "The budget could not be applied: the tenant's calls kept moving its ledger. Try again."
+        )
 
     def delete_budget(self, tenant_id: str) -> None:
         self._table.delete_item(Key={"pk": tenant_id, "sk": BUDGET})
@@ -382,13 +381,8 @@ class UsageTable:
                     left = sum(max(ledger.remaining(limit, hold.shards), 0) for ledger in ledgers)
                     raise ReservationRefused(scope, left)
                 plan[scope] = moved
-            items = self._reservation(hold, plan)
-            try:
-                self._transact(items)
+            if self._transact_unless_moved(self._reservation(hold, plan)):
                 return
-            except ClientError as error:
-                if not _failed(error, items):
-                    raise
         raise refused
 
     def settle(
@@ -692,6 +686,17 @@ class UsageTable:
             if "LastEvaluatedKey" not in page:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _transact_unless_moved(self, items: Labelled) -> bool:
+        """The transaction, or False when one of its conditions failed: another call moved the
+        items since they were read."""
+        try:
+            self._transact(items)
+        except ClientError as error:
+            if not _failed(error, items):
+                raise
+            return False
+        return True
 
     def _transact(self, items: Labelled) -> None:
         if len({label for label, _ in items}) != len(items):
