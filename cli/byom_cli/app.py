@@ -390,12 +390,18 @@ def budget_set(
         list[float] | None, typer.Option(min=0, max=1, help="A warning fraction; repeat. Default 0.5, 0.8.")
     ] = None,
     hard: Annotated[bool, typer.Option("--hard/--soft", help="Refuse calls past the limit.")] = True,
+    ledger_shards: Annotated[
+        int | None,
+        typer.Option(min=1, max=32, help="Ledger items the month is split over: ~50 calls/s each."),
+    ] = None,
     tenant: TenantOpt = None,
     as_json: Json = False,
 ) -> None:
     body: dict[str, Any] = {"monthly_limit_usd": limit_usd, "hard": hard}
     if warn_at:
         body["warn_at"] = warn_at
+    if ledger_shards is not None:
+        body["ledger_shards"] = ledger_shards
     _show(_gateway(ctx).put(_tenant_path(tenant, "budget"), body), as_json, "Budget set")
 
 

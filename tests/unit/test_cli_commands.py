@@ -168,6 +168,20 @@ def test_usage_asks_for_the_month_and_grouping(env: dict[str, str]) -> None:
     assert dict(server.requests[0].url.params) == {"month": "2026-11", "group_by": "day"}
 
 
+def test_budget_set_sends_the_limit_and_the_ledger_shards(env: dict[str, str]) -> None:
+    server = Server(answer(200, {"monthly_limit_usd": 5000, "hard": True, "ledger_shards": 20}))
+
+    result = run(server, ["budget", "set", "--limit", "5000", "--ledger-shards", "20", "-t", "t1"], env)
+
+    assert result.exit_code == 0, result.output
+    assert server.requests[0].method == "PUT"
+    assert json.loads(server.requests[0].content) == {
+        "monthly_limit_usd": 5000,
+        "hard": True,
+        "ledger_shards": 20,
+    }
+
+
 def test_tenant_commands_say_which_tenant_is_missing(env: dict[str, str]) -> None:
     result = run(Server(answer(200, {})), ["keys", "list"], env)
 
