@@ -23,7 +23,7 @@ GATES_TEMPLATE := $(GATES_OUT)/ByomGateway.template.json
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION=1
 export PYTHONDONTWRITEBYTECODE=1
 
-.PHONY: install run demo test check test-runtime lint format synth layers deploy bench clean automation-example
+.PHONY: install run demo test check test-runtime runtime-venv lint format synth layers deploy bench clean automation-example
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt layers/deps/requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,18 +42,26 @@ run: install
 demo: install
 	$(PY) -m local_stack --demo
 
-# The main suite starts at once (it begins with tests/e2e, which mostly waits on the local stack);
-# the gates (`make check`) and then the runtime's own Python (test-runtime) run beside it on the
-# other core, each logged to build/. Any of the three failing fails `make test` (docs/testing.md).
-test: install
+# Two lanes, one per core (docs/testing.md). The two Pythons' virtualenvs are built at once; then
+# the main lane runs MAIN_TESTS on this Python: the end-to-end tests (the local stack runs the
+# handlers on it), the local stack's own tests and the infrastructure tests. Beside it, logged to
+# build/, the Lambda runtime's Python runs the rest of tests/unit and tests/integration
+# (test-runtime), then the gates (`make check`). Every test runs once; any lane failing fails
+# `make test`. `pytest` alone still runs every folder on this Python.
+MAIN_TESTS ?= tests/e2e tests/integration/local_stack tests/unit/local_stack tests/infra
+RUNTIME_TESTS ?= tests/unit tests/integration --ignore=tests/unit/local_stack --ignore=tests/integration/local_stack
+test:
 	@mkdir -p build
-	@{ $(MAKE) --no-print-directory check > build/check.log 2>&1; gates=$$?; \
-	   $(MAKE) --no-print-directory test-runtime > build/test-runtime.log 2>&1; rt=$$?; \
-	   test $$gates -eq 0 || exit 2; test $$rt -eq 0 || exit 1; } & beside=$$!; \
-	$(PY) -m pytest; main=$$?; \
+	@$(MAKE) --no-print-directory runtime-venv > build/runtime-venv.log 2>&1 & venv=$$!; \
+	$(MAKE) --no-print-directory install; installed=$$?; wait $$venv; test $$installed -eq 0 || exit 1; \
+	{ $(MAKE) --no-print-directory test-runtime > build/test-runtime.log 2>&1; rt=$$?; \
+	  $(MAKE) --no-print-directory check > build/check.log 2>&1; gates=$$?; \
+	  test $$gates -eq 0 || exit 2; test $$rt -eq 0 || exit 1; } & beside=$$!; \
+	$(PY) -m pytest $(MAIN_TESTS); main=$$?; \
 	wait $$beside; side=$$?; \
 	echo "--- security gates (build/check.log):"; tail -n 15 build/check.log; \
-	echo "--- tests on the Lambda runtime's Python (build/test-runtime.log):"; tail -n 25 build/test-runtime.log; \
+	echo "--- unit and integration tests on the Lambda runtime's Python (build/test-runtime.log):"; \
+	tail -n 25 build/test-runtime.log; \
 	test $$side -ne 2 || echo "make test: the security gates failed (build/check.log)"; \
 	test $$side -ne 1 || echo "make test: the tests on the runtime's Python failed (build/test-runtime.log)"; \
 	test $$main -eq 0 && test $$side -eq 0
@@ -75,12 +83,17 @@ $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION):
 	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check 'checkov==$(CHECKOV_VERSION)'
 	touch $@
 
+# RUNTIME_TESTS on the Lambda runtime's Python; on this one when the machine has no such
+# interpreter, so that they still run once in `make test`.
 ifeq ($(strip $(RUNTIME_PYTHON)),)
-test-runtime:
-	@echo "note: no Python $(LAYER_PYTHON) on this machine (PATH or pyenv): the tests ran on $$($(PY) -V) only"
+runtime-venv:
+test-runtime: install
+	@echo "note: no Python $(LAYER_PYTHON) on this machine (PATH or pyenv): these tests run on $$($(PY) -V)"
+	$(PY) -m pytest $(RUNTIME_TESTS) -q
 else
+runtime-venv: $(RUNTIME_VENV)/.installed
 test-runtime: $(RUNTIME_VENV)/.installed
-	$(RUNTIME_VENV)/bin/python -m pytest tests/unit tests/integration -q
+	$(RUNTIME_VENV)/bin/python -m pytest $(RUNTIME_TESTS) -q
 
 $(RUNTIME_VENV)/.installed: requirements.txt requirements-dev.txt layers/deps/requirements.txt
 	test -x $(RUNTIME_VENV)/bin/python || $(RUNTIME_PYTHON) -m venv $(RUNTIME_VENV)
