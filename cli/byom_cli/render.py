@@ -18,6 +18,11 @@ TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 EVENT_LINES = 5
 
 
+def _field(name: str, value: Any) -> str:
+    """A field's value: `*_at` numbers as UTC times (`warn_at`, a list of fractions, is no time)."""
+    return when(value) if name.endswith("_at") and not isinstance(value, list) else cell(value)
+
+
 def when(seconds: Any) -> str:
     """A UTC time; 0 is how the API says "never set"."""
     if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0:
@@ -52,7 +57,7 @@ def table(rows: list[dict[str, Any]], columns: list[str], title: str | None = No
     for column in columns:
         out.add_column(column, overflow="fold")
     for row in rows:
-        out.add_row(*(when(row.get(c)) if c.endswith("_at") else cell(row.get(c)) for c in columns))
+        out.add_row(*(_field(c, row.get(c)) for c in columns))
     return out
 
 
@@ -62,7 +67,7 @@ def record(body: dict[str, Any], title: str | None = None) -> Table:
     out.add_column("field", style="bold")
     out.add_column("value", overflow="fold")
     for name, value in body.items():
-        out.add_row(name, when(value) if name.endswith("_at") else cell(value))
+        out.add_row(name, _field(name, value))
     return out
 
 

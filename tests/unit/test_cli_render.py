@@ -127,3 +127,10 @@ def test_an_admin_record_shows_its_action_where_a_call_shows_its_route() -> None
 
     assert "chat.completions" in shown
     assert "PUT /admin/tenants/{tenant_id}/budget" in shown
+
+
+def test_a_budgets_warn_at_fractions_are_shown_not_taken_for_a_time() -> None:
+    text = text_of(render.record({"warn_at": [0.5, 0.8], "updated_at": 1_796_178_177}))
+
+    assert "0.5, 0.8" in text
+    assert "2026-12-02" in text
