@@ -465,22 +465,31 @@ def served_usage(monkeypatch: pytest.MonkeyPatch) -> Iterator[UsageTable]:
     server.stop()
 
 
-def test_fifty_concurrent_reservations_admit_exactly_what_the_limit_holds(served_usage: UsageTable) -> None:
+def reserve_at_once(usage: UsageTable, holds: list[Hold]) -> tuple[list[str], list[int | None]]:
+    """The holds reserved by one thread each, all at once: the request ids admitted, and what
+    remained by each refusal."""
     admitted: list[str] = []
     refused: list[int | None] = []
 
-    def reserve(n: int) -> None:
+    def reserve(hold: Hold) -> None:
         try:
-            served_usage.reserve(Hold("tnt_a", "2026-11", f"r{n}", "key_1", 70_000, 1_000_000, None, 10**10))
-            admitted.append(f"r{n}")
+            usage.reserve(hold)
+            admitted.append(hold.request_id)
         except ReservationRefused as error:
             refused.append(error.remaining_micros)
 
-    threads = [threading.Thread(target=reserve, args=(n,)) for n in range(50)]
+    threads = [threading.Thread(target=reserve, args=(hold,)) for hold in holds]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return admitted, refused
+
+
+def test_fifty_concurrent_reservations_admit_exactly_what_the_limit_holds(served_usage: UsageTable) -> None:
+    holds = [Hold("tnt_a", "2026-11", f"r{n}", "key_1", 70_000, 1_000_000, None, 10**10) for n in range(50)]
+
+    admitted, refused = reserve_at_once(served_usage, holds)
 
     ledger = _ledger(served_usage, "2026-11")
     assert (len(admitted), len(refused)) == (14, 36)  # 14 x 70,000 <= 1,000,000 < 15 x 70,000

@@ -7,7 +7,6 @@ concurrent reservations really race on the shards' items."""
 from __future__ import annotations
 
 import calendar
-import threading
 from typing import Any
 
 import pytest
@@ -22,7 +21,16 @@ from byom.providers import Usage
 
 from tests.integration.conftest import Api
 from tests.integration.fake_openai import Gateway, gateway, loopback
-from tests.integration.test_budgets import PRICING, _budget, _chat, _usage, served_usage, tenant, upstream
+from tests.integration.test_budgets import (
+    PRICING,
+    _budget,
+    _chat,
+    _usage,
+    reserve_at_once,
+    served_usage,
+    tenant,
+    upstream,
+)
 
 __all__ = ["gateway", "loopback", "served_usage", "tenant", "upstream"]  # shared fixtures
 
@@ -87,21 +95,8 @@ def test_fifty_concurrent_reservations_on_four_shards_admit_exactly_what_the_lim
 ) -> None:
     if set_this_month:
         _set_budget(served_usage, 4)
-    admitted: list[str] = []
-    refused: list[int | None] = []
 
-    def reserve(n: int) -> None:
-        try:
-            served_usage.reserve(_hold(f"r{n}", 70_000, 4))
-            admitted.append(f"r{n}")
-        except ReservationRefused as error:
-            refused.append(error.remaining_micros)
-
-    threads = [threading.Thread(target=reserve, args=(n,)) for n in range(50)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    admitted, refused = reserve_at_once(served_usage, [_hold(f"r{n}", 70_000, 4) for n in range(50)])
 
     month = _month(served_usage)
     # As on one ledger: 14 x 70,000 <= 1,000,000 < 15 x 70,000, though a shard's share holds 3.
