@@ -372,7 +372,7 @@ class UsageTable:
         first, longest = _BACKOFF_SECONDS["conflict"]
         for attempt in range(_BORROW_ATTEMPTS):
             if attempt:
-                time.sleep(random.uniform(0, min(longest, first * 2**attempt)))  # nosec B311: jitter
+                time.sleep(random.uniform(0, min(longest, first * 2**attempt)))  # nosec B311  # jitter, not a secret
             plan: dict[str, dict[int, int]] = {}
             for scope, sk, limit in self._scopes(hold):
                 ledgers = self._shard_ledgers(hold.tenant_id, hold.month, sk, hold.shards)
@@ -710,7 +710,7 @@ class UsageTable:
             except ClientError as error:
                 reason = _transient(error)
                 first, longest = _BACKOFF_SECONDS["throttle" if reason in _THROTTLES else "conflict"]
-                wait = random.uniform(0, min(longest, first * 2**attempt))  # nosec B311: jitter
+                wait = random.uniform(0, min(longest, first * 2**attempt))  # nosec B311  # jitter, not a secret
                 last = attempt == _TRANSACT_ATTEMPTS - 1 or waited + wait > _BACKOFF_BUDGET_SECONDS
                 if reason is None or last:
                     raise
