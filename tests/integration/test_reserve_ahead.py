@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from byom.dal import aws as aws_clients
 
-from tests.integration.conftest import Api
+from tests.integration.conftest import Api, tenant_context
 from tests.integration.fake_openai import FakeOpenAI, Gateway, gateway, loopback
 from tests.integration.test_budgets import HELLO, _budget, _chat, _usage, tenant, upstream
 
@@ -155,3 +155,28 @@ def test_a_read_that_fails_gives_the_hold_reserved_ahead_back(
     budget = _spent(admin_api, tenant)
     assert (budget["spent_usd"], budget["reserved_usd"]) == (pytest.approx(0.01), 0)
     assert len(upstream.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", HELLO | {"stream": True}),
+        ("/v1/responses", {"model": "chat", "input": "Hello", "max_output_tokens": 10}),
+    ],
+    ids=["stream", "responses"],
+)
+def test_a_stream_and_a_response_keep_the_hold_reserved_ahead_until_they_settle(
+    admin_api: Api, gateway: Gateway, tenant: str, requests: Requests, path: str, body: dict[str, Any]
+) -> None:
+    _budget(admin_api, tenant, 1)
+    assert _chat(gateway, tenant)[0] == 200
+    requests.sent.clear()
+
+    status, _, _ = gateway(path, body, tenant_context(tenant, "developer", "key_test"))
+
+    own, beside = requests.by_thread()
+    assert status == 200
+    assert beside == ["TransactWriteItems"]
+    assert own.count("TransactWriteItems") == 1  # the settle: the hold reserved ahead stood
+    budget = _spent(admin_api, tenant)
+    assert (budget["spent_usd"], budget["reserved_usd"]) == (pytest.approx(0.02), 0)
