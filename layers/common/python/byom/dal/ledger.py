@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from byom.dal.aws import LazyClient, error_code, from_item, to_item, typed_request
 from byom.domain import MAX_LEDGER_SHARDS, Budget
 from byom.errors import StoreUnavailable
-from byom.logic.ledger_shards import ShardLedger, moves, resplit, share
+from byom.logic.ledger_shards import ShardLedger, closes, moves, resplit, share
 from byom.money import FELL_BACK, BudgetState, Hold, Ledger, Metered, ReservationRefused, Settled
 from byom.observability import logger
 
@@ -179,13 +179,18 @@ class UsageTable:
         shards = [int(item["pk"].rsplit("#s", 1)[1]) for item in found if "#s" in item["pk"]]
         return max(shards, default=0) + 1
 
-    def _shard_ledgers(self, tenant_id: str, month: str, sk: str, shards: int) -> list[ShardLedger]:
-        """The scope's ledger on each of the month's shards, read consistently."""
+    def _shard_items(self, tenant_id: str, month: str, sk: str, shards: int) -> list[dict[str, Any] | None]:
+        """The scope's item on each of the month's shards (None where not written), read
+        consistently in one request."""
         keys = [{"pk": shard_pk(tenant_id, month, i), "sk": sk} for i in range(shards)]
         by_pk = {item["pk"]: item for item in self._get_many(keys, None, consistent=True)}
+        return [by_pk.get(shard_pk(tenant_id, month, i)) for i in range(shards)]
+
+    def _shard_ledgers(self, tenant_id: str, month: str, sk: str, shards: int) -> list[ShardLedger]:
+        """The scope's ledger on each of the month's shards, read consistently."""
         ledgers = []
-        for i in range(shards):
-            ledger = ledger_of(by_pk.get(shard_pk(tenant_id, month, i)))
+        for i, item in enumerate(self._shard_items(tenant_id, month, sk, shards)):
+            ledger = ledger_of(item)
             ledgers.append(
                 ShardLedger(i, ledger.spent_micros, ledger.committed_micros, ledger.remaining_micros)
             )
@@ -220,7 +225,7 @@ class UsageTable:
         for _ in range(5):
             ledgers = self._shard_ledgers(tenant_id, month, sk, used)
             targets = resplit(ledgers, limit_micros, shards)
-            closed = limit_micros < sum(ledger.committed_micros for ledger in ledgers)
+            closed = closes(ledgers, limit_micros)
             items: Labelled = []
             for shard, target in targets.items():
                 update: dict[str, Any] = {
@@ -626,13 +631,8 @@ class UsageTable:
     def month_spend(self, tenant_id: str, month: str, shards: int) -> tuple[int, frozenset[str]]:
         """A sharded month's spend, summed over its shards (read consistently), and the thresholds
         already announced (kept on shard 0's ledger)."""
-        ledgers = self._shard_ledgers(tenant_id, month, TOTAL, shards)
-        warned = self._get_many(
-            [{"pk": month_pk(tenant_id, month), "sk": TOTAL}], ["warned"], consistent=True
-        )
-        return sum(ledger.spent_micros for ledger in ledgers), frozenset(
-            warned[0].get("warned", ()) if warned else ()
-        )
+        ledgers = [ledger_of(item) for item in self._shard_items(tenant_id, month, TOTAL, shards)]
+        return sum(ledger.spent_micros for ledger in ledgers), ledgers[0].warned
 
     def mark_warned(self, tenant_id: str, month: str, label: str, threshold_micros: int | None) -> bool:
         """Record that a `warn_at` fraction was announced; True for exactly one caller per month,

@@ -46,6 +46,11 @@ class ShardLedger:
         return self.remaining_micros
 
 
+def closes(ledgers: list[ShardLedger], limit_micros: int) -> bool:
+    """A limit under what the shards have committed: a re-split closes every shard (`resplit`)."""
+    return limit_micros < sum(ledger.committed_micros for ledger in ledgers)
+
+
 def resplit(ledgers: list[ShardLedger], limit_micros: int, shards: int) -> dict[int, int]:
     """Each shard's new limit, so that the month as a whole has `limit_micros`.
 
@@ -54,10 +59,9 @@ def resplit(ledgers: list[ShardLedger], limit_micros: int, shards: int) -> dict[
     so none admits more than the month has. When the limit is under what is committed, every shard
     is closed at what it has spent: holds given back then free nothing, so no shard admits a call
     while the month is over. (The month errs on the safe side until the budget is set again.)"""
-    committed = sum(ledger.committed_micros for ledger in ledgers)
-    if limit_micros < committed:
+    if closes(ledgers, limit_micros):
         return {ledger.shard: ledger.spent_micros for ledger in ledgers}
-    headroom = limit_micros - committed
+    headroom = limit_micros - sum(ledger.committed_micros for ledger in ledgers)
     return {
         ledger.shard: ledger.committed_micros
         + (share(headroom, shards, ledger.shard) if ledger.shard < shards else 0)
