@@ -17,7 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from byom.domain import Budget, Pricing
@@ -161,14 +161,13 @@ def reconcile(usage: Ledgers, writer: ItemWriter, pending: Pending) -> bool:
     return counted
 
 
-def _same_scopes(expected: Hold, hold: Hold) -> bool:
-    """The same ledgers at the same limits: a hold reserved ahead stands for the call's own."""
-    return (expected.limit_micros, expected.key_limit_micros, expected.shard, expected.shards) == (
-        hold.limit_micros,
-        hold.key_limit_micros,
-        hold.shard,
-        hold.shards,
-    )
+def give_back_ahead(usage: Ledgers, hold: Hold) -> None:
+    """Release a hold reserved ahead that its call does not keep; one that cannot be released stays
+    held until a sweep gives it back (the budget errs on the safe side)."""
+    try:
+        usage.release(hold)
+    except Exception as error:
+        logger.error("hold reserved ahead not given back", extra={"error_type": type(error).__name__})
 
 
 @dataclass(frozen=True)
@@ -312,13 +311,11 @@ class CallMeter:
         if hold is None:
             return
         expected = self.hold_for(hold.amount_micros)
-        if expected is not None and expected.month == hold.month and _same_scopes(expected, hold):
+        # The same hold but for when it expires (the two meters started a moment apart).
+        if expected is not None and replace(hold, expires_at=expected.expires_at) == expected:
             self.hold = hold
             return
-        try:
-            self.usage.release(hold)
-        except Exception as error:  # it stays held until a sweep gives it back (errs on the safe side)
-            logger.error("hold reserved ahead not given back", extra={"error_type": type(error).__name__})
+        give_back_ahead(self.usage, hold)
 
     def admit(self, estimate: Estimate) -> None:
         """Reserve the most this call can cost, or refuse it with 429 insufficient_quota. A hold

@@ -40,6 +40,7 @@ from byom.logic.call_meter import (
     Foresight,
     Ledgers,
     ThresholdNotifier,
+    give_back_ahead,
     keep,
     store_step,
 )
@@ -273,8 +274,10 @@ def _started(store: InvokeStore, call: Call, alias: str, trail: Trail, read: Cal
     target = _target(tenant_id, alias, model, read.credential)
     if store.foresight is not None:
         budget = read.state.budget if read.state is not None else None
-        foreseen = Foreseen(budget, target.budget_pricing, target.max_output_tokens) if budget else None
-        store.foresight.remember(tenant_id, alias, foreseen if budget and budget.hard else None)
+        foreseen = None
+        if budget is not None and budget.hard:
+            foreseen = Foreseen(budget, target.budget_pricing, target.max_output_tokens)
+        store.foresight.remember(tenant_id, alias, foreseen)
     trail.provider, trail.provider_model = target.provider, target.model_id
     tokens_per_minute = read.policy.rate_limits.tokens_per_minute
     if tokens_per_minute is not None and read.minute_tokens >= tokens_per_minute:
@@ -347,12 +350,8 @@ def _reserve_ahead(
 def _give_back(store: InvokeStore, early: Future[Hold | None]) -> None:
     """A hold reserved ahead for a call that stopped before its meter took it."""
     hold = early.result()
-    if hold is None or store.usage is None:
-        return
-    try:
-        store.usage.release(hold)
-    except Exception as error:  # it stays held until a sweep gives it back
-        logger.error("hold reserved ahead not given back", extra={"error_type": type(error).__name__})
+    if hold is not None and store.usage is not None:
+        give_back_ahead(store.usage, hold)
 
 
 def _elapsed_ms(started: float) -> int:
