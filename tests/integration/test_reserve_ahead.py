@@ -43,15 +43,21 @@ def requests(aws: dict[str, str]) -> Iterator[Requests]:
     client.meta.events.unregister("before-send.dynamodb", seen)
 
 
-def _spent(admin_api: Api, tenant: str) -> dict[str, Any]:
-    return _usage(admin_api, tenant)["budget"]
+def _warm(admin_api: Api, gateway: Gateway, tenant: str, limit_usd: float = 1) -> None:
+    """A hard budget, and one call: the environment has read the alias under it."""
+    _budget(admin_api, tenant, limit_usd)
+    assert _chat(gateway, tenant)[0] == 200
+
+
+def _assert_spent_and_nothing_held(admin_api: Api, tenant: str, spent_usd: float) -> None:
+    budget = _usage(admin_api, tenant)["budget"]
+    assert (budget["spent_usd"], budget["reserved_usd"]) == (pytest.approx(spent_usd), 0)
 
 
 def test_a_warm_call_reserves_beside_its_read(
     admin_api: Api, gateway: Gateway, tenant: str, requests: Requests
 ) -> None:
-    _budget(admin_api, tenant, 1)
-    assert _chat(gateway, tenant)[0] == 200  # the environment reads the alias for the first time
+    _warm(admin_api, gateway, tenant)  # the environment reads the alias for the first time
     requests.sent.clear()
 
     status, _, headers = _chat(gateway, tenant)
@@ -60,29 +66,25 @@ def test_a_warm_call_reserves_beside_its_read(
     assert status == 200
     assert own == ["BatchGetItem", "TransactWriteItems"]  # the read, then the settle
     assert beside == ["TransactWriteItems"]  # the reservation, sent while the read was in flight
-    budget = _spent(admin_api, tenant)
-    assert (budget["spent_usd"], budget["reserved_usd"]) == (pytest.approx(0.02), 0)
+    _assert_spent_and_nothing_held(admin_api, tenant, 0.02)
     assert headers["x-byom-cost-usd"] == "0.010000"
 
 
 def test_a_budget_no_longer_hard_gives_the_hold_reserved_ahead_back(
     admin_api: Api, gateway: Gateway, tenant: str
 ) -> None:
-    _budget(admin_api, tenant, 1)
-    assert _chat(gateway, tenant)[0] == 200
+    _warm(admin_api, gateway, tenant)
     _budget(admin_api, tenant, 1, hard=False)
 
     assert _chat(gateway, tenant)[0] == 200
 
-    budget = _spent(admin_api, tenant)
-    assert (budget["spent_usd"], budget["reserved_usd"]) == (pytest.approx(0.02), 0)
+    _assert_spent_and_nothing_held(admin_api, tenant, 0.02)
 
 
 def test_a_dearer_alias_than_last_read_reserves_again_after_the_read(
     admin_api: Api, gateway: Gateway, tenant: str, requests: Requests
 ) -> None:
-    _budget(admin_api, tenant, 1)
-    assert _chat(gateway, tenant)[0] == 200
+    _warm(admin_api, gateway, tenant)
     dearer = {
         "alias": "chat",
         "provider": "openai_compatible",
@@ -102,15 +104,13 @@ def test_a_dearer_alias_than_last_read_reserves_again_after_the_read(
     # Reserved ahead at the old prices, given back, reserved again at the new ones, then settled.
     assert beside == ["TransactWriteItems"]
     assert own == ["BatchGetItem", "TransactWriteItems", "TransactWriteItems", "TransactWriteItems"]
-    budget = _spent(admin_api, tenant)
-    assert (budget["spent_usd"], budget["reserved_usd"]) == (pytest.approx(0.11), 0)
+    _assert_spent_and_nothing_held(admin_api, tenant, 0.11)
 
 
 def test_a_request_refused_after_its_read_gives_the_hold_reserved_ahead_back(
     admin_api: Api, gateway: Gateway, tenant: str
 ) -> None:
-    _budget(admin_api, tenant, 1)
-    assert _chat(gateway, tenant)[0] == 200
+    _warm(admin_api, gateway, tenant)
     policy = {"redaction": {"mode": "block"}}
     assert admin_api("PUT", f"/admin/tenants/{tenant}/policy", policy)[0] == 200
     blocked = HELLO | {"messages": [{"role": "user", "content": "Mail me at jane.doe@example.com"}]}
@@ -118,28 +118,24 @@ def test_a_request_refused_after_its_read_gives_the_hold_reserved_ahead_back(
     status, body, _ = _chat(gateway, tenant, blocked)
 
     assert (status, body["error"]["code"]) == (400, "content_policy_violation")
-    budget = _spent(admin_api, tenant)
-    assert (budget["spent_usd"], budget["reserved_usd"]) == (pytest.approx(0.01), 0)
+    _assert_spent_and_nothing_held(admin_api, tenant, 0.01)
 
 
 def test_a_reservation_ahead_the_budget_refuses_is_answered_as_any_refusal(
     admin_api: Api, gateway: Gateway, tenant: str, upstream: FakeOpenAI
 ) -> None:
-    _budget(admin_api, tenant, 0.06)  # a call holds $0.057: the second does not fit beside $0.01 spent
-    assert _chat(gateway, tenant)[0] == 200
+    _warm(admin_api, gateway, tenant, 0.06)  # a call holds $0.057: a second does not fit beside $0.01 spent
 
     status, body, _ = _chat(gateway, tenant)
 
     assert (status, body["error"]["code"]) == (429, "insufficient_quota")
-    budget = _spent(admin_api, tenant)
-    assert (budget["spent_usd"], budget["reserved_usd"]) == (pytest.approx(0.01), 0)
+    _assert_spent_and_nothing_held(admin_api, tenant, 0.01)
 
 
 def test_a_read_that_fails_gives_the_hold_reserved_ahead_back(
     admin_api: Api, gateway: Gateway, tenant: str, upstream: FakeOpenAI
 ) -> None:
-    _budget(admin_api, tenant, 1)
-    assert _chat(gateway, tenant)[0] == 200
+    _warm(admin_api, gateway, tenant)
     client = aws_clients.client("dynamodb")
 
     def refuse(**_: Any) -> None:
@@ -152,8 +148,7 @@ def test_a_read_that_fails_gives_the_hold_reserved_ahead_back(
         client.meta.events.unregister("before-call.dynamodb.BatchGetItem", refuse)
 
     assert (status, body["error"]["code"]) == (503, "store_unavailable")
-    budget = _spent(admin_api, tenant)
-    assert (budget["spent_usd"], budget["reserved_usd"]) == (pytest.approx(0.01), 0)
+    _assert_spent_and_nothing_held(admin_api, tenant, 0.01)
     assert len(upstream.requests) == 1
 
 
@@ -168,8 +163,7 @@ def test_a_read_that_fails_gives_the_hold_reserved_ahead_back(
 def test_a_stream_and_a_response_keep_the_hold_reserved_ahead_until_they_settle(
     admin_api: Api, gateway: Gateway, tenant: str, requests: Requests, path: str, body: dict[str, Any]
 ) -> None:
-    _budget(admin_api, tenant, 1)
-    assert _chat(gateway, tenant)[0] == 200
+    _warm(admin_api, gateway, tenant)
     requests.sent.clear()
 
     status, _, _ = gateway(path, body, tenant_context(tenant, "developer", "key_test"))
@@ -178,5 +172,4 @@ def test_a_stream_and_a_response_keep_the_hold_reserved_ahead_until_they_settle(
     assert status == 200
     assert beside == ["TransactWriteItems"]
     assert own.count("TransactWriteItems") == 1  # the settle: the hold reserved ahead stood
-    budget = _spent(admin_api, tenant)
-    assert (budget["spent_usd"], budget["reserved_usd"]) == (pytest.approx(0.02), 0)
+    _assert_spent_and_nothing_held(admin_api, tenant, 0.02)
